@@ -1,0 +1,18 @@
+"""Progress bars over Prefect futures, so long stages show how far they are."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from prefect.futures import PrefectFuture, as_completed
+from tqdm import tqdm
+
+
+def gather(futures: Sequence[PrefectFuture], desc: str) -> list[Any]:
+    """Results in submission order, with a progress bar advancing as tasks finish."""
+    index = {id(f): i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    with tqdm(total=len(futures), desc=desc, unit="shard") as bar:
+        for fut in as_completed(list(futures)):
+            results[index[id(fut)]] = fut.result()
+            bar.update(1)
+    return results

@@ -1,0 +1,133 @@
+"""The pipeline configuration: one typed section per stage, loaded from YAML plus overrides.
+
+Problems are gathered and raised together, each naming the key and the fix, before any
+server, Ray worker or DeepSpeed engine starts.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.config import ModelConfig
+from tasks.curation.config import CurationConfig
+from tasks.evaluation.config import EvaluationConfig
+from tasks.tokenization.config import TokenizationConfig
+from tasks.training.config import TrainingConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user must fix; the message lists every problem found."""
+
+
+class RuntimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prefect_host: str = Field("127.0.0.1", description="Bind address of the local Prefect server.")
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    prefect_api_url: str | None = Field(
+        None, description="Use this Prefect API instead of starting a local server."
+    )
+    ray_address: str | None = Field(None, description="Join this Ray cluster instead of a local one.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local Ray instance.")
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str | None = Field(None, description="Defaults to a timestamp.")
+    runs_dir: str = "runs"
+    seed: int = 0
+    runtime: RuntimeConfig = RuntimeConfig()
+    curation: CurationConfig = CurationConfig()
+    tokenization: TokenizationConfig = TokenizationConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def resolved_run_id(self) -> str:
+        return self.run_id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+PRESETS = ("demo", "debug")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def preset_path(name: str) -> Path:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
+    return Path(str(resources.files("infra") / "presets" / f"{name}.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} not found; pass an existing YAML file or a preset name "
+            f"({', '.join(PRESETS)})"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{item}' must look like section.key=value")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
+        node = child
+    # YAML parsing gives ints, floats, bools, null and lists the same meaning as in files.
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent: Any = model
+        for part in err["loc"][:-1]:
+            field = parent.model_fields.get(str(part)) if isinstance(parent, type) else None
+            parent = field.annotation if field is not None else None
+        valid = sorted(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
+        return f"unknown key '{loc}'{hint}"
+    return f"'{loc}': {err['msg']} (got {err.get('input')!r})"
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load a preset name or YAML path (default: the demo preset), apply `--set` overrides, validate."""
+    source = source or "demo"
+    path = preset_path(str(source)) if str(source) in PRESETS else Path(source)
+    data = copy.deepcopy(_read_yaml(path))
+    for item in overrides or []:
+        _apply_override(data, item)
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(e, PipelineConfig) for e in exc.errors()]
+        raise ConfigError(
+            f"invalid configuration from {path}:\n  - " + "\n  - ".join(problems)
+        ) from None
+    if cfg.run_id is not None and not _RUN_ID.match(cfg.run_id):
+        raise ConfigError(
+            f"run_id '{cfg.run_id}' may hold only letters, digits, '.', '_' and '-'"
+        )
+    return cfg
+
+
+def dump_config(cfg: PipelineConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
