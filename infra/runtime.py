@@ -81,6 +81,9 @@ def embedded_runtime(cfg: RuntimeConfig, log_dir: Path) -> Iterator[Runtime]:
         if started_ray:
             ray.shutdown()
         if server is not None:
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)  # send buffered flow logs before the server goes away
             server.stop()
         for key, value in saved_env.items():
             if value is None:

@@ -19,7 +19,7 @@ class TrainingConfig(BaseModel):
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = Field(1.0, gt=0)
-    zero_stage: int = Field(1, ge=0, le=3)
+    zero_stage: int = Field(1, ge=0, le=2, description="ZeRO stage 0-2 (stage 3 export is not supported yet).")
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     checkpoint_every: int = Field(100, ge=1, description="Save a checkpoint every N steps.")
     eval_every: int = Field(50, ge=1, description="Validation loss every M steps.")

@@ -1,0 +1,126 @@
+"""The `crucible` command line: the whole pipeline or one stage, on a run directory."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from infra.config import PRESETS, ConfigError, PipelineConfig, dump_config, load_config
+from infra.logging_setup import setup_logging
+from infra.storage import RunDir, write_text
+
+log = logging.getLogger("crucible")
+
+STAGES = ("curate", "tokenize", "train", "evaluate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crucible", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    helps = {
+        "run": "run the whole pipeline (curate, tokenize, train, evaluate); resumes an existing --run-id",
+        "curate": "filter, deduplicate and redact documents into curated Parquet shards",
+        "tokenize": "train the BPE tokenizer and write packed token shards",
+        "train": "train the model with DeepSpeed on Ray (resumes from the run's last checkpoint)",
+        "evaluate": "score the trained model: validation perplexity and HellaSwag",
+    }
+    for name, text in helps.items():
+        s = sub.add_parser(name, help=text, description=text)
+        s.add_argument("--config", "-c", default=None,
+                       help=f"YAML file or preset ({', '.join(PRESETS)}); default: the run's saved "
+                            f"config, else 'demo'")
+        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set training.max_steps=50 (repeatable)")
+        s.add_argument("--run-id", default=None, help="run directory name under runs_dir")
+    s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=4200)
+    s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run")
+    s.add_argument("run_dir", type=Path)
+    return p
+
+
+def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
+    overrides = list(args.overrides) + ([f"run_id={args.run_id}"] if args.run_id else [])
+    source = args.config
+    if source is None and args.run_id:
+        saved = Path(load_config("demo").runs_dir) / args.run_id / "config.yaml"
+        source = str(saved) if saved.is_file() else None
+    cfg = load_config(source, overrides)
+    run_id = cfg.resolved_run_id()
+    cfg = cfg.model_copy(update={"run_id": run_id})
+    run = RunDir((Path(cfg.runs_dir) / run_id).resolve())
+    if args.command != "curate" and args.command != "run" and not run.root.exists():
+        raise ConfigError(f"run directory {run.root} does not exist; run `crucible curate` or "
+                          f"`crucible run` first, or pass the --run-id of an existing run")
+    return cfg, run
+
+
+def _flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable[..., Any], tuple]:
+    # Flows import Prefect, Ray and torch: only after the runtime is up and the config is valid.
+    if command == "run":
+        from flows.pipeline import pipeline_flow
+        return pipeline_flow, (cfg, str(run.root))
+    if command == "curate":
+        from flows.curate import curate_flow
+        return curate_flow, (cfg.curation, str(run.root))
+    if command == "tokenize":
+        from flows.tokenize import tokenize_flow
+        return tokenize_flow, (cfg.tokenization, str(run.root))
+    if command == "train":
+        from flows.train import train_flow
+        return train_flow, (cfg.model, cfg.training, str(run.root))
+    from flows.evaluate import evaluate_flow
+    return evaluate_flow, (cfg.evaluation, str(run.root))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from infra.runtime import embedded_runtime
+    from tasks.report import write_report
+
+    cfg, run = _resolve(args)
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_text(run.config, dump_config(cfg))
+    log.info("run directory: %s", run.root)
+    with embedded_runtime(cfg.runtime, run.root / "logs") as rt:
+        fn, fn_args = _flow_call(args.command, cfg, run)
+        print(f"Prefect UI: {rt.ui_url}", flush=True)
+        state = fn(*fn_args, return_state=True)
+        flow_run_id = state.state_details.flow_run_id
+        print(f"flow run: {rt.flow_run_url(str(flow_run_id))}", flush=True)
+        if not state.is_completed():
+            err = state.result(raise_on_failure=False)
+            print(f"error: {args.command} failed: {err}", file=sys.stderr)
+            return 1
+    report = write_report(run.root)
+    print(f"done: {run.root} (report: {report})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging()
+    try:
+        if args.command == "server":
+            import os
+            os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+            prefect = str(Path(sys.executable).parent / "prefect")
+            os.execv(prefect, [prefect, "server", "start", "--host", args.host,
+                               "--port", str(args.port), "--analytics-off"])
+        if args.command == "report":
+            from tasks.report import write_report
+            print(write_report(args.run_dir))
+            return 0
+        return run_command(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run with the same --run-id to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""`report.md` and the loss-curve PNG, written from the files each stage left in the run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from infra.storage import RunDir, atomic_path, read_json, write_text
+
+
+def plot_loss(metrics: list[dict[str, Any]], dest: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([m["step"] for m in metrics], [m["loss"] for m in metrics], label="train loss")
+    val = [m for m in metrics if "val_loss" in m]
+    if val:
+        ax.plot([m["step"] for m in val], [m["val_loss"] for m in val], "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    fmt = lambda v: f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows])
+
+
+def write_report(run_dir: Path) -> Path:
+    run = RunDir(Path(run_dir))
+    parts = [f"# Run `{run.root.name}`", ""]
+    if run.curation_stats.exists():
+        c = read_json(run.curation_stats)
+        t = c["totals"]
+        rows = [["in", t["docs_in"], t["bytes_in"]], ["kept", t["docs_kept"], t["bytes_kept"]]]
+        rows += [[f"removed: {r}", v["docs"], v["bytes"]] for r, v in t["removed_by_reason"].items()]
+        parts += ["## Curation", f"Input: `{c['input']}` ({c['input_files']} files).", "",
+                  _table(rows, ["documents", "count", "bytes"]), "",
+                  "Redactions: " + (", ".join(f"{k} {v}" for k, v in t["redactions"].items()) or "none"), ""]
+    if run.manifest.exists():
+        m = read_json(run.manifest)
+        rows = [[s, v["docs"], v["rows"], v["tokens"], v["tail_tokens_dropped"]] for s, v in m["splits"].items()]
+        parts += ["## Tokenization", f"Byte-level BPE, {m['vocab_size']:,} tokens; sequences of "
+                  f"{m['seq_len']} tokens stored as {m['dtype']}.", "",
+                  _table(rows, ["split", "documents", "sequences", "tokens", "tail tokens dropped"]), ""]
+    if run.metrics.exists():
+        metrics = [json.loads(ln) for ln in run.metrics.read_text().splitlines() if ln]
+        plot_loss(metrics, run.loss_curve)
+        s = read_json(run.train_summary) if run.train_summary.exists() else {}
+        val = [m for m in metrics if "val_loss" in m]
+        parts += ["## Training", f"{s.get('parameters', 0):,} parameters, {s.get('steps')} steps on "
+                  f"{s.get('world_size')} DeepSpeed ranks; final train loss {metrics[-1]['loss']:.4f}"
+                  + (f", validation loss {val[-1]['val_loss']:.4f}" if val else "") + ".", "",
+                  f"![loss curve]({run.loss_curve.name})", ""]
+    if run.eval_results.exists():
+        e = read_json(run.eval_results)
+        p, hs = e["perplexity"], e["hellaswag"]
+        rows = [["validation perplexity", p["perplexity"], "", ""], ["validation bits/byte", p["bits_per_byte"], "", ""]]
+        if "skipped" not in hs:
+            rows += [[f"HellaSwag {m} ({hs['n']} items)", hs[m], hs[f"{m}_stderr"], hs["random_chance"]]
+                     for m in ("acc", "acc_norm")]
+        parts += ["## Evaluation", _table(rows, ["metric", "value", "stderr", "random chance"]), ""]
+        if "skipped" in hs:
+            parts += [f"HellaSwag skipped: {hs['skipped']}.", ""]
+    write_text(run.report, "\n".join(parts))
+    return run.report
