@@ -20,7 +20,11 @@ class TrainingConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = Field(1.0, gt=0)
     zero_stage: int = Field(1, ge=0, le=2, description="ZeRO stage 0-2 (stage 3 export is not supported yet).")
-    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto",
+        description="'auto': bf16 where the hardware computes it natively (recent GPUs, CPUs with "
+        "AVX512-BF16/AMX), else fp32 on CPU and fp16 on older GPUs.",
+    )
     checkpoint_every: int = Field(100, ge=1, description="Save a checkpoint every N steps.")
     eval_every: int = Field(50, ge=1, description="Validation loss every M steps.")
     eval_batches: int = Field(8, ge=1, description="Validation micro-batches per rank.")

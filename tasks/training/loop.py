@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from infra.deepspeed_config import deepspeed_config
+from infra.deepspeed_config import deepspeed_config, resolve_precision
 from infra.storage import RunDir, read_json, write_json
 from models.config import ModelConfig
 from models.gpt import GPT, lm_loss
@@ -86,11 +86,12 @@ def train_loop(config: dict[str, Any]) -> None:
     manifest = read_json(run.manifest)
     seq_len = manifest["seq_len"]
 
+    precision = resolve_precision(cfg.precision)
     torch.manual_seed(cfg.seed)
     model = GPT(model_cfg, manifest["vocab_size"], seq_len)
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=param_groups(model, cfg.weight_decay),
-        config=deepspeed_config(cfg, world),
+        config=deepspeed_config(cfg, world, precision),
         lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
     )
     train, val = TokenShards.open(run.shards, "train"), TokenShards.open(run.shards, "val")
@@ -106,8 +107,8 @@ def train_loop(config: dict[str, Any]) -> None:
             log.info("resumed from %s at step %d", run.checkpoints / latest_tag(run.checkpoints), step)
     elif rank == 0:
         run.metrics.unlink(missing_ok=True)
-        log.info("training a %s-parameter model on %d sequences for %d steps",
-                 f"{model.num_parameters():,}", len(train), cfg.max_steps)
+        log.info("training a %s-parameter model on %d sequences for %d steps in %s",
+                 f"{model.num_parameters():,}", len(train), cfg.max_steps, precision)
 
     tokens_per_step = world * cfg.micro_batch_size * cfg.grad_accum_steps * seq_len
     while step < cfg.max_steps:
@@ -150,5 +151,6 @@ def train_loop(config: dict[str, Any]) -> None:
         # ZeRO stages 0-2 keep whole (bf16) parameters on every rank; stage 3 is refused by config.
         save_model(engine.module, model_cfg, manifest["vocab_size"], seq_len, step, run.checkpoints / FINAL)
         write_json(run.train_summary, {"steps": step, "parameters": model.num_parameters(),
-                                       "world_size": world, "tokens_per_step": tokens_per_step})
+                                       "world_size": world, "tokens_per_step": tokens_per_step,
+                                       "precision": precision, "zero_stage": cfg.zero_stage})
     dist.barrier()

@@ -1,0 +1,63 @@
+import pytest
+
+from infra.config import ConfigError, load_config
+
+
+def test_presets_load_and_validate():
+    debug = load_config("debug")
+    assert debug.model.d_model == 48 and debug.training.num_workers == 2
+    assert load_config("demo").curation.input_path == "demo"
+
+
+def test_unknown_key_is_named_with_the_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown key 'training.learning_rate'.*valid keys here: .*\blr\b"):
+        load_config("debug", ["training.learning_rate=0.1"])
+
+
+def test_unknown_key_in_yaml_file(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("curation:\n  quality:\n    min_wordz: 3\n")
+    with pytest.raises(ConfigError, match=r"(?s)cfg.yaml.*unknown key 'curation.quality.min_wordz'.*min_words"):
+        load_config(path)
+
+
+def test_every_problem_is_reported_together():
+    with pytest.raises(ConfigError) as err:
+        load_config("debug", ["training.max_steps=0", "model.n_head=5", "bogus=1"])
+    msg = str(err.value)
+    assert "training.max_steps" in msg and "divisible by n_head" in msg and "unknown key 'bogus'" in msg
+
+
+def test_overrides_are_typed_like_yaml():
+    cfg = load_config("debug", ["training.lr=3e-4", "curation.exact_dedup=false", "run_id=my-run"])
+    assert cfg.training.lr == pytest.approx(3e-4)
+    assert cfg.curation.exact_dedup is False
+    assert cfg.run_id == "my-run"
+
+
+@pytest.mark.parametrize("bad", ["noequals", "=3"])
+def test_malformed_override(bad):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config("debug", [bad])
+
+
+def test_missing_file_and_unknown_preset(tmp_path):
+    with pytest.raises(ConfigError, match="not found.*preset name"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(path)
+
+
+def test_run_id_characters():
+    with pytest.raises(ConfigError, match="run_id"):
+        load_config("debug", ["run_id=../escape"])
+
+
+def test_warmup_must_be_below_max_steps():
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        load_config("debug", ["training.warmup_steps=12"])

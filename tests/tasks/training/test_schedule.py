@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+from tasks.training.config import TrainingConfig
+from tasks.training.schedule import lr_multiplier, make_scheduler
+
+
+def test_linear_warmup_then_cosine_to_the_floor():
+    m = [lr_multiplier(s, warmup=4, total=20, min_ratio=0.1) for s in range(20)]
+    assert m[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert m[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(m[4:], m[5:]))
+    assert m[-1] == pytest.approx(0.1)
+    assert m[12] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 8 / 15)).item()))
+
+
+def test_scheduler_drives_the_optimizer():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = make_scheduler(opt, TrainingConfig(max_steps=10, warmup_steps=2, min_lr_ratio=0.1))
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1)
