@@ -45,6 +45,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
     drops = find_exact_duplicates(hashes) if cfg.exact_dedup else [[] for _ in hashes]
     second = gather([finalize_shard_task.submit(i, d, cfg, curated) for i, d in enumerate(drops)],
                     "dedup+redact shards")
+    (run.curated / "_work").rmdir()  # each shard removed its own scratch file
 
     steps = {
         "filter": _merged(r["stats"] for r in first),

@@ -44,11 +44,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
     overrides = list(args.overrides) + ([f"run_id={args.run_id}"] if args.run_id else [])
-    source = args.config
-    if source is None and args.run_id:
-        saved = Path(load_config("demo").runs_dir) / args.run_id / "config.yaml"
-        source = str(saved) if saved.is_file() else None
-    cfg = load_config(source, overrides)
+    cfg = load_config(args.config, overrides)
+    if args.config is None and args.run_id:
+        # A stage or a resume on an existing run uses the configuration that run was started with.
+        saved = Path(cfg.runs_dir) / args.run_id / "config.yaml"
+        if saved.is_file():
+            cfg = load_config(saved, overrides)
     run_id = cfg.resolved_run_id()
     cfg = cfg.model_copy(update={"run_id": run_id})
     run = RunDir((Path(cfg.runs_dir) / run_id).resolve())
@@ -76,11 +77,20 @@ def _flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable
     return evaluate_flow, (cfg.evaluation, str(run.root))
 
 
+def _preflight(command: str, cfg: PipelineConfig) -> None:
+    """Input problems found before any server, Ray worker or DeepSpeed engine starts."""
+    if command in ("run", "curate") and cfg.curation.input_path != "demo":
+        from tasks.curation.reader import discover_inputs
+
+        discover_inputs(cfg.curation.input_path)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from infra.runtime import embedded_runtime
     from tasks.report import write_report
 
     cfg, run = _resolve(args)
+    _preflight(args.command, cfg)
     run.root.mkdir(parents=True, exist_ok=True)
     write_text(run.config, dump_config(cfg))
     log.info("run directory: %s", run.root)
@@ -115,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return run_command(args)
     except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # InputError and friends: bad input, with the fix in the message
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

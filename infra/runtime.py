@@ -66,12 +66,15 @@ def embedded_runtime(cfg: RuntimeConfig, log_dir: Path) -> Iterator[Runtime]:
             log.info("reusing the Ray instance this process is already connected to")
         else:
             started_ray = cfg.ray_address is None
+            local = {"num_cpus": cfg.ray_num_cpus, "_node_ip_address": "127.0.0.1"} if started_ray else {}
             ctx = ray.init(
                 address=cfg.ray_address,
-                num_cpus=cfg.ray_num_cpus if started_ray else None,
-                include_dashboard=False,
+                # The dashboard serves Ray's state API, which Ray Train polls; on loopback only.
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
                 runtime_env={"env_vars": _worker_env(api_url)},
                 log_to_driver=True,
+                **local,
             )
             log.info("%s Ray at %s", "started" if started_ray else "joined", ctx.address_info["address"])
         address = ray.get_runtime_context().gcs_address

@@ -8,7 +8,6 @@ Every dropped document goes to `removed/` with its reason, redacted like kept on
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -174,7 +173,3 @@ def combine_steps(steps: dict[str, StageStats]) -> StageStats:
         total.redactions.update(s.redactions)
     total.check_balanced("curation")
     return total
-
-
-def summarize_malformed(examples: list[str]) -> str:
-    return json.dumps(examples[:10], ensure_ascii=False)

@@ -1,0 +1,138 @@
+"""End to end: `crucible run` on the debug preset through a real Prefect server, real Ray and
+real DeepSpeed, then a resumed training run from the last checkpoint."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from infra.prefect_server import start_or_reuse
+from infra.storage import RunDir, read_json
+from tasks.tokenization.shards import TokenShards
+
+pytestmark = pytest.mark.slow
+CRUCIBLE = str(Path(sys.executable).parent / "crucible")
+PORT = 4219  # not the default 4200, so a developer's own server is left alone
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    server = start_or_reuse("127.0.0.1", PORT, tmp_path_factory.mktemp("prefect-logs"))
+    yield server.api_url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(prefect_api, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = subprocess.run(
+        [CRUCIBLE, "run", "-c", "debug", "--run-id", "e2e", "--set", f"runs_dir={runs}",
+         "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    match = re.search(rf"flow run: http://127.0.0.1:{PORT}/runs/flow-run/([0-9a-f-]+)", result.stdout)
+    assert match, result.stdout[-2000:]
+    return RunDir(runs / "e2e"), uuid.UUID(match.group(1)), runs
+
+
+def test_curation_accounts_for_every_document(pipeline_run):
+    run, _, _ = pipeline_run
+    stats = read_json(run.curation_stats)
+    t = stats["totals"]
+    removed = t["removed_by_reason"]
+    assert t["docs_in"] == 307  # 306 fixture records + 1 broken line
+    assert t["docs_in"] == t["docs_kept"] + sum(v["docs"] for v in removed.values())
+    assert t["bytes_in"] == t["bytes_kept"] + sum(v["bytes"] for v in removed.values())
+    assert removed["malformed"]["docs"] == 1 and removed["exact_duplicate"]["docs"] == 5
+    assert removed["too_few_words"]["docs"] >= 1
+    assert stats["steps"]["filter"]["docs_kept"] == stats["steps"]["exact_dedup"]["docs_in"]
+    kept = [r for p in sorted(run.curated.glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    gone = [r for p in sorted(run.removed.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert len(kept) == t["docs_kept"] and len(gone) == t["docs_removed"]
+    assert {r["id"] for r in gone if r["reason"] == "exact_duplicate"} == {f"dup-{i}" for i in range(5)}
+    assert t["redactions"] == {"email": 1, "ipv4": 1, "ipv6": 1}
+    everything = json.dumps(kept + gone)
+    assert "jane.doe@example.org" not in everything and "192.168.10.20" not in everything
+
+
+def test_token_shards_match_their_manifest(pipeline_run):
+    run, _, _ = pipeline_run
+    m = read_json(run.manifest)
+    for split, totals in m["splits"].items():
+        entries = [e for e in m["shards"] if e["split"] == split]
+        assert sum(e["rows"] for e in entries) == totals["rows"] > 0
+        assert totals["tokens"] == totals["rows"] * m["row_len"] + totals["tail_tokens_dropped"]
+        assert len(TokenShards.open(run.shards, split, verify=True)) == totals["rows"]
+    assert m["vocab_size"] <= 1024 and m["dtype"] == "uint16"
+
+
+def test_training_loss_is_finite_and_falls(pipeline_run):
+    run, _, _ = pipeline_run
+    metrics = [json.loads(ln) for ln in run.metrics.read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 13))
+    assert all(math.isfinite(m["loss"]) and m["grad_norm"] > 0 and m["tokens_per_s"] > 0 for m in metrics)
+    first, last = metrics[0]["loss"], sum(m["loss"] for m in metrics[-3:]) / 3
+    assert last < first - 0.3
+    assert metrics[-1]["lr"] == pytest.approx(0.005 * 0.1, rel=1e-3)  # cosine floor: 10% of peak
+    assert [m["step"] for m in metrics if "val_loss" in m] == [6, 12]
+    summary = read_json(run.train_summary)
+    assert 80_000 < summary["parameters"] < 150_000 and summary["world_size"] == 2
+    assert summary["precision"] == "bf16" and summary["zero_stage"] == 1
+    assert (run.checkpoints / "latest").read_text().strip() == "step12"
+
+
+def test_evaluation_results_are_in_range(pipeline_run):
+    run, _, _ = pipeline_run
+    e = read_json(run.eval_results)
+    ppl = e["perplexity"]
+    assert 1 < ppl["perplexity"] < 1024 and 0 < ppl["bits_per_byte"] < 8
+    hs = e["hellaswag"]
+    assert hs["n"] == 8 and 0 <= hs["acc"] <= 1 and 0 <= hs["acc_norm"] <= 1
+    report = run.report.read_text()
+    for section in ("## Curation", "## Tokenization", "## Training", "## Evaluation"):
+        assert section in report
+    assert run.loss_curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    _, flow_run_id, _ = pipeline_run
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        with get_client(sync_client=True) as client:
+            parent = client.read_flow_run(flow_run_id)
+            assert parent.state.is_completed()
+            # Subflows are linked to the parent through a task run of the parent.
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+            )
+            names = {client.read_flow(r.flow_id).name: r.state.type.value for r in children}
+            keys = {a.key for a in client.read_artifacts()}
+    assert names == {s: "COMPLETED" for s in ("curate", "tokenize", "train", "evaluate")}
+    assert {"curation-stats", "tokenization-stats", "training-metrics", "evaluation-results"} <= keys
+
+
+def test_training_resumes_from_the_last_checkpoint(pipeline_run):
+    run, _, runs = pipeline_run
+    before = run.metrics.read_text().splitlines()
+    result = subprocess.run(
+        [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}",
+         "--set", f"runtime.prefect_port={PORT}", "--set", "training.max_steps=16"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resumed from" in result.stdout + result.stderr
+    after = run.metrics.read_text().splitlines()
+    assert [json.loads(ln)["step"] for ln in after] == list(range(1, 17))
+    assert after[:12] == before  # earlier steps are not re-run or duplicated
+    assert (run.checkpoints / "latest").read_text().strip() == "step16"

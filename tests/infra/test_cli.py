@@ -1,0 +1,39 @@
+"""The CLI rejects bad configuration and input before starting anything, without a traceback."""
+import subprocess
+import sys
+from pathlib import Path
+
+CRUCIBLE = str(Path(sys.executable).parent / "crucible")
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([CRUCIBLE, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_unknown_config_key(tmp_path):
+    r = _run("run", "-c", "debug", "--set", "training.warmup=3", "--set", f"runs_dir={tmp_path}")
+    assert r.returncode == 2
+    assert "unknown key 'training.warmup'" in r.stderr and "warmup_steps" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_empty_input_folder(tmp_path):
+    empty = tmp_path / "in"
+    empty.mkdir()
+    r = _run("curate", "-c", "debug", "--set", f"curation.input_path={empty}", "--set", f"runs_dir={tmp_path}/runs")
+    assert r.returncode == 2
+    assert f"no input files in {empty}" in r.stderr and "curation.input_path" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_stage_on_a_missing_run(tmp_path):
+    r = _run("train", "-c", "debug", "--run-id", "nope", "--set", f"runs_dir={tmp_path}")
+    assert r.returncode == 2 and "does not exist" in r.stderr and "crucible run" in r.stderr
+
+
+def test_help_lists_every_subcommand():
+    r = _run("--help")
+    assert r.returncode == 0
+    for cmd in ("run", "curate", "tokenize", "train", "evaluate", "server", "report"):
+        assert cmd in r.stdout
