@@ -42,14 +42,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _runs_dir(overrides: list[str]) -> Path:
+    """The runs folder, from a `runs_dir=` override or the default preset, before full validation."""
+    for item in reversed(overrides):
+        key, _, value = item.partition("=")
+        if key.strip() == "runs_dir":
+            return Path(value.strip())
+    return Path(load_config("demo").runs_dir)
+
+
 def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
     overrides = list(args.overrides) + ([f"run_id={args.run_id}"] if args.run_id else [])
-    cfg = load_config(args.config, overrides)
-    if args.config is None and args.run_id:
+    source = args.config
+    if source is None and args.run_id:
         # A stage or a resume on an existing run uses the configuration that run was started with.
-        saved = Path(cfg.runs_dir) / args.run_id / "config.yaml"
-        if saved.is_file():
-            cfg = load_config(saved, overrides)
+        saved = _runs_dir(overrides) / args.run_id / "config.yaml"
+        source = str(saved) if saved.is_file() else None
+    cfg = load_config(source, overrides)
     run_id = cfg.resolved_run_id()
     cfg = cfg.model_copy(update={"run_id": run_id})
     run = RunDir((Path(cfg.runs_dir) / run_id).resolve())

@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,6 +106,7 @@ def test_evaluation_results_are_in_range(pipeline_run):
 def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     _, flow_run_id, _ = pipeline_run
@@ -114,10 +116,17 @@ def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
             assert parent.state.is_completed()
             # Subflows are linked to the parent through a task run of the parent.
             children = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+                sort=FlowRunSort.START_TIME_ASC, limit=50,
             )
             names = {client.read_flow(r.flow_id).name: r.state.type.value for r in children}
-            keys = {a.key for a in client.read_artifacts()}
+            child_ids = {str(r.id) for r in children}
+            # Over plain HTTP: this client version sends null filters, which the server rejects.
+            body = {"artifacts": {"key": {"exists_": True}, "flow_run_id": {"any_": sorted(child_ids)}},
+                    "limit": 50, "offset": 0, "sort": "KEY_ASC"}
+            response = httpx.post(f"{prefect_api}/artifacts/filter", json=body, timeout=30)
+            response.raise_for_status()
+            keys = {a["key"] for a in response.json()}
     assert names == {s: "COMPLETED" for s in ("curate", "tokenize", "train", "evaluate")}
     assert {"curation-stats", "tokenization-stats", "training-metrics", "evaluation-results"} <= keys
 
