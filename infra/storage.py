@@ -96,6 +96,10 @@ class RunDir:
         return self.root / "checkpoints"
 
     @property
+    def train_state(self) -> Path:
+        return self.root / "checkpoints" / "train_state.json"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
 

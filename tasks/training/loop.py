@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from infra.deepspeed_config import deepspeed_config, resolve_precision
-from infra.storage import RunDir, read_json, write_json
+from infra.storage import RunDir, read_json, write_json, write_text
 from models.config import ModelConfig
 from models.gpt import GPT, lm_loss
 from tasks.tokenization.shards import TokenShards
@@ -70,7 +70,7 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
     if not path.exists():
         return
     keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= after_step]
-    path.write_text("".join(ln + "\n" for ln in keep))
+    write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -144,6 +144,9 @@ def train_loop(config: dict[str, Any]) -> None:
             dist.all_gather_object(positions, sampler.state_dict())
             engine.save_checkpoint(str(run.checkpoints), tag=f"step{step}",
                                    client_state={"step": step, "sampler": positions})
+            if rank == 0:
+                # Readable without loading the checkpoint, so a mismatch is caught before DeepSpeed.
+                write_json(run.train_state, {"step": step, "sampler": positions})
         if "val_loss" in record:
             ray.train.report({k: v for k, v in record.items() if v is not None})
 

@@ -15,6 +15,19 @@ from tasks.training.loop import train_loop
 log = logging.getLogger(__name__)
 
 
+def check_resumable(run: RunDir, num_workers: int) -> None:
+    """Refuse, before any worker starts, to resume checkpoints written by another number of ranks."""
+    if not run.train_state.exists():
+        return
+    saved = len(read_json(run.train_state)["sampler"])
+    if saved != num_workers:
+        raise ValueError(
+            f"the checkpoints in {run.checkpoints} were written by {saved} ranks; resume with "
+            f"--set training.num_workers={saved} (ZeRO optimizer state is sharded per rank), or "
+            f"start a new --run-id"
+        )
+
+
 def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig) -> dict[str, Any]:
     """Train (or resume from the run's last checkpoint) and return the training summary."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -23,6 +36,7 @@ def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig) -> 
     run = RunDir(Path(run_dir).resolve())
     if not run.manifest.is_file():
         raise FileNotFoundError(f"no token shards in {run.shards}; run `crucible tokenize` for this run first")
+    check_resumable(run, cfg.num_workers)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"run_dir": str(run.root), "training": cfg.model_dump(),

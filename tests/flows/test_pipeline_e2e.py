@@ -20,6 +20,7 @@ from tasks.tokenization.shards import TokenShards
 
 pytestmark = pytest.mark.slow
 CRUCIBLE = str(Path(sys.executable).parent / "crucible")
+ROOT = Path(__file__).resolve().parents[2]  # the debug preset's paths are relative to it
 PORT = 4219  # not the default 4200, so a developer's own server is left alone
 
 
@@ -36,7 +37,7 @@ def pipeline_run(prefect_api, tmp_path_factory):
     result = subprocess.run(
         [CRUCIBLE, "run", "-c", "debug", "--run-id", "e2e", "--set", f"runs_dir={runs}",
          "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True, text=True, timeout=1200,
+        capture_output=True, text=True, timeout=1200, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     match = re.search(rf"flow run: http://127.0.0.1:{PORT}/runs/flow-run/([0-9a-f-]+)", result.stdout)
@@ -137,7 +138,7 @@ def test_training_resumes_from_the_last_checkpoint(pipeline_run):
     result = subprocess.run(
         [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}",
          "--set", f"runtime.prefect_port={PORT}", "--set", "training.max_steps=16"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "resumed from" in result.stdout + result.stderr
@@ -145,3 +146,4 @@ def test_training_resumes_from_the_last_checkpoint(pipeline_run):
     assert [json.loads(ln)["step"] for ln in after] == list(range(1, 17))
     assert after[:12] == before  # earlier steps are not re-run or duplicated
     assert (run.checkpoints / "latest").read_text().strip() == "step16"
+    assert read_json(run.train_state)["step"] == 16
