@@ -11,8 +11,8 @@ from tasks.training.config import TrainingConfig
 def resolve_precision(requested: str) -> str:
     """Turn 'auto' into the fastest precision this device computes natively.
 
-    On a CPU without native bf16 (AVX2 only), PyTorch emulates bf16 matmuls: measured here
-    17x slower than fp32 for the demo model's forward+backward.
+    On a CPU without native bf16 (AVX2 only), PyTorch emulates bf16 matmuls: about 20x slower
+    than fp32 for the demo model's forward+backward (benchmarks/precision_cpu.py).
     """
     if requested != "auto":
         return requested
