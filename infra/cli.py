@@ -13,9 +13,6 @@ from infra.storage import RunDir, write_text
 
 log = logging.getLogger("crucible")
 
-STAGES = ("curate", "tokenize", "train", "evaluate")
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crucible", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,7 +59,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
     run_id = cfg.resolved_run_id()
     cfg = cfg.model_copy(update={"run_id": run_id})
     run = RunDir((Path(cfg.runs_dir) / run_id).resolve())
-    if args.command != "curate" and args.command != "run" and not run.root.exists():
+    if args.command not in ("run", "curate") and not run.root.exists():
         raise ConfigError(f"run directory {run.root} does not exist; run `crucible curate` or "
                           f"`crucible run` first, or pass the --run-id of an existing run")
     return cfg, run
@@ -88,7 +85,13 @@ def _flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable
 
 def _preflight(command: str, cfg: PipelineConfig) -> None:
     """Input problems found before any server, Ray worker or DeepSpeed engine starts."""
-    if command in ("run", "curate") and cfg.curation.input_path != "demo":
+    if command not in ("run", "curate"):
+        return
+    if cfg.curation.input_path == "demo":
+        from tasks.corpus.demo import check_available
+
+        check_available()
+    else:
         from tasks.curation.reader import discover_inputs
 
         discover_inputs(cfg.curation.input_path)
@@ -119,6 +122,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tasks.corpus.demo import CorpusUnavailable  # light: stdlib, tqdm and infra only
+
     args = _parser().parse_args(argv)
     setup_logging()
     try:
@@ -134,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return run_command(args)
     except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CorpusUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # InputError and friends: bad input, with the fix in the message

@@ -55,16 +55,37 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CRUCIBLE_CACHE_DIR", Path.home() / ".cache" / "crucible"))
 
 
-def _locate(src: DebianSource, unpack_root: Path) -> Path:
+def _find(src: DebianSource, unpack_root: Path) -> Path | None:
     for root in (Path("/"), unpack_root):
         if (root / src.path).exists():
             return root / src.path
+    return None
+
+
+def _require_fetchable(src: DebianSource) -> None:
     if os.geteuid() != 0:
         raise CorpusUnavailable(
             f"the demo corpus needs the Debian package {src.package} (/{src.path} is missing) "
             f"and fetching it needs root; run 'sudo apt-get install {src.package}' or set "
             f"curation.input_path to your own JSONL/Parquet documents"
         )
+
+
+def check_available() -> None:
+    """Raise CorpusUnavailable now, before any worker starts, if the corpus cannot be built."""
+    base = cache_dir()
+    if (base / f"demo-corpus-{CORPUS_VERSION}" / "_SUCCESS.json").exists():
+        return
+    for src in (GCIDE, PYDOCS):
+        if _find(src, base / "debian-root") is None:
+            _require_fetchable(src)
+
+
+def _locate(src: DebianSource, unpack_root: Path) -> Path:
+    found = _find(src, unpack_root)
+    if found is not None:
+        return found
+    _require_fetchable(src)
     debs = unpack_root.parent / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     log.info("fetching Debian package %s for the demo corpus", src.package)
