@@ -1,4 +1,4 @@
-"""A GPT-style decoder-only transformer: pre-LN, LayerNorm, GeLU MLP, learned positions.
+"""A configurable GPT-style decoder-only transformer (see models/config.py for the choices).
 
 Single-device PyTorch only; parallelism (DeepSpeed, Ray) is applied from outside.
 """
@@ -11,49 +11,61 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ModelConfig
+from models.layers import (MLP, alibi_causal_bias, apply_rope, make_norm, rope_tables,
+                           sinusoidal_table)
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, seq_len: int):
         super().__init__()
-        self.n_head = cfg.n_head
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = cfg.dropout
+        self.cfg = cfg
+        self.q = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.kv_heads * cfg.head_dim, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        # Derived tables are buffers, not parameters: rebuilt from the config, never saved.
+        if cfg.position == "rope":
+            cos, sin = rope_tables(seq_len, cfg.head_dim, cfg.rope_theta)
+            self.register_buffer("cos", cos, persistent=False)
+            self.register_buffer("sin", sin, persistent=False)
+        if cfg.position == "alibi":
+            self.register_buffer("alibi", alibi_causal_bias(cfg.n_head, seq_len), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
-        # (b, t, 3c) -> 3 x (b, heads, t, head_dim)
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_head, c // self.n_head).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        cfg = self.cfg
+        q = self.q(x).view(b, t, cfg.n_head, cfg.head_dim).transpose(1, 2)  # (b, heads, t, hd)
+        k, v = self.kv(x).view(b, t, 2, cfg.kv_heads, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        if cfg.position == "rope":
+            q, k = apply_rope(q, self.cos[:t], self.sin[:t]), apply_rope(k, self.cos[:t], self.sin[:t])
+        if cfg.kv_heads != cfg.n_head:  # grouped-query attention: each kv head serves a group
+            k = k.repeat_interleave(cfg.n_head // cfg.kv_heads, dim=1)
+            v = v.repeat_interleave(cfg.n_head // cfg.kv_heads, dim=1)
+        dropout = cfg.dropout if self.training else 0.0
+        if cfg.position == "alibi":
+            mask = self.alibi[:, :t, :t].to(q.dtype)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
-class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.up = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
-        self.down = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.down(F.gelu(self.up(x))))
-
-
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, seq_len: int):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.pre = cfg.norm_placement == "pre"
+        self.ln1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg, seq_len)
+        self.ln2 = make_norm(cfg)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x)))
-        return x + self.mlp(self.ln2(x))
+        if self.pre:  # GPT-2 onwards: normalize each sublayer's input, keep the residual clean
+            x = x + self.drop(self.attn(self.ln1(x)))
+            return x + self.mlp(self.ln2(x))
+        # The original Transformer: normalize after adding each sublayer's output.
+        x = self.ln1(x + self.drop(self.attn(x)))
+        return self.ln2(x + self.mlp(x))
 
 
 class GPT(nn.Module):
@@ -61,16 +73,18 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg, self.vocab_size, self.seq_len = cfg, vocab_size, seq_len
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
-        self.pos_emb = nn.Embedding(seq_len, cfg.d_model)
+        if cfg.position == "learned":
+            self.pos_emb = nn.Embedding(seq_len, cfg.d_model)
+        if cfg.position == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(seq_len, cfg.d_model), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, seq_len) for _ in range(cfg.n_layer))
+        # Post-LN blocks already end in a norm.
+        self.ln_f = make_norm(cfg) if cfg.norm_placement == "pre" else nn.Identity()
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight
         self.apply(self._init)
-        # GPT-2: residual projections scaled by 1/sqrt(2 * layers) so the residual stream's
-        # variance does not grow with depth.
         for name, p in self.named_parameters():
             if name.endswith(("proj.weight", "down.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
@@ -92,8 +106,12 @@ class GPT(nn.Module):
         t = idx.shape[1]
         if t > self.seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds the model's context of {self.seq_len}")
-        pos = torch.arange(t, device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
+        x = self.tok_emb(idx)
+        if self.cfg.position == "learned":
+            x = x + self.pos_emb(torch.arange(t, device=idx.device))
+        elif self.cfg.position == "sinusoidal":
+            x = x + self.pos_table[:t].to(x.dtype)
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))

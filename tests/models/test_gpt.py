@@ -1,35 +1,62 @@
+import math
+
 import pytest
 import torch
 from pydantic import ValidationError
 
 from models.config import ModelConfig
 from models.gpt import GPT, lm_loss
+from models.layers import (RMSNorm, alibi_causal_bias, alibi_slopes, apply_rope, rope_tables,
+                           sinusoidal_table)
 
-CFG = ModelConfig(n_layer=2, n_head=4, d_model=32)
+BASE = dict(n_layer=2, n_head=4, d_model=32)
+VARIANTS = {
+    "gpt2": {},
+    "post_ln": {"norm_placement": "post"},
+    "rmsnorm": {"norm": "rmsnorm"},
+    "relu": {"activation": "relu"},
+    "silu": {"activation": "silu"},
+    "swiglu": {"activation": "swiglu"},
+    "geglu": {"activation": "geglu"},
+    "sinusoidal": {"position": "sinusoidal"},
+    "rope": {"position": "rope"},
+    "alibi": {"position": "alibi"},
+    "gqa": {"n_kv_head": 2},
+    "mqa": {"n_kv_head": 1},
+    "untied": {"tie_embeddings": False},
+    "dropout": {"dropout": 0.1},
+    "llama": {"norm": "rmsnorm", "activation": "swiglu", "position": "rope", "n_kv_head": 2,
+              "bias": False, "tie_embeddings": False, "mlp_ratio": 2.6875},
+}
 
 
-def test_output_shape_and_tied_embeddings():
-    model = GPT(CFG, vocab_size=100, seq_len=16)
-    assert model(torch.randint(0, 100, (3, 16))).shape == (3, 16, 100)
-    assert model.head.weight is model.tok_emb.weight
-
-
-def test_causal_future_tokens_do_not_change_past_logits():
+def _model(name: str, vocab: int = 64, seq: int = 16) -> GPT:
     torch.manual_seed(0)
-    model = GPT(CFG, vocab_size=50, seq_len=12).eval()
-    x = torch.randint(0, 50, (1, 12))
+    return GPT(ModelConfig(**BASE, **VARIANTS[name]), vocab_size=vocab, seq_len=seq)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_output_shape(name):
+    assert _model(name)(torch.randint(0, 64, (3, 16))).shape == (3, 16, 64)
+    assert _model(name)(torch.randint(0, 64, (2, 5))).shape == (2, 5, 64)  # shorter than context
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_causal_future_tokens_do_not_change_past_logits(name):
+    model = _model(name).eval()
+    x = torch.randint(0, 64, (1, 16))
     y = x.clone()
-    y[0, 8:] = (y[0, 8:] + 1) % 50
+    y[0, 10:] = (y[0, 10:] + 1) % 64
     with torch.no_grad():
         a, b = model(x), model(y)
-    assert torch.allclose(a[0, :8], b[0, :8], atol=1e-6)
-    assert not torch.allclose(a[0, 8:], b[0, 8:])
+    assert torch.allclose(a[0, :10], b[0, :10], atol=1e-5)
+    assert not torch.allclose(a[0, 10:], b[0, 10:])
 
 
-def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
-    torch.manual_seed(0)
-    model = GPT(CFG, vocab_size=64, seq_len=16)
-    data = torch.randint(0, 64, (4, 17))
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
+    model = _model(name)
+    data = torch.randint(0, 64, (4, 17), generator=torch.Generator().manual_seed(1))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(20):
@@ -41,11 +68,67 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     assert losses[-1] < losses[0] - 0.5
 
 
+def test_tying_and_parameter_counts():
+    tied, untied = _model("gpt2"), _model("untied")
+    assert tied.head.weight is tied.tok_emb.weight
+    assert untied.num_parameters() - tied.num_parameters() == 64 * 32
+    # GQA shrinks only the key/value projection: from 2 x 4 heads x 8 dims (64 outputs)
+    # to 2 x 2 x 8 (32 outputs), weights and biases, in each of the 2 layers.
+    gqa = _model("gqa")
+    assert tied.num_parameters() - gqa.num_parameters() == 2 * ((32 * 64 + 64) - (32 * 32 + 32))
+
+
+def test_position_tables_carry_no_saved_state():
+    for name in ("rope", "alibi", "sinusoidal"):
+        keys = _model(name).state_dict().keys()
+        assert not any(k.endswith(("cos", "sin", "alibi", "pos_table")) for k in keys)
+
+
 def test_sequence_longer_than_context_is_refused():
     with pytest.raises(ValueError, match="exceeds the model's context"):
-        GPT(CFG, vocab_size=10, seq_len=4)(torch.zeros(1, 5, dtype=torch.long))
+        _model("gpt2", seq=4)(torch.zeros(1, 5, dtype=torch.long))
 
 
-def test_heads_must_divide_width():
-    with pytest.raises(ValidationError, match="divisible by n_head"):
-        ModelConfig(d_model=30, n_head=4)
+def test_rmsnorm_matches_its_definition():
+    x = torch.tensor([[3.0, 4.0]])
+    out = RMSNorm(2, eps=0.0)(x)
+    assert torch.allclose(out, x / math.sqrt((9 + 16) / 2))
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    cos, sin = rope_tables(32, 8, 10_000.0)
+    q, k = torch.randn(8), torch.randn(8)
+
+    def score(m: int, n: int) -> float:
+        rq = apply_rope(q.view(1, 1, 1, 8), cos[m:m + 1], sin[m:m + 1]).flatten()
+        rk = apply_rope(k.view(1, 1, 1, 8), cos[n:n + 1], sin[n:n + 1]).flatten()
+        return float(rq @ rk)
+
+    assert score(5, 2) == pytest.approx(score(20, 17), abs=1e-4)
+    assert score(5, 2) != pytest.approx(score(5, 4), abs=1e-4)
+
+
+def test_alibi_slopes_and_bias():
+    assert torch.allclose(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
+    assert len(alibi_slopes(6)) == 6
+    bias = alibi_causal_bias(2, 3)
+    assert bias[0, 2, 0] == pytest.approx(-2 * 2 ** -4) and bias[0, 1, 1] == 0
+    assert bias[0, 0, 1] == float("-inf")
+
+
+def test_sinusoidal_table():
+    t = sinusoidal_table(4, 6)
+    assert t[0].tolist() == [0, 1, 0, 1, 0, 1]
+    assert t[1, 0] == pytest.approx(math.sin(1.0)) and t[1, 2] == pytest.approx(math.sin(1 / 10_000 ** (2 / 6)))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"d_model": 30, "n_head": 4}, "divisible by n_head"),
+    ({"n_head": 4, "n_kv_head": 3}, "n_kv_head .3. must divide n_head .4."),
+    ({"activation": "tanh"}, "'gelu', 'relu', 'silu', 'swiglu' or 'geglu'"),
+    ({"position": "absolute"}, "'learned', 'sinusoidal', 'rope' or 'alibi'"),
+    ({"norm": "batchnorm"}, "'layernorm' or 'rmsnorm'"),
+])
+def test_bad_configs_are_rejected_with_the_valid_options(kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        ModelConfig(**kwargs)
