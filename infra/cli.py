@@ -31,6 +31,18 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set training.max_steps=50 (repeatable)")
         s.add_argument("--run-id", default=None, help="run directory name under runs_dir")
+    s = sub.add_parser("plan", help="compute-optimal tokens, training FLOPs, GPU-hours, cost and energy")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--preset", help="a model preset (exact FLOPs of its shape, attention included)")
+    what.add_argument("--params", type=float, help="a bare parameter count (6N FLOPs per token)")
+    what.add_argument("--budget", type=float, help="a compute budget in FLOPs (compute-optimal split)")
+    s.add_argument("--tokens", type=float, default=None, help="training tokens (default: 20 per parameter)")
+    s.add_argument("--vocab-size", type=int, default=None, help="override the preset's vocabulary")
+    s.add_argument("--seq-len", type=int, default=None, help="override the preset's context length")
+    s.add_argument("--mfu", type=float, default=0.45, help="model-FLOPs utilisation (default 0.45)")
+    s.add_argument("--price-per-gpu-hour", type=float, default=2.0, help="USD (default 2.0)")
+    s.add_argument("--price-per-mwh", type=float, default=100.0, help="USD per MWh (default 100)")
+    s.add_argument("--pue", type=float, default=1.1, help="data-centre power usage effectiveness")
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
@@ -121,6 +133,23 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan_command(args: argparse.Namespace) -> str:
+    from models.planner import describe, plan_budget, plan_model, plan_parameters
+    from models.presets import get_preset
+
+    if not 0 < args.mfu <= 1:
+        raise ConfigError(f"--mfu must be in (0, 1], got {args.mfu}")
+    if args.preset:
+        p = get_preset(args.preset)
+        plan = plan_model(p.model, args.vocab_size or p.vocab_size, args.seq_len or p.seq_len, args.tokens)
+        head = f"model preset {args.preset} ({p.note})"
+    elif args.params:
+        plan, head = plan_parameters(args.params, args.tokens), f"{args.params:,.0f} parameters"
+    else:
+        plan, head = plan_budget(args.budget), f"compute budget {args.budget:.3e} FLOPs"
+    return head + "\n" + describe(plan, args.mfu, args.price_per_gpu_hour, args.price_per_mwh, args.pue)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tasks.corpus.demo import CorpusUnavailable  # light: stdlib, tqdm and infra only
 
@@ -133,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             prefect = str(Path(sys.executable).parent / "prefect")
             os.execv(prefect, [prefect, "server", "start", "--host", args.host,
                                "--port", str(args.port), "--analytics-off"])
+        if args.command == "plan":
+            print(plan_command(args))
+            return 0
         if args.command == "report":
             from tasks.report import write_report
             print(write_report(args.run_dir))

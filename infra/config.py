@@ -108,6 +108,20 @@ def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
     return f"'{loc}': {err['msg']} (got {err.get('input')!r})"
 
 
+def _expand_model_preset(data: dict[str, Any]) -> None:
+    """`model: {preset: NAME, ...}` becomes the preset's fields, with explicit keys on top."""
+    model = data.get("model")
+    if not isinstance(model, dict) or "preset" not in model:
+        return
+    from models.presets import get_preset
+
+    try:
+        base = get_preset(str(model["preset"])).model.model_dump()
+    except ValueError as exc:
+        raise ConfigError(f"'model.preset': {exc}") from None
+    data["model"] = {**base, **{k: v for k, v in model.items() if k != "preset"}}
+
+
 def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
     """Load a preset name or YAML path (default: the demo preset), apply `--set` overrides, validate."""
     source = source or "demo"
@@ -115,6 +129,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     data = copy.deepcopy(_read_yaml(path))
     for item in overrides or []:
         _apply_override(data, item)
+    _expand_model_preset(data)
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:

@@ -37,3 +37,13 @@ def test_help_lists_every_subcommand():
     assert r.returncode == 0
     for cmd in ("run", "curate", "tokenize", "train", "evaluate", "server", "report"):
         assert cmd in r.stdout
+
+
+def test_plan_for_a_preset_and_a_budget():
+    r = _run("plan", "--preset", "llama2-7b", "--tokens", "2e12")
+    assert r.returncode == 0, r.stderr
+    assert "parameters:          6,738,415,616" in r.stdout and "A100: 182,356 GPU-hours" in r.stdout
+    r = _run("plan", "--budget", "1.2e20")  # 6 N (20 N) = 1.2e20 -> N = 1e9
+    assert r.returncode == 0 and "parameters:          1,000,000,000" in r.stdout
+    r = _run("plan", "--preset", "tiny", "--mfu", "2")
+    assert r.returncode == 2 and "--mfu must be in (0, 1]" in r.stderr

@@ -61,3 +61,10 @@ def test_run_id_characters():
 def test_warmup_must_be_below_max_steps():
     with pytest.raises(ConfigError, match="warmup_steps"):
         load_config("debug", ["training.warmup_steps=12"])
+
+
+def test_model_preset_expands_with_overrides_on_top():
+    cfg = load_config("debug", ["model.preset=llama-1b", "model.n_layer=2"])
+    assert cfg.model.norm == "rmsnorm" and cfg.model.n_kv_head == 8 and cfg.model.n_layer == 2
+    with pytest.raises(ConfigError, match="'model.preset': unknown model preset 'gpt9'; valid presets"):
+        load_config("debug", ["model.preset=gpt9"])
