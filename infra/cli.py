@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--price-per-gpu-hour", type=float, default=2.0, help="USD (default 2.0)")
     s.add_argument("--price-per-mwh", type=float, default=100.0, help="USD per MWh (default 100)")
     s.add_argument("--pue", type=float, default=1.1, help="data-centre power usage effectiveness")
+    s = sub.add_parser("export", help="write a run's trained model as a Hugging Face folder")
+    s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
+    s.add_argument("--out", type=Path, default=None, help="destination (default: RUN_DIR/hf)")
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
@@ -133,6 +136,19 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_command(args: argparse.Namespace) -> str:
+    from models.export import export_hf
+    from tasks.training.checkpoint import FINAL, load_model
+
+    run = RunDir(args.run_dir)
+    model, _ = load_model(run.checkpoints / FINAL)
+    if not run.tokenizer.is_file():
+        raise ConfigError(f"{run.tokenizer} not found; is {run.root} a Crucible run directory?")
+    dest = args.out or run.root / "hf"
+    cls = export_hf(model, run.tokenizer, dest)
+    return f"wrote {dest} ({cls}); load it with transformers.AutoModelForCausalLM.from_pretrained"
+
+
 def plan_command(args: argparse.Namespace) -> str:
     from models.planner import describe, plan_budget, plan_model, plan_parameters
     from models.presets import get_preset
@@ -165,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             print(plan_command(args))
             return 0
+        if args.command == "export":
+            print(export_command(args))
+            return 0
         if args.command == "report":
             from tasks.report import write_report
             print(write_report(args.run_dir))
@@ -176,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except CorpusUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # InputError and friends: bad input, with the fix in the message
+    except (ValueError, FileNotFoundError) as exc:  # bad input or missing stage output, with the fix
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,8 +19,9 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, seq_len: int):
         super().__init__()
         self.cfg = cfg
-        self.q = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
-        self.kv = nn.Linear(cfg.d_model, 2 * cfg.kv_heads * cfg.head_dim, bias=cfg.bias)
+        # One fused projection: rows are all query heads, then key heads, then value heads.
+        self.kv_rows = cfg.kv_heads * cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, cfg.d_model + 2 * self.kv_rows, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         # Derived tables are buffers, not parameters: rebuilt from the config, never saved.
         if cfg.position == "rope":
@@ -33,8 +34,10 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         cfg = self.cfg
-        q = self.q(x).view(b, t, cfg.n_head, cfg.head_dim).transpose(1, 2)  # (b, heads, t, hd)
-        k, v = self.kv(x).view(b, t, 2, cfg.kv_heads, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).split([c, self.kv_rows, self.kv_rows], dim=-1)
+        q = q.view(b, t, cfg.n_head, cfg.head_dim).transpose(1, 2)  # (b, heads, t, hd)
+        k = k.view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)  # (b, kv_heads, t, hd)
+        v = v.view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
         if cfg.position == "rope":
             q, k = apply_rope(q, self.cos[:t], self.sin[:t]), apply_rope(k, self.cos[:t], self.sin[:t])
         if cfg.kv_heads != cfg.n_head:  # grouped-query attention: each kv head serves a group
@@ -115,6 +118,16 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))
+
+
+@torch.no_grad()
+def greedy_generate(model: GPT, ids: list[int], new_tokens: int) -> list[int]:
+    """Append `new_tokens` argmax tokens (no cache: a reference, not a fast sampler)."""
+    out = list(ids)
+    for _ in range(new_tokens):
+        logits = model(torch.tensor([out[-model.seq_len:]]))
+        out.append(int(logits[0, -1].argmax()))
+    return out
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

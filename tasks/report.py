@@ -57,8 +57,11 @@ def write_report(run_dir: Path) -> Path:
         plot_loss(metrics, run.loss_curve)
         s = read_json(run.train_summary) if run.train_summary.exists() else {}
         val = [m for m in metrics if "val_loss" in m]
-        parts += ["## Training", f"{s.get('parameters', 0):,} parameters, {s.get('steps')} steps on "
-                  f"{s.get('world_size')} DeepSpeed ranks; final train loss {metrics[-1]['loss']:.4f}"
+        flops = (f" ({s['training_flops_per_token']:,} training FLOPs per token, "
+                 f"{s['training_flops']:.3g} in all)" if "training_flops" in s else "")
+        parts += ["## Training", f"{s.get('parameters', 0):,} parameters{flops}, {s.get('steps')} steps on "
+                  f"{s.get('world_size')} DeepSpeed ranks in {s.get('precision')}; final train loss "
+                  f"{metrics[-1]['loss']:.4f}"
                   + (f", validation loss {val[-1]['val_loss']:.4f}" if val else "") + ".", "",
                   f"![loss curve]({run.loss_curve.name})", ""]
     if run.eval_results.exists():

@@ -36,5 +36,13 @@ def load_model(src_dir: Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]
     meta = read_json(meta_path)
     model = GPT(ModelConfig(**meta["model"]), meta["vocab_size"], meta["seq_len"])
     # weights_only: never unpickle arbitrary objects from a file on disk.
-    model.load_state_dict(torch.load(src_dir / "model.pt", map_location=device, weights_only=True))
+    state = torch.load(src_dir / "model.pt", map_location=device, weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # names differ: written by another version of models/gpt.py
+        raise ValueError(
+            f"{src_dir / 'model.pt'} does not fit the model that {meta_path.name} describes "
+            f"({str(exc).splitlines()[1].strip()[:200]}); it was written by another version of "
+            f"Crucible: re-train with `crucible train`"
+        ) from None
     return model.to(device).eval(), meta

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from infra.deepspeed_config import deepspeed_config, resolve_precision
 from infra.storage import RunDir, read_json, write_json, write_text
 from models.config import ModelConfig
+from models.flops import training_flops_per_token
 from models.gpt import GPT, lm_loss
 from tasks.tokenization.shards import TokenShards
 from tasks.training.checkpoint import FINAL, latest_tag, save_model
@@ -94,6 +95,7 @@ def train_loop(config: dict[str, Any]) -> None:
         config=deepspeed_config(cfg, world, precision),
         lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
     )
+    flops_per_token = training_flops_per_token(model_cfg, manifest["vocab_size"], seq_len)
     train, val = TokenShards.open(run.shards, "train"), TokenShards.open(run.shards, "val")
     sampler = RankSampler(len(train), rank, world, cfg.micro_batch_size, cfg.seed)
 
@@ -107,8 +109,9 @@ def train_loop(config: dict[str, Any]) -> None:
             log.info("resumed from %s at step %d", run.checkpoints / latest_tag(run.checkpoints), step)
     elif rank == 0:
         run.metrics.unlink(missing_ok=True)
-        log.info("training a %s-parameter model on %d sequences for %d steps in %s",
-                 f"{model.num_parameters():,}", len(train), cfg.max_steps, precision)
+        log.info("training a %s-parameter model (%s training FLOPs per token) on %d sequences "
+                 "for %d steps in %s", f"{model.num_parameters():,}", f"{flops_per_token:,}",
+                 len(train), cfg.max_steps, precision)
 
     tokens_per_step = world * cfg.micro_batch_size * cfg.grad_accum_steps * seq_len
     while step < cfg.max_steps:
@@ -155,5 +158,7 @@ def train_loop(config: dict[str, Any]) -> None:
         save_model(engine.module, model_cfg, manifest["vocab_size"], seq_len, step, run.checkpoints / FINAL)
         write_json(run.train_summary, {"steps": step, "parameters": model.num_parameters(),
                                        "world_size": world, "tokens_per_step": tokens_per_step,
-                                       "precision": precision, "zero_stage": cfg.zero_stage})
+                                       "precision": precision, "zero_stage": cfg.zero_stage,
+                                       "training_flops_per_token": flops_per_token,
+                                       "training_flops": flops_per_token * tokens_per_step * step})
     dist.barrier()

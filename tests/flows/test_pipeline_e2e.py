@@ -88,6 +88,8 @@ def test_training_loss_is_finite_and_falls(pipeline_run):
     summary = read_json(run.train_summary)
     assert 80_000 < summary["parameters"] < 150_000 and summary["world_size"] == 2
     assert summary["precision"] == "bf16" and summary["zero_stage"] == 1
+    assert summary["training_flops"] == summary["training_flops_per_token"] * 12 * summary["tokens_per_step"]
+    assert "training FLOPs per token" in run.report.read_text()
     assert (run.checkpoints / "latest").read_text().strip() == "step12"
 
 
