@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -31,8 +31,8 @@ def sample_texts(shards: list[Path], budget_bytes: int) -> Iterator[str]:
                     return
 
 
-def train_tokenizer(shards: list[Path], cfg: TokenizationConfig, dest: Path) -> Tokenizer:
-    """Train on curated shards and save `tokenizer.json` atomically."""
+def train_on_texts(texts: Iterable[str], cfg: TokenizationConfig) -> Tokenizer:
+    """A byte-level BPE trained on `texts`, with the configured vocabulary and EOS token."""
     tok = Tokenizer(models.BPE())
     # Byte-level: every byte sequence is representable, so no <unk> is ever needed.
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -44,7 +44,13 @@ def train_tokenizer(shards: list[Path], cfg: TokenizationConfig, dest: Path) -> 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=True,
     )
-    tok.train_from_iterator(sample_texts(shards, cfg.train_sample_bytes), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def train_tokenizer(shards: list[Path], cfg: TokenizationConfig, dest: Path) -> Tokenizer:
+    """Train on curated shards and save `tokenizer.json` atomically."""
+    tok = train_on_texts(sample_texts(shards, cfg.train_sample_bytes), cfg)
     with atomic_path(dest) as tmp:
         tok.save(str(tmp))
     log.info("trained a BPE tokenizer with %d tokens -> %s", tok.get_vocab_size(), dest)

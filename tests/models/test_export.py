@@ -1,10 +1,12 @@
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 from models.config import ModelConfig
 from models.export import ExportError, export_hf, target_class
 from models.gpt import GPT, greedy_generate
+from tasks.tokenization.bpe import train_on_texts
+from tasks.tokenization.config import TokenizationConfig
 
 transformers = pytest.importorskip("transformers")
 
@@ -17,12 +19,8 @@ SHAPES = {
 
 @pytest.fixture(scope="module")
 def tokenizer_json(tmp_path_factory):
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["the cat sat on the mat and the dog sat on the log"] * 20, trainer=trainer)
+    tok = train_on_texts(["the cat sat on the mat and the dog sat on the log"] * 20,
+                         TokenizationConfig(vocab_size=300, min_frequency=1))
     path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
     tok.save(str(path))
     return path

@@ -3,24 +3,21 @@ import math
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 from models.config import ModelConfig
 from models.gpt import GPT
 from tasks.evaluation.loglikelihood import Request, encode_pair, loglikelihoods
 from tasks.evaluation.perplexity import perplexity, token_byte_lengths
+from tasks.tokenization.bpe import train_on_texts
+from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.shards import TokenShards
 
 
 @pytest.fixture(scope="module")
 def tok() -> Tokenizer:
-    t = Tokenizer(models.BPE())
-    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    t.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    t.train_from_iterator(["the cat sat on the mat. the dog sat on the log."] * 50, trainer=trainer)
-    return t
+    return train_on_texts(["the cat sat on the mat. the dog sat on the log."] * 50,
+                          TokenizationConfig(vocab_size=300, min_frequency=1))
 
 
 def test_trailing_context_space_moves_to_the_continuation(tok):
