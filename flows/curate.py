@@ -48,8 +48,8 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
     (run.curated / "_work").rmdir()  # each shard removed its own scratch file
 
     steps = {
-        "filter": _merged(r["stats"] for r in first),
-        "exact_dedup": _merged(r["stats"] for r in second),
+        "filter": StageStats.total(r["stats"] for r in first),
+        "exact_dedup": StageStats.total(r["stats"] for r in second),
     }
     total = combine_steps(steps).to_dict()
     malformed = [e for r in first for e in r["malformed_examples"]][:20]
@@ -70,9 +70,3 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
                     total["removed_by_reason"]["malformed"]["docs"], run.removed, malformed[0])
     return summary
 
-
-def _merged(parts) -> StageStats:
-    total = StageStats()
-    for p in parts:
-        total.merge(StageStats.from_dict(p))
-    return total

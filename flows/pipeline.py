@@ -14,6 +14,7 @@ from infra.config import PipelineConfig
 from infra.storage import RunDir
 from tasks.report import write_report
 
+
 def finished_stages(run: RunDir) -> set[str]:
     """Stages whose completion file exists; each is written atomically as the stage's last act."""
     done = {"curate": run.curation_stats, "tokenize": run.manifest, "train": run.train_summary,

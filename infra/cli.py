@@ -189,13 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             print(write_report(args.run_dir))
             return 0
         return run_command(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except CorpusUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as exc:  # bad input or missing stage output, with the fix
+    # Problems the user fixes (config, input, missing stage output): the message, no traceback.
+    # ConfigError and InputError are ValueErrors.
+    except (ValueError, FileNotFoundError, CorpusUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 
 @dataclass
@@ -61,6 +61,14 @@ class StageStats:
             },
             "redactions": dict(sorted(self.redactions.items())),
         }
+
+    @classmethod
+    def total(cls, parts: "Iterable[dict[str, Any]]") -> "StageStats":
+        """The sum of per-shard stats as `to_dict` wrote them."""
+        out = cls()
+        for part in parts:
+            out.merge(cls.from_dict(part))
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageStats":

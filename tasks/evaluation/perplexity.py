@@ -30,8 +30,7 @@ def perplexity(model: torch.nn.Module, shards: TokenShards, tok: Tokenizer, eos_
     nll, tokens, nbytes = 0.0, 0, 0
     rows = min(max_rows, len(shards))
     for start in range(0, rows, batch_size):
-        data = torch.from_numpy(shards.rows(np.arange(start, min(start + batch_size, rows))).astype(np.int64))
-        x, y = data[:, :-1], data[:, 1:]
+        x, y = shards.batch(np.arange(start, min(start + batch_size, rows)))
         losses = F.cross_entropy(model(x).float().transpose(1, 2), y, reduction="none")
         mask = y != eos_id
         nll += float(losses[mask].sum())

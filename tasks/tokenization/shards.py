@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+import torch
 
 from infra.storage import atomic_path, read_json, sha256_file
 from tasks.tokenization.bpe import load_tokenizer
@@ -132,3 +133,8 @@ class TokenShards:
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         return np.stack([self.row(int(i)) for i in indices])
+
+    def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (row[:-1]) and next-token targets (row[1:]) as int64 tensors."""
+        data = torch.from_numpy(self.rows(indices).astype(np.int64))
+        return data[:, :-1], data[:, 1:]

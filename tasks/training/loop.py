@@ -45,8 +45,8 @@ def _mean_across_ranks(value: float) -> float:
 
 
 def _batch(shards: TokenShards, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    data = torch.from_numpy(shards.rows(rows).astype(np.int64)).to(device)
-    return data[:, :-1], data[:, 1:]
+    x, y = shards.batch(rows)
+    return x.to(device), y.to(device)
 
 
 @torch.no_grad()

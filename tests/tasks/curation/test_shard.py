@@ -24,14 +24,9 @@ def _curate(tmp_path, files):
     first = [filter_shard(f, i, CFG, out) for i, f in enumerate(files)]
     drops = find_exact_duplicates([r["hashes"] for r in first])
     second = [finalize_shard(i, d, CFG, out) for i, d in enumerate(drops)]
-    return out, combine_steps({"filter": _merge(first), "exact_dedup": _merge(second)})
+    return out, combine_steps({"filter": StageStats.total(r["stats"] for r in first),
+                               "exact_dedup": StageStats.total(r["stats"] for r in second)})
 
-
-def _merge(results):
-    total = StageStats()
-    for r in results:
-        total.merge(StageStats.from_dict(r["stats"]))
-    return total
 
 
 def test_every_document_is_kept_or_removed_with_a_reason(tmp_path):
