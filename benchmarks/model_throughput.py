@@ -1,7 +1,8 @@
 """Forward+backward tokens/s of our GPT-2-124M shape against transformers' GPT2LMHeadModel.
 
 Same shape (exact GeLU, no dropout), same batch, same threads, measured alternately in one
-run; prints each median and the ratio ours/theirs. Goal: >= 1.0.
+run. Each model runs its own training path: ours the fused head + loss (models/fused_loss.py),
+theirs logits then cross-entropy; prints each median and the ratio ours/theirs. Goal: >= 1.0.
 Usage: .venv/bin/python benchmarks/model_throughput.py [--batch 4 --seq 128 --repeats 5]
 """
 from __future__ import annotations
@@ -45,11 +46,11 @@ def main() -> None:
 
     def ours_step() -> None:
         ours.zero_grad(set_to_none=True)
-        lm_loss(ours(x), y).backward()
+        ours(x, y).backward()  # our training path: fused head + loss
 
     def theirs_step() -> None:
         theirs.zero_grad(set_to_none=True)
-        lm_loss(theirs(x).logits, y).backward()
+        lm_loss(theirs(x).logits, y).backward()  # logits, then fp32 cross-entropy, as their loss does
 
     ours_step(), theirs_step()  # warm-up
     times: dict[str, list[float]] = {"ours": [], "transformers": []}

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ModelConfig
+from models.fused_loss import linear_cross_entropy
 from models.layers import (MLP, alibi_causal_bias, apply_rope, make_norm, rope_tables,
                            sinusoidal_table)
 
@@ -104,8 +105,9 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits (b, t, vocab) for token ids (b, t)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (b, t, vocab) for token ids (b, t); with `targets` (b, t), the mean
+        next-token loss instead, through the fused head (models/fused_loss.py)."""
         t = idx.shape[1]
         if t > self.seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds the model's context of {self.seq_len}")
@@ -117,6 +119,8 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x)
+        if targets is not None:
+            return linear_cross_entropy(self.ln_f(x), self.head.weight, targets)
         return self.head(self.ln_f(x))
 
 

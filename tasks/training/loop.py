@@ -20,7 +20,7 @@ from infra.deepspeed_config import deepspeed_config, resolve_precision
 from infra.storage import RunDir, read_json, write_json, write_text
 from models.config import ModelConfig
 from models.flops import training_flops_per_token
-from models.gpt import GPT, lm_loss
+from models.gpt import GPT
 from tasks.tokenization.shards import TokenShards
 from tasks.training.checkpoint import FINAL, latest_tag, save_model
 from tasks.training.config import TrainingConfig
@@ -56,7 +56,7 @@ def validation_loss(engine, val: TokenShards, cfg: TrainingConfig, rank: int, wo
     losses = []
     for start in range(0, len(rows), cfg.micro_batch_size):
         x, y = _batch(val, rows[start : start + cfg.micro_batch_size], engine.device)
-        losses.append(lm_loss(engine(x), y).item())
+        losses.append(engine(x, y).item())
     engine.train()
     return _mean_across_ranks(float(np.mean(losses)) if losses else float("nan"))
 
@@ -120,7 +120,7 @@ def train_loop(config: dict[str, Any]) -> None:
         losses = []
         for _ in range(cfg.grad_accum_steps):
             x, y = _batch(train, sampler.next_batch(), engine.device)
-            loss = lm_loss(engine(x), y)
+            loss = engine(x, y)  # the model's fused head + loss
             engine.backward(loss)
             engine.step()  # DeepSpeed only updates at the accumulation boundary
             losses.append(loss.item())
