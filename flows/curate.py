@@ -1,7 +1,15 @@
-"""The `curate` flow: raw documents in, curated Parquet shards, removed/ shards and stats out."""
+"""The `curate` flow: raw documents in, curated Parquet shards, removed/ shards and stats out.
+
+Steps (each a set of Ray tasks): [plant noise] -> [train quality model] -> [decontamination
+index] -> filter each input file -> exact/near-exact dedup per key range -> MinHash buckets
+per key range -> connected components (rounds) -> finalize each shard (dedup + PII redaction).
+"""
 from __future__ import annotations
 
+import json
 import logging
+import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,45 +20,123 @@ from prefect_ray import RayTaskRunner
 from flows.progress import gather
 from infra.storage import RunDir, write_json
 from tasks.curation.config import CurationConfig
-from tasks.curation.prefect_tasks import demo_corpus_task, filter_shard_task, finalize_shard_task
+from tasks.curation.layout import CurationPaths
+from tasks.curation.prefect_tasks import (component_drops_task, decontam_task, demo_corpus_task,
+                                          exact_task, filter_task, finalize_task, lsh_task,
+                                          noise_task, quality_model_task, star_task)
 from tasks.curation.reader import discover_inputs
-from tasks.curation.shard import combine_steps, find_exact_duplicates
-from tasks.curation.stats import StageStats
+from tasks.curation.stats import StageStats, combine_steps
 
 log = logging.getLogger(__name__)
+MAX_COMPONENT_ROUNDS = 64
 
 
-def stats_table(stats: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"outcome": "in", "docs": stats["docs_in"], "bytes": stats["bytes_in"]},
-            {"outcome": "kept", "docs": stats["docs_kept"], "bytes": stats["bytes_kept"]}]
-    rows += [{"outcome": f"removed: {r}", **v} for r, v in stats["removed_by_reason"].items()]
-    rows += [{"outcome": f"redacted: {k}", "docs": n, "bytes": ""} for k, n in stats["redactions"].items()]
+def stats_table(steps: dict[str, dict[str, Any]], total: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per step and outcome, so the Prefect UI shows where every document went."""
+    rows = [{"step": "all", "outcome": "in", "docs": total["docs_in"], "bytes": total["bytes_in"]}]
+    for name, s in steps.items():  # in pipeline order
+        rows.append({"step": name, "outcome": "in", "docs": s["docs_in"], "bytes": s["bytes_in"]})
+        rows += [{"step": name, "outcome": f"removed: {r}", **v} for r, v in s["removed_by_reason"].items()]
+        rows += [{"step": name, "outcome": f"changed: {k}", "docs": n, "bytes": ""} for k, n in s["changes"].items()]
+        rows += [{"step": name, "outcome": f"redacted: {k}", "docs": n, "bytes": ""} for k, n in s["redactions"].items()]
+        rows.append({"step": name, "outcome": "kept", "docs": s["docs_kept"], "bytes": s["bytes_kept"]})
+    rows.append({"step": "all", "outcome": "kept", "docs": total["docs_kept"], "bytes": total["bytes_kept"]})
     return rows
+
+
+def _fingerprint(cfg: CurationConfig, files: list[Path]) -> dict[str, Any]:
+    return {"config": json.loads(cfg.model_dump_json()),
+            "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+
+
+def _prepare_work(paths: CurationPaths, fingerprint: dict[str, Any]) -> None:
+    """Keep finished work only if it was made from the same input and config."""
+    stamp = paths.work / "fingerprint.json"
+    if stamp.exists() and json.loads(stamp.read_text()) != fingerprint:
+        log.warning("input or config changed since the last attempt: discarding its partial work")
+        shutil.rmtree(paths.work)
+    if not stamp.exists():
+        write_json(stamp, fingerprint)
+    elif (paths.work / "markers").exists():
+        log.info("resuming: %d finished task(s) will be skipped", len(list((paths.work / "markers").glob("*.json"))))
+
+
+def _components(parts: int, curated: str) -> tuple[int, int]:
+    """Alternate large/small-star rounds until a round changes nothing; returns (round, rounds)."""
+    rnd, previous = 0, None
+    for it in range(MAX_COMPONENT_ROUNDS):
+        large = gather([star_task.submit("large", rnd, q, parts, curated) for q in range(parts)],
+                       f"components round {it + 1} (large-star)")
+        gather([star_task.submit("small", rnd + 1, q, parts, curated) for q in range(parts)],
+               f"components round {it + 1} (small-star)")
+        state = (sum(s["edges"] for s in large), sum(s["checksum"] for s in large) % 2**64)
+        rnd += 2
+        if state == previous:
+            return rnd, it + 1
+        previous = state
+    raise RuntimeError(f"connected components did not converge in {MAX_COMPONENT_ROUNDS} rounds")
 
 
 @flow(name="curate", task_runner=RayTaskRunner())
 def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
     run = RunDir(Path(run_dir))
+    paths = CurationPaths(run.curated.resolve())
+    curated = str(paths.curated)
     source = demo_corpus_task() if cfg.input_path == "demo" else str(Path(cfg.input_path).resolve())
     files, skipped = discover_inputs(source)
     if skipped:
         log.warning("ignoring %d file(s) that are not JSONL/Parquet under %s, e.g. %s",
                     len(skipped), source, skipped[0])
-    curated = str(run.curated.resolve())
-    log.info("curating %d input file(s) from %s", len(files), source)
+    _prepare_work(paths, _fingerprint(cfg, files))
+    extra: dict[str, Any] = {}
 
-    first = gather([filter_shard_task.submit(str(f), i, cfg, curated) for i, f in enumerate(files)],
-                   "filter shards")
-    hashes = [r["hashes"] for r in first]
-    drops = find_exact_duplicates(hashes) if cfg.exact_dedup else [[] for _ in hashes]
-    second = gather([finalize_shard_task.submit(i, d, cfg, curated) for i, d in enumerate(drops)],
-                    "dedup+redact shards")
-    (run.curated / "_work").rmdir()  # each shard removed its own scratch file
+    stage_input = source
+    if cfg.noise is not None:
+        extra["noise"] = noise_task(source, cfg, curated)
+        stage_input = extra["noise"]["input"]
+        files, _ = discover_inputs(stage_input)
+    quality_model = decontam_index = None
+    qc = cfg.quality_classifier
+    if qc.enabled:
+        if qc.model_path:
+            quality_model = str(Path(qc.model_path).resolve())
+        else:
+            extra["quality_model"] = quality_model_task(source, cfg, curated)
+            quality_model = extra["quality_model"]["model"]
+    if cfg.decontamination.enabled:
+        extra["decontamination"] = decontam_task(cfg, curated)
+        decontam_index = extra["decontamination"]["index"]
+    log.info("curating %d input file(s) from %s", len(files), stage_input)
 
-    steps = {
-        "filter": StageStats.total(r["stats"] for r in first),
-        "exact_dedup": StageStats.total(r["stats"] for r in second),
-    }
+    # Resolved: errors and removed/ rows name the user's file, not the noise step's link to it.
+    first = gather([filter_task.submit(str(f.resolve()), i, cfg, curated, quality_model, decontam_index)
+                    for i, f in enumerate(files)], "filter shards")
+    survivors = sum(r["kept"] for r in first)
+    parts = max(1, math.ceil(survivors / cfg.partition_docs))
+    shards = len(files)
+    exact_parts = minhash_parts = 0
+    if cfg.exact_dedup.enabled:
+        exact = gather([exact_task.submit(p, parts, shards, curated) for p in range(parts)], "exact dedup")
+        extra["exact_dedup"] = {"exact": sum(r["exact"] for r in exact),
+                                "near_exact": sum(r["near_exact"] for r in exact)}
+        exact_parts = parts
+    if cfg.minhash.enabled:
+        lsh = gather([lsh_task.submit(p, parts, shards, cfg, curated) for p in range(parts)],
+                     "minhash buckets")
+        final_round, rounds = _components(parts, curated)
+        dropped = gather([component_drops_task.submit(final_round, q, curated) for q in range(parts)],
+                         "minhash clusters")
+        extra["minhash"] = {"candidate_pairs": sum(r["candidate_pairs"] for r in lsh),
+                            "verified_pairs": sum(r["verified_pairs"] for r in lsh),
+                            "component_rounds": rounds, "dropped": sum(r["dropped"] for r in dropped)}
+        minhash_parts = parts
+    second = gather([finalize_task.submit(i, cfg, curated, exact_parts, minhash_parts)
+                     for i in range(shards)], "dedup+redact shards")
+
+    results = first + second + (exact if cfg.exact_dedup.enabled else []) + (
+        lsh + dropped if cfg.minhash.enabled else [])
+    steps = {"filter": StageStats.total(r["stats"] for r in first),
+             "dedup_redact": StageStats.total(r["stats"] for r in second)}
     total = combine_steps(steps).to_dict()
     malformed = [e for r in first for e in r["malformed_examples"]][:20]
     summary = {
@@ -59,14 +145,17 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
         "skipped_files": [str(p) for p in skipped],
         "totals": total,
         "steps": {name: s.to_dict() for name, s in steps.items()},
+        "details": extra,
+        "partitions": parts,
+        "peak_worker_rss_mb": max(r.get("peak_rss_mb", 0) for r in results),
         "malformed_examples": malformed,
-        "output_shards": len(files),
+        "output_shards": shards,
     }
     write_json(run.curation_stats, summary)
-    create_table_artifact(key="curation-stats", table=stats_table(total),
-                          description=f"Curation of {source}: documents in = kept + removed by reason")
+    shutil.rmtree(paths.work)  # scratch only; the markers' results are in stats.json now
+    create_table_artifact(key="curation-stats", table=stats_table(summary["steps"], total),
+                          description=f"Curation of {source}: documents in = kept + removed by reason, per step")
     if malformed:
         log.warning("%d malformed record(s) quarantined in %s, e.g. %s",
                     total["removed_by_reason"]["malformed"]["docs"], run.removed, malformed[0])
     return summary
-

@@ -46,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write a run's trained model as a Hugging Face folder")
     s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
     s.add_argument("--out", type=Path, default=None, help="destination (default: RUN_DIR/hf)")
+    s = sub.add_parser("quality-model", help="train the fastText quality classifier from two document sets")
+    s.add_argument("--hq", required=True, help="high-quality reference documents (JSONL/Parquet file or folder)")
+    s.add_argument("--lq", default=None, help="low-quality documents (default: spam made from --hq by the "
+                                              "noise injector)")
+    s.add_argument("--out", type=Path, required=True, help="model file to write (.bin); metrics go beside it")
+    s.add_argument("--config", "-c", default=None, help="YAML or preset for curation.quality_classifier settings")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s = sub.add_parser("noise", help="copy documents with labelled duplicates, PII and spam planted in them")
+    s.add_argument("--input", required=True, help="JSONL/Parquet file or folder of real documents")
+    s.add_argument("--out", type=Path, required=True, help="folder for part-*.jsonl and labels.jsonl")
+    s.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
@@ -166,6 +177,35 @@ def plan_command(args: argparse.Namespace) -> str:
     return head + "\n" + describe(plan, args.mfu, args.price_per_gpu_hour, args.price_per_mwh, args.pue)
 
 
+def quality_model_command(args: argparse.Namespace) -> str:
+    from tasks.curation.layout import CurationPaths
+    from tasks.curation.training_sets import train_quality
+
+    cfg = load_config(args.config, args.overrides).curation
+    qc = cfg.quality_classifier.model_copy(update={"hq_path": args.hq, "lq_path": args.lq})
+    cfg = cfg.model_copy(update={"quality_classifier": qc})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = train_quality(Path(args.hq), cfg, CurationPaths(args.out.parent), model_path=args.out)
+    m = result["metrics"]
+    return (f"wrote {args.out}: held-out precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+            f"f1 {m['f1']:.3f}; use it with --set curation.quality_classifier.enabled=true "
+            f"--set curation.quality_classifier.model_path={args.out}")
+
+
+def noise_command(args: argparse.Namespace) -> str:
+    from tasks.curation.config import CurationConfig
+    from tasks.curation.noise import NoiseConfig, write_noisy_corpus
+    from tasks.curation.training_sets import iter_documents
+
+    cfg = CurationConfig()
+    docs = [{"id": d.id, "text": d.text, "source": d.source} for d in iter_documents(Path(args.input), cfg)]
+    counts = write_noisy_corpus(docs, args.out, NoiseConfig(seed=args.seed))
+    # Beside the corpus, not in it: a labels.jsonl inside would be read as input documents.
+    labels = args.out.parent / f"{args.out.name}-labels.jsonl"
+    (args.out / "labels.jsonl").replace(labels)
+    return f"wrote {args.out} ({len(docs)} input documents): {counts}; ground truth in {labels}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from tasks.corpus.demo import CorpusUnavailable  # light: stdlib, tqdm and infra only
 
@@ -183,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export":
             print(export_command(args))
+            return 0
+        if args.command == "quality-model":
+            print(quality_model_command(args))
+            return 0
+        if args.command == "noise":
+            print(noise_command(args))
             return 0
         if args.command == "report":
             from tasks.report import write_report

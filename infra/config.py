@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, model_validator, ValidationError
 
 from models.config import ModelConfig
 from tasks.curation.config import CurationConfig
@@ -50,6 +50,14 @@ class PipelineConfig(BaseModel):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _decontaminate_against_evaluation(self) -> "PipelineConfig":
+        # Decontamination should cover exactly what the run will be evaluated on, unless told otherwise.
+        dc = self.curation.decontamination
+        if dc.enabled and not dc.benchmark_paths:
+            dc.benchmark_paths = self.evaluation.benchmark_files()
+        return self
 
     def resolved_run_id(self) -> str:
         return self.run_id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")

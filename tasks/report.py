@@ -35,17 +35,45 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows])
 
 
+STEP_ORDER = ("filter", "dedup_redact")
+
+
+def curation_section(c: dict[str, Any]) -> list[str]:
+    """Each curation step's counts (in = kept + removed by reason), then the step details."""
+    t = c["totals"]
+    rows = [["all", "in", t["docs_in"], t["bytes_in"]]]
+    for name in sorted(c["steps"], key=lambda n: list(STEP_ORDER).index(n) if n in STEP_ORDER else 99):
+        s = c["steps"][name]
+        rows += [[name, f"removed: {r}", v["docs"], v["bytes"]] for r, v in s["removed_by_reason"].items()]
+        rows += [[name, f"changed: {k}", n, ""] for k, n in s.get("changes", {}).items()]
+        rows += [[name, f"redacted: {k}", n, ""] for k, n in s["redactions"].items()]
+        rows.append([name, "kept", s["docs_kept"], s["bytes_kept"]])
+    out = ["## Curation", f"Input: `{c['input']}` ({c['input_files']} files).", "",
+           _table(rows, ["step", "documents", "count", "bytes"]), ""]
+    d = c.get("details", {})
+    if "quality_model" in d:
+        m = d["quality_model"]["metrics"]
+        out.append(f"- fastText quality classifier ({d['quality_model']['hq_source']} vs "
+                   f"{d['quality_model']['lq_source']}): held-out precision {m['precision']:.3f}, "
+                   f"recall {m['recall']:.3f}.")
+    if "minhash" in d:
+        m = d["minhash"]
+        out.append(f"- MinHash: {m['candidate_pairs']:,} candidate pairs, {m['verified_pairs']:,} verified, "
+                   f"{m['component_rounds']} component rounds, {m['dropped']:,} documents in clusters dropped.")
+    if "decontamination" in d:
+        bench = d["decontamination"]["benchmarks"]
+        out.append("- Decontamination against " + (", ".join(f"{k} ({v:,} n-grams)" for k, v in bench.items())
+                                                     or "no benchmark files (none found)") + ".")
+    if "noise" in d:
+        out.append(f"- Planted noise (labels in `curated/noise_labels.jsonl`): {d['noise']['counts']}.")
+    return out + [""]
+
+
 def write_report(run_dir: Path) -> Path:
     run = RunDir(Path(run_dir))
     parts = [f"# Run `{run.root.name}`", ""]
     if run.curation_stats.exists():
-        c = read_json(run.curation_stats)
-        t = c["totals"]
-        rows = [["in", t["docs_in"], t["bytes_in"]], ["kept", t["docs_kept"], t["bytes_kept"]]]
-        rows += [[f"removed: {r}", v["docs"], v["bytes"]] for r, v in t["removed_by_reason"].items()]
-        parts += ["## Curation", f"Input: `{c['input']}` ({c['input_files']} files).", "",
-                  _table(rows, ["documents", "count", "bytes"]), "",
-                  "Redactions: " + (", ".join(f"{k} {v}" for k, v in t["redactions"].items()) or "none"), ""]
+        parts += curation_section(read_json(run.curation_stats))
     if run.manifest.exists():
         m = read_json(run.manifest)
         rows = [[s, v["docs"], v["rows"], v["tokens"], v["tail_tokens_dropped"]] for s, v in m["splits"].items()]

@@ -1,31 +1,38 @@
-"""Typed configuration of the curation stage."""
+"""Typed configuration of the curation stage: one section per step, each switchable."""
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.curation.decontam import DecontamConfig
+from tasks.curation.noise import NoiseConfig
+from tasks.curation.quality_model import QualityClassifierConfig
+from tasks.curation.redact import RedactionConfig
+from tasks.curation.rules import HeuristicsConfig
 
 
-class QualityRules(BaseModel):
-    """First heuristic quality rules (Gopher/C4-style thresholds)."""
+class ExactDedupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    near_exact: bool = Field(
+        True, description="Also treat texts equal up to case, punctuation and spacing as duplicates.")
+
+
+class MinHashConfig(BaseModel):
+    """Near-duplicate removal; the defaults are FineWeb's (5-word shingles, 14 bands x 8 rows)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    min_words: int = Field(50, ge=0, description="Drop documents with fewer words.")
-    max_words: int = Field(200_000, ge=1)
-    min_mean_word_length: float = Field(2.5, ge=0)
-    max_mean_word_length: float = Field(12.0, gt=0)
-    max_symbol_word_ratio: float = Field(0.1, ge=0, description="'#' and '...' per word.")
-    min_alpha_word_fraction: float = Field(0.6, ge=0, le=1, description="Words with a letter.")
-    max_duplicate_line_fraction: float = Field(0.3, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "QualityRules":
-        if self.min_words > self.max_words:
-            raise ValueError(f"min_words ({self.min_words}) exceeds max_words ({self.max_words})")
-        if self.min_mean_word_length > self.max_mean_word_length:
-            raise ValueError("min_mean_word_length exceeds max_mean_word_length")
-        return self
+    enabled: bool = True
+    shingle_size: int = Field(5, ge=1, le=10)
+    bands: int = Field(14, ge=1, le=64)
+    rows: int = Field(8, ge=1, le=32)
+    seed: int = 1
+    min_similarity: float = Field(
+        0.8, ge=0, le=1, description="Candidate pairs from the LSH buckets count as duplicates only "
+        "if the exact Jaccard of their shingle sets reaches this (0 keeps every candidate).")
 
 
 class CurationConfig(BaseModel):
@@ -39,9 +46,15 @@ class CurationConfig(BaseModel):
     text_field: str = "text"
     id_field: str = "id"
     normalization: Literal["NFC", "NFKC"] = "NFC"
-    exact_dedup: bool = True
-    quality: QualityRules = QualityRules()
-    redact_emails: bool = True
-    redact_ips: bool = True
-    email_token: str = "<EMAIL>"
-    ip_token: str = "<IP_ADDRESS>"
+    noise: NoiseConfig | None = Field(
+        None, description="Plant labelled duplicates, PII and spam into the input first "
+        "(demo and benchmarks); the labels are written to curated/noise_labels.jsonl.")
+    heuristics: HeuristicsConfig = HeuristicsConfig()
+    quality_classifier: QualityClassifierConfig = QualityClassifierConfig()
+    decontamination: DecontamConfig = DecontamConfig()
+    exact_dedup: ExactDedupConfig = ExactDedupConfig()
+    minhash: MinHashConfig = MinHashConfig()
+    redaction: RedactionConfig = RedactionConfig()
+    partition_docs: int = Field(
+        1_000_000, ge=1000, description="Documents per dedup task: bounds each worker's memory, "
+        "so larger corpora get more tasks rather than bigger ones.")

@@ -1,15 +1,27 @@
-"""Thin Prefect task wrappers around the curation work; they run on Ray workers."""
+"""Thin Prefect task wrappers around the curation work; they run on Ray workers.
+
+Each task records its result in a completion marker after its outputs are in place
+(outputs are written atomically first), so a re-run of the stage skips finished tasks
+and a retried task never sees half a file.
+"""
 from __future__ import annotations
 
+import resource
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prefect import task
 
 from tasks.corpus.demo import build_demo_corpus
+from tasks.curation import components
 from tasks.curation.config import CurationConfig
+from tasks.curation.dedup import decide_exact
+from tasks.curation.filter_pass import filter_shard
+from tasks.curation.finalize import finalize_shard
+from tasks.curation.layout import CurationPaths, read_marker, write_marker
+from tasks.curation.near_dedup import bucket_pairs
 from tasks.curation.reader import InputError
-from tasks.curation.shard import filter_shard, finalize_shard
+from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
 
 
 @task(name="build-demo-corpus")
@@ -21,19 +33,88 @@ def _transient(task, task_run, state) -> bool:
     """Retry lost workers and I/O hiccups, not input that will fail the same way again."""
     try:
         state.result()
-    except InputError:
+    except (InputError, ValueError):
         return False
     except Exception:
         return True
     return False
 
 
-# Retries cover a worker lost mid-shard; outputs are atomic, so a retry starts clean.
-@task(name="filter-shard", retries=1, retry_condition_fn=_transient, task_run_name="filter-{index}")
-def filter_shard_task(path: str, index: int, cfg: CurationConfig, curated_dir: str) -> dict[str, Any]:
-    return filter_shard(Path(path), index, cfg, Path(curated_dir))
+def once(marker: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `work` unless its marker says it already finished; then record its result."""
+    done = read_marker(marker)
+    if done is not None:
+        return done
+    result = work()
+    # The worker process's peak resident memory so far: the scaling benchmark reads it.
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    write_marker(marker, result)
+    return result
 
 
-@task(name="finalize-shard", retries=1, retry_condition_fn=_transient, task_run_name="finalize-{index}")
-def finalize_shard_task(index: int, drop_rows: list[int], cfg: CurationConfig, curated_dir: str) -> dict[str, Any]:
-    return finalize_shard(index, drop_rows, cfg, Path(curated_dir))
+# Retries cover a worker lost mid-task; outputs are atomic, so a retry starts clean.
+RETRY = dict(retries=2, retry_condition_fn=_transient)
+
+
+@task(name="inject-noise", **RETRY)
+def noise_task(source: str, cfg: CurationConfig, curated: str) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("noise"), lambda: build_noisy_input(Path(source), cfg, paths))
+
+
+@task(name="train-quality-model", **RETRY)
+def quality_model_task(source: str, cfg: CurationConfig, curated: str) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("quality-model"), lambda: train_quality(Path(source), cfg, paths))
+
+
+@task(name="build-decontamination-index", **RETRY)
+def decontam_task(cfg: CurationConfig, curated: str) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("decontam-index"), lambda: build_decontam_index(cfg, paths))
+
+
+@task(name="filter-shard", task_run_name="filter-{index}", **RETRY)
+def filter_task(path: str, index: int, cfg: CurationConfig, curated: str, quality_model: str | None,
+                decontam_index: str | None) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("filter", index), lambda: filter_shard(
+        Path(path), index, cfg, Path(curated), Path(quality_model) if quality_model else None,
+        Path(decontam_index) if decontam_index else None))
+
+
+@task(name="exact-dedup", task_run_name="exact-dedup-{part}", **RETRY)
+def exact_task(part: int, parts: int, shards: int, curated: str) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    files = [paths.exact_keys(i) for i in range(shards)]
+    return once(paths.marker("exact", part),
+                lambda: decide_exact(files, part, parts, paths.exact_drops(part)))
+
+
+@task(name="minhash-buckets", task_run_name="minhash-buckets-{part}", **RETRY)
+def lsh_task(part: int, parts: int, shards: int, cfg: CurationConfig, curated: str) -> dict[str, Any]:
+    """Verified candidate pairs from every band's key range `part`, sent to the components step."""
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("lsh", part), lambda: bucket_pairs(paths, part, parts, shards, cfg.minhash))
+
+
+@task(name="components-step", task_run_name="{kind}-star-r{rnd}-{part}", **RETRY)
+def star_task(kind: str, rnd: int, part: int, parts: int, curated: str) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker(f"cc-{kind}-r{rnd:03d}", part),
+                lambda: components.star_step(kind, paths.components, rnd, part, parts))
+
+
+@task(name="components-drops", task_run_name="components-drops-{part}", **RETRY)
+def component_drops_task(rnd: int, part: int, curated: str) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("cc-drops", part),
+                lambda: components.component_drops(paths.components, rnd, part, paths.minhash_drops(part)))
+
+
+@task(name="finalize-shard", task_run_name="finalize-{index}", **RETRY)
+def finalize_task(index: int, cfg: CurationConfig, curated: str, exact_parts: int,
+                  minhash_parts: int) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("finalize", index),
+                lambda: finalize_shard(index, cfg, Path(curated), exact_parts, minhash_parts))

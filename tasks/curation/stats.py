@@ -15,6 +15,8 @@ class StageStats:
     removed_docs: Counter[str] = field(default_factory=Counter)
     removed_bytes: Counter[str] = field(default_factory=Counter)
     redactions: Counter[str] = field(default_factory=Counter)
+    # Edits to kept documents that do not remove them (e.g. C4 lines dropped, flagged docs).
+    changes: Counter[str] = field(default_factory=Counter)
 
     def add_in(self, nbytes: int) -> None:
         self.docs_in += 1
@@ -36,6 +38,7 @@ class StageStats:
         self.removed_docs.update(other.removed_docs)
         self.removed_bytes.update(other.removed_bytes)
         self.redactions.update(other.redactions)
+        self.changes.update(other.changes)
         return self
 
     def check_balanced(self, where: str) -> None:
@@ -60,6 +63,7 @@ class StageStats:
                 for r in sorted(self.removed_docs)
             },
             "redactions": dict(sorted(self.redactions.items())),
+            "changes": dict(sorted(self.changes.items())),
         }
 
     @classmethod
@@ -81,4 +85,26 @@ class StageStats:
             removed_docs=Counter({r: v["docs"] for r, v in by_reason.items()}),
             removed_bytes=Counter({r: v["bytes"] for r, v in by_reason.items()}),
             redactions=Counter(d.get("redactions", {})),
+            changes=Counter(d.get("changes", {})),
         )
+
+
+def combine_steps(steps: dict[str, StageStats]) -> StageStats:
+    """Stage totals from chained steps, checking each step takes exactly what the last kept."""
+    names = list(steps)
+    for prev, nxt in zip(names, names[1:]):
+        if steps[prev].docs_kept != steps[nxt].docs_in:
+            raise RuntimeError(
+                f"step '{nxt}' received {steps[nxt].docs_in} documents but '{prev}' kept "
+                f"{steps[prev].docs_kept}"
+            )
+    first, last = steps[names[0]], steps[names[-1]]
+    total = StageStats(docs_in=first.docs_in, bytes_in=first.bytes_in,
+                       docs_kept=last.docs_kept, bytes_kept=last.bytes_kept)
+    for s in steps.values():
+        total.removed_docs.update(s.removed_docs)
+        total.removed_bytes.update(s.removed_bytes)
+        total.redactions.update(s.redactions)
+        total.changes.update(s.changes)
+    total.check_balanced("curation")
+    return total

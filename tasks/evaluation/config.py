@@ -14,3 +14,7 @@ class EvaluationConfig(BaseModel):
     )
     hellaswag_limit: int = Field(200, ge=1, description="First N items are scored.")
     batch_size: int = Field(16, ge=1)
+
+    def benchmark_files(self) -> list[str]:
+        """The benchmark files this config evaluates on (curation decontaminates against them)."""
+        return [p for p in (self.hellaswag_path,) if p]

@@ -16,8 +16,8 @@ def test_unknown_key_is_named_with_the_valid_keys():
 
 def test_unknown_key_in_yaml_file(tmp_path):
     path = tmp_path / "cfg.yaml"
-    path.write_text("curation:\n  quality:\n    min_wordz: 3\n")
-    with pytest.raises(ConfigError, match=r"(?s)cfg.yaml.*unknown key 'curation.quality.min_wordz'.*min_words"):
+    path.write_text("curation:\n  minhash:\n    bandz: 3\n")
+    with pytest.raises(ConfigError, match=r"(?s)cfg.yaml.*unknown key 'curation.minhash.bandz'.*bands"):
         load_config(path)
 
 
@@ -29,9 +29,9 @@ def test_every_problem_is_reported_together():
 
 
 def test_overrides_are_typed_like_yaml():
-    cfg = load_config("debug", ["training.lr=3e-4", "curation.exact_dedup=false", "run_id=my-run"])
+    cfg = load_config("debug", ["training.lr=3e-4", "curation.exact_dedup.enabled=false", "run_id=my-run"])
     assert cfg.training.lr == pytest.approx(3e-4)
-    assert cfg.curation.exact_dedup is False
+    assert cfg.curation.exact_dedup.enabled is False
     assert cfg.run_id == "my-run"
 
 

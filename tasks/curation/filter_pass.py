@@ -1,0 +1,156 @@
+"""Pass 1 over one input file: every per-document decision, streamed.
+
+Read -> normalize -> heuristic rules (Gopher, C4, FineWeb) -> fastText quality score ->
+benchmark decontamination. Survivors are written to a scratch shard together with their
+dedup keys (exact / near-exact) and MinHash band keys, which the global dedup steps read
+by key range. Memory is bounded by one row group, not by the file or the corpus.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.curation.config import CurationConfig
+from tasks.curation.decontam import Decontaminator, load_index
+from tasks.curation.dedup import BAND_DTYPE, EXACT_DTYPE
+from tasks.curation.keyed_files import doc_id, write_sorted
+from tasks.curation.layout import REMOVED_SCHEMA, WORK_SCHEMA, CurationPaths, RowSink
+from tasks.curation.minhash import MinHasher, stable_hash64
+from tasks.curation.normalize import dedup_key, normalize_text
+from tasks.curation.quality_model import QualityScorer
+from tasks.curation.reader import Document, Malformed, read_documents
+from tasks.curation.redact import redact
+from tasks.curation.rules import apply_heuristics
+from tasks.curation.shingles import normalized_words
+from tasks.curation.similarity import write_shingle_sets
+from tasks.curation.stats import StageStats
+
+
+@dataclass
+class Verdict:
+    text: str
+    reason: str | None = None
+    detail: str = ""
+    metadata: dict[str, Any] | None = None
+
+
+class DocumentFilter:
+    """The per-document steps, with their models loaded once per task."""
+
+    def __init__(self, cfg: CurationConfig, quality_model: Path | None, decontam_index: Path | None):
+        self.cfg = cfg
+        self.scorer = QualityScorer(quality_model) if quality_model else None
+        self.decontam = (Decontaminator(load_index(decontam_index, cfg.decontamination.ngram), cfg.decontamination.ngram)
+                         if decontam_index else None)
+        self.changes: Counter[str] = Counter()
+
+    def __call__(self, text: str) -> Verdict:
+        cfg = self.cfg
+        text = normalize_text(text, cfg.normalization)
+        if not text:
+            return Verdict(text, "empty")
+        outcome = apply_heuristics(text, cfg.heuristics)
+        self.changes.update(outcome.changes)
+        if outcome.reason:
+            return Verdict(outcome.text, outcome.reason, outcome.detail)
+        text, meta = outcome.text, {}
+        if self.scorer is not None:
+            score = self.scorer.score(text)
+            meta["quality_score"] = round(float(score), 4)
+            if score < cfg.quality_classifier.threshold:
+                return Verdict(text, "quality_classifier", f"P(high quality) {score:.3f}")
+        if self.decontam is not None:
+            bench = self.decontam.match(text)
+            if bench is not None:
+                if cfg.decontamination.action == "remove":
+                    return Verdict(text, "decontaminated", f"shares a {cfg.decontamination.ngram}-gram with {bench}")
+                meta["contaminated"] = bench
+                self.changes["decontam.flagged"] += 1
+        return Verdict(text, metadata=meta)
+
+
+def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
+    if not extra:
+        return original
+    meta = json.loads(original) if original else {}
+    meta.update(extra)
+    return json.dumps(meta, ensure_ascii=False)
+
+
+def removed_row(d: dict[str, Any], text: str, reason: str, detail: str = "") -> dict[str, Any]:
+    return {"id": d["id"], "text": text, "source": d["source"], "reason": reason, "detail": detail,
+            "file": d["file"], "line": d["line"], "bytes": d["bytes_in"]}
+
+
+def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
+                 quality_model: Path | None = None, decontam_index: Path | None = None) -> dict[str, Any]:
+    """Filter one input file into its scratch shard and key files; returns its stats."""
+    paths = CurationPaths(curated_dir)
+    stats = StageStats()
+    check = DocumentFilter(cfg, quality_model, decontam_index)
+    hasher = MinHasher(cfg.minhash.shingle_size, cfg.minhash.bands, cfg.minhash.rows, cfg.minhash.seed)
+    exact: list[tuple[int, int, int]] = []
+    bands: list[np.ndarray] = []
+    shingle_sets: list[np.ndarray] = []
+    examples: list[str] = []
+    with RowSink(paths.filtered(index), WORK_SCHEMA) as kept, \
+            RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed:
+        for item in read_documents(path, cfg.text_field, cfg.id_field):
+            stats.add_in(item.bytes_in)
+            if isinstance(item, Malformed):
+                stats.remove("malformed", item.bytes_in)
+                if len(examples) < 5:
+                    examples.append(f"{item.file}:{item.line}: {item.detail}")
+                removed.add({"id": None, "text": redact(item.raw, cfg.redaction)[0], "source": None,
+                             "reason": "malformed", "detail": item.detail, "file": item.file,
+                             "line": item.line, "bytes": item.bytes_in})
+                continue
+            verdict = check(item.text)
+            row = _doc_row(item)
+            if verdict.reason:
+                stats.remove(verdict.reason, item.bytes_in)
+                removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0],
+                                        verdict.reason, verdict.detail))
+                continue
+            doc = doc_id(index, kept.count)
+            words = normalized_words(verdict.text)
+            exact_key = stable_hash64(dedup_key(verdict.text))
+            near_key = stable_hash64(" ".join(words)) if cfg.exact_dedup.near_exact else exact_key
+            exact.append((near_key, exact_key, doc))
+            if cfg.minhash.enabled:
+                sh = hasher.shingle_hashes(words)
+                shingle_sets.append(sh)
+                bands.append(hasher.band_keys(hasher.signature_of(sh)))
+            row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
+            kept.add(row)
+            stats.keep(item.bytes_in)
+    stats.changes.update(check.changes)
+    stats.check_balanced(f"filter {path}")
+    _write_keys(paths, index, exact, bands, cfg)
+    if cfg.minhash.enabled:
+        write_shingle_sets(shingle_sets, paths.shingle_sets(index))
+    return {"stats": stats.to_dict(), "malformed_examples": examples, "kept": stats.docs_kept}
+
+
+def _doc_row(item: Document) -> dict[str, Any]:
+    return {"id": item.id, "text": item.text, "source": item.source, "metadata": item.metadata,
+            "bytes_in": item.bytes_in, "file": item.file, "line": item.line}
+
+
+def _write_keys(paths: CurationPaths, index: int, exact: list[tuple[int, int, int]],
+                bands: list[np.ndarray], cfg: CurationConfig) -> None:
+    records = np.array(exact, dtype=EXACT_DTYPE) if exact else np.empty(0, dtype=EXACT_DTYPE)
+    write_sorted(records, "key", paths.exact_keys(index))
+    if not cfg.minhash.enabled:
+        return
+    matrix = np.stack(bands) if bands else np.empty((0, cfg.minhash.bands), dtype=np.uint64)
+    docs = np.array([e[2] for e in exact], dtype=np.uint64)
+    for b in range(cfg.minhash.bands):
+        recs = np.empty(len(matrix), dtype=BAND_DTYPE)
+        recs["key"], recs["doc"] = matrix[:, b], docs
+        write_sorted(recs, "key", paths.band_keys(b, index))
