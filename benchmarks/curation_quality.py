@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmarks.curation_input import base_documents
+from curation_input import base_documents  # benchmarks/ is on sys.path when run as a script
 from tasks.curation.config import CurationConfig
 from tasks.curation.noise import NoiseConfig, write_noisy_corpus
 from tasks.curation.redact import RedactionConfig, find_pii
