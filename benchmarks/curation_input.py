@@ -23,6 +23,7 @@ from typing import Iterator
 
 from infra.storage import atomic_path
 from tasks.corpus.demo import build_demo_corpus, cache_dir
+from tasks.curation.noise import NoiseConfig, inject_noise
 
 PACKAGES = {"linux-doc-6.1": ("usr/share/doc/linux-doc-6.1/Documentation", "*.rst.gz"),
             "perl-doc": ("usr/share/perl", "*.pod")}
@@ -66,12 +67,13 @@ def _variant(text: str, mapping: dict[str, str], rng: random.Random) -> str:
     return _WORD.sub(sub, text)
 
 
-def build_input(mb: float, out: Path, file_mb: float = 16.0, seed: int = 0) -> dict:
-    """Write about `mb` MB of documents as JSONL files of ~file_mb MB; returns counts."""
+def build_input(mb: float, out: Path, file_mb: float = 16.0, seed: int = 0, noise: bool = False) -> dict:
+    """Write about `mb` MB of documents as JSONL files of ~file_mb MB; returns counts. With
+    `noise`, 5% exact and 5% near duplicates (and 5% PII documents) are planted first, so the
+    dedup steps have real work; their labels go to out/../<name>-labels.jsonl."""
     out.mkdir(parents=True, exist_ok=True)
     budget, file_budget = int(mb * 2**20), int(file_mb * 2**20)
-    written = docs = index = 0
-    variant = 0
+    written = index = 0
     rows: list[str] = []
     size = 0
 
@@ -81,26 +83,40 @@ def build_input(mb: float, out: Path, file_mb: float = 16.0, seed: int = 0) -> d
             tmp.write_text("".join(rows), encoding="utf-8")
         rows, size, index = [], 0, index + 1
 
+    # Noise adds 15% more documents; shrink the base so the total stays about `mb`.
+    docs = _documents(int(budget / 1.15) if noise else budget, seed)
+    if noise:
+        docs, labels = inject_noise(docs, NoiseConfig(seed=seed, spam_fraction=0.0))
+        with atomic_path(out.parent / f"{out.name}-labels.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(lab) + "\n" for lab in labels), encoding="utf-8")
+    for doc in docs:
+        line = json.dumps(doc, ensure_ascii=False) + "\n"
+        rows.append(line)
+        size += len(line.encode("utf-8"))
+        written += len(line.encode("utf-8"))
+        if size >= file_budget:
+            flush()
+    if rows:
+        flush()
+    return {"mb": round(written / 2**20, 1), "docs": len(docs), "files": index, "noise": noise}
+
+
+def _documents(budget: int, seed: int) -> list[dict]:
+    """About `budget` bytes of documents: the base, then as many vocabulary variants as needed."""
+    docs: list[dict] = []
+    written = variant = 0
     while written < budget:
         rng, mapping = random.Random(seed * 1000 + variant), {}
         for doc in base_documents():
             if variant:
                 doc = {"id": f"v{variant}:{doc['id']}", "text": _variant(doc["text"], mapping, rng),
                        "source": doc["source"]}
-            line = json.dumps(doc, ensure_ascii=False) + "\n"
-            rows.append(line)
-            n = len(line.encode("utf-8"))
-            size += n
-            written += n
-            docs += 1
-            if size >= file_budget:
-                flush()
+            docs.append(doc)
+            written += len(json.dumps(doc, ensure_ascii=False).encode("utf-8")) + 1
             if written >= budget:
                 break
         variant += 1
-    if rows:
-        flush()
-    return {"mb": round(written / 2**20, 1), "docs": docs, "files": index, "variants": variant}
+    return docs
 
 
 def main() -> None:
@@ -108,8 +124,9 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=100)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--file-mb", type=float, default=16)
+    ap.add_argument("--noise", action="store_true", help="plant labelled duplicates and PII first")
     args = ap.parse_args()
-    print(build_input(args.mb, args.out, args.file_mb))
+    print(build_input(args.mb, args.out, args.file_mb, noise=args.noise))
 
 
 if __name__ == "__main__":

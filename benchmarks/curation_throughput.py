@@ -9,7 +9,8 @@ so the comparison is conservative). Datatrove runs its filters, its four-stage M
 on the same number of workers. Figures: docs/s and MB/s per core, the ratio, peak memory
 per worker, and how far the two agree on which documents are near-duplicates.
 Needs the `bench` extra (datatrove, spacy): .venv/bin/pip install -e '.[bench]'
-Usage: .venv/bin/python benchmarks/curation_throughput.py --input /tmp/cur100 [--workers 2]
+Usage: .venv/bin/python benchmarks/curation_input.py --mb 100 --noise --out /tmp/cur100n
+       .venv/bin/python benchmarks/curation_throughput.py --input /tmp/cur100n [--workers 2] [--no-filters]
 """
 from __future__ import annotations
 
@@ -28,24 +29,26 @@ from tasks.curation.config import CurationConfig
 from tasks.curation.rules import HeuristicsConfig
 
 
-def our_config(input_dir: Path) -> CurationConfig:
+def our_config(input_dir: Path, filters: bool) -> CurationConfig:
+    gopher = {"enabled": filters}
     return CurationConfig.model_validate({
         "input_path": str(input_dir),
-        "heuristics": {"c4": {"enabled": False}, "fineweb": {"enabled": False}},
+        "heuristics": {"c4": {"enabled": False}, "fineweb": {"enabled": False},
+                       "gopher_quality": gopher, "gopher_repetition": gopher},
         "quality_classifier": {"enabled": False},
         "decontamination": {"enabled": False},
         "exact_dedup": {"enabled": False},
     })
 
 
-def run_ours(input_dir: Path, work: Path, workers: int) -> dict:
+def run_ours(input_dir: Path, work: Path, workers: int, filters: bool) -> dict:
     from flows.curate import curate_flow
     from infra.runtime import embedded_runtime
 
     runtime = RuntimeConfig(ray_num_cpus=workers, prefect_port=4230)
     with embedded_runtime(runtime, work / "logs"):
         start = time.perf_counter()
-        summary = curate_flow(our_config(input_dir), str(work / "run"))
+        summary = curate_flow(our_config(input_dir, filters), str(work / "run"))
         wall = time.perf_counter() - start
     curated = work / "run" / "curated"
     removed = {r["id"] for p in (curated / "removed").glob("dedup-*.parquet")
@@ -57,7 +60,7 @@ def run_ours(input_dir: Path, work: Path, workers: int) -> dict:
             "peak_worker_mb": summary.get("peak_worker_rss_mb")}
 
 
-def run_datatrove(input_dir: Path, work: Path, workers: int) -> dict:
+def run_datatrove(input_dir: Path, work: Path, workers: int, filters: bool) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                                   MinhashDedupFilter, MinhashDedupSignature)
@@ -70,10 +73,10 @@ def run_datatrove(input_dir: Path, work: Path, workers: int) -> dict:
     files = len(list(input_dir.glob("*.jsonl")))
     mh = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8, hash_config=HashConfig(precision=64))
     w = str(work)
+    gopher = [GopherRepetitionFilter(exclusion_writer=JsonlWriter(f"{w}/filtered-out")),
+              GopherQualityFilter(exclusion_writer=JsonlWriter(f"{w}/filtered-out2"))] if filters else []
     stages = [
-        ([JsonlReader(str(input_dir)), GopherRepetitionFilter(exclusion_writer=JsonlWriter(f"{w}/filtered-out")),
-          GopherQualityFilter(exclusion_writer=JsonlWriter(f"{w}/filtered-out2")),
-          JsonlWriter(f"{w}/filtered")], files),
+        ([JsonlReader(str(input_dir)), *gopher, JsonlWriter(f"{w}/filtered")], files),
         ([JsonlReader(f"{w}/filtered"), MinhashDedupSignature(f"{w}/sigs", config=mh)], files),
         ([MinhashDedupBuckets(f"{w}/sigs", f"{w}/buckets", config=mh)], mh.num_buckets),
         ([MinhashDedupCluster(f"{w}/buckets", f"{w}/remove_ids", config=mh)], 1),
@@ -104,6 +107,8 @@ def main() -> None:
     ap.add_argument("--input", type=Path, required=True, help="folder of JSONL files (benchmarks/curation_input.py)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=["ours", "datatrove"], default=None)
+    ap.add_argument("--no-filters", action="store_true",
+                    help="MinHash + PII only: both systems then deduplicate every document")
     args = ap.parse_args()
     HeuristicsConfig()  # fail early if the rules package is missing
     work = Path(tempfile.mkdtemp(prefix="curation-bench-"))
@@ -111,13 +116,14 @@ def main() -> None:
     res = {}
     try:
         if args.only != "datatrove":
-            res["ours"] = run_ours(args.input, work / "ours", args.workers)
+            res["ours"] = run_ours(args.input, work / "ours", args.workers, not args.no_filters)
         if args.only != "ours":
-            res["datatrove"] = run_datatrove(args.input, work / "datatrove", args.workers)
+            res["datatrove"] = run_datatrove(args.input, work / "datatrove", args.workers, not args.no_filters)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     docs = res.get("ours", {}).get("docs")
-    print(f"input: {args.input} ({mb:.1f} MB, {docs or '?'} documents), {args.workers} workers")
+    steps = "MinHash + PII" if args.no_filters else "Gopher filters + MinHash + PII"
+    print(f"input: {args.input} ({mb:.1f} MB, {docs or '?'} documents), {args.workers} workers, {steps}")
     for name, r in res.items():
         per_core = r["wall_s"] * args.workers
         print(f"{name:10s} wall {r['wall_s']:.1f} s   {mb / per_core:.3f} MB/s per core   "

@@ -1,10 +1,12 @@
-"""A Ray worker killed in the middle of a curation step: the flow still completes, and its
-output equals that of an undisturbed run on the same input."""
+"""Failures in the middle of curation: a killed Ray worker is retried and the flow completes;
+a killed run resumes, skipping finished tasks. Either way the output equals that of an
+undisturbed run on the same input."""
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -43,11 +45,11 @@ def _make_input(dest: Path, files: int = 4, copies: int = 6) -> None:
 
 
 def _curate(runs: Path, run_id: str, input_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen(
+    return subprocess.Popen(  # its own session, so the whole run (driver and Ray) can be killed
         [CRUCIBLE, "curate", "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}",
          "--set", f"runtime.prefect_port={PORT}", "--set", f"curation.input_path={input_dir}",
          "--set", "curation.noise=null"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True)
 
 
 def _ray_workers_running(task_name: str) -> list[int]:
@@ -70,32 +72,58 @@ def _outputs(run: Path) -> tuple[list, list]:
     return kept, removed
 
 
-def test_killed_worker_is_retried_and_output_matches(tmp_path):
-    server = start_or_reuse("127.0.0.1", PORT, tmp_path / "prefect-logs")
-    try:
-        _make_input(tmp_path / "input")
-        runs = tmp_path / "runs"
-        proc = _curate(runs, "killed", tmp_path / "input")
-        killed = None
-        deadline = time.time() + 300
-        while killed is None and proc.poll() is None and time.time() < deadline:
-            pids = _ray_workers_running("filter-shard")
-            if pids:
-                time.sleep(0.5)  # let it get into the shard
-                os.kill(pids[0], signal.SIGKILL)
-                killed = pids[0]
-            time.sleep(0.05)
-        out, _ = proc.communicate(timeout=600)
-        assert killed is not None, "no filter-shard worker was seen running: " + out[-2000:]
-        assert proc.returncode == 0, out[-4000:]
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("curate-failures")
+    server = start_or_reuse("127.0.0.1", PORT, tmp / "prefect-logs")
+    _make_input(tmp / "input")
+    runs = tmp / "runs"
+    clean = _curate(runs, "clean", tmp / "input")
+    out, _ = clean.communicate(timeout=600)
+    assert clean.returncode == 0, out[-4000:]
+    yield tmp / "input", runs
+    server.stop()
 
-        clean = _curate(runs, "clean", tmp_path / "input")
-        out2, _ = clean.communicate(timeout=600)
-        assert clean.returncode == 0, out2[-4000:]
 
-        a, b = read_json(runs / "killed" / "curated" / "stats.json"), read_json(runs / "clean" / "curated" / "stats.json")
-        assert a["totals"] == b["totals"] and a["totals"]["docs_in"] > 0
-        assert _outputs(runs / "killed") == _outputs(runs / "clean")
-        assert not (runs / "killed" / "curated" / "_work").exists()
-    finally:
-        server.stop()
+def test_killed_worker_is_retried_and_output_matches(setup):
+    input_dir, runs = setup
+    proc = _curate(runs, "killed", input_dir)
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and proc.poll() is None and time.time() < deadline:
+        pids = _ray_workers_running("filter-shard")
+        if pids:
+            time.sleep(0.5)  # let it get into the shard
+            os.kill(pids[0], signal.SIGKILL)
+            killed = pids[0]
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=600)
+    assert killed is not None, "no filter-shard worker was seen running: " + out[-2000:]
+    assert proc.returncode == 0, out[-4000:]
+    _assert_same(runs / "killed", runs / "clean")
+
+
+def test_killed_run_resumes_skipping_finished_tasks(setup):
+    input_dir, runs = setup
+    proc = _curate(runs, "resumed", input_dir)
+    markers = runs / "resumed" / "curated" / "_work" / "markers"
+    deadline = time.time() + 300
+    while len(list(markers.glob("filter-*.json"))) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+    proc.communicate(timeout=60)
+    finished = len(list(markers.glob("*.json")))
+    assert finished >= 2 and not (runs / "resumed" / "curated" / "stats.json").exists()
+    again = _curate(runs, "resumed", input_dir)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-4000:]
+    skipped = re.search(r"resuming: (\d+) finished task\(s\) will be skipped", out)
+    assert skipped and int(skipped.group(1)) >= finished, out[-3000:]
+    _assert_same(runs / "resumed", runs / "clean")
+
+
+def _assert_same(run: Path, reference: Path) -> None:
+    a, b = read_json(run / "curated" / "stats.json"), read_json(reference / "curated" / "stats.json")
+    assert a["totals"] == b["totals"] and a["totals"]["docs_in"] > 0
+    assert _outputs(run) == _outputs(reference)
+    assert not (run / "curated" / "_work").exists()
