@@ -218,17 +218,11 @@ def main(argv: list[str] | None = None) -> int:
             prefect = str(Path(sys.executable).parent / "prefect")
             os.execv(prefect, [prefect, "server", "start", "--host", args.host,
                                "--port", str(args.port), "--analytics-off"])
-        if args.command == "plan":
-            print(plan_command(args))
-            return 0
-        if args.command == "export":
-            print(export_command(args))
-            return 0
-        if args.command == "quality-model":
-            print(quality_model_command(args))
-            return 0
-        if args.command == "noise":
-            print(noise_command(args))
+        # Commands that run without the Prefect/Ray runtime and print one result.
+        direct = {"plan": plan_command, "export": export_command,
+                  "quality-model": quality_model_command, "noise": noise_command}
+        if args.command in direct:
+            print(direct[args.command](args))
             return 0
         if args.command == "report":
             from tasks.report import write_report

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tasks.curation.layout import REMOVED_SCHEMA, WORK_SCHEMA, CurationPaths, Ro
 from tasks.curation.minhash import MinHasher, stable_hash64
 from tasks.curation.normalize import dedup_key, normalize_text
 from tasks.curation.quality_model import QualityScorer
-from tasks.curation.reader import Document, Malformed, read_documents
+from tasks.curation.reader import Malformed, read_documents
 from tasks.curation.redact import redact
 from tasks.curation.rules import apply_heuristics
 from tasks.curation.shingles import normalized_words
@@ -111,7 +111,7 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
                              "line": item.line, "bytes": item.bytes_in})
                 continue
             verdict = check(item.text)
-            row = _doc_row(item)
+            row = asdict(item)
             if verdict.reason:
                 stats.remove(verdict.reason, item.bytes_in)
                 removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0],
@@ -135,11 +135,6 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
     if cfg.minhash.enabled:
         write_shingle_sets(shingle_sets, paths.shingle_sets(index))
     return {"stats": stats.to_dict(), "malformed_examples": examples, "kept": stats.docs_kept}
-
-
-def _doc_row(item: Document) -> dict[str, Any]:
-    return {"id": item.id, "text": item.text, "source": item.source, "metadata": item.metadata,
-            "bytes_in": item.bytes_in, "file": item.file, "line": item.line}
 
 
 def _write_keys(paths: CurationPaths, index: int, exact: list[tuple[int, int, int]],
