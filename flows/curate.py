@@ -18,6 +18,7 @@ from prefect.artifacts import create_table_artifact
 from prefect_ray import RayTaskRunner
 
 from flows.progress import gather
+from infra.resume import file_fingerprint, prepare_work
 from infra.storage import RunDir, write_json
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
@@ -45,20 +46,7 @@ def stats_table(steps: dict[str, dict[str, Any]], total: dict[str, Any]) -> list
 
 
 def _fingerprint(cfg: CurationConfig, files: list[Path]) -> dict[str, Any]:
-    return {"config": json.loads(cfg.model_dump_json()),
-            "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
-
-
-def _prepare_work(paths: CurationPaths, fingerprint: dict[str, Any]) -> None:
-    """Keep finished work only if it was made from the same input and config."""
-    stamp = paths.work / "fingerprint.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != fingerprint:
-        log.warning("input or config changed since the last attempt: discarding its partial work")
-        shutil.rmtree(paths.work)
-    if not stamp.exists():
-        write_json(stamp, fingerprint)
-    elif (paths.work / "markers").exists():
-        log.info("resuming: %d finished task(s) will be skipped", len(list((paths.work / "markers").glob("*.json"))))
+    return {"config": json.loads(cfg.model_dump_json()), "inputs": file_fingerprint(files)}
 
 
 def _components(parts: int, curated: str) -> tuple[int, int]:
@@ -87,7 +75,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
     if skipped:
         log.warning("ignoring %d file(s) that are not JSONL/Parquet under %s, e.g. %s",
                     len(skipped), source, skipped[0])
-    _prepare_work(paths, _fingerprint(cfg, files))
+    prepare_work(paths.work, _fingerprint(cfg, files), paths.work / "markers")
     extra: dict[str, Any] = {}
 
     stage_input = source

@@ -32,7 +32,8 @@ class CausalSelfAttention(nn.Module):
         if cfg.position == "alibi":
             self.register_buffer("alibi", alibi_causal_bias(cfg.n_head, seq_len), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask`: optional bool (b, 1, t, t), True = may attend; None = plain causal attention."""
         b, t, c = x.shape
         cfg = self.cfg
         q, k, v = self.qkv(x).split([c, self.kv_rows, self.kv_rows], dim=-1)
@@ -46,9 +47,13 @@ class CausalSelfAttention(nn.Module):
             v = v.repeat_interleave(cfg.n_head // cfg.kv_heads, dim=1)
         dropout = cfg.dropout if self.training else 0.0
         if cfg.position == "alibi":
-            mask = self.alibi[:, :t, :t].to(q.dtype)
+            bias = self.alibi[:, :t, :t].to(q.dtype)  # already -inf above the diagonal
+            if mask is not None:  # broadcasts to (b, heads, t, t)
+                bias = bias.masked_fill(~mask, float("-inf"))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        elif mask is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        else:
+        else:  # is_causal lets SDPA pick its fused kernels without materializing a mask
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
@@ -63,12 +68,12 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.pre:  # GPT-2 onwards: normalize each sublayer's input, keep the residual clean
-            x = x + self.drop(self.attn(self.ln1(x)))
+            x = x + self.drop(self.attn(self.ln1(x), mask=mask))
             return x + self.mlp(self.ln2(x))
         # The original Transformer: normalize after adding each sublayer's output.
-        x = self.ln1(x + self.drop(self.attn(x)))
+        x = self.ln1(x + self.drop(self.attn(x, mask=mask)))
         return self.ln2(x + self.mlp(x))
 
 
@@ -105,12 +110,23 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (b, t, vocab) for token ids (b, t); with `targets` (b, t), the mean
-        next-token loss instead, through the fused head (models/fused_loss.py)."""
+        next-token loss instead, through the fused head (models/fused_loss.py).
+
+        `segments` (b, t), optional: each position's document index within its row
+        (non-decreasing, e.g. 0 0 0 1 1 2); attention then stays inside each document.
+        """
         t = idx.shape[1]
         if t > self.seq_len:
             raise ValueError(f"sequence of {t} tokens exceeds the model's context of {self.seq_len}")
+        mask = None
+        if segments is not None:  # built once here, shared by every layer
+            causal = torch.ones(t, t, dtype=torch.bool, device=idx.device).tril()
+            mask = causal & (segments[:, None, :, None] == segments[:, None, None, :])
+        # Positions are not reset per document: they stay identical to the unmasked run,
+        # and only attention is restricted.
         x = self.tok_emb(idx)
         if self.cfg.position == "learned":
             x = x + self.pos_emb(torch.arange(t, device=idx.device))
@@ -118,7 +134,7 @@ class GPT(nn.Module):
             x = x + self.pos_table[:t].to(x.dtype)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, mask=mask)
         if targets is not None:
             return linear_cross_entropy(self.ln_f(x), self.head.weight, targets)
         return self.head(self.ln_f(x))

@@ -69,17 +69,29 @@ def curation_section(c: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
+def tokenization_section(m: dict[str, Any]) -> list[str]:
+    """Tokenizer figures, token counts per split and the planned vs realised training mixture."""
+    t = m["tokenizer"]
+    rows = [[s, v["docs"], v["rows"], v["tokens"], v["padding_tokens"]] for s, v in m["splits"].items()]
+    mix = [[s, p["available_tokens"], f"{p['natural_share']:.1%}", f"{p['planned_share']:.1%}",
+            p["epoch_rows"], f"{p['repeats']:.2f}", f"{p['realised_share']:.1%}"]
+           for s, p in m["mixture"]["sources"].items()]
+    return ["## Tokenization",
+            f"Byte-level BPE, {t['vocab_size']:,} tokens ({'reused' if t['reused'] else 'trained in this run'}); "
+            f"{t['val_bytes_per_token']:.2f} bytes per token on held-out text (the validation documents, "
+            f"never in the BPE's sample). Sequences of {m['seq_len']} tokens stored as {m['dtype']}.", "",
+            _table(rows, ["split", "documents", "sequences", "tokens", "padding tokens"]), "",
+            "Training mixture (shares of tokens per epoch):", "",
+            _table(mix, ["source", "tokens", "natural", "planned", "sequences per epoch", "repeats", "realised"]), ""]
+
+
 def write_report(run_dir: Path) -> Path:
     run = RunDir(Path(run_dir))
     parts = [f"# Run `{run.root.name}`", ""]
     if run.curation_stats.exists():
         parts += curation_section(read_json(run.curation_stats))
     if run.manifest.exists():
-        m = read_json(run.manifest)
-        rows = [[s, v["docs"], v["rows"], v["tokens"], v["tail_tokens_dropped"]] for s, v in m["splits"].items()]
-        parts += ["## Tokenization", f"Byte-level BPE, {m['vocab_size']:,} tokens; sequences of "
-                  f"{m['seq_len']} tokens stored as {m['dtype']}.", "",
-                  _table(rows, ["split", "documents", "sequences", "tokens", "tail tokens dropped"]), ""]
+        parts += tokenization_section(read_json(run.manifest))
     if run.metrics.exists():
         metrics = [json.loads(ln) for ln in run.metrics.read_text().splitlines() if ln]
         plot_loss(metrics, run.loss_curve)
@@ -92,6 +104,11 @@ def write_report(run_dir: Path) -> Path:
                   f"{metrics[-1]['loss']:.4f}"
                   + (f", validation loss {val[-1]['val_loss']:.4f}" if val else "") + ".", "",
                   f"![loss curve]({run.loss_curve.name})", ""]
+        if "data" in s:
+            d = s["data"]
+            parts += [f"Data served: {d['samples']:,} sequences ({d['epochs']:.2f} epochs of the mixture); "
+                      "tokens by source: " + ", ".join(f"{k} {v:,} ({d['share_by_source'][k]:.1%})"
+                                                       for k, v in d["tokens_by_source"].items()) + ".", ""]
     if run.eval_results.exists():
         e = read_json(run.eval_results)
         p, hs = e["perplexity"], e["hellaswag"]

@@ -10,7 +10,6 @@ curated/
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from infra.storage import atomic_path, write_json
+from infra.storage import atomic_path
 
 CURATED_SCHEMA = pa.schema(
     [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("metadata", pa.string())]
@@ -90,15 +89,6 @@ class CurationPaths:
 
     def marker(self, step: str, n: int = 0) -> Path:
         return self.work / "markers" / f"{step}-{n:05d}.json"
-
-
-def read_marker(path: Path) -> dict[str, Any] | None:
-    """The result a finished task recorded, or None if it has not finished."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def write_marker(path: Path, result: dict[str, Any]) -> None:
-    write_json(path, result)
 
 
 class RowSink:

@@ -6,9 +6,8 @@ and a retried task never sees half a file.
 """
 from __future__ import annotations
 
-import resource
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefect import task
 
@@ -18,7 +17,8 @@ from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import decide_exact
 from tasks.curation.filter_pass import filter_shard
 from tasks.curation.finalize import finalize_shard
-from tasks.curation.layout import CurationPaths, read_marker, write_marker
+from infra.resume import once
+from tasks.curation.layout import CurationPaths
 from tasks.curation.near_dedup import bucket_pairs
 from tasks.curation.reader import InputError
 from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
@@ -38,18 +38,6 @@ def _transient(task, task_run, state) -> bool:
     except Exception:
         return True
     return False
-
-
-def once(marker: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run `work` unless its marker says it already finished; then record its result."""
-    done = read_marker(marker)
-    if done is not None:
-        return done
-    result = work()
-    # The worker process's peak resident memory so far: the scaling benchmark reads it.
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    write_marker(marker, result)
-    return result
 
 
 # Retries cover a worker lost mid-task; outputs are atomic, so a retry starts clean.

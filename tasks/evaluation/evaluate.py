@@ -7,13 +7,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from infra.storage import RunDir, read_json, write_json
+from infra.storage import RunDir, write_json
 from tasks.evaluation import hellaswag
 from tasks.evaluation.config import EvaluationConfig
 from tasks.evaluation.loglikelihood import loglikelihoods
 from tasks.evaluation.perplexity import perplexity
 from tasks.tokenization.bpe import load_tokenizer
-from tasks.tokenization.shards import TokenShards
+from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest
 from tasks.training.checkpoint import FINAL, load_model
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,12 @@ def evaluate_run(run_dir: Path, cfg: EvaluationConfig) -> dict[str, Any]:
     run = RunDir(Path(run_dir))
     model, meta = load_model(run.checkpoints / FINAL)
     tok = load_tokenizer(run.tokenizer)
-    manifest = read_json(run.manifest)
+    manifest = read_manifest(run.shards)
+    check_tokenizer_matches(manifest, run.tokenizer, run.shards)
     eos_id = manifest["eos_id"]
     results = {
         "step": meta["step"],
-        "perplexity": perplexity(model, TokenShards.open(run.shards, "val"), tok, eos_id,
+        "perplexity": perplexity(model, TokenRows.open(run.shards, "val", manifest=manifest), tok, eos_id,
                                  cfg.perplexity_max_rows, cfg.batch_size),
         "hellaswag": evaluate_hellaswag(model, tok, eos_id, meta["seq_len"], cfg),
     }

@@ -1,6 +1,6 @@
 """Perplexity and bits per byte of a model on held-out token rows.
 
-End-of-text targets are left out of both the loss and the byte count: they mark document
+End-of-text and padding targets are left out of both the loss and the byte count: they mark document
 boundaries, not text. A byte-level BPE token's string has one character per byte, so a
 token's byte length is the length of its vocabulary entry.
 """
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from tasks.tokenization.shards import TokenShards
+from tasks.tokenization.reader import IGNORE, TokenRows, to_batch
 
 
 def token_byte_lengths(tok: Tokenizer, special_ids: set[int]) -> np.ndarray:
@@ -24,15 +24,15 @@ def token_byte_lengths(tok: Tokenizer, special_ids: set[int]) -> np.ndarray:
 
 
 @torch.no_grad()
-def perplexity(model: torch.nn.Module, shards: TokenShards, tok: Tokenizer, eos_id: int,
+def perplexity(model: torch.nn.Module, shards: TokenRows, tok: Tokenizer, eos_id: int,
                max_rows: int, batch_size: int) -> dict[str, float]:
     byte_len = token_byte_lengths(tok, {eos_id})
     nll, tokens, nbytes = 0.0, 0, 0
     rows = min(max_rows, len(shards))
     for start in range(0, rows, batch_size):
-        x, y = shards.batch(np.arange(start, min(start + batch_size, rows)))
-        losses = F.cross_entropy(model(x).float().transpose(1, 2), y, reduction="none")
-        mask = y != eos_id
+        x, y = to_batch(*shards.rows(np.arange(start, min(start + batch_size, rows))))
+        losses = F.cross_entropy(model(x).float().transpose(1, 2), y, reduction="none", ignore_index=IGNORE)
+        mask = (y != eos_id) & (y != IGNORE)  # padding at the end of a shard is not text either
         nll += float(losses[mask].sum())
         tokens += int(mask.sum())
         nbytes += int(byte_len[y[mask].numpy()].sum())

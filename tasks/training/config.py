@@ -29,6 +29,11 @@ class TrainingConfig(BaseModel):
     eval_every: int = Field(50, ge=1, description="Validation loss every M steps.")
     eval_batches: int = Field(8, ge=1, description="Validation micro-batches per rank.")
     seed: int = 1234
+    document_mask: bool = Field(
+        False, description="Keep attention inside each document of a packed sequence.")
+    verify_shards: Literal["full", "size"] = Field(
+        "full", description="At start, check token shards against the manifest: 'full' SHA-256 "
+        "(each rank hashes its share of the files) or 'size' and Arrow footer only.")
     max_failures: int = Field(1, ge=0, description="Ray Train restarts from the last checkpoint.")
 
     @model_validator(mode="after")

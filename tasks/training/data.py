@@ -1,52 +1,151 @@
-"""Deterministic, resumable assignment of training rows to data-parallel ranks."""
+"""The training data stream: a seeded, mixture-weighted, rank-disjoint and exactly resumable
+order of token rows.
+
+Epoch e is a permutation of the plan's M = sum(epoch_rows) slots; slot j names a source
+and a row of it (tasks/tokenization/mixture.py). The epochs are laid end to end into one
+stream, and micro-step t of the job takes stream positions [t*W*B, (t+1)*W*B), rank r
+the r-th block of B. So ranks never overlap, every slot of an epoch is served exactly
+once across ranks, and the whole position is one integer: the samples consumed so far.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+
+from tasks.tokenization.mixture import epoch_rows
+from tasks.tokenization.reader import TokenRows, Verify, read_manifest, to_batch
+from tasks.training.permutation import Permutation
+
+LOOKAHEAD = 64  # micro-batches whose positions are computed in one vectorised call
+
+
+class MixtureStream:
+    """Maps stream positions to (source index, row index) pairs; pure, no state."""
+
+    def __init__(self, epoch_counts: np.ndarray, available: np.ndarray, seed: int):
+        self.counts, self.available, self.seed = epoch_counts, available, seed
+        self.bounds = np.concatenate([[0], np.cumsum(epoch_counts)])
+        self.epoch_len = int(self.bounds[-1])
+        if self.epoch_len == 0:
+            raise ValueError("the mixture draws no rows: every source is empty or weighted 0")
+        self._perms: OrderedDict[tuple[int, ...], Permutation] = OrderedDict()
+
+    def _perm(self, n: int, *key: int) -> Permutation:
+        key = (n, *key)
+        if key not in self._perms:
+            self._perms[key] = Permutation(n, (self.seed, *key))
+            if len(self._perms) > 256:
+                self._perms.popitem(last=False)
+        return self._perms[key]
+
+    def lookup(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.int64)
+        epochs, slots = np.divmod(positions, self.epoch_len)
+        sources = np.empty(len(positions), dtype=np.int64)
+        rows = np.empty(len(positions), dtype=np.int64)
+        for e in np.unique(epochs):
+            sel = np.flatnonzero(epochs == e)
+            j = self._perm(self.epoch_len, 0, int(e))(slots[sel])
+            src = np.searchsorted(self.bounds, j, side="right") - 1
+            k = j - self.bounds[src]
+            sources[sel] = src
+            # A source drawn more often than it has rows is repeated; each repeat (and each
+            # subsample) is its own permutation of the source's rows.
+            rep, r = np.divmod(k, self.available[src])
+            for s, p in set(zip(src.tolist(), rep.tolist())):
+                m = (src == s) & (rep == p)
+                rows[sel[m]] = self._perm(int(self.available[s]), 1, int(e), s, p)(r[m])
+        return sources, rows
 
 
 @dataclass
-class SamplerState:
-    epoch: int = 0
-    cursor: int = 0  # micro-batches this rank has consumed in the current epoch
+class StreamPosition:
+    samples: int = 0  # rows consumed by all ranks together
+
+    def state_dict(self) -> dict[str, int]:
+        return {"samples": self.samples}
 
 
 class RankSampler:
-    """Each epoch, a seeded permutation of all rows is dealt round-robin to ranks.
+    """This rank's micro-batches of the stream, with a position saved in every checkpoint."""
 
-    Ranks see disjoint rows; a row left over when rows do not divide evenly waits for the
-    next epoch's permutation. The state is two integers, saved with each checkpoint.
-    """
+    def __init__(self, stream: MixtureStream, rank: int, world: int, batch: int):
+        self.stream, self.rank, self.world, self.batch = stream, rank, world, batch
+        self.position = StreamPosition()
+        self._ahead: tuple[int, np.ndarray, np.ndarray] | None = None
 
-    def __init__(self, num_rows: int, rank: int, world: int, batch: int, seed: int):
-        per_rank = num_rows // world
-        if per_rank < batch:
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """(source index, row index) arrays of length `batch` for this rank's next micro-batch."""
+        step = self.position.samples // (self.world * self.batch)
+        if self._ahead is None or not self._ahead[0] <= step < self._ahead[0] + LOOKAHEAD:
+            steps = step + np.arange(LOOKAHEAD)
+            pos = ((steps * self.world + self.rank) * self.batch)[:, None] + np.arange(self.batch)
+            src, rows = self.stream.lookup(pos.ravel())
+            self._ahead = (step, src.reshape(LOOKAHEAD, -1), rows.reshape(LOOKAHEAD, -1))
+        first, src, rows = self._ahead
+        self.position.samples += self.world * self.batch
+        return src[step - first], rows[step - first]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.position.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["samples"] % (self.world * self.batch):
+            raise ValueError(f"saved data position {state['samples']} is not a whole number of "
+                             f"micro-steps of {self.world} x {self.batch} rows; resume with the "
+                             f"batch size and worker count the run was started with")
+        self.position = StreamPosition(int(state["samples"]))
+
+
+class TrainingData:
+    """The training split by source, memory-mapped, with the manifest's mixture plan."""
+
+    def __init__(self, shard_dir: Path, seed: int, verify: Verify = "size", rank: int = 0, world: int = 1):
+        manifest = read_manifest(shard_dir)
+        self.sources, counts, available = epoch_rows(manifest["mixture"])
+        # Each rank checksums only its share of the files; every rank still checks sizes and footers.
+        self.rows = [TokenRows.open(shard_dir, "train", s, manifest=manifest,
+                                    verify=verify if i % world == rank else "size")
+                     for i, s in enumerate(self.sources)]
+        for s, r, n in zip(self.sources, self.rows, available):
+            if len(r) != n:
+                raise ValueError(f"source {s!r} has {len(r)} rows in {shard_dir}, the manifest plans "
+                                 f"{n}; re-run `crucible tokenize` for this run")
+        self.stream = MixtureStream(counts, available, seed)
+        self.row_len = manifest["row_len"]
+
+    def sampler(self, rank: int, world: int, batch: int) -> RankSampler:
+        if self.stream.epoch_len < world * batch:
             raise ValueError(
-                f"{num_rows} training sequences cannot give {world} rank(s) a micro-batch of "
-                f"{batch}; give more data or lower training.micro_batch_size"
+                f"{self.stream.epoch_len} training sequences cannot fill one micro-step of {world} "
+                f"rank(s) x {batch}; give more data or lower training.micro_batch_size"
             )
-        self.num_rows, self.rank, self.world, self.batch, self.seed = num_rows, rank, world, batch, seed
-        self.batches_per_epoch = per_rank // batch
-        self.state = SamplerState()
-        self._cached: tuple[int, np.ndarray] | None = None
+        return RankSampler(self.stream, rank, world, batch)
 
-    def _rank_rows(self, epoch: int) -> np.ndarray:
-        if self._cached is None or self._cached[0] != epoch:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
-            self._cached = (epoch, perm[self.rank :: self.world])
-        return self._cached[1]
+    def gather(self, sources: np.ndarray, rows: np.ndarray, segments: bool = False) -> tuple[torch.Tensor, ...]:
+        """Batch tensors for (source, row) pairs: inputs, targets and, if asked, document segments."""
+        tokens = np.empty((len(rows), self.row_len), dtype=np.int64)
+        lengths = np.empty(len(rows), dtype=np.int64)
+        seg = np.empty((len(rows), self.row_len), dtype=np.int64) if segments else None
+        for s in np.unique(sources):
+            sel = np.flatnonzero(sources == s)
+            tokens[sel], lengths[sel] = self.rows[s].rows(rows[sel])
+            if seg is not None:
+                seg[sel] = self.rows[s].segments(rows[sel])
+        return to_batch(tokens, lengths, seg)
 
-    def next_batch(self) -> np.ndarray:
-        if self.state.cursor >= self.batches_per_epoch:
-            self.state = SamplerState(self.state.epoch + 1, 0)
-        rows = self._rank_rows(self.state.epoch)
-        start = self.state.cursor * self.batch
-        self.state.cursor += 1
-        return rows[start : start + self.batch]
-
-    def state_dict(self) -> dict[str, int]:
-        return asdict(self.state)
-
-    def load_state_dict(self, d: dict[str, int]) -> None:
-        self.state = SamplerState(**d)
+    def rows_served(self, samples: int, chunk: int = 1 << 22) -> dict[str, int]:
+        """Rows served per source by the first `samples` stream positions (all ranks together)."""
+        full, rest = divmod(samples, self.stream.epoch_len)
+        count = full * self.stream.counts
+        e = self.stream._perm(self.stream.epoch_len, 0, full)  # only the source is needed: one permutation
+        for start in range(0, rest, chunk):
+            j = e(np.arange(start, min(rest, start + chunk)))
+            count = count + np.bincount(np.searchsorted(self.stream.bounds, j, side="right") - 1,
+                                        minlength=len(self.sources))
+        return {s: int(c) for s, c in zip(self.sources, count)}

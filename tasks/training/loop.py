@@ -17,14 +17,14 @@ import torch
 import torch.distributed as dist
 
 from infra.deepspeed_config import deepspeed_config, resolve_precision
-from infra.storage import RunDir, read_json, write_json, write_text
+from infra.storage import RunDir, sha256_file, write_json, write_text
 from models.config import ModelConfig
 from models.flops import training_flops_per_token
 from models.gpt import GPT
-from tasks.tokenization.shards import TokenShards
+from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest, to_batch
 from tasks.training.checkpoint import FINAL, latest_tag, save_model
 from tasks.training.config import TrainingConfig
-from tasks.training.data import RankSampler
+from tasks.training.data import RankSampler, TrainingData
 from tasks.training.schedule import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -44,19 +44,19 @@ def _mean_across_ranks(value: float) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
-def _batch(shards: TokenShards, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = shards.batch(rows)
-    return x.to(device), y.to(device)
+def _to(device: torch.device, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(t.to(device) for t in tensors)
 
 
 @torch.no_grad()
-def validation_loss(engine, val: TokenShards, cfg: TrainingConfig, rank: int, world: int) -> float:
+def validation_loss(engine, val: TokenRows, cfg: TrainingConfig, rank: int, world: int) -> float:
     engine.eval()
     rows = np.arange(len(val))[rank::world][: cfg.eval_batches * cfg.micro_batch_size]
     losses = []
     for start in range(0, len(rows), cfg.micro_batch_size):
-        x, y = _batch(val, rows[start : start + cfg.micro_batch_size], engine.device)
-        losses.append(engine(x, y).item())
+        sel = rows[start : start + cfg.micro_batch_size]
+        x, y, *seg = _to(engine.device, to_batch(*val.rows(sel), val.segments(sel) if cfg.document_mask else None))
+        losses.append(engine(x, y, *seg).item())
     engine.train()
     return _mean_across_ranks(float(np.mean(losses)) if losses else float("nan"))
 
@@ -74,6 +74,28 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
     write_text(path, "".join(ln + "\n" for ln in keep))
 
 
+def restore_position(sampler: RankSampler, client: dict[str, Any], manifest_sha: str, run: RunDir) -> None:
+    """Continue the data stream where the checkpoint left it, if it indexes the same shards."""
+    if "data" not in client:
+        raise ValueError(f"the checkpoints in {run.checkpoints} were written by an older Crucible and "
+                         f"hold no data position; start a new --run-id")
+    if client["data"]["manifest_sha256"] != manifest_sha:
+        raise ValueError(f"{run.manifest} changed since the checkpoints in {run.checkpoints} were written "
+                         f"(re-tokenized or another mixture), so the saved data position means other "
+                         f"samples now; start a new --run-id, or restore the tokenization settings")
+    sampler.load_state_dict(client["data"])
+
+
+def data_summary(train: TrainingData, samples: int, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Rows served per source (exact) and their tokens (rows x the source's mean real tokens per row)."""
+    rows = train.rows_served(samples)
+    avail = manifest["mixture"]["sources"]
+    tokens = {s: round(n * avail[s]["available_tokens"] / max(1, avail[s]["available_rows"])) for s, n in rows.items()}
+    total = sum(tokens.values()) or 1
+    return {"samples": samples, "epochs": samples / train.stream.epoch_len, "rows_by_source": rows,
+            "tokens_by_source": tokens, "share_by_source": {s: t / total for s, t in tokens.items()}}
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train entry point; `config` holds plain dicts so it crosses process boundaries."""
     import deepspeed  # heavy; imported on the worker only
@@ -84,7 +106,9 @@ def train_loop(config: dict[str, Any]) -> None:
     model_cfg = ModelConfig(**config["model"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    manifest = read_json(run.manifest)
+    manifest = read_manifest(run.shards)
+    check_tokenizer_matches(manifest, run.tokenizer, run.shards)
+    manifest_sha = sha256_file(run.manifest)
     seq_len = manifest["seq_len"]
 
     precision = resolve_precision(cfg.precision)
@@ -96,14 +120,15 @@ def train_loop(config: dict[str, Any]) -> None:
         lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
     )
     flops_per_token = training_flops_per_token(model_cfg, manifest["vocab_size"], seq_len)
-    train, val = TokenShards.open(run.shards, "train"), TokenShards.open(run.shards, "val")
-    sampler = RankSampler(len(train), rank, world, cfg.micro_batch_size, cfg.seed)
+    train = TrainingData(run.shards, cfg.seed, cfg.verify_shards, rank, world)
+    val = TokenRows.open(run.shards, "val", manifest=manifest)
+    sampler = train.sampler(rank, world, cfg.micro_batch_size)
 
     step = 0
     if latest_tag(run.checkpoints):
         _, client = engine.load_checkpoint(str(run.checkpoints))
         step = client["step"]
-        sampler.load_state_dict(client["sampler"][rank])
+        restore_position(sampler, client, manifest_sha, run)
         if rank == 0:
             _truncate_metrics(run.metrics, step)
             log.info("resumed from %s at step %d", run.checkpoints / latest_tag(run.checkpoints), step)
@@ -111,7 +136,7 @@ def train_loop(config: dict[str, Any]) -> None:
         run.metrics.unlink(missing_ok=True)
         log.info("training a %s-parameter model (%s training FLOPs per token) on %d sequences "
                  "for %d steps in %s", f"{model.num_parameters():,}", f"{flops_per_token:,}",
-                 len(train), cfg.max_steps, precision)
+                 train.stream.epoch_len, cfg.max_steps, precision)
 
     tokens_per_step = world * cfg.micro_batch_size * cfg.grad_accum_steps * seq_len
     while step < cfg.max_steps:
@@ -119,8 +144,8 @@ def train_loop(config: dict[str, Any]) -> None:
         lr = float(engine.get_lr()[0])  # the rate this step uses; the scheduler advances after it
         losses = []
         for _ in range(cfg.grad_accum_steps):
-            x, y = _batch(train, sampler.next_batch(), engine.device)
-            loss = engine(x, y)  # the model's fused head + loss
+            x, y, *seg = _to(engine.device, train.gather(*sampler.next_batch(), segments=cfg.document_mask))
+            loss = engine(x, y, *seg)  # the model's fused head + loss
             engine.backward(loss)
             engine.step()  # DeepSpeed only updates at the accumulation boundary
             losses.append(loss.item())
@@ -142,14 +167,14 @@ def train_loop(config: dict[str, Any]) -> None:
                 log.info("step %d/%d %s", step, cfg.max_steps, " ".join(
                     f"{k} {v:.4g}" for k, v in record.items() if k != "step" and v is not None))
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-            # Every rank's data position goes into the checkpoint so a resume continues exactly.
-            positions = [None] * world
-            dist.all_gather_object(positions, sampler.state_dict())
+            # The data position (one number for all ranks) goes into the checkpoint, with the
+            # manifest it indexes, so a resume continues at exactly the next sample.
+            position = {**sampler.state_dict(), "manifest_sha256": manifest_sha}
             engine.save_checkpoint(str(run.checkpoints), tag=f"step{step}",
-                                   client_state={"step": step, "sampler": positions})
+                                   client_state={"step": step, "data": position})
             if rank == 0:
                 # Readable without loading the checkpoint, so a mismatch is caught before DeepSpeed.
-                write_json(run.train_state, {"step": step, "sampler": positions})
+                write_json(run.train_state, {"step": step, "world_size": world, "data": position})
         if "val_loss" in record:
             ray.train.report({k: v for k, v in record.items() if v is not None})
 
@@ -160,5 +185,6 @@ def train_loop(config: dict[str, Any]) -> None:
                                        "world_size": world, "tokens_per_step": tokens_per_step,
                                        "precision": precision, "zero_stage": cfg.zero_stage,
                                        "training_flops_per_token": flops_per_token,
-                                       "training_flops": flops_per_token * tokens_per_step * step})
+                                       "training_flops": flops_per_token * tokens_per_step * step,
+                                       "data": data_summary(train, sampler.state_dict()["samples"], manifest)})
     dist.barrier()

@@ -19,7 +19,8 @@ def check_resumable(run: RunDir, num_workers: int) -> None:
     """Refuse, before any worker starts, to resume checkpoints written by another number of ranks."""
     if not run.train_state.exists():
         return
-    saved = len(read_json(run.train_state)["sampler"])
+    state = read_json(run.train_state)
+    saved = state.get("world_size", len(state.get("sampler", [])))
     if saved != num_workers:
         raise ValueError(
             f"the checkpoints in {run.checkpoints} were written by {saved} ranks; resume with "

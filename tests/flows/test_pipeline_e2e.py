@@ -16,7 +16,7 @@ import pytest
 
 from infra.prefect_server import start_or_reuse
 from infra.storage import RunDir, read_json
-from tasks.tokenization.shards import TokenShards
+from tasks.tokenization.reader import TokenRows
 
 pytestmark = pytest.mark.slow
 CRUCIBLE = str(Path(sys.executable).parent / "crucible")
@@ -89,9 +89,32 @@ def test_token_shards_match_their_manifest(pipeline_run):
     for split, totals in m["splits"].items():
         entries = [e for e in m["shards"] if e["split"] == split]
         assert sum(e["rows"] for e in entries) == totals["rows"] > 0
-        assert totals["tokens"] == totals["rows"] * m["row_len"] + totals["tail_tokens_dropped"]
-        assert len(TokenShards.open(run.shards, split, verify=True)) == totals["rows"]
+        assert totals["tokens"] == totals["rows"] * m["row_len"] - totals["padding_tokens"]
+        assert len(TokenRows.open(run.shards, split, verify="full")) == totals["rows"]
+        assert sum(t["docs"] for t in m["sources"][split].values()) == totals["docs"]
+    kept = sum(pq.ParquetFile(p).metadata.num_rows for p in run.curated.glob("part-*.parquet"))
+    assert m["splits"]["train"]["docs"] + m["splits"]["val"]["docs"] == kept  # every curated document
     assert m["vocab_size"] <= 1024 and m["dtype"] == "uint16"
+    assert 1.5 < m["tokenizer"]["val_bytes_per_token"] < 8
+    plan = m["mixture"]["sources"]
+    assert sum(p["epoch_rows"] for p in plan.values()) == m["splits"]["train"]["rows"]  # natural mixture
+    assert "bytes per token on held-out text" in run.report.read_text()
+
+
+def test_tokenize_rerun_skips_finished_shards(pipeline_run):
+    run, _, runs = pipeline_run
+    files = {p: p.stat().st_mtime_ns for p in run.shards.rglob("*.arrow")}
+    manifest = run.manifest.read_bytes()
+    result = subprocess.run(
+        [CRUCIBLE, "tokenize", "--run-id", "e2e", "--set", f"runs_dir={runs}",
+         "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    shards = len(list(run.curated.glob("part-*.parquet")))
+    assert f"resuming: {shards + 1} finished task(s) will be skipped" in result.stdout + result.stderr
+    assert {p: p.stat().st_mtime_ns for p in run.shards.rglob("*.arrow")} == files
+    assert run.manifest.read_bytes() == manifest
 
 
 def test_training_loss_is_finite_and_falls(pipeline_run):
@@ -108,6 +131,8 @@ def test_training_loss_is_finite_and_falls(pipeline_run):
     assert summary["precision"] == "bf16" and summary["zero_stage"] == 1
     assert summary["training_flops"] == summary["training_flops_per_token"] * 12 * summary["tokens_per_step"]
     assert "training FLOPs per token" in run.report.read_text()
+    data = summary["data"]
+    assert data["samples"] == 12 * 2 * 4 and sum(data["rows_by_source"].values()) == data["samples"]
     assert (run.checkpoints / "latest").read_text().strip() == "step12"
 
 
@@ -167,3 +192,4 @@ def test_training_resumes_from_the_last_checkpoint(pipeline_run):
     assert after[:12] == before  # earlier steps are not re-run or duplicated
     assert (run.checkpoints / "latest").read_text().strip() == "step16"
     assert read_json(run.train_state)["step"] == 16
+    assert read_json(run.train_state)["data"]["samples"] == 16 * 2 * 4

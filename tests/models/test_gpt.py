@@ -1,10 +1,11 @@
 import math
+import typing
 
 import pytest
 import torch
 from pydantic import ValidationError
 
-from models.config import ModelConfig
+from models.config import ModelConfig, Position
 from models.gpt import GPT, lm_loss
 from models.layers import (RMSNorm, alibi_causal_bias, alibi_slopes, apply_rope, rope_tables,
                            sinusoidal_table)
@@ -132,3 +133,65 @@ def test_sinusoidal_table():
 def test_bad_configs_are_rejected_with_the_valid_options(kwargs, message):
     with pytest.raises(ValidationError, match=message):
         ModelConfig(**kwargs)
+
+
+# Document masking: rows pack two documents, split at a different point in each row.
+SPLITS = (7, 10)
+POSITIONS = typing.get_args(Position)
+
+
+def _positional(position: str) -> GPT:
+    torch.manual_seed(0)
+    return GPT(ModelConfig(**BASE, position=position), vocab_size=64, seq_len=16).eval()
+
+
+def _two_documents() -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randint(0, 64, (len(SPLITS), 16), generator=torch.Generator().manual_seed(2))
+    segments = torch.stack([(torch.arange(16) >= s).long() for s in SPLITS])
+    return x, segments
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_segments_keep_attention_inside_each_document(position):
+    model = _positional(position)
+    x, segments = _two_documents()
+    y = x.clone()
+    for row, s in enumerate(SPLITS):  # change only the first document of each row
+        y[row, :s] = (y[row, :s] + 1) % 64
+    with torch.no_grad():
+        masked, plain = model(x, segments=segments), model(x)
+        masked_y, plain_y = model(y, segments=segments), model(y)
+    for row, s in enumerate(SPLITS):
+        # Causality already hides the second document from the first.
+        assert torch.allclose(masked[row, :s], plain[row, :s], atol=1e-5)
+        # The second document no longer sees the first one; without segments it does.
+        assert torch.allclose(masked[row, s:], masked_y[row, s:], atol=1e-5)
+        assert not torch.allclose(plain[row, s:], plain_y[row, s:], atol=1e-5)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_a_single_segment_equals_no_segments(position):
+    model = _positional(position)
+    x, _ = _two_documents()
+    with torch.no_grad():
+        assert torch.allclose(model(x, segments=torch.zeros_like(x)), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("position", ["learned", "alibi"])  # the boolean and the float-bias paths
+def test_masked_loss_path_equals_masked_logits_path(position):
+    model = _positional(position).train()
+    x, segments = _two_documents()
+    targets = torch.roll(x, -1, dims=1)
+    grads = []
+    for loss_fn in (lambda: lm_loss(model(x, segments=segments), targets),
+                    lambda: model(x, targets, segments)):
+        model.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (l1, g1), (l2, g2) = grads
+    assert l1 == pytest.approx(l2, abs=1e-5)
+    with torch.no_grad():  # the mask really reaches the loss
+        assert model(x, targets).item() != pytest.approx(l2, abs=1e-5)
+    for n in g1:
+        assert torch.allclose(g1[n], g2[n], atol=1e-6), n

@@ -11,7 +11,7 @@ from tasks.evaluation.loglikelihood import Request, encode_pair, loglikelihoods
 from tasks.evaluation.perplexity import perplexity, token_byte_lengths
 from tasks.tokenization.bpe import train_on_texts
 from tasks.tokenization.config import TokenizationConfig
-from tasks.tokenization.shards import TokenShards
+from tasks.tokenization.reader import TokenRows
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tok):
     vocab, eos = tok.get_vocab_size(), tok.token_to_id("<|endoftext|>")
     ids = tok.encode("the cat sat on the mat.").ids
     row = np.array((ids + [eos] + ids)[:9], dtype=np.uint16)
-    shards = TokenShards([np.stack([row, row])], np.array([0, 2]))
+    shards = TokenRows.from_arrays([np.stack([row, row])])
     result = perplexity(Uniform(vocab), shards, tok, eos, max_rows=10, batch_size=1)
     targets = [t for t in row[1:] if t != eos] * 2
     assert result["tokens"] == len(targets)

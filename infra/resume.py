@@ -1,0 +1,58 @@
+"""Resumable stages: completion markers per task and a fingerprint per stage's work folder.
+
+Each task writes its outputs atomically, then a marker holding its result; a re-run finds
+the marker and skips the task. A stage's fingerprint (its config and inputs) is kept in
+its work folder, so work made from other inputs or settings is discarded, never reused.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from infra.storage import write_json
+
+log = logging.getLogger(__name__)
+
+
+def read_marker(path: Path) -> dict[str, Any] | None:
+    """The result a finished task recorded, or None if it has not finished."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def write_marker(path: Path, result: dict[str, Any]) -> None:
+    write_json(path, result)
+
+
+def once(marker: Path, work: Callable[[], dict[str, Any]],
+         still_valid: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
+    """Run `work` unless its marker says it already finished (and its outputs still pass
+    `still_valid`); then record its result."""
+    done = read_marker(marker)
+    if done is not None and still_valid(done):
+        return done
+    result = work()
+    # The worker process's peak resident memory so far: the scaling benchmarks read it.
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    write_marker(marker, result)
+    return result
+
+
+def file_fingerprint(files: list[Path]) -> list[list[Any]]:
+    """Name, size and modification time of each input: cheap, and changes when a file is rewritten."""
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def prepare_work(work: Path, fingerprint: dict[str, Any], markers: Path) -> None:
+    """Keep finished work in `work` only if it was made from the same inputs and config."""
+    stamp = work / "fingerprint.json"
+    if stamp.exists() and json.loads(stamp.read_text()) != fingerprint:
+        log.warning("input or config changed since the last attempt: discarding its partial work in %s", work)
+        shutil.rmtree(work)
+    if not stamp.exists():
+        write_json(stamp, fingerprint)
+    elif markers.exists():
+        log.info("resuming: %d finished task(s) will be skipped", len(list(markers.glob("*.json"))))
