@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from tokenizers import Tokenizer
 
 from infra.storage import atomic_path, sha256_file
 from tasks.tokenization.bpe import load_tokenizer
@@ -26,6 +29,18 @@ from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.split import split_of
 
 SCHEMA_VERSION = 2
+
+
+def file_version(path: Path) -> tuple[int, int]:
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=2)
+def cached_tokenizer(path: str, size: int, mtime_ns: int) -> Tokenizer:
+    """One tokenizer per worker process, reused by its tasks: its BPE cache of words already
+    split stays warm (13% of encoding time in benchmarks/tokenization_throughput.py)."""
+    return load_tokenizer(Path(path))
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -42,10 +57,16 @@ def source_dir(source: str) -> str:
     return safe
 
 
-def pack_rows(docs: list[np.ndarray], row_len: int, pad_id: int) -> tuple[pa.Table, dict[str, int]]:
-    """Pack documents (each already ending in EOS) into rows; returns the table and its counts."""
-    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-    stream = np.concatenate(docs) if docs else np.zeros(0, dtype=np.uint16)
+def arrow_view(arr: np.ndarray) -> pa.Array:
+    """A zero-copy Arrow array over a 1-d numpy array (pa.array would also import pandas)."""
+    arr = np.ascontiguousarray(arr)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(arr.dtype), len(arr), [None, pa.py_buffer(arr)])
+
+
+def pack_rows(stream: np.ndarray, doc_lengths: np.ndarray, row_len: int, pad_id: int
+              ) -> tuple[pa.Table, dict[str, int]]:
+    """Pack documents (concatenated in `stream`, each ending in EOS) into rows; returns the
+    table and its counts."""
     n = len(stream)
     dropped = 0
     if n % row_len == 1:
@@ -57,18 +78,35 @@ def pack_rows(docs: list[np.ndarray], row_len: int, pad_id: int) -> tuple[pa.Tab
     valid = np.full(rows, row_len, dtype=np.int32)
     if rows and n % row_len:
         valid[-1] = n % row_len
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(docs) else np.zeros(0, np.int64)
+    starts = np.cumsum(doc_lengths) - doc_lengths
     starts = starts[starts < n]
-    row_of = starts // row_len
-    offsets = np.searchsorted(row_of, np.arange(rows + 1)).astype(np.int32)
-    table = pa.table({
-        "tokens": pa.FixedSizeListArray.from_arrays(pa.array(padded), row_len),
-        "length": pa.array(valid),
-        "doc_starts": pa.ListArray.from_arrays(pa.array(offsets), pa.array((starts % row_len).astype(np.int32))),
-    })
-    counts = {"docs": len(docs), "tokens": int(n), "rows": int(rows),
+    offsets = np.searchsorted(starts // row_len, np.arange(rows + 1)).astype(np.int32)
+    table = pa.Table.from_arrays([
+        pa.FixedSizeListArray.from_arrays(arrow_view(padded), row_len),
+        arrow_view(valid),
+        pa.ListArray.from_arrays(arrow_view(offsets), arrow_view((starts % row_len).astype(np.int32))),
+    ], names=["tokens", "length", "doc_starts"])
+    counts = {"docs": len(doc_lengths), "tokens": int(n), "rows": int(rows),
               "padding_tokens": int(rows * row_len - n), "dropped_eos": dropped}
     return table, counts
+
+
+def utf8_lengths(texts: pa.Array) -> np.ndarray:
+    """Bytes per string, read from the array's offsets (no per-document Python work)."""
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(texts.buffers()[1], dtype=width)[texts.offset: texts.offset + len(texts) + 1]
+    return np.diff(offsets)
+
+
+def encode_with_eos(tok, texts: list[str], eos: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """All documents' ids, each followed by EOS, in one array; and each document's length."""
+    ids = [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + 1
+    out = np.full(int(lengths.sum()), eos, dtype=dtype)
+    body = np.ones(len(out), dtype=bool)
+    body[np.cumsum(lengths) - 1] = False  # EOS positions
+    out[body] = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=len(out) - len(ids))
+    return out, lengths
 
 
 def write_table(table: pa.Table, dest: Path, metadata: dict[str, str]) -> None:
@@ -82,30 +120,34 @@ def write_table(table: pa.Table, dest: Path, metadata: dict[str, str]) -> None:
 def tokenize_shard(curated: Path, index: int, tokenizer_path: Path, cfg: TokenizationConfig,
                    out_dir: Path) -> list[dict[str, Any]]:
     """Tokenize one curated shard into one Arrow file per split and source; return manifest entries."""
-    tok = load_tokenizer(tokenizer_path)
+    tok = cached_tokenizer(str(tokenizer_path), *file_version(tokenizer_path))
     eos = tok.token_to_id(cfg.eos_token)
     dtype = token_dtype(tok.get_vocab_size())
-    docs: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    parts: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     text_bytes: dict[tuple[str, str], int] = defaultdict(int)
     columns = ["id", "text", "source"]
     reader = pq.ParquetFile(curated)
     if "source" not in reader.schema_arrow.names:
         columns.remove("source")
     for batch in reader.iter_batches(batch_size=cfg.batch_docs, columns=columns):
-        ids, texts = batch.column("id").to_pylist(), batch.column("text").to_pylist()
+        ids = batch.column("id").to_pylist()
         sources = batch.column("source").to_pylist() if "source" in columns else [None] * len(ids)
-        for doc_id, text, source, enc in zip(ids, texts, sources, tok.encode_batch(texts, add_special_tokens=False)):
-            key = (split_of(doc_id, cfg.val_fraction), source or "unknown")
-            arr = np.empty(len(enc.ids) + 1, dtype=dtype)
-            arr[:-1] = enc.ids
-            arr[-1] = eos
-            docs[key].append(arr)
-            text_bytes[key] += len(text.encode("utf-8"))
+        keys = [(split_of(i, cfg.val_fraction), s or "unknown") for i, s in zip(ids, sources)]
+        nbytes = utf8_lengths(batch.column("text"))
+        tokens, lengths = encode_with_eos(tok, batch.column("text").to_pylist(), eos, dtype)
+        distinct = sorted(set(keys))
+        code = np.array([distinct.index(k) for k in keys]) if len(distinct) > 1 else np.zeros(len(keys), int)
+        token_code = np.repeat(code, lengths)
+        for c, key in enumerate(distinct):
+            docs = code == c
+            parts[key].append((tokens[token_code == c] if len(distinct) > 1 else tokens, lengths[docs]))
+            text_bytes[key] += int(nbytes[docs].sum())
     metadata = {"crucible_schema": str(SCHEMA_VERSION), "vocab_size": str(tok.get_vocab_size()),
                 "row_len": str(cfg.seq_len + 1), "tokenizer_sha256": sha256_file(tokenizer_path)}
     entries = []
-    for (split, source), parts in sorted(docs.items()):
-        table, counts = pack_rows(parts, cfg.seq_len + 1, eos)
+    for (split, source), chunks in sorted(parts.items()):
+        table, counts = pack_rows(np.concatenate([t for t, _ in chunks]),
+                                  np.concatenate([n for _, n in chunks]), cfg.seq_len + 1, eos)
         dest = out_dir / split / source_dir(source) / f"part-{index:05d}.arrow"
         write_table(table, dest, metadata)
         entries.append({"split": split, "source": source, "file": str(dest.relative_to(out_dir)),

@@ -56,14 +56,16 @@ def test_an_existing_tokenizer_is_reused_and_checked(curated, tmp_path):
 
 def test_packing_keeps_every_token_and_records_document_starts():
     docs = [np.array([5, 6, 7, 0], np.uint16), np.array([8, 0], np.uint16), np.array([9, 9, 9, 9, 9, 0], np.uint16)]
-    table, counts = pack_rows(docs, row_len=5, pad_id=0)
+    lengths = np.array([len(d) for d in docs])
+    table, counts = pack_rows(np.concatenate(docs), lengths, row_len=5, pad_id=0)
     assert counts == {"docs": 3, "tokens": 12, "rows": 3, "padding_tokens": 3, "dropped_eos": 0}
     rows = np.array(table.column("tokens").to_pylist())
     assert rows.ravel()[:12].tolist() == np.concatenate(docs).tolist()
     assert table.column("length").to_pylist() == [5, 5, 2]
     assert table.column("doc_starts").to_pylist() == [[0, 4], [1], []]
     # A lone trailing EOS is the only token ever left out, and it is counted.
-    _, counts = pack_rows(docs + [np.array([3, 3, 3, 0], np.uint16)], row_len=5, pad_id=0)
+    more = docs + [np.array([3, 3, 3, 0], np.uint16)]
+    _, counts = pack_rows(np.concatenate(more), np.array([len(d) for d in more]), row_len=5, pad_id=0)
     assert counts["dropped_eos"] == 1 and counts["tokens"] == 15 and counts["rows"] == 3
 
 
