@@ -27,7 +27,8 @@ def mixture_table(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per training source: its natural, planned and realised share of an epoch's tokens."""
     return [{"source": s, "available_tokens": m["available_tokens"], "natural_share": round(m["natural_share"], 4),
              "planned_share": round(m["planned_share"], 4), "epoch_rows": m["epoch_rows"],
-             "repeats": round(m["repeats"], 3), "realised_share": round(m["realised_share"], 4)}
+             "repeats": round(m["repeats"], 3), "realised_tokens": m["realised_tokens"],
+             "realised_share": round(m["realised_share"], 4)}
             for s, m in manifest["mixture"]["sources"].items()]
 
 

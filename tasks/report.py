@@ -74,7 +74,7 @@ def tokenization_section(m: dict[str, Any]) -> list[str]:
     t = m["tokenizer"]
     rows = [[s, v["docs"], v["rows"], v["tokens"], v["padding_tokens"]] for s, v in m["splits"].items()]
     mix = [[s, p["available_tokens"], f"{p['natural_share']:.1%}", f"{p['planned_share']:.1%}",
-            p["epoch_rows"], f"{p['repeats']:.2f}", f"{p['realised_share']:.1%}"]
+            p["epoch_rows"], f"{p['repeats']:.2f}", p["realised_tokens"], f"{p['realised_share']:.1%}"]
            for s, p in m["mixture"]["sources"].items()]
     return ["## Tokenization",
             f"Byte-level BPE, {t['vocab_size']:,} tokens ({'reused' if t['reused'] else 'trained in this run'}); "
@@ -82,7 +82,8 @@ def tokenization_section(m: dict[str, Any]) -> list[str]:
             f"never in the BPE's sample). Sequences of {m['seq_len']} tokens stored as {m['dtype']}.", "",
             _table(rows, ["split", "documents", "sequences", "tokens", "padding tokens"]), "",
             "Training mixture (shares of tokens per epoch):", "",
-            _table(mix, ["source", "tokens", "natural", "planned", "sequences per epoch", "repeats", "realised"]), ""]
+            _table(mix, ["source", "tokens", "natural", "planned", "sequences per epoch", "repeats",
+                           "tokens per epoch", "realised"]), ""]
 
 
 def write_report(run_dir: Path) -> Path:

@@ -350,7 +350,9 @@ def inject_noise(docs: list[dict], cfg: NoiseConfig) -> tuple[list[dict], list[d
     spam = spam_documents([d["text"] for d in docs], round(cfg.spam_fraction * n), rng)
     for i, (text, style) in enumerate(spam):
         doc_id = f"noise-spam-{i:06d}"
-        planted.append((0, {"id": doc_id, "text": text}, {"id": doc_id, "kind": "spam", "style": style}))
+        # Spam is what a web crawl brings in; labelled so, the training mixture can weigh it.
+        planted.append((0, {"id": doc_id, "text": text, "source": "web"},
+                        {"id": doc_id, "kind": "spam", "style": style}))
 
     clashes = sorted({str(d["id"]) for d in docs} & {p[1]["id"] for p in planted})
     if clashes:

@@ -6,9 +6,12 @@ subset each epoch). With no weights, every row is drawn exactly once per epoch.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def plan_mixture(rows: dict[str, int], tokens: dict[str, int], weights: dict[str, float] | None
@@ -19,8 +22,9 @@ def plan_mixture(rows: dict[str, int], tokens: dict[str, int], weights: dict[str
         unknown = sorted(set(weights) - set(sources))
         unweighted = sorted(set(sources) - set(weights))
         if unknown:
-            raise ValueError(f"tokenization.mixture names source(s) {unknown} that the training data "
-                             f"does not have; its sources are {sources}")
+            # A source may be empty in one run (e.g. all of it filtered out); the others share its weight.
+            log.warning("tokenization.mixture names source(s) %s that this run's training data does not "
+                        "have (its sources are %s); their weight goes to the others", unknown, sources)
         if unweighted:
             raise ValueError(f"source(s) {unweighted} have no weight in tokenization.mixture; give each "
                              f"one (0 leaves a source out), the sources are {sources}")
@@ -42,6 +46,7 @@ def plan_mixture(rows: dict[str, int], tokens: dict[str, int], weights: dict[str
     total_realised = sum(realised.values()) or 1.0
     return {
         "weights": None if weights is None else dict(weights),
+        "missing_sources": sorted(set(weights or {}) - set(sources)),
         "sources": {s: {"available_rows": rows[s], "available_tokens": tokens[s],
                         "natural_share": tokens[s] / max(1, sum(natural.values())),
                         "planned_share": planned[s], "epoch_rows": epoch_rows[s],
