@@ -174,7 +174,7 @@ def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
             response.raise_for_status()
             keys = {a["key"] for a in response.json()}
     assert names == {s: "COMPLETED" for s in ("curate", "tokenize", "train", "evaluate")}
-    assert {"curation-stats", "tokenization-stats", "training-metrics", "evaluation-results"} <= keys
+    assert {"curation-stats", "tokenization-stats", "data-mixture", "training-metrics", "evaluation-results"} <= keys
 
 
 def test_training_resumes_from_the_last_checkpoint(pipeline_run):
