@@ -1,4 +1,4 @@
-"""The `evaluate` flow: perplexity on held-out shards and HellaSwag on the trained model."""
+"""The `evaluate` flow: the benchmark tasks and perplexity on a run's model, on Ray workers."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,24 +6,25 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect_ray import RayTaskRunner
 
+from flows.progress import gather
+from infra.storage import RunDir
 from tasks.evaluation.config import EvaluationConfig
-from tasks.evaluation.prefect_tasks import evaluate_task
+from tasks.evaluation.evaluate import final_step, combine, task_runs, write_results
+from tasks.evaluation.prefect_tasks import evaluate_unit_task, perplexity_task
+from tasks.evaluation.summary import results_rows
 
 
-def results_table(results: dict[str, Any]) -> list[dict[str, Any]]:
-    ppl, hs = results["perplexity"], results["hellaswag"]
-    rows = [{"task": "validation", "metric": "perplexity", "value": ppl["perplexity"], "stderr": None, "chance": None},
-            {"task": "validation", "metric": "bits_per_byte", "value": ppl["bits_per_byte"], "stderr": None, "chance": None}]
-    if "skipped" not in hs:
-        rows += [{"task": f"hellaswag ({hs['n']} items)", "metric": m, "value": hs[m],
-                  "stderr": hs[f"{m}_stderr"], "chance": hs["random_chance"]} for m in ("acc", "acc_norm")]
-    return rows
-
-
-@flow(name="evaluate")
+@flow(name="evaluate", task_runner=RayTaskRunner())
 def evaluate_flow(cfg: EvaluationConfig, run_dir: str) -> dict[str, Any]:
-    results = evaluate_task(str(Path(run_dir).resolve()), cfg)
-    create_table_artifact(key="evaluation-results", table=results_table(results),
-                          description="Held-out perplexity and HellaSwag 0-shot")
-    return results
+    run = RunDir(Path(run_dir).resolve())
+    model = str(run.root)
+    ppl = perplexity_task.submit(model, cfg, True)
+    units = gather([evaluate_unit_task.submit(model, r, cfg) for r in task_runs(cfg)], "evaluate tasks")
+    results = combine(run.root.name, units, ppl.result(), final_step(run.root))
+    write_results(run.eval_results, results, units)
+    create_table_artifact(key="evaluation-results", table=results_rows(results),
+                          description="Benchmark scores with standard errors and random chance; perplexity")
+    return {k: v for k, v in results.items() if k != "tasks"} | {
+        "tasks": {k: {m: v for m, v in t.items() if m != "subjects"} for k, t in results["tasks"].items()}}

@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         "curate": "filter, deduplicate and redact documents into curated Parquet shards",
         "tokenize": "train the BPE tokenizer and write packed token shards",
         "train": "train the model with DeepSpeed on Ray (resumes from the run's last checkpoint)",
-        "evaluate": "score the trained model: validation perplexity and HellaSwag",
+        "evaluate": "score the run's model: ARC, HellaSwag, MMLU, TruthfulQA and perplexity",
     }
     for name, text in helps.items():
         s = sub.add_parser(name, help=text, description=text)
@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
+    s = sub.add_parser("evaluate-model", help="evaluate any model (a run or a Hugging Face folder) "
+                                              "without a run, e.g. a baseline to compare with")
+    s.add_argument("model", type=Path, help="a run directory or a Hugging Face causal-LM folder")
+    s.add_argument("--out", type=Path, required=True, help="results JSON to write (samples go beside it)")
+    s.add_argument("--config", "-c", default=None, help="YAML or preset for the evaluation settings")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s = sub.add_parser("compare", help="print runs' and baselines' evaluation results side by side")
+    s.add_argument("results", nargs="+", help="run directories or results JSON files")
     s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run")
     s.add_argument("run_dir", type=Path)
     return p
@@ -206,6 +214,21 @@ def noise_command(args: argparse.Namespace) -> str:
     return f"wrote {args.out} ({len(docs)} input documents): {counts}; ground truth in {labels}"
 
 
+def evaluate_model_command(args: argparse.Namespace) -> str:
+    from tasks.evaluation.evaluate import evaluate_model
+    from tasks.evaluation.summary import compare_table
+
+    cfg = load_config(args.config, args.overrides).evaluation
+    evaluate_model(args.model, cfg, args.out)
+    return compare_table([args.out]) + f"\n\nwrote {args.out}; compare it with a run: crucible compare runs/<run-id> {args.out}"
+
+
+def compare_command(args: argparse.Namespace) -> str:
+    from tasks.evaluation.summary import compare_table
+
+    return compare_table(args.results)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tasks.corpus.demo import CorpusUnavailable  # light: stdlib, tqdm and infra only
 
@@ -220,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                                "--port", str(args.port), "--analytics-off"])
         # Commands that run without the Prefect/Ray runtime and print one result.
         direct = {"plan": plan_command, "export": export_command,
-                  "quality-model": quality_model_command, "noise": noise_command}
+                  "quality-model": quality_model_command, "noise": noise_command,
+                  "evaluate-model": evaluate_model_command, "compare": compare_command}
         if args.command in direct:
             print(direct[args.command](args))
             return 0

@@ -12,8 +12,8 @@ from torch import nn
 
 from models.config import ModelConfig
 from models.fused_loss import linear_cross_entropy
-from models.layers import (MLP, alibi_causal_bias, apply_rope, make_norm, rope_tables,
-                           sinusoidal_table)
+from models.layers import (MLP, alibi_causal_bias, alibi_slopes, apply_rope, make_norm,
+                           rope_tables, sinusoidal_table)
 
 
 class CausalSelfAttention(nn.Module):
@@ -31,9 +31,12 @@ class CausalSelfAttention(nn.Module):
             self.register_buffer("sin", sin, persistent=False)
         if cfg.position == "alibi":
             self.register_buffer("alibi", alibi_causal_bias(cfg.n_head, seq_len), persistent=False)
+            self.register_buffer("slopes", alibi_slopes(cfg.n_head), persistent=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`mask`: optional bool (b, 1, t, t), True = may attend; None = plain causal attention."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask`: optional bool (b, 1, t, t), True = may attend; None = plain causal attention.
+        `positions`: optional (b, t) position of each token, when it is not its index."""
         b, t, c = x.shape
         cfg = self.cfg
         q, k, v = self.qkv(x).split([c, self.kv_rows, self.kv_rows], dim=-1)
@@ -41,13 +44,19 @@ class CausalSelfAttention(nn.Module):
         k = k.view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)  # (b, kv_heads, t, hd)
         v = v.view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
         if cfg.position == "rope":
-            q, k = apply_rope(q, self.cos[:t], self.sin[:t]), apply_rope(k, self.cos[:t], self.sin[:t])
+            cos, sin = ((self.cos[:t], self.sin[:t]) if positions is None
+                        else (self.cos[positions][:, None], self.sin[positions][:, None]))
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cfg.kv_heads != cfg.n_head:  # grouped-query attention: each kv head serves a group
             k = k.repeat_interleave(cfg.n_head // cfg.kv_heads, dim=1)
             v = v.repeat_interleave(cfg.n_head // cfg.kv_heads, dim=1)
         dropout = cfg.dropout if self.training else 0.0
         if cfg.position == "alibi":
-            bias = self.alibi[:, :t, :t].to(q.dtype)  # already -inf above the diagonal
+            if positions is None:
+                bias = self.alibi[:, :t, :t].to(q.dtype)  # already -inf above the diagonal
+            else:  # -slope * distance between the tokens' positions; `mask` then says who sees whom
+                distance = (positions[:, None, :, None] - positions[:, None, None, :]).to(q.dtype)
+                bias = -self.slopes.to(q.dtype)[None, :, None, None] * distance
             if mask is not None:  # broadcasts to (b, heads, t, t)
                 bias = bias.masked_fill(~mask, float("-inf"))
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
@@ -68,12 +77,13 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         if self.pre:  # GPT-2 onwards: normalize each sublayer's input, keep the residual clean
-            x = x + self.drop(self.attn(self.ln1(x), mask=mask))
+            x = x + self.drop(self.attn(self.ln1(x), mask=mask, positions=positions))
             return x + self.mlp(self.ln2(x))
         # The original Transformer: normalize after adding each sublayer's output.
-        x = self.ln1(x + self.drop(self.attn(x, mask=mask)))
+        x = self.ln1(x + self.drop(self.attn(x, mask=mask, positions=positions)))
         return self.ln2(x + self.mlp(x))
 
 
@@ -109,6 +119,22 @@ class GPT(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def packed_logits(self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits for rows that pack several sequences sharing a prefix (a context, then each
+        of its continuations): `positions` (b, t) restart after the shared prefix for each
+        continuation, and `mask` (b, t, t) says which tokens each token sees. The result
+        equals running each prefix+continuation on its own, with the prefix computed once."""
+        if int(positions.max()) >= self.seq_len:
+            raise ValueError(f"position {int(positions.max())} exceeds the model's context of {self.seq_len}")
+        x = self.tok_emb(idx)
+        if self.cfg.position == "learned":
+            x = x + self.pos_emb(positions)
+        elif self.cfg.position == "sinusoidal":
+            x = x + self.pos_table[positions].to(x.dtype)
+        for block in self.blocks:
+            x = block(x, mask=mask[:, None], positions=positions)
+        return self.head(self.ln_f(x))
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 segments: torch.Tensor | None = None) -> torch.Tensor:

@@ -111,14 +111,13 @@ def write_report(run_dir: Path) -> Path:
                       "tokens by source: " + ", ".join(f"{k} {v:,} ({d['share_by_source'][k]:.1%})"
                                                        for k, v in d["tokens_by_source"].items()) + ".", ""]
     if run.eval_results.exists():
+        from tasks.evaluation.summary import results_rows
         e = read_json(run.eval_results)
-        p, hs = e["perplexity"], e["hellaswag"]
-        rows = [["validation perplexity", p["perplexity"], "", ""], ["validation bits/byte", p["bits_per_byte"], "", ""]]
-        if "skipped" not in hs:
-            rows += [[f"HellaSwag {m} ({hs['n']} items)", hs[m], hs[f"{m}_stderr"], hs["random_chance"]]
-                     for m in ("acc", "acc_norm")]
-        parts += ["## Evaluation", _table(rows, ["metric", "value", "stderr", "random chance"]), ""]
-        if "skipped" in hs:
-            parts += [f"HellaSwag skipped: {hs['skipped']}.", ""]
+        rows = [[r["task"], r["metric"], r["value"], "" if r["stderr"] is None else r["stderr"],
+                 "" if r["chance"] is None else r["chance"]] for r in results_rows(e)]
+        parts += ["## Evaluation", "Multiple-choice tasks with lm-evaluation-harness's prompts and metrics "
+                  "(`_letters`: the options listed as A/B/C/D and the letter scored); standard errors "
+                  "are sample standard deviations over items / sqrt(n).", "",
+                  _table(rows, ["task", "metric", "value", "stderr", "random chance"]), ""]
     write_text(run.report, "\n".join(parts))
     return run.report

@@ -1,20 +1,48 @@
 """Typed configuration of the evaluation stage."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TaskName = Literal["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"]
+ALL_TASKS: list[TaskName] = ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"]
 
 
 class EvaluationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    perplexity_max_rows: int = Field(512, ge=1, description="Validation rows scored.")
-    hellaswag_path: str | None = Field(
-        "../shared/benchmarks/hellaswag/validation.jsonl",
-        description="HellaSwag JSONL in the Hugging Face schema; skipped (with a message) if absent.",
-    )
-    hellaswag_limit: int = Field(200, ge=1, description="First N items are scored.")
+    benchmarks_dir: str | None = Field(
+        "../shared/benchmarks",
+        description="Folder of <dataset>/<split>.jsonl files in the Hugging Face schemas "
+        "(arc_easy, arc_challenge, hellaswag, mmlu, truthfulqa).")
+    allow_hub: bool = Field(True, description="Load a split missing locally from the Hugging Face hub.")
+    tasks: list[TaskName] = Field(default_factory=lambda: list(ALL_TASKS))
+    formulations: list[Literal["cloze", "letters"]] = Field(
+        default_factory=lambda: ["cloze", "letters"],
+        description="'cloze' scores each choice's text (the harness's prompts); 'letters' lists the "
+        "options as A/B/C/D and scores the letter.")
+    num_fewshot: dict[TaskName, int] = Field(
+        default_factory=dict, description="Few-shot examples per task; 0 (the harness's default) if absent.")
+    limit: int | None = Field(200, ge=1, description="First N items per task (MMLU: per subject); None = all.")
     batch_size: int = Field(16, ge=1)
+    perplexity_max_rows: int = Field(512, ge=1, description="Validation rows scored.")
+    text_file: str | None = Field(None, description="Also report perplexity and bits per byte on this text file.")
+
+    @model_validator(mode="after")
+    def _fewshot(self) -> "EvaluationConfig":
+        fixed = [t for t, n in self.num_fewshot.items() if n and t.startswith("truthfulqa")]
+        if fixed:
+            raise ValueError(f"{fixed} are 0-shot only: their prompt already holds six fixed examples")
+        if any(n < 0 for n in self.num_fewshot.values()):
+            raise ValueError("num_fewshot values must be >= 0")
+        return self
 
     def benchmark_files(self) -> list[str]:
-        """The benchmark files this config evaluates on (curation decontaminates against them)."""
-        return [p for p in (self.hellaswag_path,) if p]
+        """The local files this config evaluates on (curation decontaminates against them)."""
+        from tasks.evaluation.benchmarks import TASKS
+        if not self.benchmarks_dir:
+            return []
+        files = {str(Path(self.benchmarks_dir) / TASKS[t].dataset / f"{TASKS[t].split}.jsonl") for t in self.tasks}
+        return sorted(files)

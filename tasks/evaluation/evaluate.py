@@ -1,52 +1,95 @@
-"""Evaluate a run's trained model: held-out perplexity and HellaSwag."""
+"""Evaluate a model on the configured tasks and write its results.
+
+A model is a Crucible run (its final checkpoint) or a Hugging Face folder. Each
+(task, formulation) is one unit of work, so units can run on separate Ray workers; the
+results are then combined into one JSON file beside the per-item samples.
+"""
 from __future__ import annotations
 
+import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from infra.storage import RunDir, write_json
-from tasks.evaluation import hellaswag
+from infra.storage import RunDir, atomic_path, write_json
 from tasks.evaluation.config import EvaluationConfig
-from tasks.evaluation.loglikelihood import loglikelihoods
-from tasks.evaluation.perplexity import perplexity
-from tasks.tokenization.bpe import load_tokenizer
+from tasks.evaluation.harness import TaskRun, run_task
+from tasks.evaluation.models import EvalModel, load_eval_model
+from tasks.evaluation.perplexity import perplexity, text_perplexity
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest
-from tasks.training.checkpoint import FINAL, load_model
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_hellaswag(model, tok, eos_id: int, seq_len: int, cfg: EvaluationConfig) -> dict[str, Any]:
-    path = Path(cfg.hellaswag_path) if cfg.hellaswag_path else None
-    if path is None or not path.is_file():
-        reason = (f"{path} not found" if path else "no file configured") + (
-            "; set evaluation.hellaswag_path to a HellaSwag JSONL file in the Hugging Face schema")
-        log.warning("skipping HellaSwag: %s", reason)
-        return {"skipped": reason}
-    docs = hellaswag.load_items(path, cfg.hellaswag_limit)
-    requests = [r for d in docs for r in hellaswag.requests_for(d)]
-    lls = []
-    for start in tqdm(range(0, len(requests), 64 * cfg.batch_size), desc="hellaswag", unit="chunk"):
-        chunk = requests[start:start + 64 * cfg.batch_size]
-        lls += [ll for ll, _ in loglikelihoods(model, tok, chunk, eos_id, seq_len, cfg.batch_size)]
-    return {**hellaswag.score(docs, lls), "source": str(path)}
+def task_runs(cfg: EvaluationConfig) -> list[TaskRun]:
+    return [TaskRun(t, f, cfg.num_fewshot.get(t, 0), cfg.limit) for t in cfg.tasks for f in cfg.formulations]
 
 
-def evaluate_run(run_dir: Path, cfg: EvaluationConfig) -> dict[str, Any]:
-    run = RunDir(Path(run_dir))
-    model, meta = load_model(run.checkpoints / FINAL)
-    tok = load_tokenizer(run.tokenizer)
+@lru_cache(maxsize=2)
+def cached_model(path: str) -> EvalModel:
+    """One loaded model per worker process, shared by the units it runs."""
+    return load_eval_model(path)
+
+
+def evaluate_unit(model_path: str, run: TaskRun, cfg: EvaluationConfig) -> dict[str, Any]:
+    root = Path(cfg.benchmarks_dir) if cfg.benchmarks_dir else None
+    result = run_task(cached_model(model_path), run, root, cfg.allow_hub, cfg.batch_size)
+    log.info("%s: %s", run.key, {k: round(v, 4) for k, v in result.items()
+                                 if isinstance(v, float) and not k.endswith("stderr")})
+    return result
+
+
+def validation_perplexity(run_dir: Path, cfg: EvaluationConfig) -> dict[str, Any]:
+    """Perplexity and bits per byte on the run's held-out token shards (Crucible runs only)."""
+    run = RunDir(run_dir)
     manifest = read_manifest(run.shards)
     check_tokenizer_matches(manifest, run.tokenizer, run.shards)
-    eos_id = manifest["eos_id"]
-    results = {
-        "step": meta["step"],
-        "perplexity": perplexity(model, TokenRows.open(run.shards, "val", manifest=manifest), tok, eos_id,
-                                 cfg.perplexity_max_rows, cfg.batch_size),
-        "hellaswag": evaluate_hellaswag(model, tok, eos_id, meta["seq_len"], cfg),
-    }
-    write_json(run.eval_results, results)
+    model = cached_model(str(run_dir))
+    from tasks.tokenization.bpe import load_tokenizer
+    return perplexity(model.module, TokenRows.open(run.shards, "val", manifest=manifest),
+                      load_tokenizer(run.tokenizer), manifest["eos_id"], cfg.perplexity_max_rows, cfg.batch_size)
+
+
+def perplexities(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if is_run:
+        out["validation"] = validation_perplexity(Path(model_path), cfg)
+    if cfg.text_file:
+        out["text_file"] = text_perplexity(cached_model(model_path), Path(cfg.text_file), cfg.batch_size)
+    return out
+
+
+def combine(name: str, units: list[dict[str, Any]], ppl: dict[str, Any], step: int | None) -> dict[str, Any]:
+    """The results file's content: figures per task key, items left out (they go to samples/)."""
+    tasks = {}
+    for u in units:
+        key = u["task"] if u["formulation"] == "cloze" else f"{u['task']}_letters"
+        tasks[key] = {k: v for k, v in u.items() if k != "items"}
+    return {"model": name, "step": step, "perplexity": ppl, "tasks": tasks}
+
+
+def write_results(dest: Path, results: dict[str, Any], units: list[dict[str, Any]]) -> None:
+    """results.json plus one JSONL of per-item contexts and log-likelihoods per task key."""
+    for u in units:
+        key = u["task"] if u["formulation"] == "cloze" else f"{u['task']}_letters"
+        with atomic_path(dest.parent / "samples" / f"{key}.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(i) + "\n" for i in u["items"]), encoding="utf-8")
+    write_json(dest, results)
+
+
+def evaluate_model(model_path: str | Path, cfg: EvaluationConfig, dest: Path) -> dict[str, Any]:
+    """Evaluate in this process (no Ray): for `crucible evaluate-model` and tests."""
+    model_path = str(Path(model_path).resolve())
+    is_run = (Path(model_path) / "checkpoints").is_dir()
+    units = [evaluate_unit(model_path, r, cfg) for r in task_runs(cfg)]
+    model = cached_model(model_path)
+    step = final_step(Path(model_path)) if is_run else None
+    results = combine(model.name, units, perplexities(model_path, cfg, is_run), step)
+    write_results(dest, results, units)
     return results
+
+
+def final_step(run_dir: Path) -> int | None:
+    meta = run_dir / "checkpoints" / "final" / "model.json"
+    return json.loads(meta.read_text())["step"] if meta.is_file() else None

@@ -7,6 +7,8 @@ token's byte length is the length of its vocabulary entry.
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,3 +41,36 @@ def perplexity(model: torch.nn.Module, shards: TokenRows, tok: Tokenizer, eos_id
     loss = nll / tokens
     return {"rows": rows, "tokens": tokens, "bytes": nbytes, "loss": loss,
             "perplexity": math.exp(loss), "bits_per_byte": nll / (math.log(2) * nbytes)}
+
+
+@torch.no_grad()
+def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | None = None) -> dict[str, Any]:
+    """Perplexity and bits per byte of `model` (an EvalModel) on a UTF-8 text file.
+
+    As the harness's rolling log-likelihood: the text is cut into windows of the model's
+    length, each predicted from the token before it (end-of-text before the first), so
+    every token is scored once."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"evaluation.text_file {path} not found; give a UTF-8 text file")
+    text = path.read_text(encoding="utf-8")
+    every = model.encode(text)
+    tokens = every[:max_tokens]
+    if not tokens:
+        raise ValueError(f"{path} holds no text to score")
+    inputs = [model.eot_id] + tokens[:-1]
+    windows = [(inputs[s:s + model.max_length], tokens[s:s + model.max_length])
+               for s in range(0, len(tokens), model.max_length)]
+    nll = 0.0
+    for start in range(0, len(windows), batch_size):
+        group = windows[start:start + batch_size]
+        width = max(len(x) for x, _ in group)
+        x = torch.full((len(group), width), model.pad_id, dtype=torch.long)
+        y = torch.full((len(group), width), -100, dtype=torch.long)
+        for r, (inp, tgt) in enumerate(group):
+            x[r, :len(inp)], y[r, :len(tgt)] = torch.tensor(inp), torch.tensor(tgt)
+        logits = model.logits(x).float()
+        nll += float(F.cross_entropy(logits.transpose(1, 2), y, ignore_index=-100, reduction="sum"))
+    nbytes = len(text.encode("utf-8")) if len(tokens) == len(every) else model.token_bytes(tokens)
+    return {"file": str(path), "tokens": len(tokens), "bytes": nbytes, "loss": nll / len(tokens),
+            "perplexity": math.exp(nll / len(tokens)), "bits_per_byte": nll / (math.log(2) * nbytes)}

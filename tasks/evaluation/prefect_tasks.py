@@ -1,15 +1,20 @@
-"""Thin Prefect task wrapper around evaluation."""
+"""Thin Prefect task wrappers around evaluation; each (task, formulation) runs on a Ray worker."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import task
 
 from tasks.evaluation.config import EvaluationConfig
-from tasks.evaluation.evaluate import evaluate_run
+from tasks.evaluation.evaluate import evaluate_unit, perplexities
+from tasks.evaluation.harness import TaskRun
 
 
-@task(name="evaluate-model")
-def evaluate_task(run_dir: str, cfg: EvaluationConfig) -> dict[str, Any]:
-    return evaluate_run(Path(run_dir), cfg)
+@task(name="evaluate-task", task_run_name="{run.task}-{run.formulation}")
+def evaluate_unit_task(model_path: str, run: TaskRun, cfg: EvaluationConfig) -> dict[str, Any]:
+    return evaluate_unit(model_path, run, cfg)
+
+
+@task(name="perplexity")
+def perplexity_task(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[str, Any]:
+    return perplexities(model_path, cfg, is_run)

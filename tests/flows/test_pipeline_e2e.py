@@ -79,7 +79,7 @@ def test_curation_accounts_for_every_document(pipeline_run):
     assert "jane.doe@example.org" not in everything and "192.168.10.20" not in everything
     assert {"email", "ipv4", "ipv6", "phone", "credit_card", "us_ssn", "iban", "secret"} <= set(t["redactions"])
     assert stats["details"]["quality_model"]["metrics"]["precision"] > 0.8
-    assert stats["details"]["decontamination"]["benchmarks"]["hellaswag"] > 0
+    assert stats["details"]["decontamination"]["benchmarks"]["hellaswag/validation"] > 0
     assert not (run.curated / "_work").exists()
 
 
@@ -139,12 +139,21 @@ def test_training_loss_is_finite_and_falls(pipeline_run):
 def test_evaluation_results_are_in_range(pipeline_run):
     run, _, _ = pipeline_run
     e = read_json(run.eval_results)
-    ppl = e["perplexity"]
-    assert 1 < ppl["perplexity"] < 1024 and 0 < ppl["bits_per_byte"] < 8
-    hs = e["hellaswag"]
-    assert hs["n"] == 8 and 0 <= hs["acc"] <= 1 and 0 <= hs["acc_norm"] <= 1
+    for ppl in e["perplexity"].values():  # held-out shards and the configured text file
+        assert 1 < ppl["perplexity"] < 1024 and 0 < ppl["bits_per_byte"] < 8
+    tasks = e["tasks"]
+    expected = {"arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"}
+    assert set(tasks) == expected | {f"{t}_letters" for t in expected}
+    assert tasks["hellaswag"]["n"] == 8 and tasks["arc_easy"]["num_fewshot"] == 2
+    for t in tasks.values():
+        for m in ("acc", "acc_norm", "mc1", "mc2"):
+            if m in t:
+                assert 0 <= t[m] <= 1 and 0 < t["random_chance"] < 1
+    assert set(tasks["mmlu"]["subjects"]) == {"elementary_mathematics", "world_religions"}
+    samples = [json.loads(ln) for ln in (run.eval_results.parent / "samples" / "hellaswag.jsonl").open()]
+    assert len(samples) == 8 and all(len(s["loglikelihoods"]) == 4 for s in samples)
     report = run.report.read_text()
-    for section in ("## Curation", "## Tokenization", "## Training", "## Evaluation"):
+    for section in ("## Curation", "## Tokenization", "## Training", "## Evaluation", "random chance"):
         assert section in report
     assert run.loss_curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

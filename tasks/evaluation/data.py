@@ -1,0 +1,89 @@
+"""Benchmark items: read from a local folder in the Hugging Face schemas, or from the hub.
+
+A local folder holds one JSONL file per dataset and split, `<dir>/<dataset>/<split>.jsonl`
+(../shared/benchmarks is one). When a file is missing and the hub is allowed, the split is
+loaded with `datasets`; otherwise the error names the file and the command that makes it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    folder: str  # the local folder name, e.g. "arc_easy"
+    path: str  # the hub dataset
+    name: str | None  # its configuration
+
+
+DATASETS = {
+    "arc_easy": HubDataset("arc_easy", "allenai/ai2_arc", "ARC-Easy"),
+    "arc_challenge": HubDataset("arc_challenge", "allenai/ai2_arc", "ARC-Challenge"),
+    "hellaswag": HubDataset("hellaswag", "Rowan/hellaswag", None),
+    "mmlu": HubDataset("mmlu", "hails/mmlu_no_train", "all"),
+    "truthfulqa": HubDataset("truthfulqa", "truthfulqa/truthful_qa", "multiple_choice"),
+}
+
+
+class BenchmarkDataError(ValueError):
+    """A benchmark file that is missing or does not hold what its schema needs."""
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each non-blank line; a bad line is an error naming the file and line."""
+    with Path(path).open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BenchmarkDataError(f"{path}, line {line_no}: not valid JSON ({e.msg}); fix or "
+                                         f"re-download the file") from None
+            if not isinstance(rec, dict):
+                raise BenchmarkDataError(f"{path}, line {line_no}: expected a JSON object, got "
+                                         f"{type(rec).__name__}")
+            yield line_no, rec
+
+
+def check_fields(path: Path, line_no: int, rec: dict[str, Any], required: tuple[str, ...], schema: str) -> None:
+    missing = [k for k in required if k not in rec]
+    if missing:
+        raise BenchmarkDataError(f"{path}, line {line_no}: missing field(s) {', '.join(missing)}; "
+                                 f"expected the Hugging Face {schema} schema")
+
+
+def hub_command(ds: HubDataset, split: str, dest: Path) -> str:
+    name = f", {ds.name!r}" if ds.name else ""
+    return (f"python -c \"from datasets import load_dataset; load_dataset({ds.path!r}{name}, "
+            f"split={split!r}).to_json({str(dest)!r})\"")
+
+
+def load_split(dataset: str, split: str, root: Path | None, allow_hub: bool,
+               required: tuple[str, ...]) -> list[dict[str, Any]]:
+    """All records of one split, checked for the fields the task reads."""
+    ds = DATASETS[dataset]
+    path = Path(root) / ds.folder / f"{split}.jsonl" if root else None
+    if path is not None and path.is_file():
+        records = []
+        for line_no, rec in iter_jsonl(path):
+            check_fields(path, line_no, rec, required, ds.path)
+            records.append(rec)
+        return records
+    if allow_hub:
+        try:
+            from datasets import load_dataset
+            return [dict(r) for r in load_dataset(ds.path, ds.name, split=split)]
+        except Exception as exc:  # offline, or the hub refused: fall through to the local-file advice
+            hub_error = f" Loading {ds.path} from the hub failed too ({type(exc).__name__}: {str(exc)[:160]})."
+    else:
+        hub_error = " The hub is not used (evaluation.allow_hub is false)."
+    where = path or Path("<benchmarks_dir>") / ds.folder / f"{split}.jsonl"
+    raise BenchmarkDataError(
+        f"benchmark file {where} not found.{hub_error} Set evaluation.benchmarks_dir to a folder "
+        f"holding {ds.folder}/{split}.jsonl in the Hugging Face {ds.path} schema; on a machine "
+        f"with network access: {hub_command(ds, split, where)}"
+    )

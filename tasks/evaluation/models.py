@@ -1,0 +1,88 @@
+"""The models evaluation can score: a Crucible run or checkpoint, or a Hugging Face causal-LM folder.
+
+Both are wrapped in one `EvalModel`: how to encode text (no special tokens added, as the
+harness does for causal models), the end-of-text id, the context window, and how to get
+logits, so a run and a baseline are scored by the same code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from tasks.evaluation.loglikelihood import score_rows
+from tasks.evaluation.shared_context import Encoded, Scored, score_questions
+
+
+@dataclass
+class EvalModel:
+    name: str
+    kind: str  # "crucible" or "hf"
+    module: torch.nn.Module
+    encode: Callable[[str], list[int]]
+    eot_id: int
+    pad_id: int
+    max_length: int
+    token_bytes: Callable[[list[int]], int]  # UTF-8 bytes the tokens decode to (bits per byte)
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.module(ids)
+        return out if isinstance(out, torch.Tensor) else out.logits
+
+    def score(self, questions: list[Encoded], batch_size: int = 16) -> list[list[Scored]]:
+        """Every choice of every question, each question's context computed once."""
+        return score_questions(self.module, questions, self.max_length, packed=self.kind == "crucible",
+                               pad_id=self.pad_id,
+                               fallback=lambda pairs: score_rows(self.logits, pairs, self.max_length, batch_size))
+
+
+def _crucible(path: Path) -> EvalModel:
+    from tasks.evaluation.perplexity import token_byte_lengths
+    from tasks.tokenization.bpe import load_tokenizer
+    from tasks.training.checkpoint import FINAL, load_model
+
+    ckpt = path / "checkpoints" / FINAL if (path / "checkpoints").is_dir() else path
+    tok_path = path / "tokenizer" / "tokenizer.json"
+    if not tok_path.is_file():  # a bare checkpoint folder inside a run
+        tok_path = ckpt.parents[1] / "tokenizer" / "tokenizer.json"
+    model, meta = load_model(ckpt)
+    tok = load_tokenizer(tok_path)
+    eos = tok.token_to_id("<|endoftext|>")
+    lengths = token_byte_lengths(tok, {eos})
+    return EvalModel(name=path.name, kind="crucible", module=model.float().eval(),
+                     encode=lambda s: tok.encode(s, add_special_tokens=False).ids, eot_id=eos, pad_id=eos,
+                     max_length=meta["seq_len"], token_bytes=lambda ids: int(lengths[ids].sum()))
+
+
+def _hf(path: Path) -> EvalModel:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    # The harness's window: the first of these the config has, else the tokenizer's limit, else 2048.
+    max_length = next((getattr(config, a) for a in ("n_positions", "max_position_embeddings", "n_ctx")
+                       if getattr(config, a, None)), None)
+    if max_length is None:
+        max_length = tok.model_max_length if tok.model_max_length < 10**9 else 2048
+    eot = tok.eos_token_id
+    return EvalModel(name=path.name, kind="hf", module=model,
+                     encode=lambda s: tok(s, add_special_tokens=False)["input_ids"], eot_id=eot,
+                     pad_id=tok.pad_token_id if tok.pad_token_id is not None else eot, max_length=int(max_length),
+                     token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")))
+
+
+def load_eval_model(path: str | Path) -> EvalModel:
+    """A Crucible run directory (or its checkpoints/final), or a Hugging Face model folder."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return _hf(path)
+    if (path / "checkpoints").is_dir() or (path / "model.json").is_file():
+        return _crucible(path)
+    raise FileNotFoundError(
+        f"{path} is neither a Crucible run (with checkpoints/final/) nor a Hugging Face model folder "
+        f"(with config.json); give a run directory, e.g. runs/<run-id>, or a folder saved by "
+        f"`save_pretrained` (`crucible export` makes one from a run)"
+    )
