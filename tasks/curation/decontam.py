@@ -21,7 +21,6 @@ four standard benchmarks, a random 64-bit collision hits about one document n-gr
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.curation.shingles import normalized_words
+from tasks.evaluation.data import iter_jsonl
 
 
 class DecontamConfig(BaseModel):
@@ -83,23 +83,15 @@ def benchmark_test_texts(path: Path) -> Iterator[str]:
     """Each scored text of a benchmark JSONL file: an item's question or context, a space,
     and one answer choice; one text per distinct choice of each item, in file order."""
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line_no}: not valid JSON ({e.msg})") from None
-            parts = _item_parts(rec)
-            if parts is None:
-                keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
-                expected = "; ".join(f"{name} ({needs})" for name, needs in SCHEMAS.items())
-                raise ValueError(f"{path}, line {line_no}: record matches no benchmark schema "
-                                 f"(it has {keys}); expected the keys of one of: {expected}")
-            context, choices = parts
-            for choice in dict.fromkeys(str(c) for c in choices):
-                yield f"{context} {choice}"
+    for line_no, rec in iter_jsonl(path):  # the evaluation stage's reader: same errors, same files
+        parts = _item_parts(rec)
+        if parts is None:
+            expected = "; ".join(f"{name} ({needs})" for name, needs in SCHEMAS.items())
+            raise ValueError(f"{path}, line {line_no}: record matches no benchmark schema "
+                             f"(it has {sorted(rec)}); expected the keys of one of: {expected}")
+        context, choices = parts
+        for choice in dict.fromkeys(str(c) for c in choices):
+            yield f"{context} {choice}"
 
 
 _SPLIT_STEM = re.compile(r"(train|test|validation|valid|val|dev)([-_.].*)?")

@@ -1,8 +1,8 @@
 """The models evaluation can score: a Crucible run or checkpoint, or a Hugging Face causal-LM folder.
 
-Both are wrapped in one `EvalModel`: how to encode text (no special tokens added, as the
-harness does for causal models), the end-of-text id, the context window, and how to get
-logits, so a run and a baseline are scored by the same code.
+Both are wrapped in one `EvalModel`: how to encode text (as the harness does: a Hugging
+Face tokenizer with its default special tokens, ours with none), the end-of-text id, the
+context window, and how to get logits, so a run and a baseline are scored by the same code.
 """
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def _hf(path: Path) -> EvalModel:
         max_length = tok.model_max_length if tok.model_max_length < 10**9 else 2048
     eot = tok.eos_token_id
     return EvalModel(name=path.name, kind="hf", module=model,
-                     encode=lambda s: tok(s, add_special_tokens=False)["input_ids"], eot_id=eot,
+                     # The tokenizer's own default, as the harness: Llama-style ones add BOS.
+                     encode=lambda s: tok(s)["input_ids"], eot_id=eot,
                      pad_id=tok.pad_token_id if tok.pad_token_id is not None else eot, max_length=int(max_length),
                      token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")))
 
