@@ -59,8 +59,13 @@ def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | No
     if not tokens:
         raise ValueError(f"{path} holds no text to score")
     inputs = [model.eot_id] + tokens[:-1]
-    windows = [(inputs[s:s + model.max_length], tokens[s:s + model.max_length])
-               for s in range(0, len(tokens), model.max_length)]
+    windows = []
+    for s in range(0, len(tokens), model.max_length):
+        e = min(s + model.max_length, len(tokens))
+        lo = max(0, e - model.max_length)
+        # A short last window is given the full window of tokens before its end as context;
+        # only its own tokens are scored (-100 elsewhere).
+        windows.append((inputs[lo:e], [-100] * (s - lo) + tokens[s:e]))
     nll = 0.0
     for start in range(0, len(windows), batch_size):
         group = windows[start:start + batch_size]

@@ -121,7 +121,11 @@ def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int
             cache = out.past_key_values
             cache.batch_select_indices(src)
             cattn = torch.cat([attn[src], torch.ones(len(rows), cont_w, dtype=torch.long)], dim=1)
-            cpos = positions[src, -1:] + 1 + torch.arange(cont_w)[None]
+            # Padding columns repeat the row's last real position: counting on past it could pass
+            # the model's window (a long context padded to another question's long continuation),
+            # which learned position tables cannot look up. Padding comes last, so nothing real sees it.
+            real = torch.tensor([len(questions[group[r]][1][j]) - 2 for r, j in rows])
+            cpos = positions[src, -1:] + 1 + torch.minimum(torch.arange(cont_w)[None], real[:, None])
             cout = model(input_ids=cids, attention_mask=cattn, position_ids=cpos, **{_cache_arg(model): cache})
             logits = F.log_softmax(cout.logits.float(), -1)
             tails = {rj: logits[k] for k, rj in enumerate(rows)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -13,22 +14,42 @@ from tasks.evaluation.models import EvalModel
 from tasks.tokenization.bpe import train_on_texts
 from tasks.tokenization.config import TokenizationConfig
 
-EVAL_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: threads only add contention on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
-def tok() -> Tokenizer:
-    texts = [p.read_text(encoding="utf-8") for p in sorted(EVAL_FIXTURES.rglob("*.jsonl"))]
+def eval_root() -> Path:
+    """tests/fixtures/eval: <dataset>/<split>.jsonl in the Hugging Face schemas."""
+    return Path(__file__).resolve().parents[2] / "fixtures" / "eval"
+
+
+@pytest.fixture(scope="session")
+def tok(eval_root: Path) -> Tokenizer:
+    texts = [p.read_text(encoding="utf-8") for p in sorted(eval_root.rglob("*.jsonl"))]
     return train_on_texts(texts * 3, TokenizationConfig(vocab_size=300, min_frequency=1))
 
 
-def tiny_gpt(vocab: int, seq_len: int, position: str = "learned", seed: int = 0) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(ModelConfig(n_layer=2, n_head=2, d_model=16, position=position), vocab, seq_len).eval()
+@pytest.fixture(scope="session")
+def make_gpt() -> Callable[..., GPT]:
+    def make(vocab: int, seq_len: int, position: str = "learned", seed: int = 0) -> GPT:
+        torch.manual_seed(seed)
+        return GPT(ModelConfig(n_layer=2, n_head=2, d_model=16, position=position), vocab, seq_len).eval()
+    return make
 
 
-def wrap(module: torch.nn.Module, tok: Tokenizer, max_length: int) -> EvalModel:
-    eos = tok.token_to_id("<|endoftext|>")
-    return EvalModel(name="tiny", kind="crucible", module=module,
-                     encode=lambda s: tok.encode(s, add_special_tokens=False).ids, eot_id=eos, pad_id=eos,
-                     max_length=max_length, token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")))
+@pytest.fixture(scope="session")
+def wrap(tok: Tokenizer) -> Callable[..., EvalModel]:
+    """An EvalModel around a module, with the fixture tokenizer (end-of-text = padding = id 0)."""
+    def make(module: torch.nn.Module, max_length: int, kind: str = "crucible") -> EvalModel:
+        eos = tok.token_to_id("<|endoftext|>")
+        return EvalModel(name="tiny", kind=kind, module=module,
+                         encode=lambda s: tok.encode(s, add_special_tokens=False).ids, eot_id=eos, pad_id=eos,
+                         max_length=max_length, token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")))
+    return make

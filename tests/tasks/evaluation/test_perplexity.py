@@ -1,0 +1,86 @@
+"""Perplexity and bits per byte, on token rows and on a text file."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.evaluation.perplexity import perplexity, text_perplexity, token_byte_lengths
+from tasks.tokenization.reader import TokenRows
+
+
+class Uniform(torch.nn.Module):
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab = vocab
+
+    def forward(self, x):
+        return torch.zeros(*x.shape, self.vocab)
+
+
+def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tok):
+    vocab, eos = tok.get_vocab_size(), tok.token_to_id("<|endoftext|>")
+    ids = tok.encode("the water boils in the pot.").ids
+    row = np.array((ids + [eos] + ids)[:9], dtype=np.uint16)
+    shards = TokenRows.from_arrays([np.stack([row, row])])
+    result = perplexity(Uniform(vocab), shards, tok, eos, max_rows=10, batch_size=1)
+    targets = [t for t in row[1:] if t != eos] * 2
+    assert result["rows"] == 2 and result["tokens"] == len(targets)
+    assert result["perplexity"] == pytest.approx(vocab, rel=1e-5)
+    nbytes = int(token_byte_lengths(tok, {eos})[targets].sum())
+    assert result["bytes"] == nbytes == 2 * len(tok.decode([int(t) for t in row[1:] if t != eos]).encode())
+    assert result["bits_per_byte"] == pytest.approx(len(targets) * math.log2(vocab) / nbytes)
+
+
+def test_text_perplexity_of_a_uniform_model(tok, wrap, eval_root):
+    vocab, path = tok.get_vocab_size(), eval_root / "text.txt"
+    model = wrap(Uniform(vocab), max_length=32)
+    n_tokens, n_bytes = len(model.encode(path.read_text())), len(path.read_bytes())
+    assert n_tokens > 3 * 32  # several windows, the last one partial
+    result = text_perplexity(model, path, batch_size=3)
+    assert (result["tokens"], result["bytes"]) == (n_tokens, n_bytes)
+    assert result["perplexity"] == pytest.approx(vocab, rel=1e-5)
+    assert result["bits_per_byte"] == pytest.approx(n_tokens * math.log2(vocab) / n_bytes)
+    # Cut short, the bytes are those of the scored tokens.
+    short = text_perplexity(model, path, max_tokens=40)
+    assert short["tokens"] == 40 and short["bytes"] == model.token_bytes(model.encode(path.read_text())[:40])
+
+
+def harness_windows(tokens: list[int], prefix: int, max_len: int):
+    """lm-eval 0.4.13's get_rolling_token_windows(context_len=1): (model input, predicted tokens);
+    the last len(predicted) positions of the input score them."""
+    first = min(max_len, len(tokens))
+    yield [prefix] + tokens[: first - 1], tokens[:first]
+    done = first
+    while done < len(tokens):
+        end = done + min(len(tokens) - done, max_len)
+        yield tokens[end - max_len - 1: end - 1], tokens[done:end]
+        done = end
+
+
+@pytest.mark.parametrize("max_tokens", [None, 20, 33, 64])  # a partial last window, one window, 32 + 1, 2 x 32
+def test_text_perplexity_scores_the_harness_rolling_windows(tok, wrap, make_gpt, eval_root, max_tokens):
+    path = eval_root / "text.txt"
+    model = wrap(make_gpt(tok.get_vocab_size(), 32), max_length=32)
+    tokens = model.encode(path.read_text())[:max_tokens]
+    # A partial last window sees the 32 tokens before its end; only its own are scored.
+    assert max_tokens or len(tokens) % 32
+    nll = 0.0
+    for inp, pred in harness_windows(tokens, model.eot_id, 32):
+        with torch.no_grad():
+            lp = torch.log_softmax(model.logits(torch.tensor([inp])), -1)[0, len(inp) - len(pred):]
+        nll -= float(lp.gather(1, torch.tensor(pred)[:, None]).sum())
+    result = text_perplexity(model, path, batch_size=4, max_tokens=max_tokens)
+    assert result["tokens"] == len(tokens)
+    assert result["loss"] * result["tokens"] == pytest.approx(nll, rel=1e-5)
+
+
+def test_text_perplexity_refuses_a_missing_or_empty_file(tok, wrap, tmp_path):
+    model = wrap(Uniform(tok.get_vocab_size()), max_length=8)
+    with pytest.raises(FileNotFoundError, match=r"evaluation.text_file .*absent.txt not found"):
+        text_perplexity(model, tmp_path / "absent.txt")
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="empty.txt holds no text to score"):
+        text_perplexity(model, tmp_path / "empty.txt")
