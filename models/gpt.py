@@ -120,11 +120,14 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def packed_logits(self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def packed_logits(self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+                      keep: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for rows that pack several sequences sharing a prefix (a context, then each
         of its continuations): `positions` (b, t) restart after the shared prefix for each
         continuation, and `mask` (b, t, t) says which tokens each token sees. The result
-        equals running each prefix+continuation on its own, with the prefix computed once."""
+        equals running each prefix+continuation on its own, with the prefix computed once.
+        `keep` (b, t) bool, optional: return only those positions' logits, (n, vocab) in row
+        order, so the output layer runs only where a score is read."""
         if int(positions.max()) >= self.seq_len:
             raise ValueError(f"position {int(positions.max())} exceeds the model's context of {self.seq_len}")
         x = self.tok_emb(idx)
@@ -134,7 +137,7 @@ class GPT(nn.Module):
             x = x + self.pos_table[positions].to(x.dtype)
         for block in self.blocks:
             x = block(x, mask=mask[:, None], positions=positions)
-        return self.head(self.ln_f(x))
+        return self.head(self.ln_f(x if keep is None else x[keep]))
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 segments: torch.Tensor | None = None) -> torch.Tensor:

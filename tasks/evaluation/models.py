@@ -12,7 +12,6 @@ from typing import Callable
 
 import torch
 
-from tasks.evaluation.loglikelihood import score_rows
 from tasks.evaluation.shared_context import Encoded, Scored, score_questions
 
 
@@ -34,8 +33,7 @@ class EvalModel:
     def score(self, questions: list[Encoded], batch_size: int = 16) -> list[list[Scored]]:
         """Every choice of every question, each question's context computed once."""
         return score_questions(self.module, questions, self.max_length, packed=self.kind == "crucible",
-                               pad_id=self.pad_id,
-                               fallback=lambda pairs: score_rows(self.logits, pairs, self.max_length, batch_size))
+                               pad_id=self.pad_id)
 
 
 def _crucible(path: Path) -> EvalModel:

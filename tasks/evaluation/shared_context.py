@@ -11,13 +11,12 @@ the same for every choice. So each question needs its context run once:
   and run every continuation against its question's cache.
 
 Questions are batched by length, longest first. A question whose context plus a
-continuation exceeds the model's window falls back to the harness's left-truncated rows.
+continuation exceeds the model's window is cut on the left exactly as the harness cuts it.
 """
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -79,16 +78,27 @@ def score_packed(model, questions: list[Encoded], token_budget: int = 8192) -> l
         same = (owner[:, :, None] == owner[:, None, :]) | (owner[:, None, :] == -1)
         mask = causal & same & (owner[:, None, :] != -2)
         mask |= torch.eye(width, dtype=torch.bool)[None]  # padding sees itself: no empty rows
-        logits = model.packed_logits(ids, positions, mask)
+        # Only the positions that predict a continuation token go through the output layer.
+        keep = torch.zeros(len(group), width, dtype=torch.bool)
+        wanted: list[list[list[int]]] = []
         for r, i in enumerate(group):
             ctx, conts = questions[i]
-            at = len(ctx)
+            keep[r, len(ctx) - 1] = True
+            at, per_choice = len(ctx), []
             for c in conts:
                 # The first token is predicted from the context's last position, the rest
                 # from the continuation's own positions.
-                pos = [len(ctx) - 1] + list(range(at, at + len(c) - 1))
-                results[i].append(_score(F.log_softmax(logits[r, pos].float(), -1), c))
+                per_choice.append([len(ctx) - 1] + list(range(at, at + len(c) - 1)))
+                keep[r, at:at + len(c) - 1] = True
                 at += len(c) - 1
+            wanted.append(per_choice)
+        logits = model.packed_logits(ids, positions, mask, keep)
+        # Row of `logits` for (row r, position p): kept positions are numbered in row-major order.
+        index = torch.full((len(group), width), -1, dtype=torch.long)
+        index[keep] = torch.arange(int(keep.sum()))
+        for r, i in enumerate(group):
+            for c, pos in zip(questions[i][1], wanted[r]):
+                results[i].append(_score(F.log_softmax(logits[index[r, pos]].float(), -1), c))
     return results
 
 
@@ -106,7 +116,9 @@ def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int
             ids[r, width - len(ctx):] = torch.tensor(ctx)
             attn[r, width - len(ctx):] = 1
         positions = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True)
+        # Only the last context position is scored: skip the output layer elsewhere when the model can.
+        keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+        out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, **keep)
         last = F.log_softmax(out.logits[:, -1].float(), -1)
         # Continuation rows: every choice with more than one token, against its question's cache.
         rows = [(r, j) for r, i in enumerate(group) for j, c in enumerate(questions[i][1]) if len(c) > 1]
@@ -143,20 +155,39 @@ def _cache_arg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def score_questions(model, questions: list[Encoded], max_length: int, packed: bool, pad_id: int,
-                    fallback: Callable[[list[tuple[list[int], list[int]]]], list[Scored]]) -> list[list[Scored]]:
-    """Every choice's score, in order; questions that overflow the window go to `fallback`
-    (the harness's per-choice rows, left-truncated)."""
-    inside = [i for i, q in enumerate(questions) if fits(q, max_length)]
-    outside = [i for i, q in enumerate(questions) if not fits(q, max_length)]
-    scored = (score_packed(model, [questions[i] for i in inside]) if packed
-              else score_cached(model, [questions[i] for i in inside], pad_id))
-    results: list[list[Scored]] = [[] for _ in questions]
-    for i, s in zip(inside, scored):
-        results[i] = s
-    if outside:
-        pairs = [(questions[i][0], c) for i in outside for c in questions[i][1]]
-        flat = iter(fallback(pairs))
-        for i in outside:
-            results[i] = [next(flat) for _ in questions[i][1]]
+def split_overflowing(question: Encoded, max_length: int) -> list[tuple[Encoded, list[int]]]:
+    """A question too long for the window as questions that fit, each with its choice indices.
+
+    The harness cuts an overlong input on the left: a choice of k tokens sees the last
+    max_length + 1 - k context tokens. Choices of equal length see the same cut, so each
+    length becomes one question with that context, and the result is the harness's exactly."""
+    ctx, conts = question
+    by_len: dict[int, list[int]] = {}
+    for j, c in enumerate(conts):
+        by_len.setdefault(len(c), []).append(j)
+    out = []
+    for k, js in by_len.items():
+        cut = ctx[-(max_length + 1 - k):] if len(ctx) + k - 1 > max_length else ctx
+        out.append(((cut, [conts[j] for j in js]), js))
+    return out
+
+
+def score_questions(model, questions: list[Encoded], max_length: int, packed: bool,
+                    pad_id: int) -> list[list[Scored]]:
+    """Every choice's score, in order; questions longer than the window are split by choice
+    length (`split_overflowing`), which keeps the harness's left truncation exact."""
+    parts: list[Encoded] = []
+    where: list[list[int] | None] = []  # per part: its question's index, then its choice indices
+    for i, q in enumerate(questions):
+        longest = max(len(c) for c in q[1])
+        if longest > max_length:  # the harness refuses this too
+            raise ValueError(f"a choice of {longest} tokens is longer than the model's window of {max_length}")
+        for part, js in ([(q, list(range(len(q[1]))))] if fits(q, max_length) else split_overflowing(q, max_length)):
+            parts.append(part)
+            where.append([i, *js])
+    scored = score_packed(model, parts) if packed else score_cached(model, parts, pad_id)
+    results: list[list[Scored]] = [[Scored(0.0, False)] * len(q[1]) for q in questions]
+    for (i, *js), s in zip(where, scored):
+        for j, x in zip(js, s):
+            results[i][j] = x
     return results

@@ -15,7 +15,7 @@ from tasks.training.checkpoint import FINAL, save_model
 
 @pytest.fixture(scope="module")
 def model(make_gpt, wrap, tok):
-    # A 96-token window: the TruthfulQA prompt (~450 tokens) takes the left-truncated fallback.
+    # A 96-token window: the TruthfulQA prompt (~450 tokens) is cut on the left, as the harness does.
     return wrap(make_gpt(tok.get_vocab_size(), 96), max_length=96)
 
 

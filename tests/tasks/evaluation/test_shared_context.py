@@ -9,7 +9,8 @@ import torch
 
 from tasks.evaluation import shared_context
 from tasks.evaluation.loglikelihood import score_rows
-from tasks.evaluation.shared_context import Scored, fits, score_cached, score_packed, score_questions
+from tasks.evaluation.shared_context import (Scored, fits, score_cached, score_packed, score_questions,
+                                              split_overflowing)
 
 
 def make_questions(vocab: int, seed: int, max_ctx: int) -> list:
@@ -92,26 +93,25 @@ def test_cached_padding_never_counts_positions_past_the_window(gpt2):
     assert_same(got, reference(lambda ids: gpt2(ids).logits, questions, 32))
 
 
-def test_hf_eval_model_scores_through_the_cache_and_the_fallback(gpt2, wrap):
+def test_hf_eval_model_scores_through_the_cache_including_an_overlong_question(gpt2, wrap):
     questions = make_questions(50, seed=3, max_ctx=20) + [(list(range(1, 32)), [[5, 6, 7], [8]])]
     assert not fits(questions[-1], 32)
     model = wrap(gpt2, max_length=32, kind="hf")
     assert_same(model.score(questions, batch_size=4), reference(model.logits, questions, 32))
 
 
-def test_questions_past_the_window_go_to_the_fallback(make_gpt):
+def test_questions_past_the_window_are_scored_as_the_harness_truncates_them(make_gpt):
     model = make_gpt(40, 16)
     inside = ([1, 2, 3], [[4], [5, 6]])
     edge = (list(range(1, 13)), [[13, 14, 15, 16, 17], [18]])  # 12 + 5 - 1 = 16 tokens: just fits
-    over = (list(range(1, 15)), [[20, 21, 22], [23], [24, 25, 26, 27]])  # 14 + 4 - 1 = 17
+    over = (list(range(1, 15)), [[20, 21, 22], [23], [24, 25, 26, 27], [28, 29, 30]])  # 14 + 4 - 1 = 17
     assert fits(edge, 16) and not fits(over, 16)
-    seen = []
-
-    def fallback(pairs):
-        seen.extend(pairs)
-        return [Scored(-100.0 - k, False) for k in range(len(pairs))]
-
-    got = score_questions(model, [inside, over, edge], 16, packed=True, pad_id=0, fallback=fallback)
-    assert seen == [(over[0], c) for c in over[1]]
-    assert [s.loglikelihood for s in got[1]] == [-100.0, -101.0, -102.0]
-    assert_same([got[0], got[2]], reference(model, [inside, edge], 16))
+    got = score_questions(model, [inside, over, edge], 16, packed=True, pad_id=0)
+    # The overlong question is split by choice length and still equals the harness's
+    # left-truncated one-row-per-choice scores.
+    assert_same(got, reference(model, [inside, over, edge], 16))
+    parts = split_overflowing(over, 16)
+    assert sorted(len(cs[0]) for (_, cs), _ in parts) == [1, 3, 4]
+    assert all(fits(p, 16) for p, _ in parts)
+    with pytest.raises(ValueError, match="a choice of 17 tokens is longer than the model's window of 16"):
+        score_questions(model, [([1, 2], [[3] * 17, [4]])], 16, packed=True, pad_id=0)
