@@ -35,20 +35,20 @@ for _var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("HF_DATASETS_CACHE", str(Path(tempfile.gettempdir()) / "crucible_lmeval_datasets"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import logging
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import torch
+import yaml
 
-from tasks.evaluation.harness import TaskRun, load_docs, run_task  # noqa: E402
+from tasks.evaluation.harness import TaskRun, load_docs, run_task
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BENCH = REPO.parent / "shared" / "benchmarks"
@@ -100,8 +100,9 @@ def prepare_model(model: str | None, run: str, workdir: Path) -> Path:
 
     rd = RunDir(Path(run))
     if not (rd.checkpoints / FINAL / "model.json").is_file() or not rd.tokenizer.is_file():
-        sys.exit(f"error: {run} has no trained model ({rd.checkpoints / FINAL}) or tokenizer; pass "
-                 f"--model HF_DIR, or train the demo run first (`crucible run` with run_id demo2)")
+        sys.exit(f"error: {run} has no trained model ({rd.checkpoints / FINAL}/model.json) or tokenizer "
+                 f"({rd.tokenizer}); pass --model HF_DIR (a Hugging Face causal-LM folder), or train a run "
+                 f"first: `bash infra/dev.sh demo --run-id demo2` (or `crucible run --run-id demo2`)")
     trained, _ = load_model(rd.checkpoints / FINAL)
     dest = workdir / "hf"
     cls = export_hf(trained, rd.tokenizer, dest)  # as `crucible export` does
@@ -204,9 +205,9 @@ def lmeval_specs(tm, bench: Path, cases: list[Case]) -> list:
 
 
 def quiet_lmeval() -> None:
-    """lm-eval logs every task and request batch at INFO; keep warnings only."""
+    """lm-eval logs every task at INFO and every left-truncated request as a warning; keep errors."""
     for name in ("lm_eval", "lm-eval"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)
     import datasets
 
     datasets.disable_progress_bars()
@@ -236,12 +237,13 @@ def _num(x: Any) -> float:
     return float(x) if isinstance(x, (int, float)) else float("nan")  # lm-eval writes "N/A" for no stderr
 
 
-def compare(case: Case, ours: dict[str, Any], results: dict[str, dict], samples: dict[str, list[dict]],
-            root: Path) -> dict[str, Any]:
+def compare(case: Case, ours: dict[str, Any], res: dict[str, Any], root: Path) -> dict[str, Any]:
     """One task's agreement: contexts, log-likelihoods, predictions and metrics."""
+    results, samples = res["results"], res["samples"]
     _, docs, _ = load_docs(case.run, root, allow_hub=False)  # the order run_task scored them in
     theirs = _lmeval_items(case, samples, [d.subject for d in docs])
     ctx_mismatch, first_mismatch, max_diff, pred_diff, pred_norm_diff, missing = 0, None, 0.0, 0, 0, 0
+    worst = None  # where the largest difference is: float32 round-off grows with |ll|
     for i, (mine, s) in enumerate(zip(ours["items"], theirs)):
         if s is None:
             missing += 1
@@ -254,7 +256,11 @@ def compare(case: Case, ours: dict[str, Any], results: dict[str, dict], samples:
                 first_mismatch = {"item": i, "lmeval": args[0] if args else None, "ours": expected[0]}
             continue  # log-likelihoods of different prompts are not comparable
         lm_ll = [float(r[0]) for r in s["filtered_resps"]]
-        max_diff = max(max_diff, max(abs(a - b) for a, b in zip(lm_ll, mine["loglikelihoods"])))
+        for j, (a, b) in enumerate(zip(lm_ll, mine["loglikelihoods"])):
+            if abs(a - b) > max_diff:
+                # float32 sums: one unit in the last place of |ll| ~ 500 is already 6e-5
+                max_diff, worst = abs(a - b), {"item": i, "choice": j, "lmeval_ll": a, "ours_ll": b,
+                                               "float32_ulp": float(np.spacing(np.float32(a)))}
         pred_diff += int(np.argmax(lm_ll) != np.argmax(mine["loglikelihoods"]))
         if "acc_norm" in case.metrics:
             pred_norm_diff += int(_argmax_norm(lm_ll, mine["choices"]) != _argmax_norm(mine["loglikelihoods"],
@@ -272,9 +278,10 @@ def compare(case: Case, ours: dict[str, Any], results: dict[str, dict], samples:
 
     out: dict[str, Any] = {
         "task": case.key, "lmeval_task": case.lmeval, "num_fewshot": case.run.num_fewshot,
+        "lmeval_num_fewshot": sorted({res["n-shot"].get(t) for t in case.lmeval_tasks}, key=str),
         "n_ours": len(ours["items"]), "n_lmeval": sum(len(samples.get(t, [])) for t in case.lmeval_tasks),
         "items_missing_in_lmeval": missing, "context_mismatches": ctx_mismatch, "first_context_mismatch": first_mismatch,
-        "max_abs_ll_diff": max_diff, "pred_diff": pred_diff, "pred_norm_diff": pred_norm_diff,
+        "max_abs_ll_diff": max_diff, "max_ll_diff_at": worst, "pred_diff": pred_diff, "pred_norm_diff": pred_norm_diff,
         "metrics": metric_rows(ours, results.get(case.lmeval, {})),
     }
     if case.subject_tasks:
@@ -285,18 +292,19 @@ def compare(case: Case, ours: dict[str, Any], results: dict[str, dict], samples:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (f"{'task':<16}{'n':>5}  {'metric':<9}{'lm-eval':>9}{'ours':>9}{'|diff|':>9}  "
-            f"{'stderr lm':>10}{'ours':>9}  {'ctx≠':>5}{'max|Δll|':>10}{'pred≠':>6}{'norm≠':>6}")
+            f"{'stderr lm':>10}{'ours':>9}{'|diff|':>9}  {'ctx≠':>5}{'max|Δll|':>10}{'pred≠':>6}{'norm≠':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
         n = r["n_ours"] if r["n_ours"] == r["n_lmeval"] else f"{r['n_ours']}/{r['n_lmeval']}"
         for k, (m, v) in enumerate(r["metrics"].items()):
             same = "=" if v["identical"] else f"{v['diff']:.1e}"
+            se_same = "=" if v["stderr_identical"] else f"{v['stderr_diff']:.1e}"
             tail = (f"  {r['context_mismatches']:>5}{r['max_abs_ll_diff']:>10.1e}{r['pred_diff']:>6}"
                     f"{r['pred_norm_diff'] if 'acc_norm' in r['metrics'] else '-':>6}") if k == 0 else ""
             print(f"{(r['task'] if k == 0 else ''):<16}{(str(n) if k == 0 else ''):>5}  {m:<9}{v['lmeval']:>9.4f}"
                   f"{v['ours']:>9.4f}{same:>9}  {v['lmeval_stderr']:>10.4f}"
-                  f"{v['ours_stderr']:>9.4f}{tail}")
+                  f"{v['ours_stderr']:>9.4f}{se_same:>9}{tail}")
         if "subjects" in r:
             subs = r["subjects"].values()
             same = sum(all(v["identical"] for v in s.values()) for s in subs)
@@ -342,13 +350,14 @@ def main() -> None:
                                       fewshot_random_seed=FEWSHOT_SEED)
         ours_model = load_eval_model(folder)
         rows = [compare(c, run_task(ours_model, c.run, root, batch_size=args.batch_size),
-                        res["results"], res["samples"], root) for c in cases]
+                        res, root) for c in cases]
 
     print(f"\nmodel: {args.model or args.run} | limit {args.limit} | MMLU subjects: {', '.join(subjects)} | "
           f"MMLU few-shot {args.fewshot} | batch {args.batch_size} | threads {args.threads}")
     print_table(rows)
     bad = [r["task"] for r in rows if r["context_mismatches"] or r["items_missing_in_lmeval"]
-           or r["n_ours"] != r["n_lmeval"] or r["max_abs_ll_diff"] >= args.tol]
+           or r["n_ours"] != r["n_lmeval"] or r["max_abs_ll_diff"] >= args.tol
+           or r["lmeval_num_fewshot"] != [r["num_fewshot"]]]
     for r in rows:
         if r["first_context_mismatch"]:
             print(f"\nfirst context mismatch in {r['task']}: {json.dumps(r['first_context_mismatch'])[:2000]}")
@@ -358,7 +367,8 @@ def main() -> None:
                                     "tasks": rows}, indent=1, default=str))
     print(f"\nwrote {args.out}")
     if bad:
-        print(f"DISAGREEMENT (context mismatch, missing items or |Δll| >= {args.tol:g}): {', '.join(bad)}")
+        print(f"DISAGREEMENT (context mismatch, item count, few-shot count or |Δll| >= {args.tol:g}): "
+              f"{', '.join(bad)}")
         sys.exit(1)
     print(f"agreement: identical contexts and |Δll| < {args.tol:g} on every task")
 

@@ -94,8 +94,10 @@ def encode_question(model: EvalModel, context: str, choices: list[str]) -> Encod
 def load_docs(run: TaskRun, root: Path | None, allow_hub: bool) -> tuple[TaskSpec, list[Doc], list[Doc]]:
     spec = TASKS[run.task]
     letters = run.formulation == "letters"
-    docs = select(spec, [spec.render(r) for r in load_split(spec.dataset, spec.split, root, allow_hub, spec.required)],
-                  run.limit)
+    records = load_split(spec.dataset, spec.split, root, allow_hub, spec.required)
+    if run.limit and spec.name != "mmlu":
+        records = records[:run.limit]  # render only what is scored (MMLU limits per subject below)
+    docs = select(spec, [spec.render(r) for r in records], run.limit)
     pool: list[Doc] = []
     if run.num_fewshot:
         if spec.fewshot_split is None:

@@ -120,27 +120,8 @@ def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int
         keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
         out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, **keep)
         last = F.log_softmax(out.logits[:, -1].float(), -1)
-        # Continuation rows: every choice with more than one token, against its question's cache.
-        rows = [(r, j) for r, i in enumerate(group) for j, c in enumerate(questions[i][1]) if len(c) > 1]
-        tails: dict[tuple[int, int], torch.Tensor] = {}
-        if rows:
-            cont_w = max(len(questions[group[r]][1][j]) - 1 for r, j in rows)
-            cids = torch.full((len(rows), cont_w), pad_id, dtype=torch.long)
-            for k, (r, j) in enumerate(rows):
-                c = questions[group[r]][1][j][:-1]
-                cids[k, : len(c)] = torch.tensor(c)
-            src = torch.tensor([r for r, _ in rows])
-            cache = out.past_key_values
-            cache.batch_select_indices(src)
-            cattn = torch.cat([attn[src], torch.ones(len(rows), cont_w, dtype=torch.long)], dim=1)
-            # Padding columns repeat the row's last real position: counting on past it could pass
-            # the model's window (a long context padded to another question's long continuation),
-            # which learned position tables cannot look up. Padding comes last, so nothing real sees it.
-            real = torch.tensor([len(questions[group[r]][1][j]) - 2 for r, j in rows])
-            cpos = positions[src, -1:] + 1 + torch.minimum(torch.arange(cont_w)[None], real[:, None])
-            cout = model(input_ids=cids, attention_mask=cattn, position_ids=cpos, **{_cache_arg(model): cache})
-            logits = F.log_softmax(cout.logits.float(), -1)
-            tails = {rj: logits[k] for k, rj in enumerate(rows)}
+        conts = [questions[i][1] for i in group]
+        tails = _continuations(model, out.past_key_values, attn, positions, conts, pad_id, token_budget)
         for r, i in enumerate(group):
             for j, c in enumerate(questions[i][1]):
                 lp = last[r : r + 1]
@@ -148,6 +129,36 @@ def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int
                     lp = torch.cat([lp, tails[(r, j)][: len(c) - 1]])
                 results[i].append(_score(lp, c))
     return results
+
+
+def _continuations(model, cache, attn: torch.Tensor, positions: torch.Tensor, conts: list[list[list[int]]],
+                   pad_id: int, token_budget: int) -> dict[tuple[int, int], torch.Tensor]:
+    """Log-probabilities along every choice of more than one token, run against its context's
+    cache; choices are sorted by length and chunked, so a short one is not padded to the longest."""
+    rows = sorted(((r, j) for r, cs in enumerate(conts) for j, c in enumerate(cs) if len(c) > 1),
+                  key=lambda rj: -len(conts[rj[0]][rj[1]]))
+    saved = [(layer.keys, layer.values) for layer in cache.layers]
+    width = attn.shape[1]
+    tails: dict[tuple[int, int], torch.Tensor] = {}
+    for chunk in _batches(list(range(len(rows))), [width + len(conts[r][j]) for r, j in rows], token_budget):
+        crows = [rows[k] for k in chunk]
+        cont_w = len(conts[crows[0][0]][crows[0][1]]) - 1
+        cids = torch.full((len(crows), cont_w), pad_id, dtype=torch.long)
+        for k, (r, j) in enumerate(crows):
+            cids[k, : len(conts[r][j]) - 1] = torch.tensor(conts[r][j][:-1])
+        src = torch.tensor([r for r, _ in crows])
+        for layer, (keys, values) in zip(cache.layers, saved):  # this chunk's contexts, fresh each time
+            layer.keys, layer.values = keys[src], values[src]
+        cattn = torch.cat([attn[src], torch.ones(len(crows), cont_w, dtype=torch.long)], dim=1)
+        # Padding columns repeat the row's last real position: counting on past it could pass
+        # the model's window, which learned position tables cannot look up. Padding comes last,
+        # so nothing real sees it.
+        real = torch.tensor([len(conts[r][j]) - 2 for r, j in crows])
+        cpos = positions[src, -1:] + 1 + torch.minimum(torch.arange(cont_w)[None], real[:, None])
+        out = model(input_ids=cids, attention_mask=cattn, position_ids=cpos, **{_cache_arg(model): cache})
+        logits = F.log_softmax(out.logits.float(), -1)
+        tails.update({rj: logits[k] for k, rj in enumerate(crows)})
+    return tails
 
 
 def _cache_arg(model) -> str:

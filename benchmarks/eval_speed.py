@@ -1,0 +1,133 @@
+"""Wall time of our benchmark evaluator against lm-evaluation-harness 0.4.13's HF backend.
+
+Same model, tasks and items as benchmarks/eval_agreement.py (arc_easy, arc_challenge,
+hellaswag, MMLU cloze and letters on --mmlu-subjects, truthfulqa_mc1/mc2; the first --limit
+items of each, MMLU per subject), same batch size, torch.set_num_threads(--threads, default 2)
+for both. Both models are loaded before any timing, and the sides run alternately
+(--repeats rounds, after one small untimed warm-up each); each side's best round counts.
+
+What is timed:
+- lm-eval: `lm_eval.evaluator.evaluate(HFLM, tasks, limit)` on task objects built
+  beforehand, i.e. building every request (docs -> prompts, few-shot), tokenizing, the
+  model's forward passes, per-item metrics and aggregation. Not timed: indexing the task
+  YAMLs (TaskManager), building the tasks and loading their datasets into Arrow, and
+  simple_evaluate's extras (environment and git info). Samples are not logged (its cheaper mode).
+- ours: `run_task` for each task, i.e. reading the JSON-lines files, rendering prompts,
+  tokenizing, scoring (contexts computed once per question), metrics, and the per-item
+  log-likelihoods it always returns.
+Reports each side's best wall time, items/s, and the ratio ours/lm-eval in items/s
+(goal >= 2). --profile then runs ours once more under cProfile and prints where time goes.
+
+Usage: .venv/bin/python benchmarks/eval_speed.py [--run runs/demo2 | --model HF_DIR]
+           [--limit 50] [--repeats 2] [--batch-size 16] [--mmlu-subjects a,b,...] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+# eval_agreement sets the offline environment variables on import, before lm-eval loads;
+# benchmarks/ is on sys.path when run as a script.
+from eval_agreement import (
+    FEWSHOT_SEED,
+    add_common_args,
+    lmeval_specs,
+    load_hflm,
+    make_cases,
+    prepare_model,
+    quiet_lmeval,
+    stage_data,
+)
+
+from tasks.evaluation.harness import run_task
+from tasks.evaluation.models import load_eval_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap, limit=50)
+    ap.add_argument("--repeats", type=int, default=2, help="alternating timed rounds per side")
+    ap.add_argument("--profile", action="store_true", help="then profile one run of ours with cProfile")
+    ap.add_argument("--out", type=Path, help="also write the timings as JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    subjects = [s.strip() for s in args.mmlu_subjects.split(",") if s.strip()]
+    quiet_lmeval()
+    from lm_eval.evaluator import evaluate
+    from lm_eval.tasks import TaskManager
+
+    with tempfile.TemporaryDirectory(prefix="eval_speed_") as tmp:
+        work = Path(tmp)
+        folder = prepare_model(args.model, args.run, work)
+        root, include = stage_data(args.benchmarks, subjects, args.fewshot, work / "data")
+        cases = make_cases(args.limit, subjects, args.fewshot)
+        lm, ours_model = load_hflm(folder, args.batch_size), load_eval_model(folder)
+        tm = TaskManager(include_path=str(include))
+        loaded = tm.load(lmeval_specs(tm, args.benchmarks, cases))  # untimed: task building, datasets
+
+        def lmeval(limit: int) -> dict:
+            for task in loaded["tasks"].values():  # what simple_evaluate does before evaluate()
+                if task.get_config("num_fewshot") is None:
+                    task.set_config(key="num_fewshot", value=0)
+                task.set_fewshot_seed(seed=FEWSHOT_SEED)
+            return evaluate(lm=lm, task_dict=loaded, limit=limit, log_samples=False)
+
+        def ours(limit: int) -> dict[str, dict]:
+            return {c.key: run_task(ours_model, replace(c.run, limit=limit), root, batch_size=args.batch_size)
+                    for c in cases}
+
+        lmeval(2), ours(2)  # warm-up: first-call costs (allocator, lazy imports, dataset caches)
+        times: dict[str, list[float]] = {"lm-eval": [], "ours": []}
+        n_items = {}
+        for _ in range(args.repeats):  # alternate, so machine noise hits both alike
+            for side, fn in (("lm-eval", lmeval), ("ours", ours)):
+                start = time.perf_counter()
+                out = fn(args.limit)
+                times[side].append(time.perf_counter() - start)
+                print(f"  {side:<8} {times[side][-1]:8.2f} s", flush=True)
+                if side == "ours":
+                    n_items = {k: r["n"] for k, r in out.items()}
+        n_items_total = sum(n_items.values())
+
+        profile = None
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.runcall(ours, args.limit)
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
+            buf.write("\n--- by own time ---\n")
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(20)
+            profile = buf.getvalue()
+
+    best = {side: min(ts) for side, ts in times.items()}
+    rate = {side: n_items_total / t for side, t in best.items()}
+    ratio = rate["ours"] / rate["lm-eval"]
+    print(f"\nmodel: {args.model or args.run} | {len(cases)} tasks, {n_items_total} items (limit {args.limit}, MMLU "
+          f"{len(subjects)} subjects, few-shot {args.fewshot}) | batch {args.batch_size} | threads {args.threads} | "
+          f"best of {args.repeats}")
+    print(f"{'side':<10}{'best s':>9}{'items/s':>10}   all rounds (s)")
+    for side in ("lm-eval", "ours"):
+        print(f"{side:<10}{best[side]:>9.2f}{rate[side]:>10.1f}   {', '.join(f'{t:.2f}' for t in times[side])}")
+    print(f"ours / lm-eval (items/s): {ratio:.2f}x  (goal >= 2x: {'met' if ratio >= 2 else 'NOT met'})")
+    if profile:
+        print("\ncProfile of ours (one run):\n" + profile)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"model": args.model or args.run, "limit": args.limit, "items": n_items,
+                                        "threads": args.threads, "batch_size": args.batch_size, "times_s": times,
+                                        "best_s": best, "items_per_s": rate, "ratio_ours_over_lmeval": ratio},
+                                       indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
