@@ -8,6 +8,8 @@ Templates, preprocessing, splits and few-shot pools follow the harness's task YA
 """
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -119,10 +121,18 @@ def as_letters(doc: Doc) -> Doc:
     """The multiple-choice letter format: options listed as A/B/C/..., each scored as " A", " B"...
 
     For MMLU this is the harness's default `mmlu` prompt; the other tasks use the same layout.
+    TruthfulQA lists its true answers first, so "always A" would score perfectly: its options
+    are put in a fixed pseudo-random order per question (seeded by the question's text).
     """
     if len(doc.choices) > len(LETTERS):
         raise ValueError(f"{len(doc.choices)} choices are more than the letter format's {len(LETTERS)}")
-    options = "".join(f"\n{LETTERS[i]}. {c}" for i, c in enumerate(doc.choices))
-    return Doc(query=f"{doc.stem}{options}\nAnswer:", choices=list(LETTERS[: len(doc.choices)]),
-               gold=doc.gold, stem=doc.stem, labels=doc.labels, subject=doc.subject)
+    order = list(range(len(doc.choices)))
+    if doc.labels is not None:
+        seed = int.from_bytes(hashlib.blake2b(doc.stem.encode("utf-8"), digest_size=8).digest(), "little")
+        random.Random(seed).shuffle(order)
+    choices = [doc.choices[i] for i in order]
+    options = "".join(f"\n{LETTERS[k]}. {c}" for k, c in enumerate(choices))
+    return Doc(query=f"{doc.stem}{options}\nAnswer:", choices=list(LETTERS[: len(choices)]),
+               gold=order.index(doc.gold), stem=doc.stem,
+               labels=None if doc.labels is None else [doc.labels[i] for i in order], subject=doc.subject)
 

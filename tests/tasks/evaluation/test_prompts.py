@@ -122,11 +122,23 @@ def test_truthfulqa_prompt_holds_the_six_fixed_examples(docs_of, task):
         assert docs[0].choices[1] == "It does not cause arthritis." and docs[0].labels == [1, 1, 0, 0]
 
 
-def test_letters_keep_labels_and_refuse_too_many_choices(docs_of):
+def test_letters_shuffle_truthfulqa_and_keep_labels_with_their_choices(docs_of):
+    _, cloze, _ = docs_of("truthfulqa_mc2")
     _, docs, _ = docs_of("truthfulqa_mc2", "letters")
-    assert docs[1].query == ("Can you see the Great Wall of China from the Moon?\n"
-                             "A. No, it is too narrow to see.\nB. Yes, easily.\nC. Yes, at night.\nAnswer:")
-    assert docs[1].labels == [1, 0, 0]
+    for c, d in zip(cloze, docs):
+        lines = d.query.split("\n")[1:-1]  # "A. text" ... between the question and "Answer:"
+        shown = [ln.split(". ", 1)[1] for ln in lines]
+        assert sorted(shown) == sorted(c.choices)  # the same options, in a fixed shuffled order
+        # Each letter keeps its own choice's label, and gold points at mc1's true answer.
+        assert [c.labels[c.choices.index(t)] for t in shown] == d.labels
+        assert shown[d.gold] == c.choices[0]
+    _, again, _ = docs_of("truthfulqa_mc2", "letters")
+    assert [d.query for d in again] == [d.query for d in docs]  # deterministic
+    # Over the real-sized set the true answer is not always "A".
+    golds = {as_letters(TASKS["truthfulqa_mc1"].render(
+        {"question": f"Question {i}?", "mc1_targets": {"choices": ["t", "f1", "f2", "f3"], "labels": [1, 0, 0, 0]}})).gold
+        for i in range(40)}
+    assert len(golds) > 1
     many = TASKS["arc_easy"].render({"question": "Q?", "answerKey": "A",
                                      "choices": {"text": [str(i) for i in range(27)], "label": ["A"] * 27}})
     with pytest.raises(ValueError, match="27 choices are more than the letter format's 26"):
