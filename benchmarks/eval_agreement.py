@@ -324,6 +324,15 @@ def add_common_args(ap: argparse.ArgumentParser, limit: int) -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads, the same for both sides")
 
 
+def stage_run(args: argparse.Namespace, work: Path) -> tuple[Path, list[str], Path, Path, list]:
+    """Shared set-up of both scripts: the model folder, the MMLU subjects, the staged data
+    (our root, lm-eval's include path) and the task cases."""
+    subjects = [s.strip() for s in args.mmlu_subjects.split(",") if s.strip()]
+    folder = prepare_model(args.model, args.run, work)
+    root, include = stage_data(args.benchmarks, subjects, args.fewshot, work / "data")
+    return folder, subjects, root, include, make_cases(args.limit, subjects, args.fewshot)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(ap, limit=100)
@@ -331,7 +340,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "eval_agreement.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    subjects = [s.strip() for s in args.mmlu_subjects.split(",") if s.strip()]
     quiet_lmeval()
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -339,17 +347,14 @@ def main() -> None:
     from tasks.evaluation.models import load_eval_model
 
     with tempfile.TemporaryDirectory(prefix="eval_agreement_") as tmp:
-        work = Path(tmp)
-        folder = prepare_model(args.model, args.run, work)
-        root, include = stage_data(args.benchmarks, subjects, args.fewshot, work / "data")
-        cases = make_cases(args.limit, subjects, args.fewshot)
+        folder, subjects, root, include, cases = stage_run(args, Path(tmp))
 
         tm = TaskManager(include_path=str(include))
         res = lm_eval.simple_evaluate(model=load_hflm(folder, args.batch_size), tasks=lmeval_specs(tm, args.benchmarks, cases),
                                       task_manager=tm, limit=args.limit, log_samples=True,
                                       fewshot_random_seed=FEWSHOT_SEED)
         ours_model = load_eval_model(folder)
-        rows = [compare(c, run_task(ours_model, c.run, root, batch_size=args.batch_size),
+        rows = [compare(c, run_task(ours_model, c.run, root),
                         res, root) for c in cases]
 
     print(f"\nmodel: {args.model or args.run} | limit {args.limit} | MMLU subjects: {', '.join(subjects)} | "

@@ -42,10 +42,8 @@ from eval_agreement import (
     add_common_args,
     lmeval_specs,
     load_hflm,
-    make_cases,
-    prepare_model,
     quiet_lmeval,
-    stage_data,
+    stage_run,
 )
 
 from tasks.evaluation.harness import run_task
@@ -60,16 +58,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the timings as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    subjects = [s.strip() for s in args.mmlu_subjects.split(",") if s.strip()]
     quiet_lmeval()
     from lm_eval.evaluator import evaluate
     from lm_eval.tasks import TaskManager
 
     with tempfile.TemporaryDirectory(prefix="eval_speed_") as tmp:
-        work = Path(tmp)
-        folder = prepare_model(args.model, args.run, work)
-        root, include = stage_data(args.benchmarks, subjects, args.fewshot, work / "data")
-        cases = make_cases(args.limit, subjects, args.fewshot)
+        folder, subjects, root, include, cases = stage_run(args, Path(tmp))
         lm, ours_model = load_hflm(folder, args.batch_size), load_eval_model(folder)
         tm = TaskManager(include_path=str(include))
         loaded = tm.load(lmeval_specs(tm, args.benchmarks, cases))  # untimed: task building, datasets
@@ -82,7 +76,7 @@ def main() -> None:
             return evaluate(lm=lm, task_dict=loaded, limit=limit, log_samples=False)
 
         def ours(limit: int) -> dict[str, dict]:
-            return {c.key: run_task(ours_model, replace(c.run, limit=limit), root, batch_size=args.batch_size)
+            return {c.key: run_task(ours_model, replace(c.run, limit=limit), root)
                     for c in cases}
 
         lmeval(2), ours(2)  # warm-up: first-call costs (allocator, lazy imports, dataset caches)

@@ -26,7 +26,8 @@ class EvaluationConfig(BaseModel):
     num_fewshot: dict[TaskName, int] = Field(
         default_factory=dict, description="Few-shot examples per task; 0 (the harness's default) if absent.")
     limit: int | None = Field(200, ge=1, description="First N items per task (MMLU: per subject); None = all.")
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="Rows per batch for perplexity (benchmark questions "
+                            "are batched by a token budget).")
     perplexity_max_rows: int = Field(512, ge=1, description="Validation rows scored.")
     text_file: str | None = Field(None, description="Also report perplexity and bits per byte on this text file.")
 

@@ -34,7 +34,7 @@ def cached_model(path: str) -> EvalModel:
 
 def evaluate_unit(model_path: str, run: TaskRun, cfg: EvaluationConfig) -> dict[str, Any]:
     root = Path(cfg.benchmarks_dir) if cfg.benchmarks_dir else None
-    result = run_task(cached_model(model_path), run, root, cfg.allow_hub, cfg.batch_size)
+    result = run_task(cached_model(model_path), run, root, cfg.allow_hub)
     log.info("%s: %s", run.key, {k: round(v, 4) for k, v in result.items()
                                  if isinstance(v, float) and not k.endswith("stderr")})
     return result

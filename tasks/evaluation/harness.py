@@ -16,6 +16,7 @@ from typing import Any
 
 from tasks.evaluation.benchmarks import TASKS, Doc, TaskSpec, as_letters
 from tasks.evaluation.data import load_split
+from tasks.evaluation.loglikelihood import encode_continuations
 from tasks.evaluation.metrics import aggregate, item_metrics, random_chance, subject_summary
 from tasks.evaluation.models import EvalModel
 from tasks.evaluation.shared_context import Encoded
@@ -77,14 +78,9 @@ def contexts(spec: TaskSpec, docs: list[Doc], pool: list[Doc], n: int, letters: 
 
 def encode_question(model: EvalModel, context: str, choices: list[str]) -> Encoded:
     """The harness's encode_pair for every choice, with the context encoded once."""
-    continuations = [TARGET_DELIMITER + c for c in choices]
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:  # trailing whitespace belongs to the continuation
-        context, continuations = context[:-n_spaces], [context[-n_spaces:] + c for c in continuations]
-    if context == "":
-        return [model.eot_id], [model.encode(c) for c in continuations]
-    ctx = model.encode(context)
-    conts = [model.encode(context + c)[len(ctx):] for c in continuations]
+    ctx, conts = encode_continuations(model.encode, context, [TARGET_DELIMITER + c for c in choices], model.eot_id)
+    if not ctx:  # a whitespace-only context: the shared-context scorers need a token to predict from
+        ctx = [model.eot_id]
     empty = [choices[i] for i, c in enumerate(conts) if not c]
     if empty:
         raise ValueError(f"choice(s) {empty} encode to no tokens after the context")
@@ -109,12 +105,11 @@ def load_docs(run: TaskRun, root: Path | None, allow_hub: bool) -> tuple[TaskSpe
     return spec, docs, pool
 
 
-def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool = False,
-             batch_size: int = 16) -> dict[str, Any]:
+def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool = False) -> dict[str, Any]:
     """Metrics (with standard errors and random chance) and each item's log-likelihoods."""
     spec, docs, pool = load_docs(run, root, allow_hub)
     ctxs = contexts(spec, docs, pool, run.num_fewshot, run.formulation == "letters")
-    scores = model.score([encode_question(model, c, d.choices) for c, d in zip(ctxs, docs)], batch_size)
+    scores = model.score([encode_question(model, c, d.choices) for c, d in zip(ctxs, docs)])
     metrics = spec.metrics if run.formulation == "cloze" else tuple(m for m in spec.metrics if m != "acc_norm")
     per_item = [item_metrics(d, [s.loglikelihood for s in sc], metrics) for d, sc in zip(docs, scores)]
     result: dict[str, Any] = {"task": run.task, "formulation": run.formulation, "num_fewshot": run.num_fewshot,

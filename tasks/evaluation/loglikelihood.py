@@ -9,7 +9,6 @@ the faster way that gives the same numbers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -20,21 +19,21 @@ from tasks.evaluation.shared_context import Scored
 Encode = Callable[[str], list[int]]
 
 
-@dataclass(frozen=True)
-class Request:
-    context: str
-    continuation: str
+def encode_continuations(encode: Encode, context: str, continuations: list[str], eot_id: int
+                         ) -> tuple[list[int], list[list[int]]]:
+    """The harness's encode_pair for several continuations of one context, the context encoded once."""
+    if context == "":
+        return [eot_id], [encode(c) for c in continuations]
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:  # trailing whitespace belongs to the continuation
+        context, continuations = context[:-n_spaces], [context[-n_spaces:] + c for c in continuations]
+    ctx = encode(context)
+    return ctx, [encode(context + c)[len(ctx):] for c in continuations]
 
 
 def encode_pair(encode: Encode, context: str, continuation: str, eot_id: int) -> tuple[list[int], list[int]]:
-    if context == "":
-        return [eot_id], encode(continuation)
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
-    whole = encode(context + continuation)
-    ctx = encode(context)
-    return ctx, whole[len(ctx):]
+    ctx, (cont,) = encode_continuations(encode, context, [continuation], eot_id)
+    return ctx, cont
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ class EvalModel:
         out = self.module(ids)
         return out if isinstance(out, torch.Tensor) else out.logits
 
-    def score(self, questions: list[Encoded], batch_size: int = 16) -> list[list[Scored]]:
+    def score(self, questions: list[Encoded]) -> list[list[Scored]]:
         """Every choice of every question, each question's context computed once."""
         return score_questions(self.module, questions, self.max_length, packed=self.kind == "crucible",
                                pad_id=self.pad_id)

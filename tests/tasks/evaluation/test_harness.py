@@ -23,7 +23,7 @@ def model(make_gpt, wrap, tok):
                                  TaskRun("hellaswag", num_fewshot=1, limit=5), TaskRun("truthfulqa_mc1"),
                                  TaskRun("truthfulqa_mc2", "letters")], ids=lambda r: f"{r.key}")
 def test_run_task_scores_every_item(model, eval_root, run):
-    result = run_task(model, run, eval_root, batch_size=4)
+    result = run_task(model, run, eval_root)
     spec, docs, pool = load_docs(run, eval_root, allow_hub=False)
     assert result["n"] == len(docs) == len(result["items"])
     assert [i["context"] for i in result["items"]] == contexts(spec, docs, pool, run.num_fewshot,

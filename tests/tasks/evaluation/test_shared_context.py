@@ -97,7 +97,7 @@ def test_hf_eval_model_scores_through_the_cache_including_an_overlong_question(g
     questions = make_questions(50, seed=3, max_ctx=20) + [(list(range(1, 32)), [[5, 6, 7], [8]])]
     assert not fits(questions[-1], 32)
     model = wrap(gpt2, max_length=32, kind="hf")
-    assert_same(model.score(questions, batch_size=4), reference(model.logits, questions, 32))
+    assert_same(model.score(questions), reference(model.logits, questions, 32))
 
 
 def test_questions_past_the_window_are_scored_as_the_harness_truncates_them(make_gpt):
