@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import models.fused_loss as fused
 from models.fused_loss import linear_cross_entropy
 from models.gpt import lm_loss
-from tests.models.test_gpt import _model
+from tests.models.test_gpt import _loss_and_grads, _model
 
 
 def _plain_and_fused(hidden, weight, targets):
@@ -55,13 +55,7 @@ def test_model_loss_path_equals_logits_path(name):
     model = _model(name)
     data = torch.randint(0, 64, (2, 17))
     x, y = data[:, :-1], data[:, 1:]
-    grads = []
-    for loss_fn in (lambda: lm_loss(model(x), y), lambda: model(x, y)):
-        model.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        grads.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (l1, g1), (l2, g2) = grads
+    (l1, g1), (l2, g2) = _loss_and_grads(model, lambda: lm_loss(model(x), y), lambda: model(x, y))
     assert l1 == pytest.approx(l2, abs=1e-5)
     for n in g1:
         assert torch.allclose(g1[n], g2[n], atol=1e-6), n

@@ -177,19 +177,24 @@ def test_a_single_segment_equals_no_segments(position):
         assert torch.allclose(model(x, segments=torch.zeros_like(x)), model(x), atol=1e-5)
 
 
+def _loss_and_grads(model, *loss_fns):
+    """(loss, every parameter's gradient) for each way of computing the same loss."""
+    out = []
+    for loss_fn in loss_fns:
+        model.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        out.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    return out
+
+
 @pytest.mark.parametrize("position", ["learned", "alibi"])  # the boolean and the float-bias paths
 def test_masked_loss_path_equals_masked_logits_path(position):
     model = _positional(position).train()
     x, segments = _two_documents()
     targets = torch.roll(x, -1, dims=1)
-    grads = []
-    for loss_fn in (lambda: lm_loss(model(x, segments=segments), targets),
-                    lambda: model(x, targets, segments)):
-        model.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        grads.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (l1, g1), (l2, g2) = grads
+    (l1, g1), (l2, g2) = _loss_and_grads(model, lambda: lm_loss(model(x, segments=segments), targets),
+                                         lambda: model(x, targets, segments))
     assert l1 == pytest.approx(l2, abs=1e-5)
     with torch.no_grad():  # the mask really reaches the loss
         assert model(x, targets).item() != pytest.approx(l2, abs=1e-5)
