@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.evaluation.benchmarks import TASKS, Doc, TaskSpec, as_letters
-from tasks.evaluation.data import load_split
+from tasks.evaluation.data import BenchmarkDataError, load_split
 from tasks.evaluation.loglikelihood import encode_continuations
 from tasks.evaluation.metrics import aggregate, item_metrics, random_chance, subject_summary
 from tasks.evaluation.models import EvalModel
@@ -91,6 +91,9 @@ def load_docs(run: TaskRun, root: Path | None, allow_hub: bool) -> tuple[TaskSpe
     spec = TASKS[run.task]
     letters = run.formulation == "letters"
     records = load_split(spec.dataset, spec.split, root, allow_hub, spec.required)
+    if not records:  # a score over no items would just be missing from the results
+        raise BenchmarkDataError(f"{spec.name}: the {spec.dataset} {spec.split} split holds no items; "
+                                 f"check the file in evaluation.benchmarks_dir or re-download it")
     if run.limit and spec.name != "mmlu":
         records = records[:run.limit]  # render only what is scored (MMLU limits per subject below)
     docs = select(spec, [spec.render(r) for r in records], run.limit)

@@ -80,3 +80,12 @@ def test_the_hub_is_asked_only_when_allowed_and_its_failure_is_reported(monkeypa
     with pytest.raises(BenchmarkDataError, match=r"Loading allenai/ai2_arc from the hub failed too "
                                                  r"\(ConnectionError: no network\)\. Set evaluation.benchmarks_dir"):
         load_split("arc_easy", "validation", tmp_path, allow_hub=True, required=ARC_FIELDS)
+
+
+def test_an_empty_split_is_an_error_not_a_missing_row(tmp_path):
+    from tasks.evaluation.harness import TaskRun, load_docs
+
+    (tmp_path / "arc_easy").mkdir()
+    (tmp_path / "arc_easy" / "test.jsonl").write_text("\n")
+    with pytest.raises(BenchmarkDataError, match="arc_easy: the arc_easy test split holds no items"):
+        load_docs(TaskRun("arc_easy"), tmp_path, allow_hub=False)
