@@ -118,7 +118,11 @@ def _flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable
 
 
 def _preflight(command: str, cfg: PipelineConfig) -> None:
-    """Input problems found before any server, Ray worker or DeepSpeed engine starts."""
+    """Input and config problems found before any server, Ray worker or DeepSpeed engine starts."""
+    if command in ("run", "train"):
+        from tasks.training.checks import check_training
+
+        check_training(cfg.training, cfg.model)  # the device-dependent checks follow once Ray is up
     if command not in ("run", "curate"):
         return
     if cfg.curation.input_path == "demo":

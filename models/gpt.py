@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from models.config import ModelConfig
 from models.fused_loss import linear_cross_entropy
@@ -103,19 +104,26 @@ class GPT(nn.Module):
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith(("proj.weight", "down.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        # Recompute each block in the backward pass instead of storing its activations
+        # (set by the trainer: a training choice, not part of the architecture).
+        self.checkpoint_activations = False
+        for name, param in self.named_parameters():
+            self.init_parameter(name, param)
 
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    def init_parameter(self, name: str, param: torch.Tensor) -> None:
+        """GPT-2's initialisation of one parameter, drawn from torch's global generator.
+
+        One parameter at a time, in `named_parameters()` order, so a trainer that holds
+        parameters sharded (ZeRO-3) can gather each in turn and get the same values."""
+        with torch.no_grad():
+            if name.endswith("bias"):
+                param.zero_()
+            elif param.dim() == 1:  # norm gains
+                param.fill_(1.0)
+            elif name.endswith(("proj.weight", "down.weight")):
+                param.normal_(mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
+            else:
+                param.normal_(mean=0.0, std=0.02)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -140,9 +148,10 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x if keep is None else x[keep]))
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                segments: torch.Tensor | None = None) -> torch.Tensor:
+                segments: torch.Tensor | None = None, z_loss: float = 0.0) -> torch.Tensor:
         """Logits (b, t, vocab) for token ids (b, t); with `targets` (b, t), the mean
-        next-token loss instead, through the fused head (models/fused_loss.py).
+        next-token loss instead, through the fused head (models/fused_loss.py), plus
+        `z_loss` x the mean squared log-partition when set.
 
         `segments` (b, t), optional: each position's document index within its row
         (non-decreasing, e.g. 0 0 0 1 1 2); attention then stays inside each document.
@@ -163,9 +172,12 @@ class GPT(nn.Module):
             x = x + self.pos_table[:t].to(x.dtype)
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, mask=mask)
+            if self.checkpoint_activations and torch.is_grad_enabled():
+                x = checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask=mask)
         if targets is not None:
-            return linear_cross_entropy(self.ln_f(x), self.head.weight, targets)
+            return linear_cross_entropy(self.ln_f(x), self.head.weight, targets, z_loss=z_loss)
         return self.head(self.ln_f(x))
 
 

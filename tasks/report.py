@@ -86,6 +86,44 @@ def tokenization_section(m: dict[str, Any]) -> list[str]:
                            "tokens per epoch", "realised"]), ""]
 
 
+def training_section(run: RunDir) -> list[str]:
+    """The loss curve, speed (tokens/s, MFU), memory and every spike event of the run."""
+    from tasks.training.metrics import read_metrics
+
+    metrics, events = read_metrics(run.metrics)
+    if not metrics:
+        return []
+    plot_loss(metrics, run.loss_curve)
+    s = read_json(run.train_summary) if run.train_summary.exists() else {}
+    val = [m for m in metrics if "val_loss" in m]
+    flops = (f" ({s['training_flops_per_token']:,} training FLOPs per token, "
+             f"{s['training_flops']:.3g} in all)" if "training_flops" in s else "")
+    zero = f", ZeRO stage {s['zero_stage']}" if "zero_stage" in s else ""
+    out = ["## Training", f"{s.get('parameters', 0):,} parameters{flops}, {s.get('steps')} steps on "
+           f"{s.get('world_size')} DeepSpeed ranks ({s.get('device', 'cpu')}) in {s.get('precision')}{zero}; "
+           f"final train loss {metrics[-1]['loss']:.4f}"
+           + (f", validation loss {val[-1]['val_loss']:.4f}" if val else "") + ".", "",
+           f"![loss curve]({run.loss_curve.name})", ""]
+    # Speed over the second half of the steps: the first ones include start-up and warm caches.
+    half = metrics[len(metrics) // 2:]
+    tps = sum(m["tokens_per_s"] for m in half) / len(half)
+    mfus = [m["mfu"] for m in half if m.get("mfu") is not None]
+    out += [f"Speed: {tps:,.0f} tokens/s (real tokens, all ranks)"
+            + (f", MFU {sum(mfus) / len(mfus):.1%}" if mfus else ", MFU not reported (no peak FLOP/s known "
+               "for this device; set training.peak_flops)")
+            + f"; peak memory per rank {max(m.get('peak_mem_mb') or 0 for m in metrics):,.0f} MB.", ""]
+    if events:
+        out += ["Loss spikes rolled back (their batches skipped):", "",
+                _table([[e["step"], e["reason"], e["rolled_back_to"], f"{e['skipped_samples'][0]}-{e['skipped_samples'][1]}"]
+                        for e in events], ["step", "why", "rolled back to step", "stream samples skipped"]), ""]
+    if "data" in s:
+        d = s["data"]
+        out += [f"Data served: {d['samples']:,} sequences ({d['epochs']:.2f} epochs of the mixture); "
+                "tokens by source: " + ", ".join(f"{k} {v:,} ({d['share_by_source'][k]:.1%})"
+                                                 for k, v in d["tokens_by_source"].items()) + ".", ""]
+    return out
+
+
 def write_report(run_dir: Path) -> Path:
     run = RunDir(Path(run_dir))
     parts = [f"# Run `{run.root.name}`", ""]
@@ -94,22 +132,7 @@ def write_report(run_dir: Path) -> Path:
     if run.manifest.exists():
         parts += tokenization_section(read_json(run.manifest))
     if run.metrics.exists():
-        metrics = [json.loads(ln) for ln in run.metrics.read_text().splitlines() if ln]
-        plot_loss(metrics, run.loss_curve)
-        s = read_json(run.train_summary) if run.train_summary.exists() else {}
-        val = [m for m in metrics if "val_loss" in m]
-        flops = (f" ({s['training_flops_per_token']:,} training FLOPs per token, "
-                 f"{s['training_flops']:.3g} in all)" if "training_flops" in s else "")
-        parts += ["## Training", f"{s.get('parameters', 0):,} parameters{flops}, {s.get('steps')} steps on "
-                  f"{s.get('world_size')} DeepSpeed ranks in {s.get('precision')}; final train loss "
-                  f"{metrics[-1]['loss']:.4f}"
-                  + (f", validation loss {val[-1]['val_loss']:.4f}" if val else "") + ".", "",
-                  f"![loss curve]({run.loss_curve.name})", ""]
-        if "data" in s:
-            d = s["data"]
-            parts += [f"Data served: {d['samples']:,} sequences ({d['epochs']:.2f} epochs of the mixture); "
-                      "tokens by source: " + ", ".join(f"{k} {v:,} ({d['share_by_source'][k]:.1%})"
-                                                       for k, v in d["tokens_by_source"].items()) + ".", ""]
+        parts += training_section(run)
     if run.eval_results.exists():
         from tasks.evaluation.summary import results_rows
         e = read_json(run.eval_results)

@@ -1,4 +1,5 @@
-"""Checkpoint locations and the exported model that evaluation loads."""
+"""The final model (`checkpoints/final/`): fp32 weights and the config that rebuilds them,
+which evaluation and export load. Training checkpoints are in `checkpoint_store.py`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,20 +14,20 @@ from models.gpt import GPT
 FINAL = "final"
 
 
-def latest_tag(ckpt_dir: Path) -> str | None:
-    """The tag DeepSpeed's `latest` file points at, or None for a fresh run."""
-    latest = ckpt_dir / "latest"
-    return latest.read_text().strip() if latest.is_file() else None
-
-
-def save_model(model: torch.nn.Module, model_cfg: ModelConfig, vocab_size: int, seq_len: int,
-               step: int, dest_dir: Path) -> None:
-    """Write fp32 weights plus the config needed to rebuild the model."""
-    state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+def save_state_dict(state: dict[str, torch.Tensor], model_cfg: ModelConfig, vocab_size: int, seq_len: int,
+                    step: int, dest_dir: Path) -> None:
+    """Write fp32 weights plus the config needed to rebuild the model (weights first, so a
+    model.json never describes weights that are not there)."""
+    state = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
     with atomic_path(dest_dir / "model.pt") as tmp:
         torch.save(state, tmp)
     write_json(dest_dir / "model.json", {"model": model_cfg.model_dump(), "vocab_size": vocab_size,
                                          "seq_len": seq_len, "step": step})
+
+
+def save_model(model: torch.nn.Module, model_cfg: ModelConfig, vocab_size: int, seq_len: int,
+               step: int, dest_dir: Path) -> None:
+    save_state_dict(model.state_dict(), model_cfg, vocab_size, seq_len, step, dest_dir)
 
 
 def load_model(src_dir: Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:

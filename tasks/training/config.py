@@ -1,33 +1,119 @@
-"""Typed configuration of the training stage."""
+"""Typed configuration of the training stage: one model, validated before any worker starts.
+
+The DeepSpeed JSON is derived from it in `tasks/training/deepspeed_config.py`; cross-field
+checks that need the world size or the cluster (batch vs ranks, precision vs device) are in
+`tasks/training/checks.py`.
+"""
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Device = Literal["auto", "cpu", "cuda"]
+Schedule = Literal["cosine", "wsd", "constant"]
+
+
+class BatchRamp(BaseModel):
+    """GPT-3's batch-size warm-up: the global batch grows linearly from `start_batch`
+    sequences to the full batch over the first `tokens` training tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_batch: int = Field(ge=1, description="Global batch (sequences) at step 1.")
+    tokens: int = Field(ge=1, description="Training tokens over which the batch reaches its full size.")
+
+
+class SpikeConfig(BaseModel):
+    """Loss-spike and divergence handling (PaLM's recipe: roll back, skip the batches)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    window: int = Field(50, ge=2, description="Recent steps whose losses form the reference.")
+    min_history: int = Field(10, ge=2, description="Steps seen before spikes are looked for.")
+    factor: float | None = Field(3.0, gt=1, description="Spike: loss above the window mean x this.")
+    sigmas: float | None = Field(6.0, gt=0, description="Spike: loss above the window mean + this many "
+                                                         "standard deviations.")
+    max_rollbacks: int = Field(3, ge=0, description="Roll-backs before the run stops with an error.")
+
+
+class ParallelConfig(BaseModel):
+    """Model-parallel degrees. Data parallelism is world / (pipeline x tensor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: int = Field(1, ge=1)
+    tensor: int = Field(1, ge=1)
+
 
 class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    num_workers: int = Field(2, ge=1, description="Ray Train workers (data-parallel ranks).")
+    # Workers and their resources. The device is decided from the cluster's resources, not
+    # from the driver's hardware (a CPU-only head node still trains on the workers' GPUs).
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (one DeepSpeed rank each).")
+    device: Device = Field("auto", description="'auto': cuda when the cluster has a GPU for every "
+                                               "worker, else cpu.")
+    gpus_per_worker: float = Field(1, gt=0, description="GPUs each worker reserves (cuda only).")
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs each worker reserves.")
+    parallel: ParallelConfig = ParallelConfig()
+
+    # Batch.
     micro_batch_size: int = Field(8, ge=1, description="Sequences per rank per micro-step.")
-    grad_accum_steps: int = Field(1, ge=1)
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step (ignored "
+                                                       "when global_batch_size is set).")
+    global_batch_size: int | None = Field(
+        None, ge=1, description="Sequences per optimizer step over all ranks; the accumulation is "
+        "derived from it, so a resume on another number of ranks keeps the same batch.")
+    batch_ramp: BatchRamp | None = None
+
+    # Optimizer and schedule.
     max_steps: int = Field(300, ge=1, description="Optimizer steps.")
     lr: float = Field(1e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to lr * this.")
+    schedule: Schedule = Field("cosine", description="'cosine': warm-up then cosine to "
+                               "min_lr_ratio; 'wsd': warm-up, stable, then linear decay over the "
+                               "last decay_fraction of the steps; 'constant': warm-up then flat.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="The schedule decays to lr x this.")
     warmup_steps: int = Field(30, ge=0)
+    decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of max_steps spent decaying.")
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0)
     grad_clip: float = Field(1.0, gt=0)
-    zero_stage: int = Field(1, ge=0, le=2, description="ZeRO stage 0-2 (stage 3 export is not supported yet).")
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+    dropout: float | None = Field(None, ge=0, lt=1, description="Overrides model.dropout when set.")
+    z_loss: float = Field(0.0, ge=0, description="Weight of PaLM's z-loss (log Z)^2; 1e-4 is usual.")
+
+    # Memory and speed.
+    zero_stage: int = Field(1, ge=0, le=3, description="ZeRO stage 0-3.")
+    offload_optimizer: bool = Field(False, description="ZeRO: keep optimizer states in CPU memory.")
+    offload_params: bool = Field(False, description="ZeRO-3: keep parameters in CPU memory.")
+    precision: Precision = Field(
         "auto",
-        description="'auto': bf16 where the hardware computes it natively (recent GPUs, CPUs with "
-        "AVX512-BF16/AMX), else fp32 on CPU and fp16 on older GPUs.",
+        description="'auto': bf16 on GPUs and on CPUs that compute it natively (AVX512-BF16/AMX), "
+        "else fp32. fp16 uses dynamic loss scaling and needs a GPU.",
     )
+    initial_loss_scale_power: int = Field(16, ge=0, le=32, description="fp16: start at 2^this.")
+    activation_checkpointing: bool = Field(False, description="Recompute each block in the backward pass.")
+    compile: bool = Field(False, description="torch.compile the model.")
+
+    # Checkpoints.
     checkpoint_every: int = Field(100, ge=1, description="Save a checkpoint every N steps.")
+    checkpoint_every_minutes: float | None = Field(
+        None, gt=0, description="Also save when this many minutes passed since the last save.")
+    keep_last: int = Field(2, ge=1, description="Checkpoints kept (plus the best by validation loss).")
+    keep_best: bool = Field(True, description="Also keep the checkpoint with the lowest validation loss.")
+
+    # Validation and metrics.
     eval_every: int = Field(50, ge=1, description="Validation loss every M steps.")
     eval_batches: int = Field(8, ge=1, description="Validation micro-batches per rank.")
+    peak_flops: float | None = Field(
+        None, gt=0, description="Peak FLOP/s of one device for MFU; default: the GPU's from a table "
+        "of common GPUs (none for CPUs).")
+    tensorboard: bool = Field(True, description="Write TensorBoard event files to runs/ID/tensorboard.")
+
+    spike: SpikeConfig = SpikeConfig()
     seed: int = 1234
     document_mask: bool = Field(
         False, description="Keep attention inside each document of a packed sequence.")
@@ -43,3 +129,18 @@ class TrainingConfig(BaseModel):
                 f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})"
             )
         return self
+
+
+# Keys a resume may change, with the reason each is safe: they do not alter what the
+# already-trained steps mean. Everything else in the checkpoint's config must match.
+RESUMABLE_CHANGES = {
+    "num_workers": "the world size: the checkpoint is converted (universal checkpoint)",
+    "grad_accum_steps": "absorbs a change of world size; the global batch is checked separately",
+    "device": "where the ranks run", "gpus_per_worker": "resources", "cpus_per_worker": "resources",
+    "checkpoint_every": "save cadence", "checkpoint_every_minutes": "save cadence",
+    "keep_last": "retention", "keep_best": "retention",
+    "eval_every": "validation cadence", "eval_batches": "validation size",
+    "peak_flops": "MFU reporting", "tensorboard": "metrics sinks", "verify_shards": "start-up checks",
+    "max_failures": "restart budget", "spike": "spike policy",
+    "max_steps": "only under schedule 'constant', or 'wsd' while the decay has not begun",
+}

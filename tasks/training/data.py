@@ -10,7 +10,7 @@ once across ranks, and the whole position is one integer: the samples consumed s
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,12 @@ class MixtureStream:
 
 @dataclass
 class StreamPosition:
-    samples: int = 0  # rows consumed by all ranks together
+    samples: int = 0  # stream positions consumed by all ranks together (skipped ones included)
+    # [start, end) stream ranges never served: the batches of a loss spike that was rolled back.
+    skips: list[tuple[int, int]] = field(default_factory=list)
 
-    def state_dict(self) -> dict[str, int]:
-        return {"samples": self.samples}
+    def state_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "skips": [list(r) for r in self.skips]}
 
 
 class RankSampler:
@@ -81,6 +83,9 @@ class RankSampler:
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """(source index, row index) arrays of length `batch` for this rank's next micro-batch."""
+        for start, end in self.position.skips:
+            if start <= self.position.samples < end:
+                self.position.samples = end
         step = self.position.samples // (self.world * self.batch)
         if self._ahead is None or not self._ahead[0] <= step < self._ahead[0] + LOOKAHEAD:
             steps = step + np.arange(LOOKAHEAD)
@@ -94,12 +99,17 @@ class RankSampler:
     def state_dict(self) -> dict[str, Any]:
         return self.position.state_dict()
 
+    def skip(self, start: int, end: int) -> None:
+        """Never serve stream positions [start, end) (a rolled-back spike's batches)."""
+        self.position.skips = sorted({*self.position.skips, (start, end)})
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["samples"] % (self.world * self.batch):
             raise ValueError(f"saved data position {state['samples']} is not a whole number of "
-                             f"micro-steps of {self.world} x {self.batch} rows; resume with the "
-                             f"batch size and worker count the run was started with")
-        self.position = StreamPosition(int(state["samples"]))
+                             f"micro-steps of {self.world} x {self.batch} rows; resume with a "
+                             f"micro-batch and worker count that divide it")
+        skips = sorted((int(a), int(b)) for a, b in state.get("skips", []))
+        self.position = StreamPosition(int(state["samples"]), skips)
 
 
 class TrainingData:

@@ -1,89 +1,468 @@
-"""The per-worker training loop: runs on every Ray Train worker with a DeepSpeed engine.
+"""The per-rank training loop: one DeepSpeed engine per rank, in a process group that the
+caller set up (Ray Train, or `tasks/training/launch.py` without Ray).
 
-Knows nothing of Prefect. Rank 0 writes metrics; all ranks take part in checkpoints.
+Knows nothing of Ray or Prefect: it is given its rank, world and device. Rank 0 writes
+metrics; every rank takes part in checkpoints. Set-up, the step, checkpoints and metrics
+are separate pieces so that pipeline and tensor parallelism can replace the step and the
+engine without touching the rest.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
+import os
+import resource
+import signal
+import threading
 import time
-from functools import partial
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from infra.deepspeed_config import deepspeed_config, resolve_precision
-from infra.storage import RunDir, sha256_file, write_json, write_text
+from infra.storage import RunDir, sha256_file, write_json
 from models.config import ModelConfig
-from models.flops import training_flops_per_token
-from models.gpt import GPT
+from models.flops import parameter_count, training_flops_per_token
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest, to_batch
-from tasks.training.checkpoint import FINAL, latest_tag, save_model
+from tasks.training import checkpoint_store as store
+from tasks.training import rng
+from tasks.training.batch import BatchPlan, batch_plan, global_batch
+from tasks.training.checkpoint import FINAL, save_state_dict
 from tasks.training.config import TrainingConfig
 from tasks.training.data import RankSampler, TrainingData
-from tasks.training.schedule import make_scheduler
+from tasks.training.deepspeed_config import deepspeed_config
+from tasks.training.engine import build_engine, build_model
+from tasks.training.metrics import MetricsSink, device_peak_flops, mfu
+from tasks.training.resume import resume_problems
+from tasks.training.spikes import SpikeDetector
 
 log = logging.getLogger(__name__)
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only; biases, norms and embeddings are left undecayed (GPT-2/3 practice)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+@dataclass
+class RankContext:
+    """Where this rank runs; `report` forwards validation metrics to an orchestrator."""
+
+    rank: int
+    world: int
+    device: torch.device
+    host: str
+    report: Callable[[dict[str, Any]], None] = lambda metrics: None
 
 
-def _mean_across_ranks(value: float) -> float:
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
+@dataclass
+class TrainJob:
+    """Plain data, so it crosses process boundaries (Ray, subprocesses)."""
+
+    run_dir: str
+    training: dict[str, Any]
+    model: dict[str, Any]
+    device: str  # resolved: "cpu" or "cuda"
+    precision: str  # resolved: "bf16", "fp16" or "fp32"
 
 
-def _to(device: torch.device, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return tuple(t.to(device) for t in tensors)
+@dataclass
+class Faults:
+    """Fault injection for drills and tests: a poisoned stretch of the data stream (its
+    batches' loss and gradients x 1000, as a corrupt batch would) and a SIGKILL."""
+
+    poison_samples: tuple[int, int] | None = None  # [start, end) stream positions
+    kill_at_step: int | None = None  # rank 0 kills itself when this step begins
+
+
+class DivergenceError(RuntimeError):
+    """The loss kept spiking after the allowed roll-backs."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM arrived; a checkpoint was saved, and a re-run resumes from it."""
+
+
+@dataclass
+class RunState:
+    """What survives a roll-back in this process: skipped stretches and the events."""
+
+    skips: list[tuple[int, int]] = field(default_factory=list)
+    rollbacks: int = 0
+    spike_steps: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Setup:
+    ctx: RankContext
+    run: RunDir
+    cfg: TrainingConfig
+    model_cfg: ModelConfig
+    job: TrainJob
+    manifest: dict[str, Any]
+    manifest_sha: str
+    train: TrainingData
+    val: TokenRows
+    flops_per_token: int
+    peak_flops: float | None
+
+    @property
+    def seq_len(self) -> int:
+        return self.manifest["seq_len"]
+
+
+@dataclass
+class Attempt:
+    """One engine and the state it resumed at; a roll-back starts a new attempt."""
+
+    engine: Any
+    plan: BatchPlan
+    sampler: RankSampler
+    detector: SpikeDetector
+    step: int
+    loaded_from: str | None
+
+
+def _broadcast(obj: Any) -> Any:
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _log0(ctx: RankContext, msg: str, *args: Any, level: int = logging.INFO) -> None:
+    if ctx.rank == 0:
+        log.log(level, msg, *args)
+
+
+def setup(ctx: RankContext, job: TrainJob) -> Setup:
+    run = RunDir(Path(job.run_dir))
+    cfg = TrainingConfig(**job.training)
+    model_cfg = ModelConfig(**job.model)
+    manifest = read_manifest(run.shards)
+    check_tokenizer_matches(manifest, run.tokenizer, run.shards)
+    train = TrainingData(run.shards, cfg.seed, cfg.verify_shards, ctx.rank, ctx.world)
+    return Setup(ctx, run, cfg, model_cfg, job, manifest, sha256_file(run.manifest), train,
+                 TokenRows.open(run.shards, "val", manifest=manifest),
+                 training_flops_per_token(model_cfg, manifest["vocab_size"], manifest["seq_len"]),
+                 device_peak_flops(job.device, cfg.peak_flops))
+
+
+def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
+    """Build the engine and load the newest valid checkpoint (older than `before_step`)."""
+    ctx, cfg, root = s.ctx, s.cfg, s.run.checkpoints
+    found = None
+    if ctx.rank == 0:
+        found, warnings = store.newest_valid(root, before_step) if root.is_dir() else (None, [])
+        for w in warnings:
+            log.warning(w)
+    found = _broadcast(found)
+    if found is not None:
+        problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world)
+        if problems:
+            raise ValueError(f"cannot resume from {root / found.tag}:\n  - " + "\n  - ".join(problems))
+    g = int(found.manifest["global_batch"]) if found else global_batch(cfg, ctx.world)
+    plan = batch_plan(cfg, ctx.world, s.seq_len, g)
+    samples = int(found.manifest["data"]["samples"]) if found else 0
+    universal = found is not None and found.world_size != ctx.world
+    ds_config = deepspeed_config(cfg, ctx.world, s.job.precision, s.job.device,
+                                 plan.accumulation(samples), load_universal=universal)
+    model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank)
+    engine = build_engine(model, cfg, ds_config)
+    sampler = s.train.sampler(ctx.rank, ctx.world, cfg.micro_batch_size)
+    detector = SpikeDetector(cfg.spike)
+    rng.seed_all(cfg.seed + ctx.rank)
+    if found is None:
+        return Attempt(engine, plan, sampler, detector, 0, None)
+
+    tag = found.tag
+    if universal:
+        tag = _broadcast(store.to_universal(root, found) if ctx.rank == 0 else None)
+    _, client = engine.load_checkpoint(str(root), tag=tag)
+    if client is None:
+        raise RuntimeError(f"DeepSpeed could not load {root / tag}")
+    if client["data"]["manifest_sha256"] != s.manifest_sha:
+        raise ValueError(f"{s.run.manifest} changed since {root / found.tag} was written (re-tokenized "
+                         f"or another mixture), so the saved data position means other samples now; "
+                         f"start a new --run-id, or restore the tokenization settings")
+    sampler.load_state_dict(client["data"])
+    for a, b in state.skips:
+        sampler.skip(a, b)
+    detector.load_state_dict(client.get("spike_history", []))
+    state.rollbacks = max(state.rollbacks, int(client.get("rollbacks", 0)))
+    rng_file = root / found.tag / f"rng-rank{ctx.rank}.pt"
+    if universal:
+        # Other ranks, other streams: OLMo-core likewise re-seeds rather than restore them.
+        rng.seed_all(cfg.seed + ctx.rank + 1_000_003 * found.step)
+        _log0(ctx, "world size %d -> %d: random generators re-seeded (data order is unaffected)",
+              found.world_size, ctx.world, level=logging.WARNING)
+    else:
+        rng.restore(torch.load(rng_file, weights_only=True))
+    _log0(ctx, "resumed from %s at step %d", root / found.tag, found.step)
+    return Attempt(engine, plan, sampler, detector, found.step, found.tag)
+
+
+def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
+    """A sealed checkpoint: DeepSpeed's files and every rank's RNG under a temporary tag, a
+    barrier, every file hashed (each rank a share), the manifest last, then the rename."""
+    ctx, root, step = s.ctx, s.run.checkpoints, a.step
+    tmp = root / store.tmp_tag_for(step)
+    if ctx.rank == 0 and tmp.exists():
+        store.discard(tmp)  # left by a crash mid-save
+    dist.barrier()
+    from deepspeed.checkpoint import constants as ds
+
+    client = {"step": step, "rollbacks": state.rollbacks, "spike_history": a.detector.state_dict(),
+              "data": {**a.sampler.state_dict(), "manifest_sha256": s.manifest_sha},
+              # Declares the model convertible to a universal checkpoint (no tensor-parallel
+              # slicing to undo), for a resume on another number of ranks.
+              ds.UNIVERSAL_CHECKPOINT_INFO: {ds.UNIVERSAL_CHECKPOINT_VERSION_KEY: ds.UNIVERSAL_CHECKPOINT_VERSION_VALUE}}
+    a.engine.save_checkpoint(str(root), tag=tmp.name, client_state=client, save_latest=False)
+    tmp.mkdir(parents=True, exist_ok=True)
+    torch.save(rng.capture(), tmp / f"rng-rank{ctx.rank}.pt")
+    dist.barrier()
+    names = store.files_to_seal(tmp)
+    hashed: list[Any] = [None] * ctx.world
+    dist.all_gather_object(hashed, store.hash_files(tmp, names[ctx.rank::ctx.world]))
+    if ctx.rank == 0:
+        files = {k: v for part in hashed for k, v in part.items()}
+        store.write_manifest(tmp, step, ctx.world, files, {
+            "training": s.cfg.model_dump(mode="json"), "model": s.model_cfg.model_dump(mode="json"),
+            "global_batch": a.plan.global_batch, "device": s.job.device, "precision": s.job.precision,
+            "val_loss": val_loss, "data": client["data"], "config_file": str(s.run.config)})
+        store.publish(root, step)
+        removed = store.retain(root, s.cfg.keep_last, s.cfg.keep_best)
+        if removed:
+            log.info("retention removed %s", ", ".join(removed))
+    dist.barrier()
 
 
 @torch.no_grad()
-def validation_loss(engine, val: TokenRows, cfg: TrainingConfig, rank: int, world: int) -> float:
+def validation_loss(s: Setup, engine) -> float:
+    cfg, ctx = s.cfg, s.ctx
     engine.eval()
-    rows = np.arange(len(val))[rank::world][: cfg.eval_batches * cfg.micro_batch_size]
-    losses = []
+    rows = np.arange(len(s.val))[ctx.rank::ctx.world][: cfg.eval_batches * cfg.micro_batch_size]
+    total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     for start in range(0, len(rows), cfg.micro_batch_size):
-        sel = rows[start : start + cfg.micro_batch_size]
-        x, y, *seg = _to(engine.device, to_batch(*val.rows(sel), val.segments(sel) if cfg.document_mask else None))
-        losses.append(engine(x, y, *seg).item())
+        sel = rows[start:start + cfg.micro_batch_size]
+        x, y, *seg = (t.to(ctx.device) for t in to_batch(*s.val.rows(sel), s.val.segments(sel) if cfg.document_mask else None))
+        total[0] += engine(x, y, *seg).double()
+        total[1] += 1
     engine.train()
-    return _mean_across_ranks(float(np.mean(losses)) if losses else float("nan"))
+    dist.all_reduce(total)
+    return float(total[0] / total[1]) if total[1] else float("nan")
 
 
-def _append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+class _Signals:
+    """SIGTERM (preemption) sets a flag that the next step boundary turns into a save."""
+
+    def __init__(self) -> None:
+        self.term = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
+        # Elsewhere (Ray Train runs the loop in a thread) Ray owns the signal; its restarts
+        # resume from the last checkpoint, and checkpoint_every_minutes bounds the loss.
+
+    def _on_term(self, *_: Any) -> None:
+        self.term = True
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
 
 
-def _truncate_metrics(path: Path, after_step: int) -> None:
-    """On resume, drop metric lines past the checkpoint: those steps are run again."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= after_step]
-    write_text(path, "".join(ln + "\n" for ln in keep))
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def restore_position(sampler: RankSampler, client: dict[str, Any], manifest_sha: str, run: RunDir) -> None:
-    """Continue the data stream where the checkpoint left it, if it indexes the same shards."""
-    if "data" not in client:
-        raise ValueError(f"the checkpoints in {run.checkpoints} were written by an older Crucible and "
-                         f"hold no data position; start a new --run-id")
-    if client["data"]["manifest_sha256"] != manifest_sha:
-        raise ValueError(f"{run.manifest} changed since the checkpoints in {run.checkpoints} were written "
-                         f"(re-tokenized or another mixture), so the saved data position means other "
-                         f"samples now; start a new --run-id, or restore the tokenization settings")
-    sampler.load_state_dict(client["data"])
+def _loss_scale(engine) -> float | None:
+    opt = getattr(engine, "optimizer", None)
+    scale = getattr(opt, "cur_scale", None) or getattr(opt, "loss_scale", None)
+    return float(scale) if isinstance(scale, (int, float, torch.Tensor)) and engine.fp16_enabled() else None
+
+
+def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    """One optimizer step of `accumulation` micro-steps. The loss and the real-token count
+    stay on the device (no host sync here); returns them with the data-wait seconds."""
+    cfg, ctx, engine, sampler = s.cfg, s.ctx, a.engine, a.sampler
+    accum = a.plan.accumulation(sampler.position.samples)
+    if accum != engine.gradient_accumulation_steps():
+        engine.set_train_batch_size(accum * a.plan.unit)  # the batch ramp moved
+    loss_sum = torch.zeros((), dtype=torch.float32, device=ctx.device)
+    tokens = torch.zeros((), dtype=torch.int64, device=ctx.device)
+    wait = 0.0
+    for _ in range(accum):
+        t0 = time.perf_counter()
+        src, rows = sampler.next_batch()
+        end = sampler.position.samples
+        x, y, *seg = (t.to(ctx.device, non_blocking=True)
+                      for t in s.train.gather(src, rows, segments=cfg.document_mask))
+        wait += time.perf_counter() - t0
+        loss = engine(x, y, seg[0] if seg else None, cfg.z_loss)  # the model's fused head + loss
+        if faults and faults.poison_samples and faults.poison_samples[0] < end \
+                and end - a.plan.unit < faults.poison_samples[1]:
+            loss = loss * 1000.0  # a corrupt batch: its loss and gradients blow up
+        engine.backward(loss)
+        engine.step()  # DeepSpeed only updates at the accumulation boundary
+        loss_sum += loss.detach().float()
+        tokens += (y != -100).sum()
+    return loss_sum, tokens, wait, accum
+
+
+def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, signals: _Signals,
+              faults: Faults | None) -> tuple[str, Any]:
+    """Train until max_steps ('done'), a bad step ('spike', (step, reason, skipped range)) or
+    SIGTERM ('preempted', step)."""
+    cfg, ctx, engine = s.cfg, s.ctx, a.engine
+    last_save = time.monotonic()
+    while a.step < cfg.max_steps:
+        if faults and faults.kill_at_step == a.step + 1 and ctx.rank == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        t0 = time.perf_counter()
+        samples_before = a.sampler.position.samples
+        for lo, hi in a.sampler.position.skips:  # the step starts past any skipped stretch
+            if lo <= samples_before < hi:
+                samples_before = hi
+        lr = float(engine.get_lr()[0])  # the rate this step uses; the scheduler advances after it
+        loss_sum, tokens, wait, accum = train_step(s, a, faults)
+        gn = engine.get_global_grad_norm()
+        due_time = cfg.checkpoint_every_minutes is not None and ctx.rank == 0 and \
+            time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
+        summed = torch.stack([loss_sum, tokens.float(), torch.tensor(wait, device=ctx.device)])
+        dist.all_reduce(summed)
+        flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], device=ctx.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        gn_t = gn.detach().float().reshape(1).to(ctx.device) if isinstance(gn, torch.Tensor) else \
+            torch.tensor([float("nan") if gn is None else float(gn)], device=ctx.device)
+        loss_total, tokens_total, wait_total, peak_mb, term, due, grad_norm = \
+            torch.cat([summed, flags, gn_t]).tolist()  # the step's one host sync
+        loss = loss_total / (accum * ctx.world)
+        a.step += 1
+        applied = engine.was_step_applied() if engine.fp16_enabled() else True
+        reason = a.detector.check(loss, grad_norm if applied else None)
+        if reason is not None:
+            return "spike", (a.step, reason, (samples_before, a.sampler.position.samples))
+        elapsed = time.perf_counter() - t0
+        tps = tokens_total / elapsed
+        record = {"step": a.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps,
+                  "mfu": mfu(s.flops_per_token, tps, ctx.world, s.peak_flops), "peak_mem_mb": peak_mb,
+                  "data_wait_s": wait_total / ctx.world, "loss_scale": _loss_scale(engine),
+                  "skipped_steps": int(engine.skipped_steps), "batch": accum * a.plan.unit,
+                  "rollbacks": state.rollbacks}
+        if a.step % cfg.eval_every == 0 or a.step == cfg.max_steps:
+            record["val_loss"] = validation_loss(s, engine)
+        if sink is not None:
+            sink.write(record)
+            if a.step % max(1, cfg.max_steps // 20) == 0 or "val_loss" in record:
+                log.info("step %d/%d %s", a.step, cfg.max_steps, " ".join(
+                    f"{k} {v:.4g}" for k, v in record.items() if k != "step" and isinstance(v, float)))
+        if a.step % cfg.checkpoint_every == 0 or a.step == cfg.max_steps or due or term:
+            save(s, a, state, record.get("val_loss"))
+            last_save = time.monotonic()
+        if "val_loss" in record:
+            ctx.report({k: v for k, v in record.items() if v is not None})
+        if term:
+            return "preempted", a.step
+    return "done", a.step
+
+
+def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict[str, Any]:
+    """Train (or resume) the run in `job.run_dir` on this rank; rank 0 returns the summary."""
+    s = setup(ctx, job)
+    state = RunState()
+    signals = _Signals()
+    sink = None
+    before = None
+    try:
+        while True:
+            a = start(s, state, before)
+            if ctx.rank == 0:
+                if sink is None:
+                    tb = s.run.root / "tensorboard" if s.cfg.tensorboard else None
+                    sink = MetricsSink(s.run.metrics, tb, a.step)
+                else:
+                    sink.truncate(a.step)
+                if a.step == 0:
+                    log.info("training a %s-parameter model (%s training FLOPs per token) on %d sequences "
+                             "for %d steps on %d %s rank(s) in %s",
+                             f"{parameter_count(s.model_cfg, s.manifest['vocab_size'], s.seq_len):,}",
+                             f"{s.flops_per_token:,}", s.train.stream.epoch_len, s.cfg.max_steps, ctx.world,
+                             job.device, job.precision)
+            outcome, detail = run_steps(s, a, state, sink, signals, faults)
+            if outcome != "spike":
+                break
+            step, reason, skipped = detail
+            state.rollbacks += 1
+            state.spike_steps.append(step)
+            state.skips.append(skipped)
+            to = _rollback_target(s, step)
+            event = {"step": step, "event": "spike", "reason": reason, "rolled_back_to": to,
+                     "skipped_samples": list(skipped), "rollback": state.rollbacks}
+            if sink is not None:
+                sink.write(event)
+            _log0(ctx, "step %d: %s; rolling back to step %s and skipping its batches (samples %d-%d)",
+                  step, reason, to, *skipped, level=logging.WARNING)
+            if state.rollbacks > s.cfg.spike.max_rollbacks:
+                raise DivergenceError(
+                    f"training diverged: bad steps {state.spike_steps} after {s.cfg.spike.max_rollbacks} "
+                    f"roll-back(s) ({reason}); lower training.lr, raise warmup_steps, enable z_loss, or "
+                    f"inspect the batches at stream samples {skipped[0]}-{skipped[1]}")
+            if to is None:
+                raise DivergenceError(f"step {step}: {reason}, before any checkpoint to roll back to; "
+                                      f"lower training.lr or checkpoint more often (training.checkpoint_every)")
+            del a  # free the engine before the next one is built
+            before = step
+        if outcome == "preempted":
+            raise Preempted(f"SIGTERM at step {detail}: checkpoint saved in {s.run.checkpoints}; "
+                            f"re-run the same --run-id to resume")
+        return finish(s, a, state)
+    finally:
+        signals.restore()
+        if sink is not None:
+            sink.close()
+
+
+def _rollback_target(s: Setup, step: int) -> int | None:
+    found = None
+    if s.ctx.rank == 0:
+        found, _ = store.newest_valid(s.run.checkpoints, before_step=step)
+    found = _broadcast(found)
+    return None if found is None else found.step
+
+
+def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
+    """Write checkpoints/final/ (the fp32 master weights) and train_summary.json."""
+    ctx, run = s.ctx, s.run
+    hosts: list[Any] = [None] * ctx.world
+    dist.all_gather_object(hosts, ctx.host)
+    summary: dict[str, Any] = {}
+    if ctx.rank == 0:
+        state_dict = master_weights(s, a)
+        save_state_dict(state_dict, s.model_cfg, s.manifest["vocab_size"], s.seq_len, a.step, run.checkpoints / FINAL)
+        tokens_per_step = a.plan.global_batch * s.seq_len
+        params = parameter_count(s.model_cfg, s.manifest["vocab_size"], s.seq_len)  # tied weights once
+        summary = {"steps": a.step, "parameters": params, "world_size": ctx.world, "hosts": hosts,
+                   "device": s.job.device, "precision": s.job.precision, "zero_stage": s.cfg.zero_stage,
+                   "global_batch": a.plan.global_batch, "tokens_per_step": tokens_per_step,
+                   "training_flops_per_token": s.flops_per_token,
+                   "training_flops": s.flops_per_token * s.seq_len * a.sampler.position.samples,
+                   "rollbacks": state.rollbacks, "spike_steps": state.spike_steps,
+                   "skipped_samples": [list(r) for r in a.sampler.position.skips],
+                   "data": data_summary(s.train, a.sampler.position.samples, s.manifest)}
+        write_json(run.train_summary, summary)
+    dist.barrier()
+    return summary
+
+
+def master_weights(s: Setup, a: Attempt) -> dict[str, torch.Tensor]:
+    """The fp32 weights the optimizer holds. Under ZeRO (any stage) and bf16/fp16 they are
+    sharded or kept apart from the low-precision module, so they are merged from the final
+    checkpoint's files; only fp32 without ZeRO has them in the module itself."""
+    if s.cfg.zero_stage == 0 and s.job.precision == "fp32":
+        return {k: v.detach().float().cpu() for k, v in a.engine.module.state_dict().items()}
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    state = get_fp32_state_dict_from_zero_checkpoint(str(s.run.checkpoints), tag=store.tag_for(a.step))
+    return {k: v.float().contiguous() for k, v in state.items()}
 
 
 def data_summary(train: TrainingData, samples: int, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -96,95 +475,5 @@ def data_summary(train: TrainingData, samples: int, manifest: dict[str, Any]) ->
             "tokens_by_source": tokens, "share_by_source": {s: t / total for s, t in tokens.items()}}
 
 
-def train_loop(config: dict[str, Any]) -> None:
-    """Ray Train entry point; `config` holds plain dicts so it crosses process boundaries."""
-    import deepspeed  # heavy; imported on the worker only
-    import ray.train
-
-    run = RunDir(Path(config["run_dir"]))
-    cfg = TrainingConfig(**config["training"])
-    model_cfg = ModelConfig(**config["model"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    manifest = read_manifest(run.shards)
-    check_tokenizer_matches(manifest, run.tokenizer, run.shards)
-    manifest_sha = sha256_file(run.manifest)
-    seq_len = manifest["seq_len"]
-
-    precision = resolve_precision(cfg.precision)
-    torch.manual_seed(cfg.seed)
-    model = GPT(model_cfg, manifest["vocab_size"], seq_len)
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, model_parameters=param_groups(model, cfg.weight_decay),
-        config=deepspeed_config(cfg, world, precision),
-        lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
-    )
-    flops_per_token = training_flops_per_token(model_cfg, manifest["vocab_size"], seq_len)
-    train = TrainingData(run.shards, cfg.seed, cfg.verify_shards, rank, world)
-    val = TokenRows.open(run.shards, "val", manifest=manifest)
-    sampler = train.sampler(rank, world, cfg.micro_batch_size)
-
-    step = 0
-    if latest_tag(run.checkpoints):
-        _, client = engine.load_checkpoint(str(run.checkpoints))
-        step = client["step"]
-        restore_position(sampler, client, manifest_sha, run)
-        if rank == 0:
-            _truncate_metrics(run.metrics, step)
-            log.info("resumed from %s at step %d", run.checkpoints / latest_tag(run.checkpoints), step)
-    elif rank == 0:
-        run.metrics.unlink(missing_ok=True)
-        log.info("training a %s-parameter model (%s training FLOPs per token) on %d sequences "
-                 "for %d steps in %s", f"{model.num_parameters():,}", f"{flops_per_token:,}",
-                 train.stream.epoch_len, cfg.max_steps, precision)
-
-    tokens_per_step = world * cfg.micro_batch_size * cfg.grad_accum_steps * seq_len
-    while step < cfg.max_steps:
-        t0 = time.perf_counter()
-        lr = float(engine.get_lr()[0])  # the rate this step uses; the scheduler advances after it
-        losses = []
-        for _ in range(cfg.grad_accum_steps):
-            x, y, *seg = _to(engine.device, train.gather(*sampler.next_batch(), segments=cfg.document_mask))
-            loss = engine(x, y, *seg)  # the model's fused head + loss
-            engine.backward(loss)
-            engine.step()  # DeepSpeed only updates at the accumulation boundary
-            losses.append(loss.item())
-        step += 1
-        loss_avg = _mean_across_ranks(float(np.mean(losses)))
-        if not math.isfinite(loss_avg):
-            raise FloatingPointError(f"loss became {loss_avg} at step {step}; lower training.lr")
-        grad_norm = engine.get_global_grad_norm()
-        record = {
-            "step": step, "loss": loss_avg, "lr": lr,
-            "grad_norm": float(grad_norm) if grad_norm is not None else None,
-            "tokens_per_s": tokens_per_step / (time.perf_counter() - t0),
-        }
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            record["val_loss"] = validation_loss(engine, val, cfg, rank, world)
-        if rank == 0:
-            _append_metrics(run.metrics, record)
-            if step % max(1, cfg.max_steps // 20) == 0 or "val_loss" in record:
-                log.info("step %d/%d %s", step, cfg.max_steps, " ".join(
-                    f"{k} {v:.4g}" for k, v in record.items() if k != "step" and v is not None))
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-            # The data position (one number for all ranks) goes into the checkpoint, with the
-            # manifest it indexes, so a resume continues at exactly the next sample.
-            position = {**sampler.state_dict(), "manifest_sha256": manifest_sha}
-            engine.save_checkpoint(str(run.checkpoints), tag=f"step{step}",
-                                   client_state={"step": step, "data": position})
-            if rank == 0:
-                # Readable without loading the checkpoint, so a mismatch is caught before DeepSpeed.
-                write_json(run.train_state, {"step": step, "world_size": world, "data": position})
-        if "val_loss" in record:
-            ray.train.report({k: v for k, v in record.items() if v is not None})
-
-    if rank == 0:
-        # ZeRO stages 0-2 keep whole (bf16) parameters on every rank; stage 3 is refused by config.
-        save_model(engine.module, model_cfg, manifest["vocab_size"], seq_len, step, run.checkpoints / FINAL)
-        write_json(run.train_summary, {"steps": step, "parameters": model.num_parameters(),
-                                       "world_size": world, "tokens_per_step": tokens_per_step,
-                                       "precision": precision, "zero_stage": cfg.zero_stage,
-                                       "training_flops_per_token": flops_per_token,
-                                       "training_flops": flops_per_token * tokens_per_step * step,
-                                       "data": data_summary(train, sampler.state_dict()["samples"], manifest)})
-    dist.barrier()
+def job_dict(job: TrainJob) -> dict[str, Any]:
+    return asdict(job)

@@ -1,49 +1,84 @@
-"""Launch the training loop on Ray Train workers (one DeepSpeed rank per worker)."""
+"""Launch the training loop on Ray Train workers (one DeepSpeed rank per worker).
+
+Everything that can be checked is checked here, in the driver, before a worker starts:
+the config's cross-field rules against the cluster's resources, and a resume's config
+against the newest checkpoint's. The device comes from the cluster, not the driver.
+"""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from infra.storage import RunDir, read_json
 from models.config import ModelConfig
+from tasks.training import checkpoint_store as store
+from tasks.training.checks import TrainingConfigError, check_training, resolve_device
 from tasks.training.config import TrainingConfig
-from tasks.training.loop import train_loop
+from tasks.training.deepspeed_config import resolve_precision
+from tasks.training.loop import TrainJob, job_dict
+from tasks.training.resume import resume_problems
 
 log = logging.getLogger(__name__)
 
 
-def check_resumable(run: RunDir, num_workers: int) -> None:
-    """Refuse, before any worker starts, to resume checkpoints written by another number of ranks."""
-    if not run.train_state.exists():
-        return
-    state = read_json(run.train_state)
-    saved = state.get("world_size", len(state.get("sampler", [])))
-    if saved != num_workers:
-        raise ValueError(
-            f"the checkpoints in {run.checkpoints} were written by {saved} ranks; resume with "
-            f"--set training.num_workers={saved} (ZeRO optimizer state is sharded per rank), or "
-            f"start a new --run-id"
-        )
+def ray_train_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point: Ray has set up the process group (gloo on CPU, NCCL on GPU)."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from tasks.training.loop import RankContext, train
+
+    ctx = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        # Ray limits CUDA_VISIBLE_DEVICES per worker; DeepSpeed picks its device by LOCAL_RANK,
+        # which must then index the visible devices, not the node's (ray-project/ray#37212).
+        os.environ["LOCAL_RANK"] = str(device.index or 0)
+    rank = ctx.get_world_rank()
+    train(RankContext(rank, ctx.get_world_size(), device, socket.gethostname(),
+                      report=lambda metrics: ray.train.report(metrics)), TrainJob(**config["job"]))
+
+
+def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_gpus: float) -> TrainJob:
+    """Resolve device and precision and run every check that needs no worker."""
+    if not run.manifest.is_file():
+        raise FileNotFoundError(f"no token shards in {run.shards}; run `crucible tokenize` for this run first")
+    device = resolve_device(cfg, cluster_gpus)
+    precision = resolve_precision(cfg.precision, device)
+    check_training(cfg, model_cfg, device, precision, cluster_gpus)
+    # The newest published checkpoint's config (without hashing its files; the ranks verify
+    # them at load and fall back to an older one if need be).
+    for _, folder in store.published_steps(run.checkpoints):
+        if (folder / store.MANIFEST).is_file():
+            problems = resume_problems(read_json(folder / store.MANIFEST), cfg, model_cfg, cfg.num_workers)
+            if problems:
+                raise TrainingConfigError(f"cannot resume from {folder}:\n  - " + "\n  - ".join(problems))
+            break
+    return TrainJob(str(run.root), cfg.model_dump(mode="json"), model_cfg.model_dump(mode="json"), device, precision)
 
 
 def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig) -> dict[str, Any]:
-    """Train (or resume from the run's last checkpoint) and return the training summary."""
+    """Train (or resume from the run's newest valid checkpoint) and return the training summary."""
+    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     run = RunDir(Path(run_dir).resolve())
-    if not run.manifest.is_file():
-        raise FileNotFoundError(f"no token shards in {run.shards}; run `crucible tokenize` for this run first")
-    check_resumable(run, cfg.num_workers)
+    gpus = float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+    job = plan_job(run, model_cfg, cfg, gpus)
+    use_gpu = job.device == "cuda"
+    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if use_gpu else {})}
+    log.info("training on %d %s worker(s) in %s", cfg.num_workers, job.device, job.precision)
     trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"run_dir": str(run.root), "training": cfg.model_dump(),
-                           "model": model_cfg.model_dump()},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=torch.cuda.is_available()),
-        # A worker failure restarts the group, which resumes from the last checkpoint.
+        ray_train_worker,
+        train_loop_config={"job": job_dict(job)},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+        # A worker failure restarts the group, which resumes from the newest valid checkpoint.
         run_config=RunConfig(name="train", storage_path=str(run.ray_storage),
                              failure_config=FailureConfig(max_failures=cfg.max_failures)),
     )

@@ -1,0 +1,186 @@
+"""Training checkpoints you can trust: written under a temporary name, sealed by a SHA-256
+manifest written last, published by a rename, verified at resume, with fallback.
+
+Layout of `checkpoints/`:
+    step120/              a published checkpoint: DeepSpeed's files, one rng-rankN.pt per
+      manifest.json       rank, and the manifest (every file's size and SHA-256, the step,
+                          the world size, the resolved config, the validation loss)
+    tmp-step140/          a save in progress (or one a crash interrupted): never resumed
+    latest                the newest published tag, for people and DeepSpeed's tools
+    universal-step120/    a converted copy for a resume on another number of ranks
+
+DeepSpeed writes `latest` before its final barrier and straight to the final path, so a
+crash mid-save can leave a pointer to a half-written tag. Here nothing is published until
+every rank has finished and the manifest is written; a resume walks the published tags
+from the newest and takes the first whose files all match their manifest.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from infra.storage import read_json, sha256_file, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+_TAG = re.compile(r"^step(\d+)$")
+
+
+def tag_for(step: int) -> str:
+    return f"step{step}"
+
+
+def tmp_tag_for(step: int) -> str:
+    return f"tmp-step{step}"
+
+
+def universal_tag_for(step: int) -> str:
+    return f"universal-step{step}"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A checkpoint that passed verification."""
+
+    tag: str
+    step: int
+    manifest: dict[str, Any]
+
+    @property
+    def world_size(self) -> int:
+        return int(self.manifest["world_size"])
+
+
+def published_steps(root: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every published-looking tag, newest first."""
+    found = []
+    for p in root.glob("step*"):
+        m = _TAG.match(p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    return sorted(found, reverse=True)
+
+
+def files_to_seal(folder: Path) -> list[str]:
+    """Every file of a checkpoint folder, relative, sorted; the manifest itself excluded."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def hash_files(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    return {n: {"bytes": (folder / n).stat().st_size, "sha256": sha256_file(folder / n)} for n in names}
+
+
+def write_manifest(folder: Path, step: int, world_size: int, files: dict[str, dict[str, Any]],
+                   extra: dict[str, Any]) -> None:
+    write_json(folder / MANIFEST, {"format": FORMAT, "step": step, "world_size": world_size,
+                                   "files": files, "written_at": time.time(), **extra})
+
+
+def verify(folder: Path) -> str | None:
+    """None if every file matches the manifest, else why not, naming the bad file."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return f"{manifest_path} is missing (the save did not finish)"
+    try:
+        manifest = read_json(manifest_path)
+        files = manifest["files"]
+    except (ValueError, KeyError) as exc:
+        return f"{manifest_path} is unreadable ({exc})"
+    for name, want in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            return f"{path} is {size} bytes, the manifest says {want['bytes']} (truncated or altered)"
+        if sha256_file(path) != want["sha256"]:
+            return f"{path}: SHA-256 differs from the manifest (corrupt)"
+    return None
+
+
+def newest_valid(root: Path, before_step: int | None = None) -> tuple[Published | None, list[str]]:
+    """The newest published checkpoint whose files match its manifest (optionally older than
+    `before_step`), and a warning for each newer one that did not."""
+    warnings = []
+    for step, folder in published_steps(root):
+        if before_step is not None and step >= before_step:
+            continue
+        problem = verify(folder)
+        if problem is None:
+            return Published(folder.name, step, read_json(folder / MANIFEST)), warnings
+        warnings.append(f"checkpoint {folder.name} is not usable: {problem}; falling back to an older one")
+    return None, warnings
+
+
+def publish(root: Path, step: int) -> None:
+    """Rename the sealed temporary folder to its tag and move `latest` to it (rank 0, after
+    every rank's files and the manifest are written)."""
+    tmp, final = root / tmp_tag_for(step), root / tag_for(step)
+    if final.exists():  # an older, replaced save of the same step (after a roll-back)
+        discard(final)
+    tmp.rename(final)
+    write_text(root / "latest", final.name)
+
+
+def discard(folder: Path) -> None:
+    """Remove a checkpoint, its manifest first, so a crash midway leaves it unpublished."""
+    (folder / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def retain(root: Path, keep_last: int, keep_best: bool) -> list[str]:
+    """Delete published checkpoints beyond the newest `keep_last`, keeping the one with the
+    lowest validation loss when `keep_best`; returns the tags removed."""
+    steps = published_steps(root)
+    keep = {p for _, p in steps[:keep_last]}
+    if keep_best:
+        scored = []
+        for _, p in steps:
+            try:
+                loss = read_json(p / MANIFEST).get("val_loss")
+            except (OSError, ValueError):
+                continue
+            if loss is not None:
+                scored.append((loss, p))
+        if scored:
+            keep.add(min(scored)[1])
+    removed = []
+    for _, p in steps:
+        if p not in keep:
+            discard(p)
+            removed.append(p.name)
+    for p in root.glob("tmp-step*"):  # interrupted saves: never published, never resumed
+        shutil.rmtree(p, ignore_errors=True)
+    newest = steps[0][0] if steps else None
+    for p in root.glob("universal-step*"):  # conversions are needed only until the next save
+        if p.name != universal_tag_for(newest):
+            shutil.rmtree(p, ignore_errors=True)
+    if not any(root.glob("universal-step*")):
+        (root / "latest_universal").unlink(missing_ok=True)  # written by DeepSpeed's converter
+    return removed
+
+
+def to_universal(root: Path, ckpt: Published, log_fn: Callable[[str], None] = log.info) -> str:
+    """Convert a checkpoint to DeepSpeed's universal format (world-size independent) once;
+    returns the tag to load with `checkpoint.load_universal`."""
+    from argparse import Namespace
+
+    from deepspeed.checkpoint.ds_to_universal import main as ds_to_universal
+
+    out = root / universal_tag_for(ckpt.step)
+    if (out / "done").is_file():
+        return out.name
+    shutil.rmtree(out, ignore_errors=True)
+    log_fn(f"converting {ckpt.tag} (written by {ckpt.world_size} ranks) to a universal checkpoint")
+    ds_to_universal(Namespace(input_folder=str(root / ckpt.tag), output_folder=str(out),
+                              num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False,
+                              strict=True, inject_missing_state=False))
+    write_text(out / "done", ckpt.tag)
+    return out.name

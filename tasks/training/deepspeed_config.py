@@ -1,0 +1,66 @@
+"""The DeepSpeed JSON, derived from the training config in one place (never kept beside it)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tasks.training.config import TrainingConfig
+
+
+def resolve_precision(requested: str, device: str) -> str:
+    """Turn 'auto' into the fastest precision `device` computes natively.
+
+    On a CPU without native bf16 (AVX2 only), PyTorch emulates bf16 matmuls: about 20x slower
+    than fp32 for the demo model's forward+backward (benchmarks/precision_cpu.py). Every GPU
+    that DeepSpeed's fused kernels target since Ampere has bf16; older ones get fp16.
+    """
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def deepspeed_config(cfg: TrainingConfig, world_size: int, precision: str, device: str,
+                     grad_accum: int, load_universal: bool = False) -> dict[str, Any]:
+    """`precision` and `device` are the resolved ones; `grad_accum` the step's accumulation
+    (from `tasks.training.batch.BatchPlan`, which also absorbs a change of world size)."""
+    zero: dict[str, Any] = {"stage": cfg.zero_stage}
+    if cfg.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device == "cuda"}
+    if cfg.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": device == "cuda"}
+    if cfg.zero_stage == 3:
+        # Every parameter is partitioned, small ones included, so the memory per rank is what
+        # the stage promises; the final fp32 weights are gathered from the checkpoint files.
+        zero["stage3_param_persistence_threshold"] = 0
+    return {
+        "train_batch_size": cfg.micro_batch_size * grad_accum * world_size,
+        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "gradient_clipping": cfg.grad_clip,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16", "loss_scale": 0,  # 0 = dynamic loss scaling
+                 "initial_scale_power": cfg.initial_loss_scale_power, "loss_scale_window": 1000,
+                 "hysteresis": 2, "min_loss_scale": 1},
+        "zero_optimization": zero,
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": cfg.lr,
+                "betas": list(cfg.betas),
+                "eps": cfg.eps,
+                "weight_decay": cfg.weight_decay,
+                # GPU: DeepSpeed's fused Adam kernel. CPU: torch's AdamW (there is nothing to
+                # fuse, and it avoids a multi-minute JIT build of FusedAdam). With optimizer
+                # offload DeepSpeed picks its CPU Adam itself.
+                "torch_adam": device != "cuda",
+            },
+        },
+        # No "scheduler" entry: DeepSpeed's WarmupCosineLR spends the first two steps at
+        # lr 0; the schedule comes from tasks/training/schedule.py instead.
+        "checkpoint": {"load_universal": load_universal},
+        "steps_per_print": 10**9,  # metrics are logged by the loop itself
+        "wall_clock_breakdown": False,
+    }

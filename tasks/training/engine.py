@@ -1,0 +1,72 @@
+"""The DeepSpeed engine around the single-device model: ZeRO-3 construction, the seeded
+initialisation, activation checkpointing and compilation. Nothing here knows of Ray."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+
+from models.config import ModelConfig
+from models.gpt import GPT
+from tasks.training.config import TrainingConfig
+from tasks.training.schedule import make_scheduler
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only; biases, norms and embeddings are left undecayed (GPT-2/3 practice)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        dims = len(getattr(p, "ds_shape", p.shape))  # ZeRO-3 parameters are stored flat
+        (decay if dims >= 2 and "emb" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_model(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, seq_len: int,
+                ds_config: dict[str, Any], rank: int) -> GPT:
+    """The model with the run's seeded initialisation, partitioned at construction under ZeRO-3.
+
+    Every path re-draws the weights from the seed one parameter at a time, so a ZeRO-3 run
+    (where rank 0 draws each gathered parameter and the others receive it) starts from
+    exactly the weights of a 1-rank run.
+    """
+    import deepspeed
+
+    if cfg.dropout is not None:
+        model_cfg = model_cfg.model_copy(update={"dropout": cfg.dropout})
+    zero3 = cfg.zero_stage == 3
+    if zero3:
+        # zero.Init reads the world from DeepSpeed's own communicator: wrap the caller's
+        # process group in it first (deepspeed.initialize would do it only later).
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        # Parameters are partitioned as each module is built, so no rank ever holds the whole
+        # model: the way to train a model larger than one rank's memory.
+        with deepspeed.zero.Init(config_dict_or_path=ds_config):
+            model = GPT(model_cfg, vocab_size, seq_len)
+    else:
+        model = GPT(model_cfg, vocab_size, seq_len)
+    torch.manual_seed(cfg.seed)
+    for name, p in model.named_parameters():
+        if zero3:
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+                if rank == 0:
+                    model.init_parameter(name, p)
+        else:
+            model.init_parameter(name, p)
+    if zero3:
+        # The fused loss reads the head's (tied) weight outside the head's own forward.
+        deepspeed.zero.register_external_parameter(model, model.head.weight)
+    model.checkpoint_activations = cfg.activation_checkpointing
+    return model
+
+
+def build_engine(model: GPT, cfg: TrainingConfig, ds_config: dict[str, Any]):
+    import deepspeed
+
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=param_groups(model, cfg.weight_decay), config=ds_config,
+        lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
+    )
+    if cfg.compile:
+        engine.compile()
+    return engine

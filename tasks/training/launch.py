@@ -1,0 +1,105 @@
+"""Run the training loop on N local processes without Ray: one process per rank, a gloo
+(CPU) or NCCL (GPU) process group on loopback. For tests, benchmarks and single-machine
+drills; `trainer.py` runs the same loop on Ray Train.
+
+    python -m tasks.training.launch --rank R --world W --port P --job job.json [--faults f.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tasks.training.loop import Faults, TrainJob
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_local(job: TrainJob, world: int, faults: Faults | None = None, timeout: float = 900,
+              log_dir: Path | None = None, threads_per_rank: int = 1) -> list[int]:
+    """Start `world` rank processes and wait for all; returns their exit codes. When one
+    rank dies, the others are stopped (as a launcher would), so nothing hangs."""
+    port = free_port()
+    log_dir = Path(log_dir or Path(job.run_dir) / "logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    spec = log_dir / f"job-{port}.json"
+    spec.write_text(json.dumps({"job": asdict(job), "faults": asdict(faults) if faults else None}))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_rank), "DS_ACCELERATOR": os.environ.get(
+        "DS_ACCELERATOR", "cuda" if job.device == "cuda" else "cpu")}
+    procs = []
+    for rank in range(world):
+        out = open(log_dir / f"rank{rank}.log", "ab")
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "tasks.training.launch", "--rank", str(rank), "--world", str(world),
+             "--port", str(port), "--spec", str(spec)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2]), out))
+    deadline = time.monotonic() + timeout
+    codes: list[int | None] = [None] * world
+    while any(c is None for c in codes):
+        for i, (p, _) in enumerate(procs):
+            codes[i] = p.poll()
+        if any(c not in (None, 0) for c in codes) or time.monotonic() > deadline:
+            for p, _ in procs:
+                if p.poll() is None:
+                    p.kill()
+            codes = [p.wait() for p, _ in procs]
+            break
+        time.sleep(0.2)
+    for _, out in procs:
+        out.close()
+    return [int(c) for c in codes]
+
+
+def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
+    import torch
+    import torch.distributed as dist
+
+    from infra.logging_setup import setup_logging
+    from tasks.training.loop import RankContext, train
+
+    setup_logging()
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    job = TrainJob(**spec["job"])
+    faults = Faults(**spec["faults"]) if spec["faults"] else None
+    if faults and faults.poison_samples:
+        faults.poison_samples = tuple(faults.poison_samples)
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    if job.device == "cuda":
+        torch.cuda.set_device(rank)
+        device = torch.device("cuda", rank)
+    else:
+        device = torch.device("cpu")
+    dist.init_process_group("nccl" if job.device == "cuda" else "gloo", rank=rank, world_size=world,
+                            **({"device_id": device} if job.device == "cuda" else {}))
+    try:
+        train(RankContext(rank, world, device, socket.gethostname()), job, faults)
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rank", type=int, required=True)
+    p.add_argument("--world", type=int, required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--spec", type=Path, required=True)
+    args = p.parse_args()
+    return _worker(args.rank, args.world, args.port, json.loads(args.spec.read_text()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Per-step training metrics: MFU against a table of device peaks, and the sinks they go to
+(metrics.jsonl, TensorBoard event files). Rank 0 writes; the record's keys are fixed."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infra.storage import write_text
+
+log = logging.getLogger(__name__)
+
+# Dense bf16 tensor-core peaks in FLOP/s (vendors' datasheets, without sparsity), matched
+# against torch.cuda.get_device_name() in order: the first key contained in the name wins.
+PEAK_FLOPS = (
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),  # SXM and NVL
+    ("B200", 2.25e15),
+    ("A100", 312e12),
+    ("A10G", 125e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("V100", 125e12),  # fp16
+    ("MI300X", 1.3e15),
+)
+
+
+def device_peak_flops(device: str, override: float | None) -> float | None:
+    """One device's peak FLOP/s: the config's value, else the GPU's from the table; None for
+    CPUs and unknown GPUs (MFU is then not reported)."""
+    if override is not None:
+        return override
+    if device != "cuda" or not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    for key, peak in PEAK_FLOPS:
+        if key in name:
+            return peak
+    log.warning("no peak FLOP/s known for %s; set training.peak_flops to report MFU", name)
+    return None
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, world: int, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: model FLOPs per token x tokens/s / (world x one device's peak)."""
+    return None if peak is None else flops_per_token * tokens_per_s / (world * peak)
+
+
+class MetricsSink:
+    """metrics.jsonl (one record per step, and events) and TensorBoard scalars."""
+
+    def __init__(self, path: Path, tensorboard_dir: Path | None, resume_step: int):
+        self.path = path
+        if resume_step == 0:
+            path.unlink(missing_ok=True)
+        else:
+            self.truncate(resume_step)
+        self.tb = None
+        if tensorboard_dir is not None:
+            from tensorboardX import SummaryWriter
+
+            # purge_step hides the events of steps that will be trained again after a resume.
+            self.tb = SummaryWriter(str(tensorboard_dir), purge_step=resume_step + 1 if resume_step else None)
+
+    def truncate(self, after_step: int) -> None:
+        """Drop step records past `after_step` (they are trained again); events stay."""
+        if not self.path.exists():
+            return
+        keep = []
+        for ln in self.path.read_text().splitlines():
+            if ln:
+                rec = json.loads(ln)
+                if "event" in rec or rec["step"] <= after_step:
+                    keep.append(ln)
+        write_text(self.path, "".join(ln + "\n" for ln in keep))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None and "event" not in record:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and value is not None:
+                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(step records, event records) of a run's metrics.jsonl."""
+    steps, events = [], []
+    if path.exists():
+        for ln in path.read_text().splitlines():
+            if ln:
+                rec = json.loads(ln)
+                (events if "event" in rec else steps).append(rec)
+    return steps, events

@@ -1,0 +1,63 @@
+"""What a resume may change: the checkpoint's resolved config against the one given now.
+
+A resume continues the run the checkpoint describes. A changed key that would change what
+the trained steps mean (the learning rate, the schedule's length, the model) is refused,
+listing the keys; `config.RESUMABLE_CHANGES` lists the ones that may change, and why.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from models.config import ModelConfig
+from tasks.training.batch import batch_problems
+from tasks.training.config import RESUMABLE_CHANGES, TrainingConfig
+from tasks.training.schedule import decay_start
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    a, b = _flat(saved), _flat(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: ModelConfig,
+                    world: int) -> list[str]:
+    """Why the checkpoint described by `manifest` cannot be resumed with `cfg` on `world`
+    data-parallel ranks (empty: it can)."""
+    problems = []
+    step = int(manifest["step"])
+    model_changes = changed_keys(manifest["model"], model_cfg.model_dump(mode="json"))
+    if model_changes:
+        problems.append("the model differs from the checkpoint's: " + ", ".join(
+            f"model.{k} {a!r} -> {b!r}" for k, (a, b) in model_changes.items()))
+    saved = TrainingConfig(**manifest["training"])
+    changes = changed_keys(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
+    top = {k.split(".")[0] for k in changes}
+    refused = sorted(k for k in changes if k.split(".")[0] not in RESUMABLE_CHANGES)
+    if refused:
+        problems.append("these training keys differ from the checkpoint's and would change the run "
+                        "it continues: " + ", ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused))
+    if "max_steps" in top:
+        if cfg.schedule == "constant":
+            pass
+        elif cfg.schedule == "wsd" and step < min(decay_start(saved.max_steps, saved.warmup_steps, saved.decay_fraction),
+                                                  decay_start(cfg.max_steps, cfg.warmup_steps, cfg.decay_fraction)):
+            pass
+        else:
+            problems.append(f"training.max_steps {saved.max_steps} -> {cfg.max_steps} would reshape the "
+                            f"{cfg.schedule} schedule of the steps already trained (step {step}); only "
+                            f"'constant', or 'wsd' before its decay begins, can be extended")
+    problems += batch_problems(cfg, world, int(manifest["global_batch"]))
+    if problems:
+        problems.append(f"restore the checkpoint's settings (in {manifest.get('config_file', 'its manifest')}), "
+                        f"or start a new --run-id")
+    return problems
