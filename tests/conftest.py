@@ -22,9 +22,9 @@ def _doc_texts(source: str, n: int) -> list[str]:
             for i in range(n)]
 
 
-@pytest.fixture()
-def make_token_shards(tmp_path: Path):
-    """Build curated Parquet shards with the given documents per source, a BPE and token shards."""
+def build_token_run(root: Path, docs_per_source: dict[str, int], files: int = 2, **cfg_kw) -> Path:
+    """Curated Parquet shards with the given documents per source, a BPE and token shards,
+    laid out as a run directory (`root/curated`, `root/tokenizer`, `root/shards`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -34,21 +34,26 @@ def make_token_shards(tmp_path: Path):
     from tasks.tokenization.manifest import build_manifest
     from tasks.tokenization.shards import tokenize_shard
 
+    cfg = TokenizationConfig(**{"vocab_size": 300, "seq_len": 16, "val_fraction": 0.2, **cfg_kw})
+    rows = [{"id": f"{s}-{i}", "text": t, "source": s}
+            for s, n in docs_per_source.items() for i, t in enumerate(_doc_texts(s, n))]
+    curated = []
+    for f in range(files):
+        path = root / "curated" / f"part-{f:05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows[f::files]), path)
+        curated.append(path)
+    tok_path = root / "tokenizer" / "tokenizer.json"
+    prepare_tokenizer(curated, cfg, tok_path)
+    out = root / "shards"
+    entries = [e for i, p in enumerate(curated) for e in tokenize_shard(p, i, tok_path, cfg, out)]
+    write_json(out / "manifest.json", build_manifest(entries, tok_path, cfg))
+    return out
+
+
+@pytest.fixture()
+def make_token_shards(tmp_path: Path):
+    """Build curated Parquet shards with the given documents per source, a BPE and token shards."""
     def make(docs_per_source: dict[str, int], files: int = 2, name: str = "run", **cfg_kw):
-        root = tmp_path / name
-        cfg = TokenizationConfig(**{"vocab_size": 300, "seq_len": 16, "val_fraction": 0.2, **cfg_kw})
-        rows = [{"id": f"{s}-{i}", "text": t, "source": s}
-                for s, n in docs_per_source.items() for i, t in enumerate(_doc_texts(s, n))]
-        curated = []
-        for f in range(files):
-            path = root / "curated" / f"part-{f:05d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows[f::files]), path)
-            curated.append(path)
-        tok_path = root / "tokenizer" / "tokenizer.json"
-        prepare_tokenizer(curated, cfg, tok_path)
-        out = root / "shards"
-        entries = [e for i, p in enumerate(curated) for e in tokenize_shard(p, i, tok_path, cfg, out)]
-        write_json(out / "manifest.json", build_manifest(entries, tok_path, cfg))
-        return out
+        return build_token_run(tmp_path / name, docs_per_source, files, **cfg_kw)
     return make

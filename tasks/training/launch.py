@@ -27,39 +27,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class LocalJob:
+    """`world` rank processes on this machine; `wait` stops the others when one rank dies
+    (as a launcher would), so nothing hangs."""
+
+    def __init__(self, job: TrainJob, world: int, faults: Faults | None = None,
+                 log_dir: Path | None = None, threads_per_rank: int = 1):
+        port = free_port()
+        log_dir = Path(log_dir or Path(job.run_dir) / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        spec = log_dir / f"job-{port}.json"
+        spec.write_text(json.dumps({"job": asdict(job), "faults": asdict(faults) if faults else None}))
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_rank), "DS_ACCELERATOR": os.environ.get(
+            "DS_ACCELERATOR", "cuda" if job.device == "cuda" else "cpu")}
+        self.logs = [log_dir / f"rank{rank}.log" for rank in range(world)]
+        self.procs = []
+        for rank in range(world):
+            with open(self.logs[rank], "ab") as out:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "tasks.training.launch", "--rank", str(rank), "--world", str(world),
+                     "--port", str(port), "--spec", str(spec)],
+                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2]))
+
+    def signal(self, signum: int) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    def wait(self, timeout: float = 900) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while True:
+            codes = [p.poll() for p in self.procs]
+            if all(c is not None for c in codes):
+                return [int(c) for c in codes]
+            if any(c not in (None, 0) for c in codes) or time.monotonic() > deadline:
+                for p in self.procs:
+                    if p.poll() is None:
+                        p.kill()
+                return [int(p.wait()) for p in self.procs]
+            time.sleep(0.2)
+
+
 def run_local(job: TrainJob, world: int, faults: Faults | None = None, timeout: float = 900,
               log_dir: Path | None = None, threads_per_rank: int = 1) -> list[int]:
-    """Start `world` rank processes and wait for all; returns their exit codes. When one
-    rank dies, the others are stopped (as a launcher would), so nothing hangs."""
-    port = free_port()
-    log_dir = Path(log_dir or Path(job.run_dir) / "logs")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    spec = log_dir / f"job-{port}.json"
-    spec.write_text(json.dumps({"job": asdict(job), "faults": asdict(faults) if faults else None}))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_rank), "DS_ACCELERATOR": os.environ.get(
-        "DS_ACCELERATOR", "cuda" if job.device == "cuda" else "cpu")}
-    procs = []
-    for rank in range(world):
-        out = open(log_dir / f"rank{rank}.log", "ab")
-        procs.append((subprocess.Popen(
-            [sys.executable, "-m", "tasks.training.launch", "--rank", str(rank), "--world", str(world),
-             "--port", str(port), "--spec", str(spec)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2]), out))
-    deadline = time.monotonic() + timeout
-    codes: list[int | None] = [None] * world
-    while any(c is None for c in codes):
-        for i, (p, _) in enumerate(procs):
-            codes[i] = p.poll()
-        if any(c not in (None, 0) for c in codes) or time.monotonic() > deadline:
-            for p, _ in procs:
-                if p.poll() is None:
-                    p.kill()
-            codes = [p.wait() for p, _ in procs]
-            break
-        time.sleep(0.2)
-    for _, out in procs:
-        out.close()
-    return [int(c) for c in codes]
+    """Run `world` rank processes to the end; returns their exit codes."""
+    return LocalJob(job, world, faults, log_dir, threads_per_rank).wait(timeout)
 
 
 def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:

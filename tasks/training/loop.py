@@ -327,12 +327,13 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
         gn = engine.get_global_grad_norm()
         due_time = cfg.checkpoint_every_minutes is not None and ctx.rank == 0 and \
             time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
-        summed = torch.stack([loss_sum, tokens.float(), torch.tensor(wait, device=ctx.device)])
+        f64 = {"dtype": torch.float64, "device": ctx.device}  # exact token counts at any batch size
+        summed = torch.stack([loss_sum.double(), tokens.double(), torch.tensor(wait, **f64)])
         dist.all_reduce(summed)
-        flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], device=ctx.device)
+        flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], **f64)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        gn_t = gn.detach().float().reshape(1).to(ctx.device) if isinstance(gn, torch.Tensor) else \
-            torch.tensor([float("nan") if gn is None else float(gn)], device=ctx.device)
+        gn_t = gn.detach().reshape(1).to(**f64) if isinstance(gn, torch.Tensor) else \
+            torch.tensor([float("nan") if gn is None else float(gn)], **f64)
         loss_total, tokens_total, wait_total, peak_mb, term, due, grad_norm = \
             torch.cat([summed, flags, gn_t]).tolist()  # the step's one host sync
         loss = loss_total / (accum * ctx.world)
@@ -347,6 +348,7 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
                   "mfu": mfu(s.flops_per_token, tps, ctx.world, s.peak_flops), "peak_mem_mb": peak_mb,
                   "data_wait_s": wait_total / ctx.world, "loss_scale": _loss_scale(engine),
                   "skipped_steps": int(engine.skipped_steps), "batch": accum * a.plan.unit,
+                  "tokens": int(tokens_total), "samples": a.sampler.position.samples,
                   "rollbacks": state.rollbacks}
         if a.step % cfg.eval_every == 0 or a.step == cfg.max_steps:
             record["val_loss"] = validation_loss(s, engine)

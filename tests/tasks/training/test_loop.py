@@ -1,0 +1,275 @@
+"""The training loop on real DeepSpeed engines over gloo, 1 and 2 CPU ranks, without Ray:
+exact resume after SIGKILL, resume on another world size, fallback from a corrupt newest
+checkpoint, spike roll-back, ZeRO-2/3 against one rank, preemption, metrics."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from infra.storage import RunDir, read_json
+from models.presets import get_preset
+from tasks.tokenization.reader import read_manifest
+from tasks.training.checkpoint import FINAL, load_model
+from tasks.training.data import TrainingData
+from tasks.training.launch import LocalJob, run_local
+from tasks.training.loop import Faults, TrainJob
+from tasks.training.metrics import read_metrics
+from tests.conftest import build_token_run
+
+pytestmark = pytest.mark.slow  # each case starts DeepSpeed engines in fresh processes (seconds)
+
+STEPS, EVERY, MICRO = 8, 3, 4  # checkpoints at steps 3, 6 and 8; global batch 8 on 2 ranks
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("source")
+    build_token_run(root, {"alpha": 300, "beta": 200})
+    return root
+
+
+@pytest.fixture()
+def new_run(source, tmp_path):
+    def make(name: str) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        for part in ("shards", "tokenizer"):
+            shutil.copytree(source / part, root / part)
+        return root
+    return make
+
+
+def _job(root: Path, world: int, precision: str = "fp32", **training) -> TrainJob:
+    cfg = {"num_workers": world, "micro_batch_size": MICRO, "grad_accum_steps": 2 // world if world < 2 else 1,
+           "max_steps": STEPS, "warmup_steps": 2, "lr": 5e-3, "checkpoint_every": EVERY, "eval_every": 4,
+           "eval_batches": 2, "zero_stage": 1, "precision": precision, "peak_flops": 1e12, **training}
+    return TrainJob(str(root), cfg, get_preset("debug").model.model_dump(mode="json"), "cpu", precision)
+
+
+def _train(job: TrainJob, world: int, faults: Faults | None = None, expect_ok: bool = True) -> list[int]:
+    codes = run_local(job, world, faults, timeout=600)
+    if expect_ok:
+        assert codes == [0] * world, _tail(job)
+    return codes
+
+
+def _tail(job: TrainJob) -> str:
+    return (Path(job.run_dir) / "logs" / "rank0.log").read_text()[-4000:]
+
+
+def _steps(root: Path) -> list[dict]:
+    return read_metrics(RunDir(root).metrics)[0]
+
+
+def _losses(root: Path) -> list[float]:
+    return [r["loss"] for r in _steps(root)]
+
+
+@pytest.fixture(scope="module")
+def reference(source, tmp_path_factory):
+    """Uninterrupted 2-rank runs, fp32 and bf16, that the other cases compare against."""
+    out = {}
+    for precision in ("fp32", "bf16"):
+        root = tmp_path_factory.mktemp(f"ref-{precision}")
+        for part in ("shards", "tokenizer"):
+            shutil.copytree(source / part, root / part)
+        _train(_job(root, 2, precision), 2)
+        out[precision] = root
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sigkill_then_resume_gives_the_same_losses_bit_for_bit(reference, new_run, precision):
+    root = new_run("killed")
+    codes = _train(_job(root, 2, precision), 2, Faults(kill_at_step=5), expect_ok=False)
+    assert codes[0] == -signal.SIGKILL
+    assert [r["step"] for r in _steps(root)] == [1, 2, 3, 4]
+    _train(_job(root, 2, precision), 2)
+    assert "resumed from" in _tail(_job(root, 2)) and "step3 at step 3" in _tail(_job(root, 2))
+    ref, got = _steps(reference[precision]), _steps(root)
+    assert [r["step"] for r in got] == list(range(1, STEPS + 1))
+    assert [r["loss"] for r in got] == [r["loss"] for r in ref]  # exactly equal, not approximately
+    assert [r["grad_norm"] for r in got] == [r["grad_norm"] for r in ref]
+    a, _ = load_model(RunDir(reference[precision]).checkpoints / FINAL)
+    b, _ = load_model(RunDir(root).checkpoints / FINAL)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def _served_positions(root: Path) -> list[int]:
+    """The data position after every step: contiguous multiples of the global batch mean
+    every position of the plan was served once, in order."""
+    return [r["samples"] for r in _steps(root)]
+
+
+@pytest.mark.parametrize("before,after", [(2, 1), (1, 2)])
+def test_resume_on_another_number_of_ranks(reference, new_run, before, after):
+    root = new_run(f"w{before}to{after}")
+    ref_root = reference["fp32"]
+    if before == 1:  # the 1-rank reference: the same global batch through accumulation
+        ref_root = new_run("ref1")
+        _train(_job(ref_root, 1), 1)
+    _train(_job(root, before), before, Faults(kill_at_step=5), expect_ok=False)
+    _train(_job(root, after), after)
+    log = _tail(_job(root, after))
+    assert "converting step3 (written by" in log and f"world size {before} -> {after}" in log
+    ref, got = _losses(ref_root), _losses(root)
+    assert len(got) == STEPS and np.allclose(got, ref, atol=1e-2, rtol=0)
+    assert _served_positions(root) == [8 * k for k in range(1, STEPS + 1)] == _served_positions(ref_root)
+    summary = read_json(RunDir(root).train_summary)
+    assert summary["world_size"] == after and summary["global_batch"] == 8
+    assert summary["data"]["rows_by_source"] == read_json(RunDir(ref_root).train_summary)["data"]["rows_by_source"]
+    # The conversion is discarded once a native checkpoint of the new world exists.
+    assert not list(RunDir(root).checkpoints.glob("universal-*"))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "no_manifest"])
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, new_run, damage):
+    root = new_run(damage)
+    _train(_job(root, 2), 2, Faults(kill_at_step=8), expect_ok=False)
+    ckpts = RunDir(root).checkpoints
+    assert sorted(p.name for p in ckpts.glob("step*")) == ["step3", "step6"]
+    assert (ckpts / "latest").read_text() == "step6"
+    victim = max((p for p in (ckpts / "step6").iterdir() if p.name.endswith("optim_states.pt")),
+                 key=lambda p: p.name)
+    {"truncated": _truncate, "flipped": _flip, "no_manifest": lambda _: (ckpts / "step6" / "manifest.json").unlink()}[damage](victim)
+    _train(_job(root, 2), 2)
+    log = _tail(_job(root, 2))
+    named = "manifest.json is missing" if damage == "no_manifest" else victim.name
+    assert f"checkpoint step6 is not usable" in log and named in log
+    assert "step3 at step 3" in log
+    assert _losses(root) == _losses(reference["fp32"])  # nothing lost but time
+
+
+def test_planted_spike_is_rolled_back_and_its_batches_skipped(reference, new_run):
+    root = new_run("spike")
+    spike = {"min_history": 3, "factor": 3.0, "max_rollbacks": 2}
+    # Step 5 reads stream positions 32-39 (global batch 8): that batch is corrupt.
+    _train(_job(root, 2, spike=spike), 2, Faults(poison_samples=(32, 40)))
+    steps, events = read_metrics(RunDir(root).metrics)
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
+    assert len(events) == 1 and events[0]["step"] == 5 and events[0]["rolled_back_to"] == 3
+    assert events[0]["skipped_samples"] == [32, 40] and "above 3x the mean" in events[0]["reason"]
+    ref = _steps(reference["fp32"])
+    assert [r["loss"] for r in steps[:4]] == [r["loss"] for r in ref[:4]]  # replayed identically
+    assert all(r["loss"] < 2 * ref[0]["loss"] for r in steps)  # the spike never reached the curve
+    # Every later step reads past the skipped batch: positions 40.. instead of 32..
+    assert [r["samples"] for r in steps] == [8, 16, 24, 32] + [48, 56, 64, 72]
+    summary = read_json(RunDir(root).train_summary)
+    assert summary["rollbacks"] == 1 and summary["skipped_samples"] == [[32, 40]]
+    from tasks.report import write_report
+    report = write_report(root).read_text()
+    assert "Loss spikes rolled back" in report and "| 5 |" in report
+
+
+def test_persistent_divergence_stops_after_the_bound_naming_the_steps(new_run):
+    root = new_run("diverge")
+    spike = {"min_history": 3, "factor": 3.0, "max_rollbacks": 2}
+    codes = _train(_job(root, 2, spike=spike), 2, Faults(poison_samples=(32, 10**9)), expect_ok=False)
+    assert codes[0] == 1
+    log = _tail(_job(root, 2))
+    assert "DivergenceError: training diverged: bad steps [5, 5, 5] after 2 roll-back(s)" in log
+    assert "lower training.lr" in log
+    assert len(read_metrics(RunDir(root).metrics)[1]) == 3
+
+
+@pytest.mark.parametrize("zero", [2, 3])
+def test_zero_stages_on_two_ranks_match_one_rank(reference, new_run, zero):
+    one = new_run("one")
+    _train(_job(one, 1, zero_stage=1), 1)
+    root = new_run(f"zero{zero}")
+    _train(_job(root, 2, zero_stage=zero), 2)
+    assert np.allclose(_losses(root), _losses(one), atol=1e-4, rtol=0)
+    a, _ = load_model(RunDir(one).checkpoints / FINAL)
+    b, meta = load_model(RunDir(root).checkpoints / FINAL)
+    assert meta["step"] == STEPS
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-4), name
+
+
+def test_zero3_bf16_exports_fp32_master_weights_that_evaluate(new_run, tmp_path):
+    from models.export import export_hf
+    from transformers import AutoModelForCausalLM
+
+    root = new_run("z3bf16")
+    _train(_job(root, 2, "bf16", zero_stage=3), 2)
+    run = RunDir(root)
+    model, _ = load_model(run.checkpoints / FINAL)
+    # The optimizer's fp32 master weights, not the bf16 module weights cast to fp32.
+    assert any(not torch.equal(w, w.bfloat16().float()) for w in model.parameters())
+    manifest = read_manifest(run.shards)
+    x = torch.randint(0, manifest["vocab_size"], (2, 16))
+    dest = tmp_path / "hf"
+    export_hf(model, run.tokenizer, dest)
+    hf = AutoModelForCausalLM.from_pretrained(dest).eval()
+    with torch.no_grad():
+        assert torch.allclose(hf(x).logits, model(x), atol=1e-4)
+    final_val = [r["val_loss"] for r in _steps(root) if "val_loss" in r][-1]
+    assert 1.0 < final_val < 6.0
+
+
+def test_sigterm_saves_a_checkpoint_then_a_rerun_resumes(reference, new_run):
+    root = new_run("preempt")
+    job = _job(root, 2, max_steps=400, checkpoint_every=1000, eval_every=1000)
+    running = LocalJob(job, 2)
+    metrics = RunDir(root).metrics
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    running.signal(signal.SIGTERM)
+    codes = running.wait(300)
+    assert codes == [1, 1], _tail(job)
+    saved = sorted(int(p.name[4:]) for p in RunDir(root).checkpoints.glob("step*"))
+    assert len(saved) == 1 and 3 <= saved[0] < 400  # saved where it stood, not at a multiple of 1000
+    assert "Preempted: SIGTERM at step" in _tail(job)
+    _train(job, 2)
+    assert f"step{saved[0]} at step {saved[0]}" in _tail(job)
+    assert [r["step"] for r in _steps(root)] == list(range(1, 401))
+
+
+def test_metrics_record_throughput_mfu_and_memory_and_checkpoints_are_retained(reference, source):
+    root = reference["fp32"]
+    run = RunDir(root)
+    steps = _steps(root)
+    summary = read_json(run.train_summary)
+    data = TrainingData(run.shards, seed=1234)
+    # tokens counts real targets only: padding in the served rows is not counted.
+    src, rows = data.stream.lookup(np.arange(STEPS * 8))
+    _, lengths = zip(*(data.rows[s].rows(np.array([r])) for s, r in zip(src, rows)))
+    assert sum(r["tokens"] for r in steps) == int(sum(int(n[0]) - 1 for n in lengths))
+    for r in steps:
+        assert r["tokens_per_s"] > 0 and r["peak_mem_mb"] > 0 and r["data_wait_s"] >= 0
+        assert r["mfu"] == pytest.approx(summary["training_flops_per_token"] * r["tokens_per_s"] / (2 * 1e12))
+        assert r["loss_scale"] is None and r["skipped_steps"] == 0 and r["batch"] == 8
+    assert [r["step"] for r in steps if "val_loss" in r] == [4, 8]
+    # Retention: the last two checkpoints (step 8 is also the best by validation loss).
+    assert sorted(p.name for p in run.checkpoints.glob("step*")) == ["step6", "step8"]
+    manifest = read_json(run.checkpoints / "step8" / "manifest.json")
+    assert manifest["world_size"] == 2 and manifest["training"]["lr"] == 5e-3 and manifest["val_loss"] > 0
+    assert {"rng-rank0.pt", "rng-rank1.pt"} <= set(manifest["files"])
+    assert list((root / "tensorboard").glob("events.out.tfevents.*"))
+    assert summary["hosts"] and len(summary["hosts"]) == 2
+
+
+def test_time_based_saves(new_run):
+    root = new_run("timed")
+    _train(_job(root, 1, max_steps=4, checkpoint_every=100, checkpoint_every_minutes=1e-4, keep_best=False), 1)
+    # A save at every step (the clock is always past due), of which the last two are kept.
+    assert sorted(p.name for p in RunDir(root).checkpoints.glob("step*")) == ["step3", "step4"]
