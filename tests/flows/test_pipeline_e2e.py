@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from infra.prefect_server import start_or_reuse
 from infra.storage import RunDir, read_json
@@ -122,13 +123,15 @@ def test_training_loss_is_finite_and_falls(pipeline_run):
     metrics = [json.loads(ln) for ln in run.metrics.read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(1, 13))
     assert all(math.isfinite(m["loss"]) and m["grad_norm"] > 0 and m["tokens_per_s"] > 0 for m in metrics)
+    assert all(m["peak_mem_mb"] > 0 and m["tokens"] > 0 for m in metrics)
     first, last = metrics[0]["loss"], sum(m["loss"] for m in metrics[-3:]) / 3
     assert last < first - 0.3
     assert metrics[-1]["lr"] == pytest.approx(0.005 * 0.1, rel=1e-3)  # cosine floor: 10% of peak
     assert [m["step"] for m in metrics if "val_loss" in m] == [6, 12]
     summary = read_json(run.train_summary)
     assert 80_000 < summary["parameters"] < 150_000 and summary["world_size"] == 2
-    assert summary["precision"] == "bf16" and summary["zero_stage"] == 1
+    assert summary["precision"] == "bf16" and summary["zero_stage"] == 1 and summary["device"] == "cpu"
+    assert len(summary["hosts"]) == 2
     assert summary["training_flops"] == summary["training_flops_per_token"] * 12 * summary["tokens_per_step"]
     assert "training FLOPs per token" in run.report.read_text()
     data = summary["data"]
@@ -183,22 +186,45 @@ def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
             response.raise_for_status()
             keys = {a["key"] for a in response.json()}
     assert names == {s: "COMPLETED" for s in ("curate", "tokenize", "train", "evaluate")}
-    assert {"curation-stats", "tokenization-stats", "data-mixture", "training-metrics", "evaluation-results"} <= keys
+    assert {"curation-stats", "tokenization-stats", "data-mixture", "training-metrics", "training-progress",
+            "evaluation-results"} <= keys
 
 
-def test_training_resumes_from_the_last_checkpoint(pipeline_run):
+def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run):
+    """Through Ray Train: the newest checkpoint is damaged, so `crucible train` falls back to
+    the one before it and trains the same steps to the same losses."""
     run, _, runs = pipeline_run
-    before = run.metrics.read_text().splitlines()
+    before = [json.loads(ln) for ln in run.metrics.read_text().splitlines()]
+    final = torch.load(run.checkpoints / "final" / "model.pt", weights_only=True)
+    newest = run.checkpoints / "step12"
+    victim = next(newest.glob("*optim_states.pt"))
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated
+    run.train_summary.unlink()  # the pipeline's train stage is no longer finished
+    result = subprocess.run(
+        [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}",
+         "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    assert "checkpoint step12 is not usable" in out and victim.name in out
+    assert "step6 at step 6" in out
+    after = [json.loads(ln) for ln in run.metrics.read_text().splitlines()]
+    assert [m["step"] for m in after] == list(range(1, 13))
+    assert [m["loss"] for m in after] == [m["loss"] for m in before]  # bit for bit, bf16 on 2 ranks
+    again = torch.load(run.checkpoints / "final" / "model.pt", weights_only=True)
+    assert again.keys() == final.keys() and all(torch.equal(again[k], final[k]) for k in final)
+    assert (run.checkpoints / "latest").read_text().strip() == "step12"
+    assert read_json(run.checkpoints / "step12" / "manifest.json")["data"]["samples"] == 12 * 2 * 4
+
+
+def test_a_resume_that_would_reshape_the_schedule_is_refused_before_training(pipeline_run):
+    run, _, runs = pipeline_run
     result = subprocess.run(
         [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}",
          "--set", f"runtime.prefect_port={PORT}", "--set", "training.max_steps=16"],
         capture_output=True, text=True, timeout=900, cwd=ROOT,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "resumed from" in result.stdout + result.stderr
-    after = run.metrics.read_text().splitlines()
-    assert [json.loads(ln)["step"] for ln in after] == list(range(1, 17))
-    assert after[:12] == before  # earlier steps are not re-run or duplicated
-    assert (run.checkpoints / "latest").read_text().strip() == "step16"
-    assert read_json(run.train_state)["step"] == 16
-    assert read_json(run.train_state)["data"]["samples"] == 16 * 2 * 4
+    assert result.returncode != 0
+    assert "max_steps 12 -> 16 would reshape the cosine schedule" in result.stdout + result.stderr
+    assert "start a new --run-id" in result.stdout + result.stderr
