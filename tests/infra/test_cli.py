@@ -47,3 +47,16 @@ def test_plan_for_a_preset_and_a_budget():
     assert r.returncode == 0 and "parameters:          1,000,000,000" in r.stdout
     r = _run("plan", "--preset", "tiny", "--mfu", "2")
     assert r.returncode == 2 and "--mfu must be in (0, 1]" in r.stderr
+
+
+def test_bad_training_combination_is_refused_before_anything_starts(tmp_path):
+    r = _run("run", "-c", "debug", "--set", "training.zero_stage=0", "--set", "training.offload_optimizer=true",
+             "--set", "training.num_workers=3", "--set", "training.global_batch_size=8",
+             "--set", f"runs_dir={tmp_path}")
+    assert r.returncode == 2, r.stderr
+    assert "training cannot start" in r.stderr
+    assert "offload_optimizer needs ZeRO; set training.zero_stage to 1, 2 or 3" in r.stderr
+    assert "global batch of 8 sequences is not divisible by 3 rank(s) x micro-batch 4" in r.stderr
+    assert "bf16 without ZeRO" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not any(tmp_path.iterdir())  # no server, no Ray, no run directory
