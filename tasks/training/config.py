@@ -95,6 +95,10 @@ class TrainingConfig(BaseModel):
         "else fp32. fp16 uses dynamic loss scaling and needs a GPU.",
     )
     initial_loss_scale_power: int = Field(16, ge=0, le=32, description="fp16: start at 2^this.")
+    zero_bucket_size: int = Field(
+        50_000_000, ge=1_000_000, description="ZeRO's reduce and all-gather buckets, in elements. "
+        "DeepSpeed's 5e8 lets a bucket grow to a full copy of the gradients of a model below 500M "
+        "parameters; Megatron's DDP uses 4e7.")
     activation_checkpointing: bool = Field(False, description="Recompute each block in the backward pass.")
     compile: bool = Field(False, description="torch.compile the model.")
 

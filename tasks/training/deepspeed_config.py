@@ -27,6 +27,8 @@ def deepspeed_config(cfg: TrainingConfig, world_size: int, precision: str, devic
     """`precision` and `device` are the resolved ones; `grad_accum` the step's accumulation
     (from `tasks.training.batch.BatchPlan`, which also absorbs a change of world size)."""
     zero: dict[str, Any] = {"stage": cfg.zero_stage}
+    if cfg.zero_stage > 0:
+        zero.update(reduce_bucket_size=cfg.zero_bucket_size, allgather_bucket_size=cfg.zero_bucket_size)
     if cfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device == "cuda"}
     if cfg.offload_params:

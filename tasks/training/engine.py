@@ -67,6 +67,10 @@ def build_engine(model: GPT, cfg: TrainingConfig, ds_config: dict[str, Any]):
         model=model, model_parameters=param_groups(model, cfg.weight_decay), config=ds_config,
         lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
     )
+    if cfg.zero_stage == 0 and engine.dp_world_size == 1:
+        # One rank has nothing to all-reduce, but DeepSpeed would still copy every gradient
+        # into its buckets and back (measured: backward 1.45 s -> 1.95 s for GPT-2 124M on CPU).
+        engine.enable_backward_allreduce = False
     if cfg.compile:
         engine.compile()
     return engine

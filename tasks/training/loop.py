@@ -160,7 +160,9 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     g = int(found.manifest["global_batch"]) if found else global_batch(cfg, ctx.world)
     plan = batch_plan(cfg, ctx.world, s.seq_len, g)
     samples = int(found.manifest["data"]["samples"]) if found else 0
-    universal = found is not None and found.world_size != ctx.world
+    # Without ZeRO every rank's checkpoint holds the whole model and optimizer, which any
+    # number of ranks can load as it is; ZeRO's shards are converted first.
+    universal = found is not None and found.world_size != ctx.world and found.manifest["training"]["zero_stage"] > 0
     ds_config = deepspeed_config(cfg, ctx.world, s.job.precision, s.job.device,
                                  plan.accumulation(samples), load_universal=universal)
     model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank)
@@ -187,7 +189,7 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     detector.load_state_dict(client.get("spike_history", []))
     state.rollbacks = max(state.rollbacks, int(client.get("rollbacks", 0)))
     rng_file = root / found.tag / f"rng-rank{ctx.rank}.pt"
-    if universal:
+    if found.world_size != ctx.world:
         # Other ranks, other streams: OLMo-core likewise re-seeds rather than restore them.
         rng.seed_all(cfg.seed + ctx.rank + 1_000_003 * found.step)
         _log0(ctx, "world size %d -> %d: random generators re-seeded (data order is unaffected)",
@@ -337,6 +339,8 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
         loss_total, tokens_total, wait_total, peak_mb, term, due, grad_norm = \
             torch.cat([summed, flags, gn_t]).tolist()  # the step's one host sync
         loss = loss_total / (accum * ctx.world)
+        if gn is None:  # DeepSpeed keeps no norm for an fp32 optimizer without ZeRO
+            grad_norm = None
         a.step += 1
         applied = engine.was_step_applied() if engine.fp16_enabled() else True
         reason = a.detector.check(loss, grad_norm if applied else None)

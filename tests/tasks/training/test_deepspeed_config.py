@@ -10,7 +10,8 @@ def test_derived_from_training_config():
     ds = deepspeed_config(cfg, world_size=2, precision="bf16", device="cpu", grad_accum=3)
     assert ds["train_batch_size"] == 4 * 3 * 2
     assert ds["gradient_accumulation_steps"] == 3
-    assert ds["zero_optimization"] == {"stage": 2}
+    assert ds["zero_optimization"] == {"stage": 2, "reduce_bucket_size": 50_000_000,
+                                       "allgather_bucket_size": 50_000_000}
     assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
     opt = ds["optimizer"]
     assert opt["type"] == "AdamW" and opt["params"]["lr"] == 2e-3
