@@ -51,6 +51,10 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
     device = resolve_device(cfg, cluster_gpus)
     precision = resolve_precision(cfg.precision, device)
     check_training(cfg, model_cfg, device, precision, cluster_gpus)
+    if cfg.num_workers == 1 and cfg.zero_stage > 0:
+        log.warning("ZeRO stage %d on one rank partitions nothing and cost 40%% of the tokens/s of stage 0 "
+                    "here (benchmarks/training_overhead.py); set training.zero_stage=0 unless the run will "
+                    "resume on more ranks", cfg.zero_stage)
     # The newest published checkpoint's config (without hashing its files; the ranks verify
     # them at load and fall back to an older one if need be).
     for _, folder in store.published_steps(run.checkpoints):
