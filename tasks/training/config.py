@@ -146,5 +146,8 @@ RESUMABLE_CHANGES = {
     "eval_every": "validation cadence", "eval_batches": "validation size",
     "peak_flops": "MFU reporting", "tensorboard": "metrics sinks", "verify_shards": "start-up checks",
     "max_failures": "restart budget", "spike": "spike policy",
+    "zero_bucket_size": "communication buckets: memory and speed only",
+    "activation_checkpointing": "recomputes the same activations: memory and speed only",
+    "compile": "the same computation, compiled: speed only",
     "max_steps": "only under schedule 'constant', or 'wsd' while the decay has not begun",
 }

@@ -200,3 +200,30 @@ def test_masked_loss_path_equals_masked_logits_path(position):
         assert model(x, targets).item() != pytest.approx(l2, abs=1e-5)
     for n in g1:
         assert torch.allclose(g1[n], g2[n], atol=1e-6), n
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(name):
+    model = _model(name).train()
+    data = torch.randint(0, 64, (2, 17))
+    x, y = data[:, :-1], data[:, 1:]
+    (l1, g1), = _loss_and_grads(model, lambda: model(x, y))
+    model.checkpoint_activations = True
+    (l2, g2), = _loss_and_grads(model, lambda: model(x, y))
+    assert l1 == l2
+    assert all(torch.allclose(g1[n], g2[n], atol=1e-7) for n in g1)
+
+
+def test_init_is_gpt2s_and_reproducible_one_parameter_at_a_time():
+    model = _model("gpt2")
+    again = _model("gpt2")
+    for (name, p), (_, q) in zip(model.named_parameters(), again.named_parameters()):
+        assert torch.equal(p, q), name
+        if name.endswith("bias"):
+            assert p.abs().max() == 0, name
+        elif p.dim() == 1:
+            assert torch.all(p == 1), name
+    proj = dict(model.named_parameters())["blocks.0.attn.proj.weight"]
+    qkv = dict(model.named_parameters())["blocks.0.attn.qkv.weight"]
+    assert qkv.std().item() == pytest.approx(0.02, rel=0.1)
+    assert proj.std().item() == pytest.approx(0.02 / math.sqrt(2 * model.cfg.n_layer), rel=0.15)

@@ -207,7 +207,9 @@ def test_zero_stages_on_two_ranks_match_one_rank(reference, new_run, zero):
 
 
 def test_zero3_bf16_exports_fp32_master_weights_that_evaluate(new_run, tmp_path):
-    from models.export import export_hf
+    from infra.cli import main as crucible
+    from tasks.evaluation.config import EvaluationConfig
+    from tasks.evaluation.evaluate import validation_perplexity
     from transformers import AutoModelForCausalLM
 
     root = new_run("z3bf16")
@@ -219,12 +221,13 @@ def test_zero3_bf16_exports_fp32_master_weights_that_evaluate(new_run, tmp_path)
     manifest = read_manifest(run.shards)
     x = torch.randint(0, manifest["vocab_size"], (2, 16))
     dest = tmp_path / "hf"
-    export_hf(model, run.tokenizer, dest)
+    assert crucible(["export", str(root), "--out", str(dest)]) == 0  # `crucible export` on the run
     hf = AutoModelForCausalLM.from_pretrained(dest).eval()
     with torch.no_grad():
         assert torch.allclose(hf(x).logits, model(x), atol=1e-4)
+    ppl = validation_perplexity(root, EvaluationConfig(perplexity_max_rows=64, batch_size=8))
     final_val = [r["val_loss"] for r in _steps(root) if "val_loss" in r][-1]
-    assert 1.0 < final_val < 6.0
+    assert 1.0 < ppl["perplexity"] < 2 * np.exp(final_val)  # the evaluation stage scores the gathered model
 
 
 def test_sigterm_saves_a_checkpoint_then_a_rerun_resumes(reference, new_run):
