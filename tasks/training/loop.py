@@ -117,7 +117,6 @@ class Attempt:
     sampler: RankSampler
     detector: SpikeDetector
     step: int
-    loaded_from: str | None
 
 
 def _broadcast(obj: Any) -> Any:
@@ -154,7 +153,7 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
             log.warning(w)
     found = _broadcast(found)
     if found is not None:
-        problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world)
+        problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world, s.manifest_sha)
         if problems:
             raise ValueError(f"cannot resume from {root / found.tag}:\n  - " + "\n  - ".join(problems))
     g = int(found.manifest["global_batch"]) if found else global_batch(cfg, ctx.world)
@@ -171,7 +170,7 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     detector = SpikeDetector(cfg.spike)
     rng.seed_all(cfg.seed + ctx.rank)
     if found is None:
-        return Attempt(engine, plan, sampler, detector, 0, None)
+        return Attempt(engine, plan, sampler, detector, 0)
 
     tag = found.tag
     if universal:
@@ -179,10 +178,6 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     _, client = engine.load_checkpoint(str(root), tag=tag)
     if client is None:
         raise RuntimeError(f"DeepSpeed could not load {root / tag}")
-    if client["data"]["manifest_sha256"] != s.manifest_sha:
-        raise ValueError(f"{s.run.manifest} changed since {root / found.tag} was written (re-tokenized "
-                         f"or another mixture), so the saved data position means other samples now; "
-                         f"start a new --run-id, or restore the tokenization settings")
     sampler.load_state_dict(client["data"])
     for a, b in state.skips:
         sampler.skip(a, b)
@@ -197,7 +192,7 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     else:
         rng.restore(torch.load(rng_file, weights_only=True))
     _log0(ctx, "resumed from %s at step %d", root / found.tag, found.step)
-    return Attempt(engine, plan, sampler, detector, found.step, found.tag)
+    return Attempt(engine, plan, sampler, detector, found.step)
 
 
 def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:

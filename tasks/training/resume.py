@@ -30,10 +30,15 @@ def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[
 
 
 def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: ModelConfig,
-                    world: int) -> list[str]:
+                    world: int, shards_sha: str) -> list[str]:
     """Why the checkpoint described by `manifest` cannot be resumed with `cfg` on `world`
-    data-parallel ranks (empty: it can)."""
+    data-parallel ranks over the token shards whose manifest hashes to `shards_sha` (empty:
+    it can)."""
     problems = []
+    if manifest["data"].get("manifest_sha256") != shards_sha:
+        problems.append("the token shards' manifest changed since the checkpoint was written "
+                        "(re-tokenized, or another mixture), so its data position means other "
+                        "samples now; restore the tokenization settings")
     step = int(manifest["step"])
     model_changes = changed_keys(manifest["model"], model_cfg.model_dump(mode="json"))
     if model_changes:

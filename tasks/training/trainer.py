@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from infra.storage import RunDir, read_json
+from infra.storage import RunDir, read_json, sha256_file
 from models.config import ModelConfig
 from tasks.training import checkpoint_store as store
 from tasks.training.checks import TrainingConfigError, check_training, resolve_device
@@ -59,7 +59,8 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
     # them at load and fall back to an older one if need be).
     for _, folder in store.published_steps(run.checkpoints):
         if (folder / store.MANIFEST).is_file():
-            problems = resume_problems(read_json(folder / store.MANIFEST), cfg, model_cfg, cfg.num_workers)
+            problems = resume_problems(read_json(folder / store.MANIFEST), cfg, model_cfg, cfg.num_workers,
+                                       sha256_file(run.manifest))
             if problems:
                 raise TrainingConfigError(f"cannot resume from {folder}:\n  - " + "\n  - ".join(problems))
             break

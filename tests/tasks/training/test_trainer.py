@@ -1,7 +1,7 @@
 """The driver's checks, before any worker starts: config rules and a resume's config."""
 import pytest
 
-from infra.storage import RunDir, write_json
+from infra.storage import RunDir, sha256_file, write_json
 from models.presets import get_preset
 from tasks.training.checks import TrainingConfigError
 from tasks.training.config import TrainingConfig
@@ -15,7 +15,8 @@ def _published(run: RunDir, step: int, cfg: TrainingConfig, world: int, global_b
     folder.mkdir(parents=True)
     write_json(folder / "manifest.json", {"step": step, "world_size": world, "training": cfg.model_dump(mode="json"),
                                           "model": MODEL.model_dump(mode="json"), "global_batch": global_batch,
-                                          "data": {"samples": step * global_batch}, "files": {}})
+                                          "data": {"samples": step * global_batch,
+                                                   "manifest_sha256": sha256_file(run.manifest)}, "files": {}})
 
 
 def test_a_resume_that_changes_the_run_is_refused_listing_the_keys(tmp_path):
@@ -36,6 +37,9 @@ def test_a_resume_that_changes_the_run_is_refused_listing_the_keys(tmp_path):
         plan_job(run, MODEL, cfg.model_copy(update={"num_workers": 3}), 0.0)
     with pytest.raises(TrainingConfigError, match="the model differs.*model.n_layer 2 -> 3"):
         plan_job(run, MODEL.model_copy(update={"n_layer": 3}), cfg, 0.0)
+    run.manifest.write_text('{"re-tokenized": true}')
+    with pytest.raises(TrainingConfigError, match="(?s)token shards' manifest changed.*start a new --run-id"):
+        plan_job(run, MODEL, cfg, 0.0)
 
 
 def test_wsd_may_be_extended_before_its_decay(tmp_path):
