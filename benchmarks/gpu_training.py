@@ -12,6 +12,11 @@ not depend on the text) through the project's own BPE trainer and tokenizer, so 
 read from outside. Prints one JSON line per figure and writes them to `--out`.
 
 Usage: python benchmarks/gpu_training.py [--steps 300] [--micro-batch 16] [--out results.json]
+
+On a GPU machine that has PyTorch, pyarrow, tokenizers, numpy and tqdm but not the rest of
+the stack, these are what the script imports besides: deepspeed==0.19.8, hjson, pydantic
+(with pydantic-core, annotated-types, typing-inspection) and tensorboardX, as wheels for its
+Python. DeepSpeed JIT-builds its fused Adam with nvcc and ninja on the first run.
 """
 from __future__ import annotations
 

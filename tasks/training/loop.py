@@ -147,11 +147,18 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     """Build the engine and load the newest valid checkpoint (older than `before_step`)."""
     ctx, cfg, root = s.ctx, s.cfg, s.run.checkpoints
     found = None
+    problem = None
     if ctx.rank == 0:
         found, warnings = store.newest_valid(root, before_step) if root.is_dir() else (None, [])
         for w in warnings:
             log.warning(w)
-    found = _broadcast(found)
+        if found is None and warnings and before_step is None:
+            # Starting over would silently throw away the trained steps.
+            problem = (f"none of the {len(warnings)} checkpoint(s) in {root} is usable ({warnings[0]}); "
+                       f"move them away to train this run from step 0, or start a new --run-id")
+    found, problem = _broadcast((found, problem))
+    if problem:
+        raise ValueError(problem)
     if found is not None:
         problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world, s.manifest_sha)
         if problems:

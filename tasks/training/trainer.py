@@ -57,7 +57,13 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
                     "resume on more ranks", cfg.zero_stage)
     # The newest published checkpoint's config (without hashing its files; the ranks verify
     # them at load and fall back to an older one if need be).
-    for _, folder in store.published_steps(run.checkpoints):
+    published = store.published_steps(run.checkpoints)
+    if published and not any((folder / store.MANIFEST).is_file() for _, folder in published):
+        raise TrainingConfigError(
+            f"the checkpoints in {run.checkpoints} have no manifest (unfinished saves, or written by a "
+            f"Crucible before checkpoints were sealed) and cannot be trusted; move them away to train "
+            f"this run from step 0, or start a new --run-id")
+    for _, folder in published:
         if (folder / store.MANIFEST).is_file():
             problems = resume_problems(read_json(folder / store.MANIFEST), cfg, model_cfg, cfg.num_workers,
                                        sha256_file(run.manifest))

@@ -160,6 +160,19 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, new
     assert _losses(root) == _losses(reference["fp32"])  # nothing lost but time
 
 
+def test_no_usable_checkpoint_is_refused_rather_than_silently_starting_over(new_run):
+    root = new_run("all-bad")
+    _train(_job(root, 2), 2, Faults(kill_at_step=8), expect_ok=False)
+    ckpts = RunDir(root).checkpoints
+    for tag in ("step3", "step6"):
+        _flip(next((ckpts / tag).glob("*model_states.pt")))
+    metrics = RunDir(root).metrics.read_text()
+    assert _train(_job(root, 2), 2, expect_ok=False)[0] == 1
+    log = _tail(_job(root, 2))
+    assert "none of the 2 checkpoint(s)" in log and "move them away to train this run from step 0" in log
+    assert RunDir(root).metrics.read_text() == metrics  # nothing of the trained steps was thrown away
+
+
 def test_planted_spike_is_rolled_back_and_its_batches_skipped(reference, new_run):
     root = new_run("spike")
     spike = {"min_history": 3, "factor": 3.0, "max_rollbacks": 2}

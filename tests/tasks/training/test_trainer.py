@@ -60,3 +60,12 @@ def test_wsd_may_be_extended_before_its_decay(tmp_path):
 def test_no_shards_is_an_error_naming_the_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `crucible tokenize`"):
         plan_job(RunDir(tmp_path), MODEL, TrainingConfig(), 0.0)
+
+
+def test_checkpoints_without_a_manifest_are_not_silently_replaced(tmp_path):
+    run = RunDir(tmp_path)
+    run.manifest.parent.mkdir(parents=True)
+    run.manifest.write_text("{}")
+    (run.checkpoints / "step100").mkdir(parents=True)  # e.g. written before checkpoints were sealed
+    with pytest.raises(TrainingConfigError, match="have no manifest.*move them away.*or start a new --run-id"):
+        plan_job(run, MODEL, TrainingConfig(), 0.0)
