@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-# Tokens per chunk: a chunk's fp32 logits stay under this many bytes (512 tokens at a 50k
+# Tokens per chunk: a chunk's fp32 logits stay under this many bytes (667 tokens at a 50k
 # vocabulary), which bounds memory while keeping the matrix products large enough to be
 # efficient (measured on CPU: fewer, larger chunks were faster down to one chunk of 512).
 CHUNK_BYTES = 128 * 2**20

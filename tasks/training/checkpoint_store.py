@@ -115,7 +115,7 @@ def newest_valid(root: Path, before_step: int | None = None) -> tuple[Published 
         problem = verify(folder)
         if problem is None:
             return Published(folder.name, step, read_json(folder / MANIFEST)), warnings
-        warnings.append(f"checkpoint {folder.name} is not usable: {problem}; falling back to an older one")
+        warnings.append(f"checkpoint {folder.name} is not usable: {problem}; looking for an older one")
     return None, warnings
 
 
@@ -135,10 +135,12 @@ def discard(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def retain(root: Path, keep_last: int, keep_best: bool) -> list[str]:
-    """Delete published checkpoints beyond the newest `keep_last`, keeping the one with the
-    lowest validation loss when `keep_best`; returns the tags removed."""
-    steps = published_steps(root)
+def retain(root: Path, keep_last: int, keep_best: bool, current: int) -> list[str]:
+    """Delete published checkpoints beyond the newest `keep_last` up to step `current` (the one
+    just published), keeping the one with the lowest validation loss when `keep_best`; returns
+    the tags removed. Later steps (unusable ones a resume fell back past) are left to be
+    replaced when training reaches them."""
+    steps = [(n, p) for n, p in published_steps(root) if n <= current]
     keep = {p for _, p in steps[:keep_last]}
     if keep_best:
         scored = []

@@ -47,10 +47,10 @@ def check_training(cfg: TrainingConfig, model: ModelConfig, device: str | None =
     if precision == "fp16" and device == "cpu":
         problems.append("fp16 needs a GPU (DeepSpeed refuses it on CPU); set training.precision "
                         "to bf16 or fp32, or train on cuda")
-    if precision == "bf16" and cfg.zero_stage == 0 and p == 1:
-        problems.append("bf16 without ZeRO accumulates and all-reduces gradients in bf16 in DeepSpeed "
-                        "(its fp16-style optimizer); set training.zero_stage=1, which keeps fp32 "
-                        "gradients and master weights, or precision=fp32")
+    if precision in ("bf16", "fp16") and cfg.zero_stage == 0 and p == 1:
+        problems.append(f"{precision} without ZeRO runs DeepSpeed's fp16-style optimizer, which "
+                        f"accumulates and all-reduces gradients in {precision} and writes no fp32 master "
+                        f"weights to its checkpoints; set training.zero_stage=1, or precision=fp32")
     if cfg.offload_optimizer and cfg.zero_stage == 0:
         problems.append("training.offload_optimizer needs ZeRO; set training.zero_stage to 1, 2 or 3")
     if cfg.offload_params and cfg.zero_stage != 3:

@@ -138,7 +138,7 @@ class TrainingConfig(BaseModel):
 # Keys a resume may change, with the reason each is safe: they do not alter what the
 # already-trained steps mean. Everything else in the checkpoint's config must match.
 RESUMABLE_CHANGES = {
-    "num_workers": "the world size: the checkpoint is converted (universal checkpoint)",
+    "num_workers": "the world size: ZeRO shards are converted (universal checkpoint)",
     "grad_accum_steps": "absorbs a change of world size; the global batch is checked separately",
     "device": "where the ranks run", "gpus_per_worker": "resources", "cpus_per_worker": "resources",
     "checkpoint_every": "save cadence", "checkpoint_every_minutes": "save cadence",

@@ -83,10 +83,7 @@ class RankSampler:
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """(source index, row index) arrays of length `batch` for this rank's next micro-batch."""
-        for start, end in self.position.skips:
-            if start <= self.position.samples < end:
-                self.position.samples = end
-        step = self.position.samples // (self.world * self.batch)
+        step = self.advance_past_skips() // (self.world * self.batch)
         if self._ahead is None or not self._ahead[0] <= step < self._ahead[0] + LOOKAHEAD:
             steps = step + np.arange(LOOKAHEAD)
             pos = ((steps * self.world + self.rank) * self.batch)[:, None] + np.arange(self.batch)
@@ -98,6 +95,13 @@ class RankSampler:
 
     def state_dict(self) -> dict[str, Any]:
         return self.position.state_dict()
+
+    def advance_past_skips(self) -> int:
+        """Move the position past any skipped stretch it stands in; returns the position."""
+        for start, end in self.position.skips:
+            if start <= self.position.samples < end:
+                self.position.samples = end
+        return self.position.samples
 
     def skip(self, start: int, end: int) -> None:
         """Never serve stream positions [start, end) (a rolled-back spike's batches)."""

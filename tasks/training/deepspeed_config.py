@@ -54,10 +54,14 @@ def deepspeed_config(cfg: TrainingConfig, world_size: int, precision: str, devic
                 "betas": list(cfg.betas),
                 "eps": cfg.eps,
                 "weight_decay": cfg.weight_decay,
-                # GPU: DeepSpeed's fused Adam kernel. CPU: torch's AdamW (there is nothing to
-                # fuse, and it avoids a multi-minute JIT build of FusedAdam). With optimizer
-                # offload DeepSpeed picks its CPU Adam itself.
+                # GPU: DeepSpeed's fused Adam kernel. CPU: torch's AdamW, which avoids a
+                # multi-minute JIT build of FusedAdam. With optimizer offload DeepSpeed picks
+                # its CPU Adam itself.
                 "torch_adam": device != "cuda",
+                # torch's fused CPU kernel: ZeRO hands the optimizer one flat tensor per group,
+                # and the unfused update allocates (and page-faults) several temporaries of
+                # that size per step: 2.4 s -> 0.5 s for GPT-2 124M's step on 2 cores.
+                **({"fused": True} if device != "cuda" else {}),
             },
         },
         # No "scheduler" entry: DeepSpeed's WarmupCosineLR spends the first two steps at

@@ -23,7 +23,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 def build_model(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, seq_len: int,
-                ds_config: dict[str, Any], rank: int) -> GPT:
+                ds_config: dict[str, Any], rank: int, device: str = "cpu") -> GPT:
     """The model with the run's seeded initialisation, partitioned at construction under ZeRO-3.
 
     Every path re-draws the weights from the seed one parameter at a time, so a ZeRO-3 run
@@ -38,7 +38,7 @@ def build_model(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, se
     if zero3:
         # zero.Init reads the world from DeepSpeed's own communicator: wrap the caller's
         # process group in it first (deepspeed.initialize would do it only later).
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
         # Parameters are partitioned as each module is built, so no rank ever holds the whole
         # model: the way to train a model larger than one rank's memory.
         with deepspeed.zero.Init(config_dict_or_path=ds_config):

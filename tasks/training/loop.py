@@ -14,7 +14,7 @@ import resource
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from infra.storage import RunDir, sha256_file, write_json
+from infra.storage import RunDir, read_json, sha256_file, write_json
 from models.config import ModelConfig
 from models.flops import parameter_count, training_flops_per_token
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest, to_batch
@@ -32,13 +32,14 @@ from tasks.training.batch import BatchPlan, batch_plan, global_batch
 from tasks.training.checkpoint import FINAL, save_state_dict
 from tasks.training.config import TrainingConfig
 from tasks.training.data import RankSampler, TrainingData
-from tasks.training.deepspeed_config import deepspeed_config
+from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
 from tasks.training.engine import build_engine, build_model
 from tasks.training.metrics import MetricsSink, device_peak_flops, mfu
 from tasks.training.resume import resume_problems
 from tasks.training.spikes import SpikeDetector
 
 log = logging.getLogger(__name__)
+SKIPS = "skipped_data.json"  # in checkpoints/: the data stretches roll-backs skipped, and why
 
 
 @dataclass
@@ -131,6 +132,9 @@ def _log0(ctx: RankContext, msg: str, *args: Any, level: int = logging.INFO) -> 
 
 
 def setup(ctx: RankContext, job: TrainJob) -> Setup:
+    # 'auto' on GPUs is resolved here, on the workers' own GPUs (a CPU-only driver cannot tell
+    # an A100 from a V100).
+    job = replace(job, precision=resolve_precision(job.precision, job.device))
     run = RunDir(Path(job.run_dir))
     cfg = TrainingConfig(**job.training)
     model_cfg = ModelConfig(**job.model)
@@ -160,7 +164,7 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     if problem:
         raise ValueError(problem)
     if found is not None:
-        problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world, s.manifest_sha)
+        problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world, s.manifest_sha, s.job.precision)
         if problems:
             raise ValueError(f"cannot resume from {root / found.tag}:\n  - " + "\n  - ".join(problems))
     g = int(found.manifest["global_batch"]) if found else global_batch(cfg, ctx.world)
@@ -171,7 +175,7 @@ def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
     universal = found is not None and found.world_size != ctx.world and found.manifest["training"]["zero_stage"] > 0
     ds_config = deepspeed_config(cfg, ctx.world, s.job.precision, s.job.device,
                                  plan.accumulation(samples), load_universal=universal)
-    model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank)
+    model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank, s.job.device)
     engine = build_engine(model, cfg, ds_config)
     sampler = s.train.sampler(ctx.rank, ctx.world, cfg.micro_batch_size)
     detector = SpikeDetector(cfg.spike)
@@ -221,7 +225,7 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     torch.save(rng.capture(), tmp / f"rng-rank{ctx.rank}.pt")
     dist.barrier()
-    names = store.files_to_seal(tmp)
+    names = _broadcast(store.files_to_seal(tmp) if ctx.rank == 0 else None)  # one listing (NFS may lag)
     hashed: list[Any] = [None] * ctx.world
     dist.all_gather_object(hashed, store.hash_files(tmp, names[ctx.rank::ctx.world]))
     if ctx.rank == 0:
@@ -231,7 +235,7 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
             "global_batch": a.plan.global_batch, "device": s.job.device, "precision": s.job.precision,
             "val_loss": val_loss, "data": client["data"], "config_file": str(s.run.config)})
         store.publish(root, step)
-        removed = store.retain(root, s.cfg.keep_last, s.cfg.keep_best)
+        removed = store.retain(root, s.cfg.keep_last, s.cfg.keep_best, step)
         if removed:
             log.info("retention removed %s", ", ".join(removed))
     dist.barrier()
@@ -241,7 +245,9 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
 def validation_loss(s: Setup, engine) -> float:
     cfg, ctx = s.cfg, s.ctx
     engine.eval()
-    rows = np.arange(len(s.val))[ctx.rank::ctx.world][: cfg.eval_batches * cfg.micro_batch_size]
+    # The same number of rows on every rank: under ZeRO-3 each forward pass is a collective.
+    per_rank = min(cfg.eval_batches * cfg.micro_batch_size, len(s.val) // ctx.world)
+    rows = np.arange(len(s.val))[ctx.rank::ctx.world][:per_rank]
     total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     for start in range(0, len(rows), cfg.micro_batch_size):
         sel = rows[start:start + cfg.micro_batch_size]
@@ -294,7 +300,10 @@ def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tenso
     loss_sum = torch.zeros((), dtype=torch.float32, device=ctx.device)
     tokens = torch.zeros((), dtype=torch.int64, device=ctx.device)
     wait = 0.0
-    for _ in range(accum):
+    for i in range(accum):
+        # DeepSpeed would place the boundary by its own micro-step counter, which counts from
+        # the process start and knows nothing of the batch ramp or of a resume.
+        engine.set_gradient_accumulation_boundary(i == accum - 1)
         t0 = time.perf_counter()
         src, rows = sampler.next_batch()
         end = sampler.position.samples
@@ -322,10 +331,7 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
         if faults and faults.kill_at_step == a.step + 1 and ctx.rank == 0:
             os.kill(os.getpid(), signal.SIGKILL)
         t0 = time.perf_counter()
-        samples_before = a.sampler.position.samples
-        for lo, hi in a.sampler.position.skips:  # the step starts past any skipped stretch
-            if lo <= samples_before < hi:
-                samples_before = hi
+        samples_before = a.sampler.advance_past_skips()  # the step starts past any skipped stretch
         lr = float(engine.get_lr()[0])  # the rate this step uses; the scheduler advances after it
         loss_sum, tokens, wait, accum = train_step(s, a, faults)
         gn = engine.get_global_grad_norm()
@@ -377,6 +383,9 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
     """Train (or resume) the run in `job.run_dir` on this rank; rank 0 returns the summary."""
     s = setup(ctx, job)
     state = RunState()
+    if (s.run.checkpoints / SKIPS).is_file():  # roll-backs of an earlier process of this run
+        saved = read_json(s.run.checkpoints / SKIPS)
+        state = RunState([tuple(r) for r in saved["skips"]], saved["rollbacks"], saved["spike_steps"])
     signals = _Signals()
     sink = None
     before = None
@@ -402,6 +411,9 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
             state.rollbacks += 1
             state.spike_steps.append(step)
             state.skips.append(skipped)
+            if ctx.rank == 0:  # kept until a checkpoint holds it: a crash now must not replay the spike
+                write_json(s.run.checkpoints / SKIPS, {"skips": state.skips, "rollbacks": state.rollbacks,
+                                                       "spike_steps": state.spike_steps})
             to = _rollback_target(s, step)
             event = {"step": step, "event": "spike", "reason": reason, "rolled_back_to": to,
                      "skipped_samples": list(skipped), "rollback": state.rollbacks}

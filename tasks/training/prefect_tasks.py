@@ -50,7 +50,10 @@ class LiveProgress:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-        self.publish()
+        try:
+            self.publish()
+        except Exception as err:  # never replace the training's own outcome
+            log.warning("could not publish the final training progress to Prefect: %s", err)
 
     def _poll(self) -> None:
         while not self._stop.wait(self.every_s):

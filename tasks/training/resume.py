@@ -30,11 +30,23 @@ def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[
 
 
 def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: ModelConfig,
-                    world: int, shards_sha: str) -> list[str]:
+                    world: int, shards_sha: str, precision: str | None = None) -> list[str]:
     """Why the checkpoint described by `manifest` cannot be resumed with `cfg` on `world`
-    data-parallel ranks over the token shards whose manifest hashes to `shards_sha` (empty:
-    it can)."""
+    data-parallel ranks over the token shards whose manifest hashes to `shards_sha`, in the
+    resolved `precision` (None: not known yet). Empty: it can."""
     problems = []
+    if precision is not None and manifest.get("precision", precision) != precision:
+        problems.append(f"the checkpoint was trained in {manifest['precision']} and this resume would "
+                        f"run in {precision} (precision 'auto' on other hardware?); set "
+                        f"training.precision={manifest['precision']}")
+    unit = cfg.micro_batch_size * world
+    data = manifest["data"]
+    unaligned = [n for n in [data["samples"], *(b for r in data.get("skips", []) for b in r)] if n % unit]
+    if unaligned:
+        problems.append(f"the data position {data['samples']} (or a skipped stretch's bound) is not a whole "
+                        f"number of micro-steps of {world} rank(s) x {cfg.micro_batch_size}; resume on the "
+                        f"checkpoint's {manifest['world_size']} rank(s), or with a micro-batch that divides "
+                        f"{unaligned[0]}")
     if manifest["data"].get("manifest_sha256") != shards_sha:
         problems.append("the token shards' manifest changed since the checkpoint was written "
                         "(re-tokenized, or another mixture), so its data position means other "
@@ -54,7 +66,7 @@ def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: Mo
     if "max_steps" in top:
         if cfg.schedule == "constant":
             pass
-        elif cfg.schedule == "wsd" and step < min(decay_start(saved.max_steps, saved.warmup_steps, saved.decay_fraction),
+        elif cfg.schedule == "wsd" and step <= min(decay_start(saved.max_steps, saved.warmup_steps, saved.decay_fraction),
                                                   decay_start(cfg.max_steps, cfg.warmup_steps, cfg.decay_fraction)):
             pass
         else:

@@ -49,8 +49,9 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
     if not run.manifest.is_file():
         raise FileNotFoundError(f"no token shards in {run.shards}; run `crucible tokenize` for this run first")
     device = resolve_device(cfg, cluster_gpus)
-    precision = resolve_precision(cfg.precision, device)
-    check_training(cfg, model_cfg, device, precision, cluster_gpus)
+    # 'auto' on GPUs stays 'auto' until the ranks see their GPUs (loop.setup resolves it).
+    precision = "auto" if device == "cuda" and cfg.precision == "auto" else resolve_precision(cfg.precision, device)
+    check_training(cfg, model_cfg, device, None if precision == "auto" else precision, cluster_gpus)
     if cfg.num_workers == 1 and cfg.zero_stage > 0:
         log.warning("ZeRO stage %d on one rank partitions nothing and cost 40%% of the tokens/s of stage 0 "
                     "here (benchmarks/training_overhead.py); set training.zero_stage=0 unless the run will "
@@ -64,9 +65,13 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
             f"Crucible before checkpoints were sealed) and cannot be trusted; move them away to train "
             f"this run from step 0, or start a new --run-id")
     for _, folder in published:
-        if (folder / store.MANIFEST).is_file():
-            problems = resume_problems(read_json(folder / store.MANIFEST), cfg, model_cfg, cfg.num_workers,
-                                       sha256_file(run.manifest))
+        try:
+            manifest = read_json(folder / store.MANIFEST)
+        except (OSError, ValueError):  # unsealed or damaged: the ranks will fall back past it
+            continue
+        if manifest:
+            problems = resume_problems(manifest, cfg, model_cfg, cfg.num_workers, sha256_file(run.manifest),
+                                       precision if device == "cpu" else None)
             if problems:
                 raise TrainingConfigError(f"cannot resume from {folder}:\n  - " + "\n  - ".join(problems))
             break

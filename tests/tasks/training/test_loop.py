@@ -21,6 +21,7 @@ from tasks.training.data import TrainingData
 from tasks.training.launch import LocalJob, run_local
 from tasks.training.loop import Faults, TrainJob
 from tasks.training.metrics import read_metrics
+from tasks.training.schedule import lr_multiplier
 from tests.conftest import build_token_run
 
 pytestmark = pytest.mark.slow  # each case starts DeepSpeed engines in fresh processes (seconds)
@@ -101,6 +102,22 @@ def test_sigkill_then_resume_gives_the_same_losses_bit_for_bit(reference, new_ru
     b, _ = load_model(RunDir(root).checkpoints / FINAL)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
+
+
+def test_batch_ramp_grows_the_batch_and_resumes_exactly(new_run):
+    ramp = {"global_batch_size": 32, "batch_ramp": {"start_batch": 8, "tokens": 16 * 50}}  # 50 sequences
+    ref = new_run("ramp-ref")
+    _train(_job(ref, 2, **ramp), 2)
+    steps = _steps(ref)
+    batches = [r["batch"] for r in steps]
+    assert batches[0] == 8 and batches[-1] == 32 and batches == sorted(batches) and len(set(batches)) > 2
+    assert [r["samples"] for r in steps] == list(np.cumsum(batches))
+    # The optimizer (and the schedule) stepped exactly once per batch, at its end.
+    assert [r["lr"] for r in steps] == pytest.approx([5e-3 * lr_multiplier(k, 2, STEPS, 0.1) for k in range(STEPS)])
+    killed = new_run("ramp-killed")
+    _train(_job(killed, 2, **ramp), 2, Faults(kill_at_step=5), expect_ok=False)
+    _train(_job(killed, 2, **ramp), 2)
+    assert _losses(killed) == _losses(ref) and [r["batch"] for r in _steps(killed)] == batches
 
 
 def _served_positions(root: Path) -> list[int]:
