@@ -53,7 +53,7 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
     precision = "auto" if device == "cuda" and cfg.precision == "auto" else resolve_precision(cfg.precision, device)
     check_training(cfg, model_cfg, device, None if precision == "auto" else precision, cluster_gpus)
     if cfg.num_workers == 1 and cfg.zero_stage > 0:
-        log.warning("ZeRO stage %d on one rank partitions nothing and cost 40%% of the tokens/s of stage 0 "
+        log.warning("ZeRO stage %d on one rank partitions nothing and cost 18%% of the tokens/s of stage 0 "
                     "here (benchmarks/training_overhead.py); set training.zero_stage=0 unless the run will "
                     "resume on more ranks", cfg.zero_stage)
     # The newest published checkpoint's config (without hashing its files; the ranks verify
