@@ -83,17 +83,22 @@ def write_manifest(folder: Path, step: int, world_size: int, files: dict[str, di
                                    "files": files, "written_at": time.time(), **extra})
 
 
-def verify(folder: Path) -> str | None:
-    """None if every file matches the manifest, else why not, naming the bad file."""
+def read_seal(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(manifest, None) for a sealed folder, else (None, why not)."""
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        return f"{manifest_path} is missing (the save did not finish)"
+        return None, f"{manifest_path} is missing (the save did not finish)"
     try:
         manifest = read_json(manifest_path)
-        files = manifest["files"]
-    except (ValueError, KeyError) as exc:
-        return f"{manifest_path} is unreadable ({exc})"
-    for name, want in files.items():
+        manifest["files"].items()
+    except (ValueError, KeyError, AttributeError) as exc:
+        return None, f"{manifest_path} is unreadable ({exc})"
+    return manifest, None
+
+
+def check_files(folder: Path, files: dict[str, dict[str, Any]]) -> str | None:
+    """None if each of `files` (a share of a manifest's) matches, else why not, naming the file."""
+    for name, want in sorted(files.items()):
         path = folder / name
         if not path.is_file():
             return f"{path} is missing"
@@ -103,20 +108,6 @@ def verify(folder: Path) -> str | None:
         if sha256_file(path) != want["sha256"]:
             return f"{path}: SHA-256 differs from the manifest (corrupt)"
     return None
-
-
-def newest_valid(root: Path, before_step: int | None = None) -> tuple[Published | None, list[str]]:
-    """The newest published checkpoint whose files match its manifest (optionally older than
-    `before_step`), and a warning for each newer one that did not."""
-    warnings = []
-    for step, folder in published_steps(root):
-        if before_step is not None and step >= before_step:
-            continue
-        problem = verify(folder)
-        if problem is None:
-            return Published(folder.name, step, read_json(folder / MANIFEST)), warnings
-        warnings.append(f"checkpoint {folder.name} is not usable: {problem}; looking for an older one")
-    return None, warnings
 
 
 def publish(root: Path, step: int) -> None:

@@ -147,22 +147,34 @@ def setup(ctx: RankContext, job: TrainJob) -> Setup:
                  device_peak_flops(job.device, cfg.peak_flops))
 
 
-def start(s: Setup, state: RunState, before_step: int | None) -> Attempt:
-    """Build the engine and load the newest valid checkpoint (older than `before_step`)."""
+def newest_valid(s: Setup, before_step: int | None = None) -> store.Published | None:
+    """The newest published checkpoint (older than `before_step`) whose files all match its
+    manifest, checked by every rank together (each hashes a share of the files); a warning
+    names each newer one that did not match."""
+    ctx, root = s.ctx, s.run.checkpoints
+    candidates = _broadcast([(n, p.name) for n, p in store.published_steps(root)
+                             if before_step is None or n < before_step] if ctx.rank == 0 else None)
+    for step, tag in candidates:
+        manifest, problem = _broadcast(store.read_seal(root / tag) if ctx.rank == 0 else None)
+        if problem is None:
+            names = sorted(manifest["files"])
+            share = {n: manifest["files"][n] for n in names[ctx.rank::ctx.world]}
+            found: list[Any] = [None] * ctx.world
+            dist.all_gather_object(found, store.check_files(root / tag, share))
+            problem = next((p for p in found if p), None)
+        if problem is None:
+            return store.Published(tag, step, manifest)
+        _log0(ctx, "checkpoint %s is not usable: %s; looking for an older one", tag, problem, level=logging.WARNING)
+        if before_step is None and step == candidates[-1][0]:
+            # None is usable: starting over would silently throw away the trained steps.
+            raise ValueError(f"none of the {len(candidates)} checkpoint(s) in {root} is usable (the oldest: "
+                             f"{problem}); move them away to train this run from step 0, or start a new --run-id")
+    return None
+
+
+def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
+    """Build the engine and load the checkpoint `found` (None: a fresh start)."""
     ctx, cfg, root = s.ctx, s.cfg, s.run.checkpoints
-    found = None
-    problem = None
-    if ctx.rank == 0:
-        found, warnings = store.newest_valid(root, before_step) if root.is_dir() else (None, [])
-        for w in warnings:
-            log.warning(w)
-        if found is None and warnings and before_step is None:
-            # Starting over would silently throw away the trained steps.
-            problem = (f"none of the {len(warnings)} checkpoint(s) in {root} is usable ({warnings[0]}); "
-                       f"move them away to train this run from step 0, or start a new --run-id")
-    found, problem = _broadcast((found, problem))
-    if problem:
-        raise ValueError(problem)
     if found is not None:
         problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world, s.manifest_sha, s.job.precision)
         if problems:
@@ -388,10 +400,10 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
         state = RunState([tuple(r) for r in saved["skips"]], saved["rollbacks"], saved["spike_steps"])
     signals = _Signals()
     sink = None
-    before = None
+    found = newest_valid(s)
     try:
         while True:
-            a = start(s, state, before)
+            a = start(s, state, found)
             if ctx.rank == 0:
                 if sink is None:
                     tb = s.run.root / "tensorboard" if s.cfg.tensorboard else None
@@ -414,7 +426,8 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
             if ctx.rank == 0:  # kept until a checkpoint holds it: a crash now must not replay the spike
                 write_json(s.run.checkpoints / SKIPS, {"skips": state.skips, "rollbacks": state.rollbacks,
                                                        "spike_steps": state.spike_steps})
-            to = _rollback_target(s, step)
+            found = newest_valid(s, before_step=step)
+            to = None if found is None else found.step
             event = {"step": step, "event": "spike", "reason": reason, "rolled_back_to": to,
                      "skipped_samples": list(skipped), "rollback": state.rollbacks}
             if sink is not None:
@@ -430,7 +443,6 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
                 raise DivergenceError(f"step {step}: {reason}, before any checkpoint to roll back to; "
                                       f"lower training.lr or checkpoint more often (training.checkpoint_every)")
             del a  # free the engine before the next one is built
-            before = step
         if outcome == "preempted":
             raise Preempted(f"SIGTERM at step {detail}: checkpoint saved in {s.run.checkpoints}; "
                             f"re-run the same --run-id to resume")
@@ -439,14 +451,6 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
         signals.restore()
         if sink is not None:
             sink.close()
-
-
-def _rollback_target(s: Setup, step: int) -> int | None:
-    found = None
-    if s.ctx.rank == 0:
-        found, _ = store.newest_valid(s.run.checkpoints, before_step=step)
-    found = _broadcast(found)
-    return None if found is None else found.step
 
 
 def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:

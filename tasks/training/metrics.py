@@ -54,19 +54,26 @@ class MetricsSink:
 
     def __init__(self, path: Path, tensorboard_dir: Path | None, resume_step: int):
         self.path = path
+        self.tb = None
+        self.tensorboard_dir = tensorboard_dir
         if resume_step == 0:
             path.unlink(missing_ok=True)
         else:
             self.truncate(resume_step)
-        self.tb = None
-        if tensorboard_dir is not None:
+        self._open_tensorboard(resume_step)
+
+    def _open_tensorboard(self, resume_step: int) -> None:
+        if self.tensorboard_dir is not None:
             from tensorboardX import SummaryWriter
 
             # purge_step hides the events of steps that will be trained again after a resume.
-            self.tb = SummaryWriter(str(tensorboard_dir), purge_step=resume_step + 1 if resume_step else None)
+            self.tb = SummaryWriter(str(self.tensorboard_dir), purge_step=resume_step + 1 if resume_step else None)
 
     def truncate(self, after_step: int) -> None:
         """Drop step records past `after_step` (they are trained again); events stay."""
+        if self.tb is not None:  # after a roll-back: TensorBoard forgets those steps too
+            self.tb.close()
+            self._open_tensorboard(after_step)
         if not self.path.exists():
             return
         keep = []
