@@ -32,15 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from infra.storage import RunDir, write_json  # noqa: E402
+from benchmarks.training_overhead import token_run  # noqa: E402
+from infra.storage import RunDir  # noqa: E402
 from models.presets import get_preset  # noqa: E402
-from tasks.tokenization.bpe import prepare_tokenizer  # noqa: E402
 from tasks.tokenization.config import TokenizationConfig  # noqa: E402
-from tasks.tokenization.manifest import build_manifest  # noqa: E402
-from tasks.tokenization.shards import tokenize_shard  # noqa: E402
 from tasks.training.launch import run_local  # noqa: E402
 from tasks.training.loop import Faults, TrainJob  # noqa: E402
 from tasks.training.metrics import read_metrics  # noqa: E402
@@ -51,14 +46,8 @@ def synthetic_run(root: Path, vocab: int, seq_len: int, docs: int, seed: int = 0
     words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(2, 9))) for _ in range(60_000)]
     rows = [{"id": str(i), "source": "synthetic",
              "text": " ".join(rnd.choices(words, k=rnd.randint(100, 600))) + "."} for i in range(docs)]
-    path = root / "curated" / "part-00000.parquet"
-    path.parent.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    cfg = TokenizationConfig(vocab_size=vocab, seq_len=seq_len, val_fraction=0.01, train_sample_bytes=20_000_000)
-    tok = root / "tokenizer" / "tokenizer.json"
-    prepare_tokenizer([path], cfg, tok)
-    write_json(root / "shards" / "manifest.json",
-               build_manifest(tokenize_shard(path, 0, tok, cfg, root / "shards"), tok, cfg))
+    token_run(rows, root, TokenizationConfig(vocab_size=vocab, seq_len=seq_len, val_fraction=0.01,
+                                             train_sample_bytes=20_000_000))
 
 
 def job(root: Path, world: int, steps: int, micro: int, device: str, precision: str, preset: str, **extra) -> TrainJob:

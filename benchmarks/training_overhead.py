@@ -42,17 +42,23 @@ from tasks.training.schedule import make_scheduler
 DEFAULT_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "tinyshakespeare_input.txt"
 
 
-def build_run(text: Path, root: Path, vocab: int, seq_len: int) -> None:
-    """Token shards from a plain text file, one document per blank-line-separated paragraph."""
-    paras = [p.strip() for p in text.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+def token_run(rows: list[dict], root: Path, cfg: TokenizationConfig) -> None:
+    """One curated Parquet file of `rows`, a BPE trained on it, and its token shards, laid out
+    as a run directory (single process: the benchmarks time training, not tokenization)."""
     path = root / "curated" / "part-00000.parquet"
     path.parent.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([{"id": str(i), "text": p, "source": "text"} for i, p in enumerate(paras)]), path)
-    cfg = TokenizationConfig(vocab_size=vocab, seq_len=seq_len, val_fraction=0.02)
+    pq.write_table(pa.Table.from_pylist(rows), path)
     tok = root / "tokenizer" / "tokenizer.json"
     prepare_tokenizer([path], cfg, tok)
     entries = tokenize_shard(path, 0, tok, cfg, root / "shards")
     write_json(root / "shards" / "manifest.json", build_manifest(entries, tok, cfg))
+
+
+def build_run(text: Path, root: Path, vocab: int, seq_len: int) -> None:
+    """Token shards from a plain text file, one document per blank-line-separated paragraph."""
+    paras = [p.strip() for p in text.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    token_run([{"id": str(i), "text": p, "source": "text"} for i, p in enumerate(paras)], root,
+              TokenizationConfig(vocab_size=vocab, seq_len=seq_len, val_fraction=0.02))
 
 
 def plain_loop(root: Path, model_cfg, cfg: TrainingConfig, threads: int) -> list[float]:

@@ -14,7 +14,7 @@ import resource
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -498,6 +498,3 @@ def data_summary(train: TrainingData, samples: int, manifest: dict[str, Any]) ->
     return {"samples": samples, "epochs": samples / train.stream.epoch_len, "rows_by_source": rows,
             "tokens_by_source": tokens, "share_by_source": {s: t / total for s, t in tokens.items()}}
 
-
-def job_dict(job: TrainJob) -> dict[str, Any]:
-    return asdict(job)

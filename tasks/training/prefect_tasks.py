@@ -25,8 +25,7 @@ TABLE_KEYS = ("step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mf
 def metrics_table(records: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Validation steps (and the last step), plus one row per spike event."""
     rows = [{k: r.get(k) for k in TABLE_KEYS} for r in records if "val_loss" in r or r is records[-1]]
-    rows += [{"step": e["step"], "loss": None, "val_loss": None, "lr": None, "grad_norm": None,
-              "tokens_per_s": None, "mfu": None, "peak_mem_mb": None, "event": f"{e['event']}: {e['reason']}"}
+    rows += [{**dict.fromkeys(TABLE_KEYS), "step": e["step"], "event": f"{e['event']}: {e['reason']}"}
              for e in events]
     return sorted(rows, key=lambda r: r["step"])
 

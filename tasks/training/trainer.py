@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 import socket
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from tasks.training import checkpoint_store as store
 from tasks.training.checks import TrainingConfigError, check_training, resolve_device
 from tasks.training.config import TrainingConfig
 from tasks.training.deepspeed_config import resolve_precision
-from tasks.training.loop import TrainJob, job_dict
+from tasks.training.loop import TrainJob
 from tasks.training.resume import resume_problems
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig) -> 
     log.info("training on %d %s worker(s) in %s", cfg.num_workers, job.device, job.precision)
     trainer = TorchTrainer(
         ray_train_worker,
-        train_loop_config={"job": job_dict(job)},
+        train_loop_config={"job": asdict(job)},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
         # A worker failure restarts the group, which resumes from the newest valid checkpoint.
         run_config=RunConfig(name="train", storage_path=str(run.ray_storage),
