@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from infra.storage import atomic_path
+from infra.core.storage import atomic_path
 from tasks.corpus.demo import build_demo_corpus, cache_dir
 from tasks.curation.noise import NoiseConfig, inject_noise
 

@@ -69,8 +69,8 @@ def true_pairs(docs: dict[str, str], n: int = 5) -> dict[tuple[str, str], float]
 
 def run_flow(work: Path, cfg: CurationConfig) -> Path:
     from flows.curate import curate_flow
-    from infra.config import RuntimeConfig
-    from infra.runtime import embedded_runtime
+    from flows.config import RuntimeConfig
+    from infra.app.runtime import embedded_runtime
 
     with embedded_runtime(RuntimeConfig(prefect_port=4231), work / "logs"):
         curate_flow(cfg, str(work / "run"))

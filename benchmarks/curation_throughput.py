@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from infra.config import RuntimeConfig
+from flows.config import RuntimeConfig
 from tasks.curation.config import CurationConfig
 from tasks.curation.rules import HeuristicsConfig
 
@@ -43,7 +43,7 @@ def our_config(input_dir: Path, filters: bool) -> CurationConfig:
 
 def run_ours(input_dir: Path, work: Path, workers: int, filters: bool) -> dict:
     from flows.curate import curate_flow
-    from infra.runtime import embedded_runtime
+    from infra.app.runtime import embedded_runtime
 
     runtime = RuntimeConfig(ray_num_cpus=workers, prefect_port=4230)
     with embedded_runtime(runtime, work / "logs"):

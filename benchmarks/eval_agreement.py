@@ -94,7 +94,7 @@ def prepare_model(model: str | None, run: str, workdir: Path) -> Path:
         if not (Path(model) / "config.json").is_file():
             sys.exit(f"error: --model {model} is not a Hugging Face model folder (no config.json)")
         return Path(model)
-    from infra.storage import RunDir
+    from infra.core.storage import RunDir
     from models.export import export_hf
     from tasks.training.checkpoint import FINAL, load_model
 

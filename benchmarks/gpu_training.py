@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.training_overhead import token_run  # noqa: E402
-from infra.storage import RunDir  # noqa: E402
+from infra.core.storage import RunDir  # noqa: E402
 from models.presets import get_preset  # noqa: E402
 from tasks.tokenization.config import TokenizationConfig  # noqa: E402
 from tasks.training.launch import run_local  # noqa: E402

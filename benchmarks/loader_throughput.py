@@ -32,7 +32,7 @@ def write_data(dest: Path, tokens: int, seq_len: int, vocab: int) -> None:
     """Random tokens as our shards (two sources) and as nanoGPT's train.bin, both the same stream."""
     import pyarrow as pa
 
-    from infra.storage import sha256_file, write_json
+    from infra.core.storage import sha256_file, write_json
     from tasks.tokenization.mixture import plan_mixture
     from tasks.tokenization.shards import SCHEMA_VERSION, write_table
 

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from infra.config import load_config
+from infra.app.config import load_config
 from models.gpt import GPT, lm_loss
 
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from infra.storage import RunDir, write_json
+from infra.core.storage import RunDir, write_json
 from models.flops import parameter_count
 from models.presets import get_preset
 from tasks.tokenization.bpe import prepare_tokenizer

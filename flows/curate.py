@@ -18,8 +18,8 @@ from prefect.artifacts import create_table_artifact
 from prefect_ray import RayTaskRunner
 
 from flows.progress import gather
-from infra.resume import file_fingerprint, prepare_work
-from infra.storage import RunDir, write_json
+from infra.core.resume import file_fingerprint, prepare_work
+from infra.core.storage import RunDir, write_json
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
 from tasks.curation.prefect_tasks import (component_drops_task, decontam_task, demo_corpus_task,

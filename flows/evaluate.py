@@ -9,7 +9,7 @@ from prefect.artifacts import create_table_artifact
 from prefect_ray import RayTaskRunner
 
 from flows.progress import gather
-from infra.storage import RunDir
+from infra.core.storage import RunDir
 from tasks.evaluation.config import EvaluationConfig
 from tasks.evaluation.evaluate import final_step, combine, task_runs, write_results
 from tasks.evaluation.prefect_tasks import evaluate_unit_task, perplexity_task

@@ -10,8 +10,8 @@ from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
 from flows.tokenize import tokenize_flow
 from flows.train import train_flow
-from infra.config import PipelineConfig
-from infra.storage import RunDir
+from flows.config import PipelineConfig
+from infra.core.storage import RunDir
 from tasks.report import write_report
 
 

@@ -14,8 +14,8 @@ from prefect.artifacts import create_table_artifact
 from prefect_ray import RayTaskRunner
 
 from flows.progress import gather
-from infra.resume import file_fingerprint, prepare_work
-from infra.storage import RunDir, write_json
+from infra.core.resume import file_fingerprint, prepare_work
+from infra.core.storage import RunDir, write_json
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.manifest import build_manifest
 from tasks.tokenization.prefect_tasks import prepare_tokenizer_task, tokenize_shard_task

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from infra.storage import RunDir
+from infra.core.storage import RunDir
 from models.config import ModelConfig
 from tasks.training.config import TrainingConfig
 from tasks.training.metrics import read_metrics

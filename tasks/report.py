@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infra.storage import RunDir, atomic_path, read_json, write_text
+from infra.core.storage import RunDir, atomic_path, read_json, write_text
 
 
 def plot_loss(metrics: list[dict[str, Any]], dest: Path) -> None:

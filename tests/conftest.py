@@ -28,7 +28,7 @@ def build_token_run(root: Path, docs_per_source: dict[str, int], files: int = 2,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from infra.storage import write_json
+    from infra.core.storage import write_json
     from tasks.tokenization.bpe import prepare_tokenizer
     from tasks.tokenization.config import TokenizationConfig
     from tasks.tokenization.manifest import build_manifest

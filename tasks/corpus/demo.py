@@ -25,7 +25,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from infra.storage import atomic_path, read_json, write_json
+from infra.core.storage import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.storage import atomic_path
+from infra.core.storage import atomic_path
 
 KEY_SPACE = 1 << 64
 

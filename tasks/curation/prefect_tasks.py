@@ -17,7 +17,7 @@ from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import decide_exact
 from tasks.curation.filter_pass import filter_shard
 from tasks.curation.finalize import finalize_shard
-from infra.resume import once
+from infra.core.resume import once
 from tasks.curation.layout import CurationPaths
 from tasks.curation.near_dedup import bucket_pairs
 from tasks.curation.reader import InputError

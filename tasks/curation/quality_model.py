@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.storage import atomic_path, write_json
+from infra.core.storage import atomic_path, write_json
 
 HQ, LQ = "__label__hq", "__label__lq"
 MIN_DOCS_PER_CLASS = 20

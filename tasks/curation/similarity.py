@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.storage import atomic_path
+from infra.core.storage import atomic_path
 from tasks.curation.keyed_files import split_doc_id
 
 

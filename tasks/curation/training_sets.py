@@ -11,7 +11,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
-from infra.storage import atomic_path
+from infra.core.storage import atomic_path
 from tasks.curation.config import CurationConfig
 from tasks.curation.decontam import benchmark_ngram_hashes, save_index
 from tasks.curation.layout import CurationPaths

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from infra.storage import RunDir, atomic_path, write_json
+from infra.core.storage import RunDir, atomic_path, write_json
 from tasks.evaluation.config import EvaluationConfig
 from tasks.evaluation.harness import TaskRun, run_task
 from tasks.evaluation.models import EvalModel, load_eval_model

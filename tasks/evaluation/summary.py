@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from infra.storage import read_json
+from infra.core.storage import read_json
 
 HEADLINE = {"mmlu": ("acc", "acc_norm", "acc_subject_mean"), "truthfulqa_mc1": ("mc1",), "truthfulqa_mc2": ("mc2",)}
 

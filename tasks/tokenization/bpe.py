@@ -9,7 +9,7 @@ from typing import Iterable, Iterator
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from infra.storage import atomic_path
+from infra.core.storage import atomic_path
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.split import split_of
 

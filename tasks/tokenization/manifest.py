@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from infra.storage import sha256_file
+from infra.core.storage import sha256_file
 from tasks.tokenization.bpe import load_tokenizer
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.mixture import plan_mixture

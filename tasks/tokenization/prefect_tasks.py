@@ -11,8 +11,8 @@ from typing import Any
 
 from prefect import task
 
-from infra.resume import once
-from infra.storage import sha256_file
+from infra.core.resume import once
+from infra.core.storage import sha256_file
 from tasks.tokenization.bpe import prepare_tokenizer
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.shards import tokenize_shard

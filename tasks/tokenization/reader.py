@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import torch
 
-from infra.storage import read_json, sha256_file
+from infra.core.storage import read_json, sha256_file
 from tasks.tokenization.shards import SCHEMA_VERSION
 
 Verify = Literal["full", "size"]

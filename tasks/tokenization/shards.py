@@ -23,7 +23,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from infra.storage import atomic_path, sha256_file
+from infra.core.storage import atomic_path, sha256_file
 from tasks.tokenization.bpe import load_tokenizer
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.split import split_of

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from infra.storage import atomic_path, read_json, write_json
+from infra.core.storage import atomic_path, read_json, write_json
 from models.config import ModelConfig
 from models.gpt import GPT
 

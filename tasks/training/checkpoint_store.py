@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from infra.storage import read_json, sha256_file, write_json, write_text
+from infra.core.storage import read_json, sha256_file, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -78,7 +78,7 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
     import torch
     import torch.distributed as dist
 
-    from infra.logging_setup import setup_logging
+    from infra.core.logging_setup import setup_logging
     from tasks.training.loop import RankContext, train
 
     setup_logging()
@@ -100,6 +100,7 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
         train(RankContext(rank, world, device, socket.gethostname()), job, faults)
     finally:
         dist.destroy_process_group()
+    logging.getLogger(__name__).info("rank %d of %d finished", rank, world)
     return 0
 
 
@@ -110,7 +111,14 @@ def main() -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--spec", type=Path, required=True)
     args = p.parse_args()
-    return _worker(args.rank, args.world, args.port, json.loads(args.spec.read_text()))
+    code = _worker(args.rank, args.world, args.port, json.loads(args.spec.read_text()))
+    # Everything is on disk and the process group is gone. Skip the interpreter's teardown:
+    # the C++ destructors of the communication libraries can abort a finished rank (a SIGABRT
+    # after the last step was seen once in CI), which would read as a failed run.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

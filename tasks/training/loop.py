@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from infra.storage import RunDir, read_json, sha256_file, write_json
+from infra.core.storage import RunDir, read_json, sha256_file, write_json
 from models.config import ModelConfig
 from models.flops import parameter_count, training_flops_per_token
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest, to_batch

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from infra.storage import write_text
+from infra.core.storage import write_text
 
 log = logging.getLogger(__name__)
 

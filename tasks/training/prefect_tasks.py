@@ -12,7 +12,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from infra.storage import RunDir
+from infra.core.storage import RunDir
 from models.config import ModelConfig
 from tasks.training.config import TrainingConfig
 from tasks.training.metrics import read_metrics

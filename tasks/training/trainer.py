@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from infra.storage import RunDir, read_json, sha256_file
+from infra.core.storage import RunDir, read_json, sha256_file
 from models.config import ModelConfig
 from tasks.training import checkpoint_store as store
 from tasks.training.checks import TrainingConfigError, check_training, resolve_device

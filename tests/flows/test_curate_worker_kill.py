@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from infra.prefect_server import start_or_reuse
-from infra.storage import read_json
+from infra.app.prefect_server import start_or_reuse
+from infra.core.storage import read_json
 
 pytestmark = pytest.mark.slow
 CRUCIBLE = str(Path(sys.executable).parent / "crucible")

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from infra.prefect_server import start_or_reuse
-from infra.storage import RunDir, read_json
+from infra.app.prefect_server import start_or_reuse
+from infra.core.storage import RunDir, read_json
 from tasks.tokenization.reader import TokenRows
 
 pytestmark = pytest.mark.slow

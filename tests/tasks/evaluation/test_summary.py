@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.storage import write_json
+from infra.core.storage import write_json
 from tasks.evaluation.summary import compare_table, load_results, results_rows
 
 NAN = float("nan")

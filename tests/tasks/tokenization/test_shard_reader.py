@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from infra.storage import read_json, write_json
+from infra.core.storage import read_json, write_json
 from tasks.tokenization.bpe import train_on_texts
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.reader import ShardError, TokenRows, check_tokenizer_matches, read_manifest

@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from infra.storage import read_json
+from infra.core.storage import read_json
 from tasks.tokenization.bpe import load_tokenizer, prepare_tokenizer, sample_texts
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.manifest import build_manifest

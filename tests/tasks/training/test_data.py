@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from infra.storage import read_json
+from infra.core.storage import read_json
 from tasks.tokenization.mixture import plan_mixture
 from tasks.training.data import RankSampler, TrainingData
 

@@ -6,7 +6,7 @@ import httpx
 from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
-from infra.storage import RunDir
+from infra.core.storage import RunDir
 from tasks.training.prefect_tasks import LiveProgress
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from infra.storage import RunDir, read_json
+from infra.core.storage import RunDir, read_json
 from models.presets import get_preset
 from tasks.tokenization.reader import read_manifest
 from tasks.training.checkpoint import FINAL, load_model
@@ -57,8 +57,13 @@ def _job(root: Path, world: int, precision: str = "fp32", **training) -> TrainJo
 def _train(job: TrainJob, world: int, faults: Faults | None = None, expect_ok: bool = True) -> list[int]:
     codes = run_local(job, world, faults, timeout=600)
     if expect_ok:
-        assert codes == [0] * world, _tail(job)
+        assert codes == [0] * world, _all_tails(job, world)
     return codes
+
+
+def _all_tails(job: TrainJob, world: int) -> str:
+    logs = Path(job.run_dir) / "logs"
+    return "\n".join(f"--- rank{r} ---\n" + (logs / f"rank{r}.log").read_text()[-3000:] for r in range(world))
 
 
 def _tail(job: TrainJob) -> str:
@@ -237,7 +242,7 @@ def test_zero_stages_on_two_ranks_match_one_rank(reference, new_run, zero):
 
 
 def test_zero3_bf16_exports_fp32_master_weights_that_evaluate(new_run, tmp_path):
-    from infra.cli import main as crucible
+    from infra.app.cli import main as crucible
     from tasks.evaluation.config import EvaluationConfig
     from tasks.evaluation.evaluate import validation_perplexity
     from transformers import AutoModelForCausalLM

@@ -1,7 +1,7 @@
 """The driver's checks, before any worker starts: config rules and a resume's config."""
 import pytest
 
-from infra.storage import RunDir, sha256_file, write_json
+from infra.core.storage import RunDir, sha256_file, write_json
 from models.presets import get_preset
 from tasks.training.checks import TrainingConfigError
 from tasks.training.config import TrainingConfig

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from infra.config import PRESETS, ConfigError, PipelineConfig, dump_config, load_config
-from infra.logging_setup import setup_logging
-from infra.storage import RunDir, write_text
+from flows.config import PipelineConfig
+from infra.app.config import PRESETS, ConfigError, dump_config, load_config
+from infra.core.logging_setup import setup_logging
+from infra.core.storage import RunDir, write_text
 
 log = logging.getLogger("crucible")
 
@@ -136,7 +137,7 @@ def _preflight(command: str, cfg: PipelineConfig) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from infra.runtime import embedded_runtime
+    from infra.app.runtime import embedded_runtime
     from tasks.report import write_report
 
     cfg, run = _resolve(args)

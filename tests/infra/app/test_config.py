@@ -1,6 +1,6 @@
 import pytest
 
-from infra.config import ConfigError, load_config
+from infra.app.config import ConfigError, load_config
 
 
 def test_presets_load_and_validate():

@@ -1,4 +1,4 @@
-"""The pipeline configuration: one typed section per stage, loaded from YAML plus overrides.
+"""Loading the pipeline configuration: a preset or YAML file plus `--set` overrides, validated.
 
 Problems are gathered and raised together, each naming the key and the fix, before any
 server, Ray worker or DeepSpeed engine starts.
@@ -6,61 +6,19 @@ server, Ray worker or DeepSpeed engine starts.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from models.config import ModelConfig
-from tasks.curation.config import CurationConfig
-from tasks.evaluation.config import EvaluationConfig
-from tasks.tokenization.config import TokenizationConfig
-from tasks.training.config import TrainingConfig
+from flows.config import PipelineConfig
 
 
 class ConfigError(ValueError):
     """A configuration problem the user must fix; the message lists every problem found."""
-
-
-class RuntimeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prefect_host: str = Field("127.0.0.1", description="Bind address of the local Prefect server.")
-    prefect_port: int = Field(4200, ge=1, le=65535)
-    prefect_api_url: str | None = Field(
-        None, description="Use this Prefect API instead of starting a local server."
-    )
-    ray_address: str | None = Field(None, description="Join this Ray cluster instead of a local one.")
-    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local Ray instance.")
-
-
-class PipelineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: str | None = Field(None, description="Defaults to a timestamp.")
-    runs_dir: str = "runs"
-    seed: int = 0
-    runtime: RuntimeConfig = RuntimeConfig()
-    curation: CurationConfig = CurationConfig()
-    tokenization: TokenizationConfig = TokenizationConfig()
-    model: ModelConfig = ModelConfig()
-    training: TrainingConfig = TrainingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-
-    @model_validator(mode="after")
-    def _decontaminate_against_evaluation(self) -> "PipelineConfig":
-        # Decontamination should cover exactly what the run will be evaluated on, unless told otherwise.
-        dc = self.curation.decontamination
-        if dc.enabled and not dc.benchmark_paths:
-            dc.benchmark_paths = self.evaluation.benchmark_files()
-        return self
-
-    def resolved_run_id(self) -> str:
-        return self.run_id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 PRESETS = ("demo", "debug")
@@ -70,7 +28,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 def preset_path(name: str) -> Path:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
-    return Path(str(resources.files("infra") / "presets" / f"{name}.yaml"))
+    return Path(str(resources.files("infra.app") / "presets" / f"{name}.yaml"))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from infra.storage import write_json
+from infra.core.storage import write_json
 
 log = logging.getLogger(__name__)
 

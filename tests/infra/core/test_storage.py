@@ -1,6 +1,6 @@
 import pytest
 
-from infra.storage import atomic_path, read_json, write_json
+from infra.core.storage import atomic_path, read_json, write_json
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):

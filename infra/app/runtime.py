@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from infra.config import RuntimeConfig
-from infra.prefect_server import QUIET_ENV, PrefectServer, healthy, start_or_reuse
+from flows.config import RuntimeConfig
+from infra.app.prefect_server import QUIET_ENV, PrefectServer, healthy, start_or_reuse
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,53 @@
+"""The pipeline configuration: one typed section per stage, plus where Prefect and Ray run.
+
+The flows take it as their parameter (a deployment's parameters are this model, dumped);
+loading it from presets, YAML and `--set` overrides is the application's job (infra/app/config.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.config import ModelConfig
+from tasks.curation.config import CurationConfig
+from tasks.evaluation.config import EvaluationConfig
+from tasks.tokenization.config import TokenizationConfig
+from tasks.training.config import TrainingConfig
+
+
+class RuntimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prefect_host: str = Field("127.0.0.1", description="Bind address of the local Prefect server.")
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    prefect_api_url: str | None = Field(
+        None, description="Use this Prefect API instead of starting a local server."
+    )
+    ray_address: str | None = Field(None, description="Join this Ray cluster instead of a local one.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local Ray instance.")
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str | None = Field(None, description="Defaults to a timestamp.")
+    runs_dir: str = "runs"
+    seed: int = 0
+    runtime: RuntimeConfig = RuntimeConfig()
+    curation: CurationConfig = CurationConfig()
+    tokenization: TokenizationConfig = TokenizationConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _decontaminate_against_evaluation(self) -> "PipelineConfig":
+        # Decontamination should cover exactly what the run will be evaluated on, unless told otherwise.
+        dc = self.curation.decontamination
+        if dc.enabled and not dc.benchmark_paths:
+            dc.benchmark_paths = self.evaluation.benchmark_files()
+        return self
+
+    def resolved_run_id(self) -> str:
+        return self.run_id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
