@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import yaml
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.config import ModelConfig
@@ -51,3 +53,7 @@ class PipelineConfig(BaseModel):
 
     def resolved_run_id(self) -> str:
         return self.run_id or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def dump_config(cfg: PipelineConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

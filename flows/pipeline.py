@@ -1,43 +1,85 @@
-"""The `pipeline` flow: curate -> tokenize -> train -> evaluate, each a subflow in the UI."""
+"""The `pipeline` flow: curate -> tokenize -> train -> evaluate, each a subflow in the UI.
+
+A re-run or a retry (the same flow run, from the UI or `prefect flow-run retry`) skips
+the stages whose key is unchanged (flows/stages.py) and redoes the rest; training resumes
+from its newest valid checkpoint.
+"""
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prefect import flow, get_run_logger
 
+from flows import stages
+from flows.cluster import connect_ray
+from flows.config import PipelineConfig, dump_config
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
+from flows.run_lock import run_lock
 from flows.tokenize import tokenize_flow
 from flows.train import train_flow
-from flows.config import PipelineConfig
-from infra.core.storage import RunDir
+from infra.core.storage import RunDir, write_text
 from tasks.report import write_report
 
 
-def finished_stages(run: RunDir) -> set[str]:
-    """Stages whose completion file exists; each is written atomically as the stage's last act."""
-    done = {"curate": run.curation_stats, "tokenize": run.manifest, "train": run.train_summary,
-            "evaluate": run.eval_results}
-    return {stage for stage, marker in done.items() if marker.exists()}
+class StageFailed(RuntimeError):
+    """Names the stage that failed, so the flow run's state message says where and why."""
 
 
-@flow(name="pipeline")
-def pipeline_flow(cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
-    """Run the stages in order; on a re-run of the same run directory, finished stages are skipped
-    and training resumes from its last checkpoint."""
-    run = RunDir(Path(run_dir))
-    done = finished_stages(run)
-    log = get_run_logger()
-    if done:
-        log.info("resuming run %s: skipping finished stage(s) %s", run.root.name, ", ".join(sorted(done)))
-    calls = {
+def _run_dir(cfg: PipelineConfig, run_dir: str | None) -> RunDir:
+    if run_dir:
+        return RunDir(Path(run_dir).resolve())
+    from prefect.runtime import flow_run
+
+    # A scheduled run gets a directory of its own: two runs of a deployment never share one.
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = cfg.run_id or f"{flow_run.get_deployment_name() or 'pipeline'}-{stamp}-{str(flow_run.get_id())[:8]}"
+    return RunDir((Path(cfg.runs_dir) / name).resolve())
+
+
+def stage_calls(cfg: PipelineConfig, run_dir: str) -> dict[str, Callable[[], Any]]:
+    return {
         "curate": lambda: curate_flow(cfg.curation, run_dir),
         "tokenize": lambda: tokenize_flow(cfg.tokenization, run_dir),
         "train": lambda: train_flow(cfg.model, cfg.training, run_dir),
         "evaluate": lambda: evaluate_flow(cfg.evaluation, run_dir),
     }
-    results = {stage: ("skipped (already finished)" if stage in done else call())
-               for stage, call in calls.items()}
-    results["report"] = str(write_report(run.root))
+
+
+def run_stage(run: RunDir, key: stages.StageKey, call: Callable[[], Any]) -> Any:
+    """Record the stage's key as started, run it, record it as finished."""
+    stages.mark(run, key, "running")
+    try:
+        result = call()
+    except Exception as exc:
+        raise StageFailed(f"stage {key.stage} failed: {type(exc).__name__}: {exc}") from exc
+    stages.mark(run, key, "finished")
+    return result
+
+
+@flow(name="pipeline")
+def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, Any]:
+    """Run the stages in order, skipping those already made from the same inputs, config
+    section and code."""
+    run = _run_dir(cfg, run_dir)
+    log = get_run_logger()
+    run.root.mkdir(parents=True, exist_ok=True)
+    with run_lock(run):
+        actions = stages.plan(run, cfg)  # refuses, before anything runs, a change under a trained model
+        # Written only once the plan holds: config.yaml describes what this run directory makes.
+        write_text(run.config, dump_config(cfg.model_copy(update={"run_id": run.root.name})))
+        log.info("run %s: %s", run.root.name, "; ".join(f"{s}: {a}" for s, a in actions.items()))
+        keys = stages.expected_keys(cfg)
+        results: dict[str, Any] = {}
+        for stage, call in stage_calls(cfg, str(run.root)).items():
+            if actions[stage] == "skip":
+                results[stage] = "skipped (unchanged since it finished)"
+            else:
+                connect_ray(cfg.runtime, os.environ.get("PREFECT_API_URL"))  # once, for the first stage to run
+                results[stage] = run_stage(run, keys[stage], call)
+        results["report"] = str(write_report(run.root))
+        results["run_dir"] = str(run.root)
     return results

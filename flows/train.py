@@ -16,7 +16,8 @@ from tasks.training.prefect_tasks import train_task
 @flow(name="train")
 def train_flow(model_cfg: ModelConfig, cfg: TrainingConfig, run_dir: str) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
-    summary = train_task(str(run.root), model_cfg, cfg)  # publishes training-progress and -metrics live
+    # Publishes training-progress and training-metrics live; retries only transient failures.
+    summary = train_task.with_options(retries=cfg.retries)(str(run.root), model_cfg, cfg)
     records, _ = read_metrics(run.metrics)
     evals = [r for r in records if "val_loss" in r]
     return {**summary, "final_loss": records[-1]["loss"], "first_loss": records[0]["loss"],

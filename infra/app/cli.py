@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 from flows.config import PipelineConfig
-from infra.app.config import PRESETS, ConfigError, dump_config, load_config
+from infra.app.config import PRESETS, ConfigError, load_config
 from infra.core.logging_setup import setup_logging
-from infra.core.storage import RunDir, write_text
+from infra.core.storage import RunDir
 
 log = logging.getLogger("crucible")
 
@@ -58,6 +58,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help="JSONL/Parquet file or folder of real documents")
     s.add_argument("--out", type=Path, required=True, help="folder for part-*.jsonl and labels.jsonl")
     s.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("resume", help="continue a failed, crashed or interrupted run from where it stopped "
+                                      "(its own flow run, retried; training from its newest valid checkpoint)")
+    s.add_argument("run", help="a run id under runs_dir, or a run directory")
+    s.add_argument("--runs-dir", default=None, help="where run ids are looked up (default: the demo preset's)")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the run's saved config (a change under a trained model is refused)")
+    s = sub.add_parser("serve", help="serve the pipeline as a Prefect deployment: scheduled (--cron/--interval) "
+                                     "or on demand from the UI; each run gets its own run directory")
+    s.add_argument("--config", "-c", default=None, help=f"YAML file or preset ({', '.join(PRESETS)})")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--name", default="scheduled", help="deployment name (default: scheduled)")
+    when = s.add_mutually_exclusive_group()
+    when.add_argument("--cron", default=None, help="cron schedule, e.g. '0 3 * * 1' (Mondays at 03:00)")
+    when.add_argument("--interval", type=float, default=None, help="seconds between runs")
+    s.add_argument("--limit", type=int, default=1, help="flow runs at a time (default 1: they share the machine)")
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
@@ -100,64 +115,26 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
     return cfg, run
 
 
-def _flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable[..., Any], tuple]:
-    # Flows import Prefect, Ray and torch: only after the runtime is up and the config is valid.
-    if command == "run":
-        from flows.pipeline import pipeline_flow
-        return pipeline_flow, (cfg, str(run.root))
-    if command == "curate":
-        from flows.curate import curate_flow
-        return curate_flow, (cfg.curation, str(run.root))
-    if command == "tokenize":
-        from flows.tokenize import tokenize_flow
-        return tokenize_flow, (cfg.tokenization, str(run.root))
-    if command == "train":
-        from flows.train import train_flow
-        return train_flow, (cfg.model, cfg.training, str(run.root))
-    from flows.evaluate import evaluate_flow
-    return evaluate_flow, (cfg.evaluation, str(run.root))
-
-
-def _preflight(command: str, cfg: PipelineConfig) -> None:
-    """Input and config problems found before any server, Ray worker or DeepSpeed engine starts."""
-    if command in ("run", "train"):
-        from tasks.training.checks import check_training
-
-        check_training(cfg.training, cfg.model)  # the device-dependent checks follow once Ray is up
-    if command not in ("run", "curate"):
-        return
-    if cfg.curation.input_path == "demo":
-        from tasks.corpus.demo import check_available
-
-        check_available()
-    else:
-        from tasks.curation.reader import discover_inputs
-
-        discover_inputs(cfg.curation.input_path)
-
-
 def run_command(args: argparse.Namespace) -> int:
-    from infra.app.runtime import embedded_runtime
-    from tasks.report import write_report
+    from flows.run_lock import RunLocked, is_held
+    from infra.app.execute import execute, preflight
 
     cfg, run = _resolve(args)
-    _preflight(args.command, cfg)
-    run.root.mkdir(parents=True, exist_ok=True)
-    write_text(run.config, dump_config(cfg))
+    actions = preflight(args.command, cfg, run)
+    if args.command == "run" and set(actions.values()) == {"skip"} and run.report.is_file():
+        # Nothing to do: no server, Ray or flow run is started for it.
+        print(f"run {run.root.name}: every stage is unchanged since it finished (same inputs, config and code); "
+              f"nothing to do.\nreport: {run.report}\nto redo one stage anyway: crucible <stage> --run-id "
+              f"{run.root.name}")
+        return 0
+    if is_held(run.root):
+        from flows.run_lock import lock_path, read_holder
+
+        h = read_holder(lock_path(run))
+        raise RunLocked(f"run {run.root.name} is being written by pid {h.get('pid')} on {h.get('host')}; "
+                        f"wait for it to end, or use another --run-id")
     log.info("run directory: %s", run.root)
-    with embedded_runtime(cfg.runtime, run.root / "logs") as rt:
-        fn, fn_args = _flow_call(args.command, cfg, run)
-        print(f"Prefect UI: {rt.ui_url}", flush=True)
-        state = fn(*fn_args, return_state=True)
-        flow_run_id = state.state_details.flow_run_id
-        print(f"flow run: {rt.flow_run_url(str(flow_run_id))}", flush=True)
-        if not state.is_completed():
-            err = state.result(raise_on_failure=False)
-            print(f"error: {args.command} failed: {err}", file=sys.stderr)
-            return 1
-    report = write_report(run.root)
-    print(f"done: {run.root} (report: {report})")
-    return 0
+    return execute(args.command, cfg, run)
 
 
 def export_command(args: argparse.Namespace) -> str:
@@ -235,17 +212,20 @@ def compare_command(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flows.run_lock import RunLocked  # light: stdlib and infra.core only
     from tasks.corpus.demo import CorpusUnavailable  # light: stdlib, tqdm and infra only
 
     args = _parser().parse_args(argv)
     setup_logging()
     try:
         if args.command == "server":
-            import os
-            os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-            prefect = str(Path(sys.executable).parent / "prefect")
-            os.execv(prefect, [prefect, "server", "start", "--host", args.host,
-                               "--port", str(args.port), "--analytics-off"])
+            from infra.app.prefect_server import check_bind, server_command, server_env
+
+            check_bind(args.host)
+            env = server_env(args.host, args.port)
+            command = server_command(args.host, args.port)
+            print(f"Prefect UI: {env['PREFECT_UI_API_URL'].removesuffix('/api')}", flush=True)
+            os.execve(command[0], command, env)
         # Commands that run without the Prefect/Ray runtime and print one result.
         direct = {"plan": plan_command, "export": export_command,
                   "quality-model": quality_model_command, "noise": noise_command,
@@ -253,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in direct:
             print(direct[args.command](args))
             return 0
+        if args.command == "resume":
+            from infra.app.resume import resume_command
+            return resume_command(args.run, args.runs_dir, args.overrides)
+        if args.command == "serve":
+            from infra.app.serve import serve_command
+            return serve_command(load_config(args.config, args.overrides), args.name, args.cron, args.interval,
+                                 args.limit)
         if args.command == "report":
             from tasks.report import write_report
             print(write_report(args.run_dir))
@@ -260,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     # Problems the user fixes (config, input, missing stage output): the message, no traceback.
     # ConfigError and InputError are ValueErrors.
-    except (ValueError, FileNotFoundError, CorpusUnavailable) as exc:
+    except (ValueError, FileNotFoundError, CorpusUnavailable, RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -108,7 +108,3 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
             f"run_id '{cfg.run_id}' may hold only letters, digits, '.', '_' and '-'"
         )
     return cfg
-
-
-def dump_config(cfg: PipelineConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,9 +1,14 @@
-"""Start or reuse a local Prefect server (SQLite) so flow runs show in its UI."""
+"""Start or reuse a local Prefect server so flow runs show in its UI.
+
+Its database is SQLite in ~/.prefect unless PREFECT_SERVER_DATABASE_CONNECTION_URL names a
+PostgreSQL one (infra/deploy/postgres.sh). Beyond loopback it needs basic auth.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -12,10 +17,42 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.cluster import QUIET_ENV
+
 log = logging.getLogger(__name__)
 
-# Offline, Prefect's telemetry calls fail and log errors on every run.
-QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_bind(host: str) -> None:
+    """Refuse to serve the API beyond this machine without basic auth."""
+    if (host in LOOPBACK or host.startswith("127.")) or os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+        return
+    raise ValueError(
+        f"binding the Prefect server to {host} would open its API, which can run and delete flows, to "
+        f"the network without authentication; set PREFECT_SERVER_API_AUTH_STRING='user:password' (clients "
+        f"then set PREFECT_API_AUTH_STRING to the same value), or bind 127.0.0.1"
+    )
+
+
+def server_env(host: str, port: int) -> dict[str, str]:
+    """The server's environment. The UI learns where the API is from /ui-settings, which says
+    port 4200 whatever port the server runs on unless PREFECT_UI_API_URL is set."""
+    env = {**os.environ, **QUIET_ENV}
+    env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another API
+    public = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    env.setdefault("PREFECT_UI_API_URL", f"http://{public}:{port}/api")
+    if env.get("PREFECT_SERVER_API_AUTH_STRING"):
+        # This process and the flow runs it starts talk to the server as its clients.
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", env["PREFECT_SERVER_API_AUTH_STRING"])
+    return env
+
+
+def server_command(host: str, port: int) -> list[str]:
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
+    return [prefect, "server", "start", "--host", host, "--port", str(port), "--analytics-off"]
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
@@ -49,20 +86,18 @@ class PrefectServer:
 
 def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) -> PrefectServer:
     """Reuse a healthy server at host:port, or start one and wait until it answers."""
-    api_url = f"http://{host}:{port}/api"
+    check_bind(host)
+    api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/api"
     if healthy(api_url):
         log.info("reusing the Prefect server at %s", api_url)
         return PrefectServer(api_url, None)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"prefect-server-{port}.log"
-    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-    env = {**os.environ, **QUIET_ENV}
-    env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another API
+    env = server_env(host, port)
     log.info("starting a Prefect server on %s:%d (log: %s)", host, port, log_path)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
-            [prefect, "server", "start", "--host", host, "--port", str(port), "--analytics-off"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            server_command(host, port), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

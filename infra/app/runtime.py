@@ -1,7 +1,7 @@
 """The embedded runtime: a Prefect API and a Ray instance, started only when needed.
 
-Ray workers get the same Prefect API URL as the driver; without it every worker that runs
-a Prefect task would start a temporary server of its own.
+Ray is joined or started by flows/cluster.py, which also runs inside the flow runs that
+`crucible serve` starts.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from flows.config import RuntimeConfig
-from infra.app.prefect_server import QUIET_ENV, PrefectServer, healthy, start_or_reuse
+from flows.cluster import QUIET_ENV, connect_ray
+from infra.app.prefect_server import PrefectServer, healthy, start_or_reuse
 
 log = logging.getLogger(__name__)
 
@@ -23,29 +24,28 @@ class Runtime:
     api_url: str
     ui_url: str
     ray_address: str
+    owns_server: bool  # stopped when the block ends
 
     def flow_run_url(self, flow_run_id: str) -> str:
-        return f"{self.ui_url}/runs/flow-run/{flow_run_id}"
+        return flow_run_url(self.ui_url, flow_run_id)
 
 
-def _worker_env(api_url: str) -> dict[str, str]:
-    env = {"PREFECT_API_URL": api_url, **QUIET_ENV}
-    for key in ("DS_ACCELERATOR", "CRUCIBLE_CACHE_DIR", "CRUCIBLE_LOG_LEVEL"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    return env
+def flow_run_url(ui_url: str, flow_run_id: str) -> str:
+    return f"{ui_url}/v2/runs/flow-run/{flow_run_id}"  # the V2 UI, Prefect's default since 3.8
 
 
 @contextlib.contextmanager
-def embedded_runtime(cfg: RuntimeConfig, log_dir: Path) -> Iterator[Runtime]:
-    """Start (or join) Prefect and Ray for the duration of the block; stop only what was started."""
+def embedded_runtime(cfg: RuntimeConfig, log_dir: Path, start_ray: bool = True) -> Iterator[Runtime]:
+    """Start (or join) Prefect and Ray for the duration of the block; stop only what was started.
+    With start_ray=False, Ray is left to the pipeline flow, which connects only when a stage
+    has work to do (an unchanged re-run then starts no Ray at all)."""
     # Imported here: both are slow to import and the CLI's --help should not pay for them.
     import ray
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server: PrefectServer | None = None
     saved_env = {k: os.environ.get(k) for k in ("PREFECT_API_URL", *QUIET_ENV)}
-    started_ray = False
+    was_connected = ray.is_initialized()
     stack = contextlib.ExitStack()
     try:
         if cfg.prefect_api_url:
@@ -62,27 +62,17 @@ def embedded_runtime(cfg: RuntimeConfig, log_dir: Path) -> Iterator[Runtime]:
         os.environ.update({"PREFECT_API_URL": api_url, **QUIET_ENV})
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
 
-        if ray.is_initialized():
+        if was_connected:
             log.info("reusing the Ray instance this process is already connected to")
-        else:
-            started_ray = cfg.ray_address is None
-            local = {"num_cpus": cfg.ray_num_cpus, "_node_ip_address": "127.0.0.1"} if started_ray else {}
-            ctx = ray.init(
-                address=cfg.ray_address,
-                # The dashboard serves Ray's state API, which Ray Train polls; on loopback only.
-                include_dashboard=True,
-                dashboard_host="127.0.0.1",
-                runtime_env={"env_vars": _worker_env(api_url)},
-                log_to_driver=True,
-                **local,
-            )
-            log.info("%s Ray at %s", "started" if started_ray else "joined", ctx.address_info["address"])
-        address = ray.get_runtime_context().gcs_address
-        yield Runtime(api_url=api_url, ui_url=api_url.removesuffix("/api"), ray_address=address)
+        elif start_ray:
+            connect_ray(cfg, api_url)
+        address = ray.get_runtime_context().gcs_address if ray.is_initialized() else ""
+        yield Runtime(api_url=api_url, ui_url=api_url.removesuffix("/api"), ray_address=address,
+                      owns_server=server is not None and server.process is not None)
     finally:
         stack.close()
-        if started_ray:
-            ray.shutdown()
+        if ray.is_initialized() and not was_connected:
+            ray.shutdown()  # stops the local instance this block (or its flow) started; leaves a cluster
         if server is not None:
             from prefect.logging.handlers import APILogWorker
 

@@ -56,3 +56,19 @@ def prepare_work(work: Path, fingerprint: dict[str, Any], markers: Path) -> None
         write_json(stamp, fingerprint)
     elif markers.exists():
         log.info("resuming: %d finished task(s) will be skipped", len(list(markers.glob("*.json"))))
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose value differs between two nested configs: {key: (saved, now)}."""
+    a, b = _flat(saved), _flat(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

@@ -20,8 +20,8 @@ from tasks.curation.finalize import finalize_shard
 from infra.core.resume import once
 from tasks.curation.layout import CurationPaths
 from tasks.curation.near_dedup import bucket_pairs
-from tasks.curation.reader import InputError
 from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
+from tasks.transient import retry_transient
 
 
 @task(name="build-demo-corpus")
@@ -29,19 +29,8 @@ def demo_corpus_task() -> str:
     return str(build_demo_corpus())
 
 
-def _transient(task, task_run, state) -> bool:
-    """Retry lost workers and I/O hiccups, not input that will fail the same way again."""
-    try:
-        state.result()
-    except (InputError, ValueError):
-        return False
-    except Exception:
-        return True
-    return False
-
-
 # Retries cover a worker lost mid-task; outputs are atomic, so a retry starts clean.
-RETRY = dict(retries=2, retry_condition_fn=_transient)
+RETRY = dict(retries=2, retry_condition_fn=retry_transient)
 
 
 @task(name="inject-noise", **RETRY)

@@ -16,6 +16,7 @@ from infra.core.storage import sha256_file
 from tasks.tokenization.bpe import prepare_tokenizer
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.shards import tokenize_shard
+from tasks.transient import retry_transient
 
 
 def marker(shard_dir: Path, name: str) -> Path:
@@ -30,7 +31,7 @@ def _files_intact(shard_dir: Path, result: dict[str, Any]) -> bool:
     return True
 
 
-@task(name="prepare-tokenizer")
+@task(name="prepare-tokenizer", retries=2, retry_condition_fn=retry_transient)
 def prepare_tokenizer_task(curated: list[str], cfg: TokenizationConfig, dest: str, shard_dir: str) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         tok = prepare_tokenizer([Path(s) for s in curated], cfg, Path(dest))
@@ -39,7 +40,7 @@ def prepare_tokenizer_task(curated: list[str], cfg: TokenizationConfig, dest: st
                 lambda r: Path(dest).is_file() and sha256_file(Path(dest)) == r["sha256"])
 
 
-@task(name="tokenize-shard", retries=1, task_run_name="tokenize-{index}")
+@task(name="tokenize-shard", retries=2, retry_condition_fn=retry_transient, task_run_name="tokenize-{index}")
 def tokenize_shard_task(curated: str, index: int, tokenizer: str, cfg: TokenizationConfig,
                         shard_dir: str) -> dict[str, Any]:
     # One Ray CPU per task: the tokenizer's own thread pool would only oversubscribe it.

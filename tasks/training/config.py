@@ -125,6 +125,10 @@ class TrainingConfig(BaseModel):
         "full", description="At start, check token shards against the manifest: 'full' SHA-256 "
         "(each rank hashes its share of the files) or 'size' and Arrow footer only.")
     max_failures: int = Field(1, ge=0, description="Ray Train restarts from the last checkpoint.")
+    retries: int = Field(1, ge=0, description="Retries of the training task, with backoff, after a transient "
+                                             "failure that Ray Train's restarts did not absorb (a lost "
+                                             "cluster connection, a timed-out server); each resumes from "
+                                             "the newest valid checkpoint.")
 
     @model_validator(mode="after")
     def _warmup(self) -> "TrainingConfig":
@@ -145,9 +149,17 @@ RESUMABLE_CHANGES = {
     "keep_last": "retention", "keep_best": "retention",
     "eval_every": "validation cadence", "eval_batches": "validation size",
     "peak_flops": "MFU reporting", "tensorboard": "metrics sinks", "verify_shards": "start-up checks",
-    "max_failures": "restart budget", "spike": "spike policy",
+    "max_failures": "restart budget", "retries": "retry budget", "spike": "spike policy",
     "zero_bucket_size": "communication buckets: memory and speed only",
     "activation_checkpointing": "recomputes the same activations: memory and speed only",
     "compile": "the same computation, compiled: speed only",
     "max_steps": "only under schedule 'constant', or 'wsd' while the decay has not begun",
 }
+
+# Keys that change how a training runs but not the model it makes: a finished training is
+# not redone for them (flows/stages.py leaves them out of the train stage's key).
+OPERATIONAL_KEYS = frozenset({
+    "device", "gpus_per_worker", "cpus_per_worker", "checkpoint_every", "checkpoint_every_minutes",
+    "keep_last", "keep_best", "eval_every", "eval_batches", "peak_flops", "tensorboard", "verify_shards",
+    "max_failures", "retries", "zero_bucket_size", "activation_checkpointing", "compile",
+})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.tasks import exponential_backoff
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from infra.core.storage import RunDir
@@ -17,6 +18,7 @@ from models.config import ModelConfig
 from tasks.training.config import TrainingConfig
 from tasks.training.metrics import read_metrics
 from tasks.training.trainer import run_training
+from tasks.transient import retry_transient
 
 log = logging.getLogger(__name__)
 TABLE_KEYS = ("step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu", "peak_mem_mb")
@@ -73,7 +75,8 @@ class LiveProgress:
                                           + (f", {len(events)} spike event(s)" if events else ""))
 
 
-@task(name="deepspeed-train")
+# Retries (TrainingConfig.retries, set by the flow) only for transient failures.
+@task(name="deepspeed-train", retry_condition_fn=retry_transient, retry_delay_seconds=exponential_backoff(10))
 def train_task(run_dir: str, model_cfg: ModelConfig, cfg: TrainingConfig) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
     with LiveProgress(run, cfg.max_steps):

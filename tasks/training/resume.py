@@ -8,25 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.core.resume import changed_keys
+from infra.core.storage import RunDir, read_json, sha256_file
 from models.config import ModelConfig
+from tasks.training import checkpoint_store as store
 from tasks.training.batch import batch_problems
+from tasks.training.checks import TrainingConfigError
 from tasks.training.config import RESUMABLE_CHANGES, TrainingConfig
 from tasks.training.schedule import decay_start
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
-def changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    a, b = _flat(saved), _flat(now)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
 def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: ModelConfig,
@@ -78,3 +67,25 @@ def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: Mo
         problems.append(f"restore the checkpoint's settings (in {manifest.get('config_file', 'its manifest')}), "
                         f"or start a new --run-id")
     return problems
+
+
+def check_resumable(run: RunDir, cfg: TrainingConfig, model_cfg: ModelConfig, precision: str | None) -> None:
+    """Refuse a resume the newest sealed checkpoint's config does not allow, reading only
+    its manifest (the ranks verify the files at load and fall back past a damaged one).
+    Runs in the CLI before anything starts, and again in the driver once the device is known."""
+    published = store.published_steps(run.checkpoints)
+    if published and not any((folder / store.MANIFEST).is_file() for _, folder in published):
+        raise TrainingConfigError(
+            f"the checkpoints in {run.checkpoints} have no manifest (unfinished saves, or written by a "
+            f"Crucible before checkpoints were sealed) and cannot be trusted; move them away to train "
+            f"this run from step 0, or start a new --run-id")
+    for _, folder in published:
+        try:
+            manifest = read_json(folder / store.MANIFEST)
+        except (OSError, ValueError):  # unsealed or damaged: the ranks will fall back past it
+            continue
+        if manifest:
+            problems = resume_problems(manifest, cfg, model_cfg, cfg.num_workers, sha256_file(run.manifest), precision)
+            if problems:
+                raise TrainingConfigError(f"cannot resume from {folder}:\n  - " + "\n  - ".join(problems))
+            return

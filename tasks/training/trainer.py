@@ -13,14 +13,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from infra.core.storage import RunDir, read_json, sha256_file
+from infra.core.storage import RunDir, read_json
 from models.config import ModelConfig
-from tasks.training import checkpoint_store as store
-from tasks.training.checks import TrainingConfigError, check_training, resolve_device
+from tasks.training.checks import check_training, resolve_device
 from tasks.training.config import TrainingConfig
 from tasks.training.deepspeed_config import resolve_precision
 from tasks.training.loop import TrainJob
-from tasks.training.resume import resume_problems
+from tasks.training.resume import check_resumable
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +56,7 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
         log.warning("ZeRO stage %d on one rank partitions nothing and cost 18%% of the tokens/s of stage 0 "
                     "here (benchmarks/training_overhead.py); set training.zero_stage=0 unless the run will "
                     "resume on more ranks", cfg.zero_stage)
-    # The newest published checkpoint's config (without hashing its files; the ranks verify
-    # them at load and fall back to an older one if need be).
-    published = store.published_steps(run.checkpoints)
-    if published and not any((folder / store.MANIFEST).is_file() for _, folder in published):
-        raise TrainingConfigError(
-            f"the checkpoints in {run.checkpoints} have no manifest (unfinished saves, or written by a "
-            f"Crucible before checkpoints were sealed) and cannot be trusted; move them away to train "
-            f"this run from step 0, or start a new --run-id")
-    for _, folder in published:
-        try:
-            manifest = read_json(folder / store.MANIFEST)
-        except (OSError, ValueError):  # unsealed or damaged: the ranks will fall back past it
-            continue
-        if manifest:
-            problems = resume_problems(manifest, cfg, model_cfg, cfg.num_workers, sha256_file(run.manifest),
-                                       precision if device == "cpu" else None)
-            if problems:
-                raise TrainingConfigError(f"cannot resume from {folder}:\n  - " + "\n  - ".join(problems))
-            break
+    check_resumable(run, cfg, model_cfg, precision if device == "cpu" else None)
     return TrainJob(str(run.root), cfg.model_dump(mode="json"), model_cfg.model_dump(mode="json"), device, precision)
 
 

@@ -41,7 +41,7 @@ def pipeline_run(prefect_api, tmp_path_factory):
         capture_output=True, text=True, timeout=1200, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    match = re.search(rf"flow run: http://127.0.0.1:{PORT}/runs/flow-run/([0-9a-f-]+)", result.stdout)
+    match = re.search(rf"flow run: http://127.0.0.1:{PORT}/v2/runs/flow-run/([0-9a-f-]+)", result.stdout)
     assert match, result.stdout[-2000:]
     return RunDir(runs / "e2e"), uuid.UUID(match.group(1)), runs
 

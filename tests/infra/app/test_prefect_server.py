@@ -1,0 +1,44 @@
+"""The Prefect server: a UI that finds its API on any port, and basic auth beyond loopback."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from infra.app.prefect_server import check_bind, server_env, start_or_reuse
+
+
+def test_binding_beyond_loopback_needs_an_auth_string(monkeypatch):
+    monkeypatch.delenv("PREFECT_SERVER_API_AUTH_STRING", raising=False)
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.1.1"):
+        check_bind(host)
+    with pytest.raises(ValueError, match="PREFECT_SERVER_API_AUTH_STRING='user:password'.*or bind 127.0.0.1"):
+        check_bind("0.0.0.0")
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:s3cret")
+    check_bind("0.0.0.0")
+
+
+def test_the_ui_is_told_the_api_of_the_port_it_runs_on(monkeypatch):
+    monkeypatch.delenv("PREFECT_UI_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
+    env = server_env("127.0.0.1", 4290)
+    assert env["PREFECT_UI_API_URL"] == "http://127.0.0.1:4290/api"
+    assert "PREFECT_API_URL" not in env and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+@pytest.mark.slow
+def test_a_real_server_on_a_non_default_port_with_auth(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFECT_UI_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:s3cret")
+    server = start_or_reuse("127.0.0.1", 4291, tmp_path)
+    try:
+        settings = httpx.get(f"{server.ui_url}/ui-settings", timeout=10).json()
+        assert settings["api_url"] == "http://127.0.0.1:4291/api"  # not the default port's
+        assert httpx.get(f"{server.api_url}/health", timeout=10).status_code == 200  # exempt from auth
+        body = {"limit": 1}
+        assert httpx.post(f"{server.api_url}/flows/filter", json=body, timeout=10).status_code == 401
+        ok = httpx.post(f"{server.api_url}/flows/filter", json=body, auth=("admin", "s3cret"), timeout=10)
+        assert ok.status_code == 200
+        assert httpx.get(f"{server.ui_url}/v2/runs", timeout=10).status_code == 200  # the V2 UI is served
+    finally:
+        server.stop()
