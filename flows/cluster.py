@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 # Offline, Prefect's telemetry calls fail and log errors on every run.
 QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-_PASSED_ON = ("DS_ACCELERATOR", "CRUCIBLE_CACHE_DIR", "CRUCIBLE_LOG_LEVEL", "PREFECT_API_AUTH_STRING")
+_PASSED_ON = ("DS_ACCELERATOR", "CRUCIBLE_CACHE_DIR", "CRUCIBLE_LOG_LEVEL", "CRUCIBLE_DRILL_KILL_AT_STEP",
+              "PREFECT_API_AUTH_STRING")
 
 
 def worker_env(api_url: str | None) -> dict[str, str]:

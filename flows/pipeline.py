@@ -3,10 +3,11 @@
 A re-run or a retry (the same flow run, from the UI or `prefect flow-run retry`) skips
 the stages whose key is unchanged (flows/stages.py) and redoes the rest; training resumes
 from its newest valid checkpoint.
-"""
-from __future__ import annotations
 
-import datetime as dt
+No `from __future__ import annotations` here: Prefect builds the deployment's parameter
+model from this module's annotations, and strings it cannot resolve fail every served run.
+"""
+
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -32,11 +33,11 @@ class StageFailed(RuntimeError):
 def _run_dir(cfg: PipelineConfig, run_dir: str | None) -> RunDir:
     if run_dir:
         return RunDir(Path(run_dir).resolve())
-    from prefect.runtime import flow_run
+    from prefect.runtime import deployment, flow_run
 
-    # A scheduled run gets a directory of its own: two runs of a deployment never share one.
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = cfg.run_id or f"{flow_run.get_deployment_name() or 'pipeline'}-{stamp}-{str(flow_run.get_id())[:8]}"
+    # A served run gets a directory of its own, named after its flow run: two runs of a
+    # deployment never share one, and a retry of the same flow run finds its own again.
+    name = cfg.run_id or f"{deployment.name or 'pipeline'}-{flow_run.name}-{str(flow_run.id)[:8]}"
     return RunDir((Path(cfg.runs_dir) / name).resolve())
 
 

@@ -21,15 +21,21 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None),
+                 # Ray Train's errors hold the workers' and the controller's failures.
+                 getattr(e, "health_check_failure", None), getattr(e, "controller_failure", None),
+                 *(getattr(e, "worker_failures", None) or {}).values()]
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
     import httpx
     import ray.exceptions as rex
 
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError
+
     return (ConnectionError, TimeoutError, httpx.TransportError, rex.RayActorError, rex.WorkerCrashedError,
-            rex.NodeDiedError, rex.ObjectLostError, rex.RaySystemError, rex.GetTimeoutError)
+            rex.NodeDiedError, rex.ObjectLostError, rex.RaySystemError, rex.GetTimeoutError,
+            WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError)  # a dead or hung worker
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -35,11 +35,13 @@ def resolve_run(target: str, runs_dir: str | None, overrides: list[str]) -> tupl
 
 
 def retried_flow_run(run: RunDir) -> Any:
-    """The run's last flow run, set back to Scheduled so that this process can run it again;
-    None when the server does not know it. Refuses a flow run that is still going."""
+    """The run's last flow run, set to Pending so that this process runs it again; None when
+    the server does not know it. Refuses a flow run that is still going. Pending, not
+    Scheduled as `prefect flow-run retry` sets: a `crucible serve` runner would pick up a
+    Scheduled run of its deployment and run it a second time."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
-    from prefect.states import Scheduled
+    from prefect.states import Pending
 
     flow_run_id = read_holder(lock_path(run)).get("flow_run_id")
     if not flow_run_id:
@@ -54,7 +56,7 @@ def retried_flow_run(run: RunDir) -> Any:
         if state not in TERMINAL:
             raise ConfigError(f"flow run {flow_run_id} of run {run.root.name} is {state}, not finished; wait for "
                               f"it, or cancel it in the UI first")
-        client.set_flow_run_state(fr.id, Scheduled(message="Retried by crucible resume"), force=True)
+        client.set_flow_run_state(fr.id, Pending(message="Retried by crucible resume"), force=True)
         return client.read_flow_run(fr.id)
 
 

@@ -71,6 +71,27 @@ class Faults:
 
     poison_samples: tuple[int, int] | None = None  # [start, end) stream positions
     kill_at_step: int | None = None  # rank 0 kills itself when this step begins
+    kill_once_marker: str | None = None  # if set, the kill happens only while this file is absent
+
+    @classmethod
+    def drill(cls, run_dir: str) -> "Faults | None":
+        """The fault drill CRUCIBLE_DRILL_KILL_AT_STEP=N asks for: rank 0 SIGKILLs itself when
+        step N begins, once per run directory, so that its retry or resume can finish."""
+        step = os.environ.get("CRUCIBLE_DRILL_KILL_AT_STEP")
+        if not step:
+            return None
+        return cls(kill_at_step=int(step), kill_once_marker=str(Path(run_dir) / "logs" / f"drill-killed-at-step{step}"))
+
+    def should_kill(self, step: int, rank: int) -> bool:
+        if self.kill_at_step != step or rank != 0:
+            return False
+        if self.kill_once_marker:
+            marker = Path(self.kill_once_marker)
+            if marker.exists():
+                return False
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"SIGKILLed rank 0 at step {step}\n")
+        return True
 
 
 class DivergenceError(RuntimeError):
@@ -340,7 +361,8 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
     cfg, ctx, engine = s.cfg, s.ctx, a.engine
     last_save = time.monotonic()
     while a.step < cfg.max_steps:
-        if faults and faults.kill_at_step == a.step + 1 and ctx.rank == 0:
+        if faults and faults.should_kill(a.step + 1, ctx.rank):
+            log.warning("fault drill: SIGKILL of rank 0 at the start of step %d", a.step + 1)
             os.kill(os.getpid(), signal.SIGKILL)
         t0 = time.perf_counter()
         samples_before = a.sampler.advance_past_skips()  # the step starts past any skipped stretch

@@ -30,8 +30,9 @@ def ray_train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from tasks.training.loop import RankContext, train
+    from tasks.training.loop import Faults, RankContext, train
 
+    job = TrainJob(**config["job"])
     ctx = ray.train.get_context()
     device = ray.train.torch.get_device()
     if device.type == "cuda":
@@ -41,7 +42,7 @@ def ray_train_worker(config: dict[str, Any]) -> None:
         os.environ["LOCAL_RANK"] = str(device.index or 0)
     rank = ctx.get_world_rank()
     train(RankContext(rank, ctx.get_world_size(), device, socket.gethostname(),
-                      report=lambda metrics: ray.train.report(metrics)), TrainJob(**config["job"]))
+                      report=lambda metrics: ray.train.report(metrics)), job, Faults.drill(job.run_dir))
 
 
 def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_gpus: float) -> TrainJob:

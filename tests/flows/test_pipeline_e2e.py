@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import httpx
@@ -15,35 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from infra.app.prefect_server import start_or_reuse
-from infra.core.storage import RunDir, read_json
+from infra.core.storage import read_json
 from tasks.tokenization.reader import TokenRows
+from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
 
 pytestmark = pytest.mark.slow
-CRUCIBLE = str(Path(sys.executable).parent / "crucible")
-ROOT = Path(__file__).resolve().parents[2]  # the debug preset's paths are relative to it
-PORT = 4219  # not the default 4200, so a developer's own server is left alone
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    server = start_or_reuse("127.0.0.1", PORT, tmp_path_factory.mktemp("prefect-logs"))
-    yield server.api_url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(prefect_api, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    result = subprocess.run(
-        [CRUCIBLE, "run", "-c", "debug", "--run-id", "e2e", "--set", f"runs_dir={runs}",
-         "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True, text=True, timeout=1200, cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    match = re.search(rf"flow run: http://127.0.0.1:{PORT}/v2/runs/flow-run/([0-9a-f-]+)", result.stdout)
-    assert match, result.stdout[-2000:]
-    return RunDir(runs / "e2e"), uuid.UUID(match.group(1)), runs
 
 
 def test_curation_accounts_for_every_document(pipeline_run):
@@ -228,3 +201,42 @@ def test_a_resume_that_would_reshape_the_schedule_is_refused_before_training(pip
     assert result.returncode != 0
     assert "max_steps 12 -> 16 would reshape the cosine schedule" in result.stdout + result.stderr
     assert "start a new --run-id" in result.stdout + result.stderr
+
+
+def _crucible(*args: str, runs: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([CRUCIBLE, *args, "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
+def test_an_unchanged_rerun_does_nothing_and_starts_nothing(pipeline_run):
+    run, _, runs = pipeline_run
+    stamps = {p: p.stat().st_mtime_ns for p in run.root.rglob("*") if p.is_file()}
+    result = _crucible("run", "--run-id", "e2e", runs=runs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "every stage is unchanged since it finished" in result.stdout
+    assert "Prefect UI" not in result.stdout  # no server, no Ray, no flow run
+    assert {p: p.stat().st_mtime_ns for p in run.root.rglob("*") if p.is_file()} == stamps
+
+
+def test_an_evaluation_change_redoes_only_evaluation(pipeline_run):
+    run, _, runs = pipeline_run
+    made = {p: p.stat().st_mtime_ns for p in (run.curation_stats, run.manifest, run.train_summary,
+                                              run.checkpoints / "final" / "model.pt")}
+    result = _crucible("run", "--run-id", "e2e", "--set", "evaluation.limit=4", runs=runs)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "curate: skip; tokenize: skip; train: skip; evaluate: changed: limit: 8 -> 4" in out
+    assert read_json(run.eval_results)["tasks"]["hellaswag"]["n"] == 4
+    assert {p: p.stat().st_mtime_ns for p in made} == made
+    assert "limit: 4" in run.config.read_text()  # config.yaml describes what the run holds now
+
+
+def test_a_training_change_on_the_finished_run_is_refused_and_config_yaml_kept(pipeline_run):
+    run, _, runs = pipeline_run
+    saved = run.config.read_bytes()
+    for command in ("run", "train"):
+        result = _crucible(command, "--run-id", "e2e", "--set", "training.lr=0.001", runs=runs)
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "training finished with another train configuration" in result.stderr
+        assert "training.lr: 0.005 -> 0.001" in result.stderr and "another --run-id" in result.stderr
+        assert run.config.read_bytes() == saved

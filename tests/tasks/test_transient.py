@@ -28,6 +28,16 @@ def test_lost_workers_and_connections_are_transient():
     assert is_transient(_wrapped(rex.WorkerCrashedError()))  # e.g. Ray Train's TrainingFailedError
 
 
+def test_a_worker_lost_under_ray_train_is_transient_and_its_own_error_is_not():
+    from ray.train import WorkerGroupError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+    died = WorkerHealthCheckFailedError("A worker health check failed.", rex.ActorDiedError())
+    assert is_transient(WorkerGroupError("rank 0 died", {0: died}))
+    assert not is_transient(WorkerGroupError("rank 1 failed", {1: TrainingConfigError("bad batch")}))
+    assert not is_transient(WorkerGroupError("rank 0 diverged", {0: RuntimeError("loss is NaN")}))
+
+
 def test_user_errors_and_unknown_bugs_are_not():
     assert not is_transient(TrainingConfigError("global batch 9 does not divide"))
     assert not is_transient(InputError("bad record"))

@@ -1,0 +1,150 @@
+"""Operations end to end, on a real Prefect server, real Ray and real DeepSpeed: the
+pipeline served as a deployment, a training worker SIGKILLed at step 8 of a deployment
+run, and that flow run finished from its step-6 checkpoint by `prefect flow-run retry` and
+by `crucible resume`; a SIGKILLed `crucible run` shown Crashed and resumed. Every finished
+run's losses equal the uninterrupted run's, bit for bit."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.core.storage import RunDir, read_json
+from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
+
+pytestmark = pytest.mark.slow
+KILL_AT = 8  # the debug preset checkpoints at steps 6 and 12
+
+
+@contextlib.contextmanager
+def _client(api: str):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        yield client
+
+
+def _wait_final(api: str, flow_run_id: uuid.UUID, timeout: float = 600):
+    deadline = time.monotonic() + timeout
+    with _client(api) as client:
+        while time.monotonic() < deadline:
+            fr = client.read_flow_run(flow_run_id)
+            if fr.state and fr.state.is_final():
+                return fr
+            time.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout:.0f}s")
+
+
+def _losses(run: RunDir) -> list[float]:
+    return [json.loads(line)["loss"] for line in run.metrics.read_text().splitlines()]
+
+
+# First, before the served deployment's Ray is up.
+def test_a_sigkilled_run_shows_crashed_and_resumes(pipeline_run, prefect_api, tmp_path):
+    reference = pipeline_run[0]
+    run = RunDir(tmp_path / "crash")
+    proc = subprocess.Popen([CRUCIBLE, "run", "-c", "debug", "--run-id", "crash", "--set", f"runs_dir={tmp_path}",
+                             "--set", f"runtime.prefect_port={PORT}"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (run.checkpoints / "step6" / "manifest.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI with its Ray and training workers, at once
+    proc.wait()
+    flow_run_id = uuid.UUID(read_json(run.root / "run.lock")["flow_run_id"])
+    with _client(prefect_api) as client:
+        assert client.read_flow_run(flow_run_id).state.type.value == "RUNNING"  # what the UI showed
+    result = subprocess.run([CRUCIBLE, "resume", "crash", "--runs-dir", str(tmp_path),
+                             "--set", f"runtime.prefect_port={PORT}"], capture_output=True, text=True,
+                            timeout=900, cwd=ROOT)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "marked Crashed" in out
+    with _client(prefect_api) as client:
+        history = [s.type.value for s in client.read_flow_run_states(flow_run_id)]
+    assert "CRASHED" in history and history[-1] == "COMPLETED"
+    assert _losses(run) == _losses(reference)
+
+
+@pytest.fixture(scope="module")
+def served(prefect_api, tmp_path_factory):
+    """`crucible serve` of the debug pipeline, with the kill drill armed and no automatic
+    retry, so a killed worker fails its flow run."""
+    runs = tmp_path_factory.mktemp("served")
+    log = runs / "serve.log"
+    env = {**os.environ, "CRUCIBLE_DRILL_KILL_AT_STEP": str(KILL_AT)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [CRUCIBLE, "serve", "-c", "debug", "--name", "drill", "--interval", "86400",
+             "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}",
+             "--set", "training.max_failures=0", "--set", "training.retries=0"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "being served" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        with _client(prefect_api) as client:
+            deployment = client.read_deployment_by_name("pipeline/drill")
+        yield runs, deployment.id, log
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _killed_deployment_run(api: str, runs: Path, deployment_id: uuid.UUID):
+    with _client(api) as client:
+        fr = client.create_flow_run_from_deployment(deployment_id)
+    done = _wait_final(api, fr.id)
+    assert done.state.type.value == "FAILED", done.state
+    assert "stage train failed" in done.state.message  # the stage and the reason, in the UI
+    run = RunDir(runs / f"drill-{done.name}-{str(done.id)[:8]}")
+    assert (run.root / "logs" / f"drill-killed-at-step{KILL_AT}").is_file()
+    assert [json.loads(line)["step"] for line in run.metrics.read_text().splitlines()] == list(range(1, KILL_AT))
+    made = {p: p.stat().st_mtime_ns for p in [run.curation_stats, run.manifest, *run.shards.rglob("*.arrow")]}
+    return done, run, made
+
+
+def _finished_like_the_uninterrupted_run(run: RunDir, made: dict, reference: RunDir, log: str) -> None:
+    assert f"resumed from {run.checkpoints / 'step6'} at step 6" in log
+    assert "curate: skip; tokenize: skip; train: unfinished" in log
+    assert {p: p.stat().st_mtime_ns for p in made} == made  # curation and tokenization not redone
+    assert _losses(run) == _losses(reference)
+    assert read_json(run.train_summary)["steps"] == 12 and run.eval_results.is_file()
+
+
+def test_prefect_flow_run_retry_finishes_a_killed_deployment_run(served, pipeline_run, prefect_api):
+    runs, deployment_id, log = served
+    reference = pipeline_run[0]
+    failed, run, made = _killed_deployment_run(prefect_api, runs, deployment_id)
+    retry = subprocess.run([str(Path(CRUCIBLE).parent / "prefect"), "flow-run", "retry", str(failed.id)],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "PREFECT_API_URL": prefect_api})
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    done = _wait_final(prefect_api, failed.id)  # the same flow run, run again by the serving process
+    assert done.state.type.value == "COMPLETED", done.state
+    _finished_like_the_uninterrupted_run(run, made, reference, log.read_text(errors="replace"))
+
+
+def test_crucible_resume_finishes_a_killed_deployment_run(served, pipeline_run, prefect_api):
+    runs, deployment_id, _ = served
+    reference = pipeline_run[0]
+    failed, run, made = _killed_deployment_run(prefect_api, runs, deployment_id)
+    result = subprocess.run([CRUCIBLE, "resume", str(run.root), "--set", f"runtime.prefect_port={PORT}"],
+                            capture_output=True, text=True, timeout=900, cwd=ROOT)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert f"/v2/runs/flow-run/{failed.id}" in result.stdout  # the same flow run, not a new one
+    assert _wait_final(prefect_api, failed.id).state.type.value == "COMPLETED"
+    _finished_like_the_uninterrupted_run(run, made, reference, out)
