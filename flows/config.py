@@ -36,6 +36,10 @@ class PipelineConfig(BaseModel):
     run_id: str | None = Field(None, description="Defaults to a timestamp.")
     runs_dir: str = "runs"
     seed: int = 0
+    previous_run: str | None = Field(
+        None, description="A finished run this one builds on: with curation.incremental its unchanged input "
+        "files are skipped and its documents deduplicated against; with training.init_from_previous its "
+        "final model is the starting point. A served deployment's runs default to its newest finished run.")
     runtime: RuntimeConfig = RuntimeConfig()
     curation: CurationConfig = CurationConfig()
     tokenization: TokenizationConfig = TokenizationConfig()

@@ -19,12 +19,12 @@ from prefect_ray import RayTaskRunner
 
 from flows.progress import gather
 from infra.core.resume import file_fingerprint, prepare_work
-from infra.core.storage import RunDir, write_json
+from infra.core.storage import RunDir, read_json, write_json
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
 from tasks.curation.prefect_tasks import (component_drops_task, decontam_task, demo_corpus_task,
                                           exact_task, filter_task, finalize_task, lsh_task,
-                                          noise_task, quality_model_task, star_task)
+                                          noise_task, quality_model_task, reference_task, star_task)
 from tasks.curation.reader import discover_inputs
 from tasks.curation.stats import StageStats, combine_steps
 
@@ -65,8 +65,25 @@ def _components(parts: int, curated: str) -> tuple[int, int]:
     raise RuntimeError(f"connected components did not converge in {MAX_COMPONENT_ROUNDS} rounds")
 
 
+def _history(previous_run: Path) -> tuple[dict[str, list[int]], list[str]]:
+    """What an earlier run curated: the input files it had seen (path -> [size, mtime]) and
+    the curated shards of it and of the runs before it, which new documents are deduplicated against."""
+    stats = RunDir(previous_run).curation_stats
+    if not stats.is_file():
+        raise FileNotFoundError(f"previous run {previous_run} has no finished curation ({stats} is missing); "
+                                f"point previous_run at a finished run, or turn curation.incremental off")
+    prior = read_json(stats)
+    references = [r for r in prior.get("dedup_references", []) + prior.get("output_files", []) if Path(r).is_file()]
+    lost = len(prior.get("dedup_references", [])) + len(prior.get("output_files", [])) - len(references)
+    if lost:
+        log.warning("%d curated shard(s) of earlier runs are gone: new documents are not deduplicated against them", lost)
+    return prior.get("inputs_seen", {}), references
+
+
 @flow(name="curate", task_runner=RayTaskRunner())
-def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
+def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = None) -> dict[str, Any]:
+    """Curate the input. With `cfg.incremental` and a previous run, only the input files that
+    are new or changed since it are curated, and deduplicated against everything it had curated."""
     run = RunDir(Path(run_dir))
     paths = CurationPaths(run.curated.resolve())
     curated = str(paths.curated)
@@ -75,7 +92,14 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
     if skipped:
         log.warning("ignoring %d file(s) that are not JSONL/Parquet under %s, e.g. %s",
                     len(skipped), source, skipped[0])
-    prepare_work(paths.work, _fingerprint(cfg, files), paths.work / "markers")
+    seen = {str(f.resolve()): [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+    seen_before, references = _history(Path(previous_run)) if cfg.incremental and previous_run else ({}, [])
+    if cfg.incremental:
+        files = [f for f in files if seen_before.get(str(f.resolve())) != seen[str(f.resolve())]]
+        log.info("incremental curation after %s: %d new or changed input file(s), %d unchanged; deduplicating "
+                 "against %d curated shard(s) of earlier runs", previous_run or "no previous run", len(files),
+                 len(seen) - len(files), len(references))
+    prepare_work(paths.work, {**_fingerprint(cfg, files), "references": references}, paths.work / "markers")
     extra: dict[str, Any] = {}
 
     stage_input = source
@@ -96,19 +120,24 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
         decontam_index = extra["decontamination"]["index"]
     log.info("curating %d input file(s) from %s", len(files), stage_input)
 
+    # Earlier runs' shards come first (indices 0..m-1): dedup keeps the first document of a
+    # group, so a new document that repeats one of theirs is the one removed.
+    against = references if files else []  # nothing new: nothing to deduplicate against them
+    m = len(against)
+    ref = gather([reference_task.submit(r, i, cfg, curated) for i, r in enumerate(against)], "earlier runs' shards")
     # Resolved: errors and removed/ rows name the user's file, not the noise step's link to it.
-    first = gather([filter_task.submit(str(f.resolve()), i, cfg, curated, quality_model, decontam_index)
+    first = gather([filter_task.submit(str(f.resolve()), m + i, cfg, curated, quality_model, decontam_index)
                     for i, f in enumerate(files)], "filter shards")
-    survivors = sum(r["kept"] for r in first)
+    survivors = sum(r["kept"] for r in first) + sum(r["docs"] for r in ref)
     parts = max(1, math.ceil(survivors / cfg.partition_docs))
-    shards = len(files)
+    shards = m + len(files)
     exact_parts = minhash_parts = 0
-    if cfg.exact_dedup.enabled:
+    if cfg.exact_dedup.enabled and files:
         exact = gather([exact_task.submit(p, parts, shards, curated) for p in range(parts)], "exact dedup")
         extra["exact_dedup"] = {"exact": sum(r["exact"] for r in exact),
                                 "near_exact": sum(r["near_exact"] for r in exact)}
         exact_parts = parts
-    if cfg.minhash.enabled:
+    if cfg.minhash.enabled and files:
         lsh = gather([lsh_task.submit(p, parts, shards, cfg, curated) for p in range(parts)],
                      "minhash buckets")
         final_round, rounds = _components(parts, curated)
@@ -118,11 +147,14 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
                             "verified_pairs": sum(r["verified_pairs"] for r in lsh),
                             "component_rounds": rounds, "dropped": sum(r["dropped"] for r in dropped)}
         minhash_parts = parts
-    second = gather([finalize_task.submit(i, cfg, curated, exact_parts, minhash_parts)
-                     for i in range(shards)], "dedup+redact shards")
+    second = gather([finalize_task.submit(i, cfg, curated, exact_parts, minhash_parts, m)
+                     for i in range(m, shards)], "dedup+redact shards")
+    if cfg.incremental:
+        extra["incremental"] = {"previous_run": previous_run, "new_or_changed_files": len(files),
+                                "unchanged_files": len(seen) - len(files), "reference_shards": m,
+                                "reference_docs": sum(r["docs"] for r in ref)}
 
-    results = first + second + (exact if cfg.exact_dedup.enabled else []) + (
-        lsh + dropped if cfg.minhash.enabled else [])
+    results = first + second + (exact if exact_parts else []) + (lsh + dropped if minhash_parts else [])
     steps = {"filter": StageStats.total(r["stats"] for r in first),
              "dedup_redact": StageStats.total(r["stats"] for r in second)}
     total = combine_steps(steps).to_dict()
@@ -135,9 +167,13 @@ def curate_flow(cfg: CurationConfig, run_dir: str) -> dict[str, Any]:
         "steps": {name: s.to_dict() for name, s in steps.items()},
         "details": extra,
         "partitions": parts,
-        "peak_worker_rss_mb": max(r.get("peak_rss_mb", 0) for r in results),
+        "peak_worker_rss_mb": max((r.get("peak_rss_mb", 0) for r in results), default=0),
         "malformed_examples": malformed,
-        "output_shards": shards,
+        "output_shards": len(files),
+        "output_files": [str(paths.kept(i)) for i in range(m, shards)],
+        # For a later incremental run: every input file seen so far, and every earlier curated shard.
+        "inputs_seen": {**seen_before, **seen},
+        "dedup_references": references,
     }
     write_json(run.curation_stats, summary)
     shutil.rmtree(paths.work)  # scratch only; the markers' results are in stats.json now

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from prefect import flow, get_run_logger
 
-from flows import stages
+from flows import lineage, stages
 from flows.cluster import connect_ray
 from flows.config import PipelineConfig, dump_config
 from flows.curate import curate_flow
@@ -22,8 +22,12 @@ from flows.evaluate import evaluate_flow
 from flows.run_lock import run_lock
 from flows.tokenize import tokenize_flow
 from flows.train import train_flow
-from infra.core.storage import RunDir, write_text
+from infra.core.storage import RunDir, read_json, write_text
 from tasks.report import write_report
+
+
+def _kept(run: RunDir) -> int:
+    return read_json(run.curation_stats)["totals"]["docs_kept"]
 
 
 class StageFailed(RuntimeError):
@@ -37,15 +41,16 @@ def _run_dir(cfg: PipelineConfig, run_dir: str | None) -> RunDir:
 
     # A served run gets a directory of its own, named after its flow run: two runs of a
     # deployment never share one, and a retry of the same flow run finds its own again.
-    name = cfg.run_id or f"{deployment.name or 'pipeline'}-{flow_run.name}-{str(flow_run.id)[:8]}"
+    # The id's random tail: its head is a timestamp, alike in runs created together.
+    name = cfg.run_id or f"{deployment.name or 'pipeline'}-{flow_run.name}-{str(flow_run.id)[-8:]}"
     return RunDir((Path(cfg.runs_dir) / name).resolve())
 
 
 def stage_calls(cfg: PipelineConfig, run_dir: str) -> dict[str, Callable[[], Any]]:
     return {
-        "curate": lambda: curate_flow(cfg.curation, run_dir),
+        "curate": lambda: curate_flow(cfg.curation, run_dir, cfg.previous_run),
         "tokenize": lambda: tokenize_flow(cfg.tokenization, run_dir),
-        "train": lambda: train_flow(cfg.model, cfg.training, run_dir),
+        "train": lambda: train_flow(cfg.model, cfg.training, run_dir, lineage.init_from(cfg)),
         "evaluate": lambda: evaluate_flow(cfg.evaluation, run_dir),
     }
 
@@ -65,13 +70,17 @@ def run_stage(run: RunDir, key: stages.StageKey, call: Callable[[], Any]) -> Any
 def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, Any]:
     """Run the stages in order, skipping those already made from the same inputs, config
     section and code."""
+    from prefect.runtime import deployment, flow_run
+
     run = _run_dir(cfg, run_dir)
     log = get_run_logger()
     run.root.mkdir(parents=True, exist_ok=True)
     with run_lock(run):
+        cfg = lineage.resolve(cfg, run, deployment.name)
         actions = stages.plan(run, cfg)  # refuses, before anything runs, a change under a trained model
         # Written only once the plan holds: config.yaml describes what this run directory makes.
         write_text(run.config, dump_config(cfg.model_copy(update={"run_id": run.root.name})))
+        lineage.record(run, cfg, deployment.name, str(flow_run.id) if flow_run.id else None)
         log.info("run %s: %s", run.root.name, "; ".join(f"{s}: {a}" for s, a in actions.items()))
         keys = stages.expected_keys(cfg)
         results: dict[str, Any] = {}
@@ -81,6 +90,10 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
             else:
                 connect_ray(cfg.runtime, os.environ.get("PREFECT_API_URL"))  # once, for the first stage to run
                 results[stage] = run_stage(run, keys[stage], call)
+            if stage == "curate" and cfg.curation.incremental and not _kept(run):
+                log.info("run %s: nothing new to curate since %s; the later stages have nothing to do",
+                         run.root.name, cfg.previous_run)
+                return {**results, "run_dir": str(run.root), "nothing_new": True}
         results["report"] = str(write_report(run.root))
         results["run_dir"] = str(run.root)
     return results

@@ -55,15 +55,29 @@ def code_version(stage: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _previous_key(cfg: PipelineConfig, stage: str) -> str | None:
+    """The key the previous run's stage finished with (its path if it recorded none)."""
+    if not cfg.previous_run:
+        return None
+    rec = recorded(RunDir(Path(cfg.previous_run))).get(stage, {})
+    return rec.get("key") or str(Path(cfg.previous_run).resolve())
+
+
 def stage_config(stage: str, cfg: PipelineConfig) -> dict[str, Any]:
     """The config a stage's output depends on. Training leaves out the keys that change how
-    it runs but not the model it makes (cadences, retention, resources, sinks)."""
+    it runs but not the model it makes (cadences, retention, resources, sinks). A run that
+    builds on an earlier one depends on that run's curation or training too."""
     if stage == "curate":
-        return cfg.curation.model_dump(mode="json")
+        section = cfg.curation.model_dump(mode="json")
+        if cfg.curation.incremental:
+            section["previous_run"] = _previous_key(cfg, "curate")
+        return section
     if stage == "tokenize":
         return cfg.tokenization.model_dump(mode="json")
     if stage == "train":
         training = {k: v for k, v in cfg.training.model_dump(mode="json").items() if k not in OPERATIONAL_KEYS}
+        if cfg.training.init_from_previous:
+            training["previous_run"] = _previous_key(cfg, "train")
         return {"model": cfg.model.model_dump(mode="json"), "training": training}
     return cfg.evaluation.model_dump(mode="json")
 

@@ -14,10 +14,12 @@ from tasks.training.prefect_tasks import train_task
 
 
 @flow(name="train")
-def train_flow(model_cfg: ModelConfig, cfg: TrainingConfig, run_dir: str) -> dict[str, Any]:
+def train_flow(model_cfg: ModelConfig, cfg: TrainingConfig, run_dir: str,
+               init_from: str | None = None) -> dict[str, Any]:
+    """Train the run's model; `init_from` (a final model folder) continues pre-training from it."""
     run = RunDir(Path(run_dir).resolve())
     # Publishes training-progress and training-metrics live; retries only transient failures.
-    summary = train_task.with_options(retries=cfg.retries)(str(run.root), model_cfg, cfg)
+    summary = train_task.with_options(retries=cfg.retries)(str(run.root), model_cfg, cfg, init_from)
     records, _ = read_metrics(run.metrics)
     evals = [r for r in records if "val_loss" in r]
     return {**summary, "final_loss": records[-1]["loss"], "first_loss": records[0]["loss"],

@@ -9,10 +9,37 @@ Retry button, `prefect flow-run retry`, `crucible resume`) finds its directory a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 
 from flows.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def _drop_stale_scheduled_runs(name: str) -> None:
+    """Delete the not-yet-started runs an earlier `crucible serve` of this deployment left:
+    they carry that serve's parameters, not the ones given now."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(f"pipeline/{name}")
+        except ObjectNotFound:
+            return
+        stale = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200)
+        for fr in stale:
+            client.delete_flow_run(fr.id)
+        if stale:
+            log.info("deleted %d scheduled run(s) of pipeline/%s left by an earlier serve", len(stale), name)
 
 
 def serve_command(cfg: PipelineConfig, name: str, cron: str | None, interval: float | None, limit: int) -> int:
@@ -28,11 +55,14 @@ def serve_command(cfg: PipelineConfig, name: str, cron: str | None, interval: fl
     with embedded_runtime(cfg.runtime, runs / "_serve" / "logs") as rt:
         os.environ["RAY_ADDRESS"] = rt.ray_address  # the flow runs started below join this Ray
         mark_crashed_runs(runs)
+        _drop_stale_scheduled_runs(name)
         when = f"cron '{cron}'" if cron else f"every {interval:g} s" if interval else "on demand only"
         print(f"serving deployment pipeline/{name} ({when}); Prefect UI: {rt.ui_url}/v2/deployments; "
               f"started {dt.datetime.now().isoformat(timespec='seconds')}", flush=True)
         pipeline_flow.serve(
-            name=name, cron=cron, interval=interval, limit=limit, pause_on_shutdown=False,
+            # Paused on shutdown: a schedule nobody serves would pile up runs that start, all at
+            # once, with stale parameters when serving resumes.
+            name=name, cron=cron, interval=interval, limit=limit, pause_on_shutdown=True,
             parameters={"cfg": cfg.model_dump(mode="json"), "run_dir": None},
             description="curate -> tokenize -> train -> evaluate; retries continue from the last checkpoint",
         )

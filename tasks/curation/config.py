@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.curation.decontam import DecontamConfig
 from tasks.curation.noise import NoiseConfig
@@ -58,3 +58,14 @@ class CurationConfig(BaseModel):
     partition_docs: int = Field(
         1_000_000, ge=1000, description="Documents per dedup task: bounds each worker's memory, "
         "so larger corpora get more tasks rather than bigger ones.")
+    incremental: bool = Field(
+        False, description="Curate only the input files that are new or changed since the previous run "
+        "(previous_run, or a served deployment's newest finished run) and deduplicate them against "
+        "everything curated before: a repeat of last week's document is removed this week too.")
+
+    @model_validator(mode="after")
+    def _incremental_needs_stable_input(self) -> "CurationConfig":
+        if self.incremental and self.noise is not None:
+            raise ValueError("curation.incremental compares input files with the previous run's, but "
+                             "curation.noise rewrites them every run; turn one of them off")
+        return self

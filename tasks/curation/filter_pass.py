@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from tasks.curation.config import CurationConfig
 from tasks.curation.decontam import Decontaminator, load_index
@@ -87,16 +88,49 @@ def removed_row(d: dict[str, Any], text: str, reason: str, detail: str = "") -> 
             "file": d["file"], "line": d["line"], "bytes": d["bytes_in"]}
 
 
+class DedupKeys:
+    """The keys the global dedup steps read for one shard: exact / near-exact hashes,
+    MinHash band keys and shingle sets, one entry per kept document."""
+
+    def __init__(self, cfg: CurationConfig):
+        self.cfg = cfg
+        self.hasher = MinHasher(cfg.minhash.shingle_size, cfg.minhash.bands, cfg.minhash.rows, cfg.minhash.seed)
+        self.exact: list[tuple[int, int, int]] = []
+        self.bands: list[np.ndarray] = []
+        self.shingle_sets: list[np.ndarray] = []
+
+    def add(self, doc: int, text: str) -> None:
+        words = normalized_words(text)
+        exact_key = stable_hash64(dedup_key(text))
+        near_key = stable_hash64(" ".join(words)) if self.cfg.exact_dedup.near_exact else exact_key
+        self.exact.append((near_key, exact_key, doc))
+        if self.cfg.minhash.enabled:
+            sh = self.hasher.shingle_hashes(words)
+            self.shingle_sets.append(sh)
+            self.bands.append(self.hasher.band_keys(self.hasher.signature_of(sh)))
+
+    def write(self, paths: CurationPaths, index: int) -> None:
+        cfg = self.cfg
+        records = np.array(self.exact, dtype=EXACT_DTYPE) if self.exact else np.empty(0, dtype=EXACT_DTYPE)
+        write_sorted(records, "key", paths.exact_keys(index))
+        if not cfg.minhash.enabled:
+            return
+        write_shingle_sets(self.shingle_sets, paths.shingle_sets(index))
+        matrix = np.stack(self.bands) if self.bands else np.empty((0, cfg.minhash.bands), dtype=np.uint64)
+        docs = np.array([e[2] for e in self.exact], dtype=np.uint64)
+        for b in range(cfg.minhash.bands):
+            recs = np.empty(len(matrix), dtype=BAND_DTYPE)
+            recs["key"], recs["doc"] = matrix[:, b], docs
+            write_sorted(recs, "key", paths.band_keys(b, index))
+
+
 def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
                  quality_model: Path | None = None, decontam_index: Path | None = None) -> dict[str, Any]:
     """Filter one input file into its scratch shard and key files; returns its stats."""
     paths = CurationPaths(curated_dir)
     stats = StageStats()
     check = DocumentFilter(cfg, quality_model, decontam_index)
-    hasher = MinHasher(cfg.minhash.shingle_size, cfg.minhash.bands, cfg.minhash.rows, cfg.minhash.seed)
-    exact: list[tuple[int, int, int]] = []
-    bands: list[np.ndarray] = []
-    shingle_sets: list[np.ndarray] = []
+    keys = DedupKeys(cfg)
     examples: list[str] = []
     with RowSink(paths.filtered(index), WORK_SCHEMA) as kept, \
             RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed:
@@ -117,35 +151,29 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
                 removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0],
                                         verdict.reason, verdict.detail))
                 continue
-            doc = doc_id(index, kept.count)
-            words = normalized_words(verdict.text)
-            exact_key = stable_hash64(dedup_key(verdict.text))
-            near_key = stable_hash64(" ".join(words)) if cfg.exact_dedup.near_exact else exact_key
-            exact.append((near_key, exact_key, doc))
-            if cfg.minhash.enabled:
-                sh = hasher.shingle_hashes(words)
-                shingle_sets.append(sh)
-                bands.append(hasher.band_keys(hasher.signature_of(sh)))
+            keys.add(doc_id(index, kept.count), verdict.text)
             row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
             kept.add(row)
             stats.keep(item.bytes_in)
     stats.changes.update(check.changes)
     stats.check_balanced(f"filter {path}")
-    _write_keys(paths, index, exact, bands, cfg)
-    if cfg.minhash.enabled:
-        write_shingle_sets(shingle_sets, paths.shingle_sets(index))
+    keys.write(paths, index)
     return {"stats": stats.to_dict(), "malformed_examples": examples, "kept": stats.docs_kept}
 
 
-def _write_keys(paths: CurationPaths, index: int, exact: list[tuple[int, int, int]],
-                bands: list[np.ndarray], cfg: CurationConfig) -> None:
-    records = np.array(exact, dtype=EXACT_DTYPE) if exact else np.empty(0, dtype=EXACT_DTYPE)
-    write_sorted(records, "key", paths.exact_keys(index))
-    if not cfg.minhash.enabled:
-        return
-    matrix = np.stack(bands) if bands else np.empty((0, cfg.minhash.bands), dtype=np.uint64)
-    docs = np.array([e[2] for e in exact], dtype=np.uint64)
-    for b in range(cfg.minhash.bands):
-        recs = np.empty(len(matrix), dtype=BAND_DTYPE)
-        recs["key"], recs["doc"] = matrix[:, b], docs
-        write_sorted(recs, "key", paths.band_keys(b, index))
+def reference_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path) -> dict[str, Any]:
+    """Dedup keys of an earlier run's curated shard, so this run's documents are deduplicated
+    against it. Its documents take part in the dedup decisions (as the first in input order,
+    they are the ones kept) but are not filtered again, counted or written out."""
+    paths = CurationPaths(curated_dir)
+    keys = DedupKeys(cfg)
+    rows = 0
+    with RowSink(paths.filtered(index), WORK_SCHEMA) as scratch:
+        source = pq.ParquetFile(path)
+        for group in range(source.num_row_groups):
+            for row in source.read_row_group(group, columns=["id", "text", "source", "metadata"]).to_pylist():
+                keys.add(doc_id(index, scratch.count), row["text"])
+                scratch.add({**row, "bytes_in": len(row["text"].encode()), "file": str(path), "line": rows})
+                rows += 1
+    keys.write(paths, index)
+    return {"reference": str(path), "docs": rows}

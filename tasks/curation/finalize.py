@@ -46,7 +46,9 @@ def _kept_ids(paths: CurationPaths, kept_docs: set[int]) -> dict[int, str]:
 
 
 def finalize_shard(index: int, cfg: CurationConfig, curated_dir: Path, exact_parts: int,
-                   minhash_parts: int) -> dict[str, Any]:
+                   minhash_parts: int, references: int = 0) -> dict[str, Any]:
+    """`references`: shards 0..references-1 hold earlier runs' documents; a document that
+    duplicates one of them is removed as `previous_run_duplicate`."""
     paths = CurationPaths(curated_dir)
     drop_files = ([paths.exact_drops(p) for p in range(exact_parts)]
                   + [paths.minhash_drops(q) for q in range(minhash_parts)])
@@ -64,7 +66,7 @@ def finalize_shard(index: int, cfg: CurationConfig, curated_dir: Path, exact_par
                 row_number += 1
                 text, counts = redact(row["text"], cfg.redaction)
                 if hit is not None:
-                    reason = REASONS[hit[1]]
+                    reason = "previous_run_duplicate" if split_doc_id(hit[0])[0] < references else REASONS[hit[1]]
                     stats.remove(reason, row["bytes_in"])
                     removed.add(removed_row(row, text, reason, f"duplicate of {kept_ids[hit[0]]}"))
                     continue

@@ -15,7 +15,7 @@ from tasks.corpus.demo import build_demo_corpus
 from tasks.curation import components
 from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import decide_exact
-from tasks.curation.filter_pass import filter_shard
+from tasks.curation.filter_pass import filter_shard, reference_shard
 from tasks.curation.finalize import finalize_shard
 from infra.core.resume import once
 from tasks.curation.layout import CurationPaths
@@ -49,6 +49,12 @@ def quality_model_task(source: str, cfg: CurationConfig, curated: str) -> dict[s
 def decontam_task(cfg: CurationConfig, curated: str) -> dict[str, Any]:
     paths = CurationPaths(Path(curated))
     return once(paths.marker("decontam-index"), lambda: build_decontam_index(cfg, paths))
+
+
+@task(name="reference-shard", task_run_name="reference-{index}", **RETRY)
+def reference_task(path: str, index: int, cfg: CurationConfig, curated: str) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("reference", index), lambda: reference_shard(Path(path), index, cfg, Path(curated)))
 
 
 @task(name="filter-shard", task_run_name="filter-{index}", **RETRY)
@@ -91,7 +97,7 @@ def component_drops_task(rnd: int, part: int, curated: str) -> dict[str, Any]:
 
 @task(name="finalize-shard", task_run_name="finalize-{index}", **RETRY)
 def finalize_task(index: int, cfg: CurationConfig, curated: str, exact_parts: int,
-                  minhash_parts: int) -> dict[str, Any]:
+                  minhash_parts: int, references: int = 0) -> dict[str, Any]:
     paths = CurationPaths(Path(curated))
     return once(paths.marker("finalize", index),
-                lambda: finalize_shard(index, cfg, Path(curated), exact_parts, minhash_parts))
+                lambda: finalize_shard(index, cfg, Path(curated), exact_parts, minhash_parts, references))

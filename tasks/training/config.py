@@ -125,6 +125,10 @@ class TrainingConfig(BaseModel):
         "full", description="At start, check token shards against the manifest: 'full' SHA-256 "
         "(each rank hashes its share of the files) or 'size' and Arrow footer only.")
     max_failures: int = Field(1, ge=0, description="Ray Train restarts from the last checkpoint.")
+    init_from_previous: bool = Field(False, description="Continued pre-training: start from the final model of "
+                                                       "previous_run (or a served deployment's newest finished "
+                                                       "run) instead of random weights, with its tokenizer; the "
+                                                       "optimizer and schedule start over.")
     retries: int = Field(1, ge=0, description="Retries of the training task, with backoff, after a transient "
                                              "failure that Ray Train's restarts did not absorb (a lost "
                                              "cluster connection, a timed-out server); each resumes from "

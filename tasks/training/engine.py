@@ -23,12 +23,14 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 def build_model(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, seq_len: int,
-                ds_config: dict[str, Any], rank: int, device: str = "cpu") -> GPT:
-    """The model with the run's seeded initialisation, partitioned at construction under ZeRO-3.
+                ds_config: dict[str, Any], rank: int, device: str = "cpu",
+                initial: dict[str, torch.Tensor] | None = None) -> GPT:
+    """The model with the run's seeded initialisation (or the `initial` weights of an earlier
+    model: continued pre-training), partitioned at construction under ZeRO-3.
 
-    Every path re-draws the weights from the seed one parameter at a time, so a ZeRO-3 run
-    (where rank 0 draws each gathered parameter and the others receive it) starts from
-    exactly the weights of a 1-rank run.
+    Every path sets the weights one parameter at a time, so a ZeRO-3 run (where rank 0 sets
+    each gathered parameter and the others receive it) starts from exactly the weights of a
+    1-rank run.
     """
     import deepspeed
 
@@ -46,13 +48,21 @@ def build_model(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, se
     else:
         model = GPT(model_cfg, vocab_size, seq_len)
     torch.manual_seed(cfg.seed)
+
+    def set_weights(name: str, p: torch.nn.Parameter) -> None:
+        if initial is None:
+            model.init_parameter(name, p)
+        else:
+            with torch.no_grad():
+                p.copy_(initial[name].to(p.dtype))
+
     for name, p in model.named_parameters():
         if zero3:
             with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
                 if rank == 0:
-                    model.init_parameter(name, p)
+                    set_weights(name, p)
         else:
-            model.init_parameter(name, p)
+            set_weights(name, p)
     if zero3:
         # The fused loss reads the head's (tied) weight outside the head's own forward.
         deepspeed.zero.register_external_parameter(model, model.head.weight)

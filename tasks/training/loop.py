@@ -62,6 +62,7 @@ class TrainJob:
     model: dict[str, Any]
     device: str  # resolved: "cpu" or "cuda"
     precision: str  # resolved: "bf16", "fp16" or "fp32"
+    init_from: str | None = None  # a final model folder: continued pre-training starts from its weights
 
 
 @dataclass
@@ -208,7 +209,15 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
     universal = found is not None and found.world_size != ctx.world and found.manifest["training"]["zero_stage"] > 0
     ds_config = deepspeed_config(cfg, ctx.world, s.job.precision, s.job.device,
                                  plan.accumulation(samples), load_universal=universal)
-    model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank, s.job.device)
+    # A fresh start of continued pre-training takes the earlier model's weights; a resume
+    # overwrites whatever the model starts with from its checkpoint.
+    initial = None
+    if s.job.init_from and found is None:
+        initial = torch.load(Path(s.job.init_from) / "model.pt", map_location="cpu", weights_only=True)
+        if ctx.rank == 0:
+            log.info("continued pre-training: starting from the weights of %s", s.job.init_from)
+    model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank, s.job.device,
+                        initial)
     engine = build_engine(model, cfg, ds_config)
     sampler = s.train.sampler(ctx.rank, ctx.world, cfg.micro_batch_size)
     detector = SpikeDetector(cfg.spike)
@@ -486,7 +495,7 @@ def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
         save_state_dict(state_dict, s.model_cfg, s.manifest["vocab_size"], s.seq_len, a.step, run.checkpoints / FINAL)
         tokens_per_step = a.plan.global_batch * s.seq_len
         params = parameter_count(s.model_cfg, s.manifest["vocab_size"], s.seq_len)  # tied weights once
-        summary = {"steps": a.step, "parameters": params, "world_size": ctx.world, "hosts": hosts,
+        summary = {"steps": a.step, "parameters": params, "init_from": s.job.init_from, "world_size": ctx.world, "hosts": hosts,
                    "device": s.job.device, "precision": s.job.precision, "zero_stage": s.cfg.zero_stage,
                    "global_batch": a.plan.global_batch, "tokens_per_step": tokens_per_step,
                    "training_flops_per_token": s.flops_per_token,

@@ -77,7 +77,8 @@ class LiveProgress:
 
 # Retries (TrainingConfig.retries, set by the flow) only for transient failures.
 @task(name="deepspeed-train", retry_condition_fn=retry_transient, retry_delay_seconds=exponential_backoff(10))
-def train_task(run_dir: str, model_cfg: ModelConfig, cfg: TrainingConfig) -> dict[str, Any]:
+def train_task(run_dir: str, model_cfg: ModelConfig, cfg: TrainingConfig,
+               init_from: str | None = None) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
     with LiveProgress(run, cfg.max_steps):
-        return run_training(run.root, model_cfg, cfg)
+        return run_training(run.root, model_cfg, cfg, Path(init_from) if init_from else None)

@@ -13,9 +13,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from infra.core.storage import RunDir, read_json
+from infra.core.resume import changed_keys
+from infra.core.storage import RunDir, read_json, sha256_file
 from models.config import ModelConfig
-from tasks.training.checks import check_training, resolve_device
+from tasks.training.checks import TrainingConfigError, check_training, resolve_device
 from tasks.training.config import TrainingConfig
 from tasks.training.deepspeed_config import resolve_precision
 from tasks.training.loop import TrainJob
@@ -45,10 +46,33 @@ def ray_train_worker(config: dict[str, Any]) -> None:
                       report=lambda metrics: ray.train.report(metrics)), job, Faults.drill(job.run_dir))
 
 
-def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_gpus: float) -> TrainJob:
+def check_init_from(run: RunDir, model_cfg: ModelConfig, seq_len: int, init_from: Path) -> None:
+    """Continued pre-training needs the earlier model's shape and its tokenizer."""
+    meta_path = init_from / "model.json"
+    if not meta_path.is_file():
+        raise TrainingConfigError(f"continued pre-training: {init_from} holds no final model (model.json); "
+                                  f"the previous run must have finished training")
+    meta = read_json(meta_path)
+    problems = [f"model.{k}: {a!r} there, {b!r} here" for k, (a, b) in
+                changed_keys(meta["model"], model_cfg.model_dump(mode="json")).items()]
+    manifest = read_json(run.manifest)
+    if meta["vocab_size"] != manifest["vocab_size"] or meta["seq_len"] != seq_len:
+        problems.append(f"vocabulary/context {meta['vocab_size']}/{meta['seq_len']} there, "
+                        f"{manifest['vocab_size']}/{seq_len} here")
+    earlier_tokenizer = init_from.parents[1] / "tokenizer" / "tokenizer.json"
+    if earlier_tokenizer.is_file() and sha256_file(earlier_tokenizer) != sha256_file(run.tokenizer):
+        problems.append("another tokenizer: set tokenization.tokenizer_path to the earlier run's tokenizer.json")
+    if problems:
+        raise TrainingConfigError(f"cannot continue pre-training from {init_from}:\n  - " + "\n  - ".join(problems))
+
+
+def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_gpus: float,
+             init_from: Path | None = None) -> TrainJob:
     """Resolve device and precision and run every check that needs no worker."""
     if not run.manifest.is_file():
         raise FileNotFoundError(f"no token shards in {run.shards}; run `crucible tokenize` for this run first")
+    if init_from is not None:
+        check_init_from(run, model_cfg, read_json(run.manifest)["seq_len"], init_from)
     device = resolve_device(cfg, cluster_gpus)
     # 'auto' on GPUs stays 'auto' until the ranks see their GPUs (loop.setup resolves it).
     precision = "auto" if device == "cuda" and cfg.precision == "auto" else resolve_precision(cfg.precision, device)
@@ -58,18 +82,21 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
                     "here (benchmarks/training_overhead.py); set training.zero_stage=0 unless the run will "
                     "resume on more ranks", cfg.zero_stage)
     check_resumable(run, cfg, model_cfg, precision if device == "cpu" else None)
-    return TrainJob(str(run.root), cfg.model_dump(mode="json"), model_cfg.model_dump(mode="json"), device, precision)
+    return TrainJob(str(run.root), cfg.model_dump(mode="json"), model_cfg.model_dump(mode="json"), device, precision,
+                    str(init_from) if init_from else None)
 
 
-def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig) -> dict[str, Any]:
-    """Train (or resume from the run's newest valid checkpoint) and return the training summary."""
+def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig,
+                 init_from: Path | None = None) -> dict[str, Any]:
+    """Train (or resume from the run's newest valid checkpoint) and return the training summary.
+    `init_from`: a final model folder whose weights a fresh start begins from."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     run = RunDir(Path(run_dir).resolve())
     gpus = float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
-    job = plan_job(run, model_cfg, cfg, gpus)
+    job = plan_job(run, model_cfg, cfg, gpus, init_from)
     use_gpu = job.device == "cuda"
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if use_gpu else {})}
     log.info("training on %d %s worker(s) in %s", cfg.num_workers, job.device, job.precision)

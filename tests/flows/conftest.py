@@ -2,6 +2,7 @@
 shared by the end-to-end modules (the operations tests compare their runs against it)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import uuid
@@ -15,9 +16,18 @@ from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
 
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory):
-    server = start_or_reuse("127.0.0.1", PORT, tmp_path_factory.mktemp("prefect-logs"))
+    """A real `prefect server start` (scheduler included) on a database of this session's own,
+    so deployments and scheduled runs of earlier sessions cannot fire here."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    saved = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)  # the server and every CLI the tests start
+    server = start_or_reuse("127.0.0.1", PORT, home / "logs")
     yield server.api_url
     server.stop()
+    if saved is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = saved
 
 
 @pytest.fixture(scope="session")

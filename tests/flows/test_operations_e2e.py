@@ -5,7 +5,6 @@ by `crucible resume`; a SIGKILLed `crucible run` shown Crashed and resumed. Ever
 run's losses equal the uninterrupted run's, bit for bit."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,30 +16,18 @@ from pathlib import Path
 import pytest
 
 from infra.core.storage import RunDir, read_json
-from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
+from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT, prefect_client, serving, wait_for
 
 pytestmark = pytest.mark.slow
 KILL_AT = 8  # the debug preset checkpoints at steps 6 and 12
 
 
-@contextlib.contextmanager
-def _client(api: str):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        yield client
-
-
 def _wait_final(api: str, flow_run_id: uuid.UUID, timeout: float = 600):
-    deadline = time.monotonic() + timeout
-    with _client(api) as client:
-        while time.monotonic() < deadline:
+    def final():
+        with prefect_client(api) as client:
             fr = client.read_flow_run(flow_run_id)
-            if fr.state and fr.state.is_final():
-                return fr
-            time.sleep(1)
-    raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout:.0f}s")
+        return fr if fr.state and fr.state.is_final() else None
+    return wait_for(final, timeout, f"flow run {flow_run_id} to finish")
 
 
 def _losses(run: RunDir) -> list[float]:
@@ -61,7 +48,7 @@ def test_a_sigkilled_run_shows_crashed_and_resumes(pipeline_run, prefect_api, tm
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI with its Ray and training workers, at once
     proc.wait()
     flow_run_id = uuid.UUID(read_json(run.root / "run.lock")["flow_run_id"])
-    with _client(prefect_api) as client:
+    with prefect_client(prefect_api) as client:
         assert client.read_flow_run(flow_run_id).state.type.value == "RUNNING"  # what the UI showed
     result = subprocess.run([CRUCIBLE, "resume", "crash", "--runs-dir", str(tmp_path),
                              "--set", f"runtime.prefect_port={PORT}"], capture_output=True, text=True,
@@ -69,7 +56,7 @@ def test_a_sigkilled_run_shows_crashed_and_resumes(pipeline_run, prefect_api, tm
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "marked Crashed" in out
-    with _client(prefect_api) as client:
+    with prefect_client(prefect_api) as client:
         history = [s.type.value for s in client.read_flow_run_states(flow_run_id)]
     assert "CRASHED" in history and history[-1] == "COMPLETED"
     assert _losses(run) == _losses(reference)
@@ -81,36 +68,19 @@ def served(prefect_api, tmp_path_factory):
     retry, so a killed worker fails its flow run."""
     runs = tmp_path_factory.mktemp("served")
     log = runs / "serve.log"
-    env = {**os.environ, "CRUCIBLE_DRILL_KILL_AT_STEP": str(KILL_AT)}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [CRUCIBLE, "serve", "-c", "debug", "--name", "drill", "--interval", "86400",
-             "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}",
-             "--set", "training.max_failures=0", "--set", "training.retries=0"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while "being served" not in log.read_text(errors="replace"):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-        with _client(prefect_api) as client:
-            deployment = client.read_deployment_by_name("pipeline/drill")
+    args = ["--interval", "86400", "--set", f"runs_dir={runs}", "--set", "training.max_failures=0",
+            "--set", "training.retries=0"]
+    with serving(prefect_api, "drill", args, log, {"CRUCIBLE_DRILL_KILL_AT_STEP": str(KILL_AT)}) as deployment:
         yield runs, deployment.id, log
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _killed_deployment_run(api: str, runs: Path, deployment_id: uuid.UUID):
-    with _client(api) as client:
+    with prefect_client(api) as client:
         fr = client.create_flow_run_from_deployment(deployment_id)
     done = _wait_final(api, fr.id)
     assert done.state.type.value == "FAILED", done.state
     assert "stage train failed" in done.state.message  # the stage and the reason, in the UI
-    run = RunDir(runs / f"drill-{done.name}-{str(done.id)[:8]}")
+    run = RunDir(runs / f"drill-{done.name}-{str(done.id)[-8:]}")
     assert (run.root / "logs" / f"drill-killed-at-step{KILL_AT}").is_file()
     assert [json.loads(line)["step"] for line in run.metrics.read_text().splitlines()] == list(range(1, KILL_AT))
     made = {p: p.stat().st_mtime_ns for p in [run.curation_stats, run.manifest, *run.shards.rglob("*.arrow")]}

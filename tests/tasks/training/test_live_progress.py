@@ -1,12 +1,12 @@
 """Training progress reaches the Prefect UI while the ranks train, not only at the end."""
 import json
-import time
 
 import httpx
 from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
 from infra.core.storage import RunDir
+from tests.flows.e2e_env import wait_for
 from tasks.training.prefect_tasks import LiveProgress
 
 
@@ -16,13 +16,7 @@ def _append(run: RunDir, record: dict) -> None:
 
 
 def _wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
+    return wait_for(predicate, timeout, "the progress artifacts", poll=0.1)
 
 
 def test_progress_and_metrics_table_update_during_training(tmp_path):
