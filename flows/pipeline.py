@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
 from flows import lineage, stages
 from flows.cluster import connect_ray
@@ -28,6 +29,15 @@ from tasks.report import write_report
 
 def _kept(run: RunDir) -> int:
     return read_json(run.curation_stats)["totals"]["docs_kept"]
+
+
+def run_links(run: RunDir) -> str:
+    tensorboard = run.root / "tensorboard"
+    tb = (f"`tensorboard --logdir {tensorboard}`" if tensorboard.is_dir() else
+          "not written (set training.tensorboard=true)")
+    return (f"**Run directory:** `{run.root}` ([file link](file://{run.root}))\n\n"
+            f"**Report:** `{run.report}`\n\n**Metrics:** `{run.metrics}`\n\n**TensorBoard:** {tb}\n\n"
+            f"**Resume after a failure:** `crucible resume {run.root}`")
 
 
 class StageFailed(RuntimeError):
@@ -96,4 +106,6 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
                 return {**results, "run_dir": str(run.root), "nothing_new": True}
         results["report"] = str(write_report(run.root))
         results["run_dir"] = str(run.root)
+        create_markdown_artifact(key="run-directory", markdown=run_links(run),
+                                 description="where this run's files are, and how to browse its metrics")
     return results

@@ -160,7 +160,7 @@ def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
             keys = {a["key"] for a in response.json()}
     assert names == {s: "COMPLETED" for s in ("curate", "tokenize", "train", "evaluate")}
     assert {"curation-stats", "tokenization-stats", "data-mixture", "training-metrics", "training-progress",
-            "evaluation-results"} <= keys
+            "loss-curve", "evaluation-results"} <= keys
 
 
 def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run):
