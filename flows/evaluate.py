@@ -1,6 +1,9 @@
 """The `evaluate` flow: the benchmark tasks and perplexity on a run's model, on Ray workers."""
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +12,7 @@ from prefect.artifacts import create_table_artifact
 from prefect_ray import RayTaskRunner
 
 from flows.progress import gather
+from flows.stages import code_version
 from infra.core.storage import RunDir
 from tasks.evaluation.config import EvaluationConfig
 from tasks.evaluation.evaluate import final_step, combine, task_runs, write_results
@@ -16,14 +20,30 @@ from tasks.evaluation.prefect_tasks import evaluate_unit_task, perplexity_task
 from tasks.evaluation.summary import results_rows
 
 
+def _unit_work(run: RunDir, cfg: EvaluationConfig) -> Path:
+    """Where finished units wait for the rest of a failed stage's retry: a folder per settings,
+    code and model, so a unit made from anything else is never reused."""
+    model = run.checkpoints / "final" / "model.pt"
+    stamp = [cfg.model_dump(mode="json"), code_version("evaluate"),
+             [model.stat().st_size, model.stat().st_mtime_ns] if model.is_file() else None]
+    key = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
+    root = run.root / "eval" / "_units"
+    for stale in (p for p in root.glob("*") if p.name != key):
+        shutil.rmtree(stale, ignore_errors=True)
+    return root / key
+
+
 @flow(name="evaluate", task_runner=RayTaskRunner())
 def evaluate_flow(cfg: EvaluationConfig, run_dir: str) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
     model = str(run.root)
+    work = _unit_work(run, cfg)
     ppl = perplexity_task.submit(model, cfg, True)
-    units = gather([evaluate_unit_task.submit(model, r, cfg) for r in task_runs(cfg)], "evaluate tasks")
+    units = gather([evaluate_unit_task.submit(model, r, cfg, str(work / f"{r.task}-{r.formulation}.json"))
+                    for r in task_runs(cfg)], "evaluate tasks")
     results = combine(run.root.name, units, ppl.result(), final_step(run.root))
     write_results(run.eval_results, results, units)
+    shutil.rmtree(work.parent, ignore_errors=True)  # the units are in results.json and samples/ now
     create_table_artifact(key="evaluation-results", table=results_rows(results),
                           description="Benchmark scores with standard errors and random chance; perplexity")
     return {k: v for k, v in results.items() if k != "tasks"} | {

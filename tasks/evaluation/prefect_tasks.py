@@ -1,9 +1,12 @@
 """Thin Prefect task wrappers around evaluation; each (task, formulation) runs on a Ray worker."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
+
+from infra.core.resume import read_marker, write_marker
 
 from tasks.evaluation.config import EvaluationConfig
 from tasks.evaluation.evaluate import evaluate_unit, perplexities
@@ -13,8 +16,16 @@ from tasks.transient import retry_transient
 
 @task(name="evaluate-task", task_run_name="{run.task}-{run.formulation}", retries=2,
       retry_condition_fn=retry_transient)
-def evaluate_unit_task(model_path: str, run: TaskRun, cfg: EvaluationConfig) -> dict[str, Any]:
-    return evaluate_unit(model_path, run, cfg)
+def evaluate_unit_task(model_path: str, run: TaskRun, cfg: EvaluationConfig,
+                       marker: str | None = None) -> dict[str, Any]:
+    """One (task, formulation); with `marker`, a retried stage reuses a unit that finished."""
+    done = read_marker(Path(marker)) if marker else None
+    if done is not None:
+        return done
+    result = evaluate_unit(model_path, run, cfg)
+    if marker:
+        write_marker(Path(marker), result)
+    return result
 
 
 @task(name="perplexity", retries=2, retry_condition_fn=retry_transient)
