@@ -35,7 +35,7 @@ def test_stage_on_a_missing_run(tmp_path):
 def test_help_lists_every_subcommand():
     r = _run("--help")
     assert r.returncode == 0
-    for cmd in ("run", "curate", "tokenize", "train", "evaluate", "server", "report"):
+    for cmd in ("run", "curate", "tokenize", "train", "evaluate", "resume", "serve", "server", "report"):
         assert cmd in r.stdout
 
 
@@ -60,3 +60,18 @@ def test_bad_training_combination_is_refused_before_anything_starts(tmp_path):
     assert "bf16 without ZeRO" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert not any(tmp_path.iterdir())  # no server, no Ray, no run directory
+
+
+def test_a_server_beyond_loopback_without_auth_is_refused():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_API_AUTH_STRING"}
+    result = subprocess.run([CRUCIBLE, "server", "--host", "0.0.0.0", "--port", "4299"], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert "PREFECT_SERVER_API_AUTH_STRING" in result.stderr and "or bind 127.0.0.1" in result.stderr
+
+
+def test_resume_of_an_unknown_run_names_where_it_looked(tmp_path):
+    result = _run("resume", "nope", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2 and f"{tmp_path}/nope" in result.stderr and "config.yaml" in result.stderr
