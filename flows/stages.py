@@ -170,12 +170,15 @@ def plan(run: RunDir, cfg: PipelineConfig, wanted: tuple[str, ...] = STAGES) -> 
 
 
 def _refuse(run: RunDir, stage: str, rec: dict[str, Any], key: StageKey, records: dict[str, dict[str, Any]]) -> None:
-    if stage == "train" and rec.get("upstream") == key.upstream and rec.get("code") == key.code:
+    if stage == "train" and rec.get("upstream") == key.upstream:
+        # An unfinished training whose own settings or code changed (a fix after a crash), or a
+        # finished one given a change a resume may allow (more steps under a constant schedule):
+        # the resume check (tasks/training/resume.py) decides, before training starts.
+        if rec["status"] != "finished":
+            return
         changed = changed_keys(rec["config"], key.config)
-        if rec["status"] != "finished" or all(k.startswith("training.") and k.split(".")[1] in RESUMABLE_CHANGES
-                                              for k in changed):
-            # Its own settings changed, in a way a resume may allow (e.g. more steps under a constant
-            # schedule): the resume check (tasks/training/resume.py) decides, before training starts.
+        if rec.get("code") == key.code and all(k.startswith("training.") and k.split(".")[1] in RESUMABLE_CHANGES
+                                               for k in changed):
             return
     what = "finished" if run.train_summary.exists() else "started (it has checkpoints)"
     raise StageChangeRefused(

@@ -6,6 +6,7 @@ run's losses equal the uninterrupted run's, bit for bit."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -118,3 +119,30 @@ def test_crucible_resume_finishes_a_killed_deployment_run(served, pipeline_run, 
     assert f"/v2/runs/flow-run/{failed.id}" in result.stdout  # the same flow run, not a new one
     assert _wait_final(prefect_api, failed.id).state.type.value == "COMPLETED"
     _finished_like_the_uninterrupted_run(run, made, reference, out)
+
+
+def test_a_process_work_pool_worker_runs_the_deployed_pipeline(prefect_api, pipeline_run, tmp_path):
+    """infra/deploy/prefect.yaml deployed as its header says, one run of the debug config
+    started on demand, and `prefect worker start` from this checkout running it."""
+    from infra.app.config import load_config
+
+    prefect = str(Path(CRUCIBLE).parent / "prefect")
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "CRUCIBLE_HOME": str(ROOT)}
+
+    def sh(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        done = subprocess.run([prefect, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    sh("work-pool", "create", "crucible", "--type", "process", "--overwrite")
+    sh("--no-prompt", "deploy", "--prefect-file", "infra/deploy/prefect.yaml", "--all")
+    runs = tmp_path / "runs"
+    cfg = load_config("debug", [f"runs_dir={runs}", f"runtime.prefect_port={PORT}"]).model_dump(mode="json")
+    started = sh("deployment", "run", "pipeline/weekly", "--params", json.dumps({"cfg": cfg, "run_dir": None}))
+    flow_run_id = uuid.UUID(re.search(r"flow-run/([0-9a-f-]{36})", started.stdout).group(1))
+    sh("worker", "start", "-p", "crucible", "--run-once", timeout=900)
+    done = _wait_final(prefect_api, flow_run_id)
+    assert done.state.type.value == "COMPLETED", done.state
+    run = RunDir(runs / f"weekly-{done.name}-{str(done.id)[-8:]}")
+    assert read_json(run.train_summary)["steps"] == 12 and run.eval_results.is_file()
+    assert _losses(run) == _losses(pipeline_run[0])  # the same pipeline as `crucible run`

@@ -116,3 +116,19 @@ def test_a_resumable_change_on_a_finished_training_continues_it(tmp_path):
     run = _finished_run(tmp_path, cfg)
     actions = stages.plan(run, _cfg("training.schedule=constant", "training.max_steps=20"))
     assert actions["train"] == "changed: training.max_steps: 12 -> 20"
+
+
+def test_a_code_fix_after_a_crash_resumes_but_a_finished_training_is_not_redone_for_it(tmp_path):
+    cfg = _cfg()
+    run = _finished_run(tmp_path, cfg)
+    key = stages.expected_keys(cfg)["train"]
+    fixed = stages.StageKey("train", key.config, "0123456789abcdef", key.upstream, key.inputs)
+    records = stages.recorded(run)
+    records["train"] = fixed.record("finished")
+    write_json(stages.stages_file(run), records)  # as if trained by other code
+    with pytest.raises(stages.StageChangeRefused, match="the train code changed"):
+        stages.plan(run, cfg)
+    records["train"]["status"] = "running"
+    run.train_summary.unlink()
+    write_json(stages.stages_file(run), records)
+    assert stages.plan(run, cfg)["train"].startswith("changed: the train code changed")
