@@ -39,6 +39,6 @@ def test_a_real_server_on_a_non_default_port_with_auth(tmp_path, monkeypatch):
         assert httpx.post(f"{server.api_url}/flows/filter", json=body, timeout=10).status_code == 401
         ok = httpx.post(f"{server.api_url}/flows/filter", json=body, auth=("admin", "s3cret"), timeout=10)
         assert ok.status_code == 200
-        assert httpx.get(f"{server.ui_url}/v2/runs", timeout=10).status_code == 200  # the V2 UI is served
+        assert httpx.get(f"{server.ui_url}/v2/", timeout=10).status_code == 200  # the V2 UI is served
     finally:
         server.stop()
