@@ -135,7 +135,12 @@ def test_a_process_work_pool_worker_runs_the_deployed_pipeline(prefect_api, pipe
         return done
 
     sh("work-pool", "create", "crucible", "--type", "process", "--overwrite")
-    sh("--no-prompt", "deploy", "--prefect-file", "infra/deploy/prefect.yaml", "--all")
+    deployed = subprocess.run([prefect, "--no-prompt", "deploy", "--prefect-file", "infra/deploy/prefect.yaml", "--all"],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    out = deployed.stdout + deployed.stderr
+    # Prefect 3.8.8's deploy command ends with a check for online workers whose request (a null
+    # limit) its own server rejects: the deployment is made, the command then reports a 422.
+    assert deployed.returncode == 0 or ("successfully created" in out and "workers/filter" in out), out[-3000:]
     runs = tmp_path / "runs"
     cfg = load_config("debug", [f"runs_dir={runs}", f"runtime.prefect_port={PORT}"]).model_dump(mode="json")
     started = sh("deployment", "run", "pipeline/weekly", "--params", json.dumps({"cfg": cfg, "run_dir": None}))
