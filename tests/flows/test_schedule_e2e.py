@@ -30,7 +30,7 @@ def _deployment_runs(api: str, deployment_id) -> list:
 
 
 def _run_dir(runs: Path, fr) -> RunDir:
-    return RunDir(runs / f"weekly-{fr.name}-{str(fr.id)[-8:]}")
+    return RunDir(runs / f"every20s-{fr.name}-{str(fr.id)[-8:]}")
 
 
 def _first_loss(run: RunDir) -> float:
@@ -47,7 +47,7 @@ def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(prefect_
     args = ["--interval", "20", "--set", f"runs_dir={runs}", "--set", f"curation.input_path={inputs}",
             "--set", "curation.noise=null", "--set", "curation.incremental=true",
             "--set", "training.init_from_previous=true"]
-    with serving(prefect_api, "weekly", args, tmp_path / "serve.log") as deployment:
+    with serving(prefect_api, "every20s", args, tmp_path / "serve.log") as deployment:
         first = wait_for(lambda: _deployment_runs(prefect_api, deployment.id), 180, "the first scheduled run")[0]
         print(f"time from crucible serve to the first scheduled run: {time.monotonic() - started:.0f} s")
         run1 = _run_dir(runs, first)
