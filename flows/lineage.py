@@ -11,18 +11,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from flows import stages
 from flows.config import PipelineConfig
 from infra.core.resume import read_marker
 from infra.core.storage import RunDir, write_json
 
 log = logging.getLogger(__name__)
 LINEAGE = "lineage.json"
-STAGES = ("curate", "tokenize", "train", "evaluate")
 
 
 def _finished(root: Path) -> bool:
-    records = read_marker(root / "stages.json") or {}
-    return all(records.get(s, {}).get("status") == "finished" for s in STAGES)
+    records = stages.recorded(RunDir(root))
+    return all(records.get(s, {}).get("status") == "finished" for s in stages.STAGES)
 
 
 def newest_finished_run(runs_dir: Path, deployment: str, exclude: Path) -> Path | None:

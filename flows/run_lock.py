@@ -34,6 +34,20 @@ def read_holder(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _locked(run: RunDir) -> RunLocked:
+    h = read_holder(lock_path(run))
+    return RunLocked(
+        f"run {run.root.name} is being written by pid {h.get('pid')} on {h.get('host')} "
+        f"(flow run {h.get('flow_run_id')}, since {h.get('started')}); wait for it to end or stop "
+        f"it, or use another --run-id")
+
+
+def check_free(run: RunDir) -> None:
+    """Refuse, naming the holder, if a live process is writing this run directory."""
+    if is_held(run.root):
+        raise _locked(run)
+
+
 def _flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -54,12 +68,7 @@ def run_lock(run: RunDir) -> Iterator[dict[str, Any]]:
             except BlockingIOError:
                 time.sleep(0.1)
         else:
-            h = read_holder(path)
-            raise RunLocked(
-                f"run {run.root.name} is being written by pid {h.get('pid')} on {h.get('host')} "
-                f"(flow run {h.get('flow_run_id')}, since {h.get('started')}); wait for it to end or stop "
-                f"it, or use another --run-id"
-            ) from None
+            raise _locked(run)
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "flow_run_id": _flow_run_id(),
                   "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)

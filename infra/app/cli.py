@@ -116,7 +116,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from flows.run_lock import RunLocked, is_held
+    from flows.run_lock import check_free
     from infra.app.execute import execute, preflight
 
     cfg, run = _resolve(args)
@@ -127,12 +127,7 @@ def run_command(args: argparse.Namespace) -> int:
               f"nothing to do.\nreport: {run.report}\nto redo one stage anyway: crucible <stage> --run-id "
               f"{run.root.name}")
         return 0
-    if is_held(run.root):
-        from flows.run_lock import lock_path, read_holder
-
-        h = read_holder(lock_path(run))
-        raise RunLocked(f"run {run.root.name} is being written by pid {h.get('pid')} on {h.get('host')}; "
-                        f"wait for it to end, or use another --run-id")
+    check_free(run)
     log.info("run directory: %s", run.root)
     return execute(args.command, cfg, run)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import PipelineConfig
-from flows.run_lock import is_held, lock_path, read_holder
+from flows.run_lock import check_free, lock_path, read_holder
 from infra.app.config import ConfigError, load_config
 from infra.core.storage import RunDir
 
@@ -64,8 +64,6 @@ def resume_command(target: str, runs_dir: str | None, overrides: list[str]) -> i
     from infra.app.execute import execute, preflight
 
     cfg, run = resolve_run(target, runs_dir, overrides)
-    if is_held(run.root):
-        raise ConfigError(f"run {run.root.name} is still being written (pid {read_holder(lock_path(run)).get('pid')});"
-                          f" it needs no resume")
+    check_free(run)  # a run still being written needs no resume
     preflight("run", cfg, run)
     return execute("run", cfg, run, flow_run=retried_flow_run)
