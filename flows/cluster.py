@@ -2,15 +2,29 @@
 serve` sets for the flow runs it starts), or start a local instance on loopback.
 
 The stages' task runners then reuse the connection instead of starting a Ray of their own,
-and every Ray worker gets the driver's Prefect API URL: without it, each worker that runs
-a Prefect task would start a temporary server of its own.
+and every Ray worker gets a Prefect API URL it can reach: without one, each worker that
+runs a Prefect task would start a temporary server of its own.
+
+On a cluster of several hosts, `check_cluster` runs one probe on every node before any
+work starts: a node that cannot see the run directory, or cannot reach the Prefect API,
+is named then, rather than failing obscurely in the middle of a stage.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import secrets
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flows.config import RuntimeConfig
+from infra.core.node import node_address, node_identity, node_label
+from infra.core.storage import write_text
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +32,44 @@ log = logging.getLogger(__name__)
 QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 _PASSED_ON = ("DS_ACCELERATOR", "CRUCIBLE_CACHE_DIR", "CRUCIBLE_LOG_LEVEL", "CRUCIBLE_DRILL_KILL_AT_STEP",
               "PREFECT_API_AUTH_STRING")
+WILDCARD = ("0.0.0.0", "::")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ClusterCheckFailed(RuntimeError):
+    """A node cannot take part: it does not share the run directory or cannot reach Prefect."""
 
 
 def worker_env(api_url: str | None) -> dict[str, str]:
     env = {**QUIET_ENV, **({"PREFECT_API_URL": api_url} if api_url else {})}
     env.update({k: os.environ[k] for k in _PASSED_ON if k in os.environ})
     return env
+
+
+def _address_towards(ray_address: str | None) -> str:
+    """This machine's address on the route to the Ray head (no packet is sent)."""
+    host = (ray_address or "").removeprefix("ray://").rsplit(":", 1)[0]
+    if host and host != "auto":
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((host, 9))
+                return s.getsockname()[0]
+        except OSError:
+            pass
+    return node_address()
+
+
+def workers_api_url(api_url: str | None, cfg: RuntimeConfig, ray_address: str | None) -> str | None:
+    """The API URL the workers get. A server that listens on every interface is reached by
+    this process on 127.0.0.1, which on another node is that node itself: the workers get
+    this machine's address instead."""
+    if not api_url:
+        return api_url
+    parts = urlsplit(api_url)
+    if ray_address and parts.hostname in LOOPBACK and cfg.prefect_host in WILDCARD and not cfg.prefect_api_url:
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{_address_towards(ray_address)}{port}"))
+    return api_url
 
 
 def connect_ray(cfg: RuntimeConfig, api_url: str | None) -> bool:
@@ -34,14 +80,95 @@ def connect_ray(cfg: RuntimeConfig, api_url: str | None) -> bool:
         return False
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
     local = {"num_cpus": cfg.ray_num_cpus, "_node_ip_address": "127.0.0.1"} if address is None else {}
+    handed = workers_api_url(api_url, cfg, address)
     ctx = ray.init(
         address=address,
         # The dashboard serves Ray's state API, which Ray Train polls; on loopback only.
         include_dashboard=True,
         dashboard_host="127.0.0.1",
-        runtime_env={"env_vars": worker_env(api_url)},
+        runtime_env={"env_vars": worker_env(handed)},
         log_to_driver=True,
         **local,
     )
-    log.info("%s Ray at %s", "joined" if address else "started", ctx.address_info["address"])
+    log.info("%s Ray at %s%s", "joined" if address else "started", ctx.address_info["address"],
+             f"; its workers report to Prefect at {handed}" if handed != api_url else "")
     return address is None
+
+
+def _probe(run_dir: str, token: str, api_url: str | None) -> dict[str, Any]:
+    """On one node: can it read the driver's probe file, write one back, reach the API?"""
+    me = node_identity()
+    problems = []
+    probe = Path(run_dir) / f".probe-{token}"
+    try:
+        if probe.read_text() != token:
+            problems.append(f"{run_dir} on this node is another folder than the driver's (not shared storage)")
+        else:
+            write_text(Path(run_dir) / f".probe-{token}-{me['address']}", token)
+    except FileNotFoundError:
+        problems.append(f"cannot see the run directory {run_dir}: it does not exist on this node, or is "
+                        f"another folder than the driver's (not shared storage)")
+    except OSError as err:
+        problems.append(f"cannot read or write the run directory {run_dir}: {err}")
+    if api_url:
+        request = urllib.request.Request(f"{api_url}/health")
+        auth = os.environ.get("PREFECT_API_AUTH_STRING")
+        if auth:
+            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError) as err:
+            problems.append(f"cannot reach the Prefect API at {api_url} ({err}); bind the server to an address "
+                            f"the nodes reach (runtime.prefect_host, with PREFECT_SERVER_API_AUTH_STRING)")
+    return {"node": me, "problems": problems}
+
+
+def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """Probe every alive node of the connected cluster before any work starts; raise
+    ClusterCheckFailed naming each node and what it lacks. Returns each node's identity."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    run_dir = Path(run_dir).resolve()
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    api_url = ray.get_runtime_context().runtime_env.get("env_vars", {}).get("PREFECT_API_URL")
+    token = secrets.token_hex(8)
+    probe = run_dir / f".probe-{token}"
+    write_text(probe, token)
+    # No CPU asked for: a probe must run even on a node whose CPUs are all taken.
+    remote = ray.remote(num_cpus=0, max_retries=0)(_probe)
+    try:
+        refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(run_dir), token, api_url) for n in nodes]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        found = []
+        for n, ref in zip(nodes, refs):
+            if ref in ready:
+                try:
+                    found.append(ray.get(ref))
+                    continue
+                except Exception as err:  # the probe itself failed there: name the node and why
+                    problem = f"the probe failed there: {type(err).__name__}: {err}"
+            else:
+                problem = f"did not answer the probe within {timeout_s:.0f}s"
+            found.append({"node": {"address": n["NodeManagerAddress"], "hostname": n.get("NodeManagerHostname", "?")},
+                          "problems": [problem]})
+        for f in found:
+            echo = run_dir / f".probe-{token}-{f['node']['address']}"
+            if not f["problems"] and not echo.is_file():
+                f["problems"].append(f"its writes to {run_dir} do not reach the driver's {run_dir} (not shared storage)")
+    finally:
+        for leftover in run_dir.glob(f".probe-{token}*"):
+            leftover.unlink(missing_ok=True)
+    bad = [f for f in found if f["problems"]]
+    if bad:
+        lines = [f"node {node_label(f['node'])}: {p}" for f in bad for p in f["problems"]]
+        raise ClusterCheckFailed(
+            f"{len(bad)} of the {len(found)} node(s) of the Ray cluster cannot take part in this run:\n  - "
+            + "\n  - ".join(lines)
+            + "\nEvery node must mount the run directory (runs_dir) and the inputs at the same path: a shared "
+              "filesystem such as NFS, Lustre or a cloud file share (README: 'Shared storage').")
+    log.info("cluster check: %d node(s) see %s%s: %s", len(found), run_dir,
+             " and reach the Prefect API" if api_url else "", ", ".join(node_label(f["node"]) for f in found))
+    return [f["node"] for f in found]

@@ -17,6 +17,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect_ray import RayTaskRunner
 
+from flows.placement import task_nodes
 from flows.progress import gather
 from infra.core.resume import file_fingerprint, prepare_work
 from infra.core.storage import RunDir, read_json, write_json
@@ -49,18 +50,19 @@ def _fingerprint(cfg: CurationConfig, files: list[Path]) -> dict[str, Any]:
     return {"config": json.loads(cfg.model_dump_json()), "inputs": file_fingerprint(files)}
 
 
-def _components(parts: int, curated: str) -> tuple[int, int]:
-    """Alternate large/small-star rounds until a round changes nothing; returns (round, rounds)."""
-    rnd, previous = 0, None
+def _components(parts: int, curated: str) -> tuple[int, int, list[dict[str, Any]]]:
+    """Alternate large/small-star rounds until a round changes nothing; returns (round,
+    rounds, every star task's result)."""
+    rnd, previous, done = 0, None, []
     for it in range(MAX_COMPONENT_ROUNDS):
         large = gather([star_task.submit("large", rnd, q, parts, curated) for q in range(parts)],
                        f"components round {it + 1} (large-star)")
-        gather([star_task.submit("small", rnd + 1, q, parts, curated) for q in range(parts)],
-               f"components round {it + 1} (small-star)")
+        done += large + gather([star_task.submit("small", rnd + 1, q, parts, curated) for q in range(parts)],
+                               f"components round {it + 1} (small-star)")
         state = (sum(s["edges"] for s in large), sum(s["checksum"] for s in large) % 2**64)
         rnd += 2
         if state == previous:
-            return rnd, it + 1
+            return rnd, it + 1, done
         previous = state
     raise RuntimeError(f"connected components did not converge in {MAX_COMPONENT_ROUNDS} rounds")
 
@@ -132,6 +134,10 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     parts = max(1, math.ceil(survivors / cfg.partition_docs))
     shards = m + len(files)
     exact_parts = minhash_parts = 0
+    exact: list[dict[str, Any]] = []
+    lsh: list[dict[str, Any]] = []
+    stars: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
     if cfg.exact_dedup.enabled and files:
         exact = gather([exact_task.submit(p, parts, shards, curated) for p in range(parts)], "exact dedup")
         extra["exact_dedup"] = {"exact": sum(r["exact"] for r in exact),
@@ -140,7 +146,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     if cfg.minhash.enabled and files:
         lsh = gather([lsh_task.submit(p, parts, shards, cfg, curated) for p in range(parts)],
                      "minhash buckets")
-        final_round, rounds = _components(parts, curated)
+        final_round, rounds, stars = _components(parts, curated)
         dropped = gather([component_drops_task.submit(final_round, q, curated) for q in range(parts)],
                          "minhash clusters")
         extra["minhash"] = {"candidate_pairs": sum(r["candidate_pairs"] for r in lsh),
@@ -154,7 +160,12 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
                                 "unchanged_files": len(seen) - len(files), "reference_shards": m,
                                 "reference_docs": sum(r["docs"] for r in ref)}
 
-    results = first + second + (exact if exact_parts else []) + (lsh + dropped if minhash_parts else [])
+    results = first + second + exact + lsh + dropped
+    singles = {name: [extra[name]] for name in ("noise", "quality_model", "decontamination")
+               if isinstance(extra.get(name), dict) and "node" in extra[name]}
+    placement = task_nodes({**singles, "reference": ref, "filter": first, "exact-dedup": exact,
+                            "minhash-buckets": lsh, "components": stars, "minhash-clusters": dropped,
+                            "finalize": second})
     steps = {"filter": StageStats.total(r["stats"] for r in first),
              "dedup_redact": StageStats.total(r["stats"] for r in second)}
     total = combine_steps(steps).to_dict()
@@ -169,6 +180,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
         "partitions": parts,
         "peak_worker_rss_mb": max((r.get("peak_rss_mb", 0) for r in results), default=0),
         "malformed_examples": malformed,
+        "nodes": placement,  # which cluster node ran each task
         "output_shards": len(files),
         "output_files": [str(paths.kept(i)) for i in range(m, shards)],
         # For a later incremental run: every input file seen so far, and every earlier curated shard.

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows import lineage, stages
-from flows.cluster import connect_ray
+from flows.cluster import check_cluster, connect_ray
 from flows.config import PipelineConfig, dump_config
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
@@ -94,11 +94,15 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
         log.info("run %s: %s", run.root.name, "; ".join(f"{s}: {a}" for s, a in actions.items()))
         keys = stages.expected_keys(cfg)
         results: dict[str, Any] = {}
+        checked = False
         for stage, call in stage_calls(cfg, str(run.root)).items():
             if actions[stage] == "skip":
                 results[stage] = "skipped (unchanged since it finished)"
             else:
-                connect_ray(cfg.runtime, os.environ.get("PREFECT_API_URL"))  # once, for the first stage to run
+                if not checked:  # once, for the first stage to run
+                    connect_ray(cfg.runtime, os.environ.get("PREFECT_API_URL"))
+                    check_cluster(run.root)  # every node sees the run directory and reaches Prefect
+                    checked = True
                 results[stage] = run_stage(run, keys[stage], call)
             if stage == "curate" and cfg.curation.incremental and not _kept(run):
                 log.info("run %s: nothing new to curate since %s; the later stages have nothing to do",

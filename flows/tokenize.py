@@ -13,6 +13,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect_ray import RayTaskRunner
 
+from flows.placement import task_nodes
 from flows.progress import gather
 from infra.core.resume import file_fingerprint, prepare_work
 from infra.core.storage import RunDir, write_json
@@ -47,8 +48,12 @@ def tokenize_flow(cfg: TokenizationConfig, run_dir: str) -> dict[str, Any]:
     tok = prepare_tokenizer_task([str(p) for p in curated], cfg, str(run.tokenizer), str(run.shards))
     futures = [tokenize_shard_task.submit(str(p), i, str(run.tokenizer), cfg, str(run.shards))
                for i, p in enumerate(curated)]
-    entries = [e for part in gather(futures, "tokenize shards") for e in part["entries"]]
+    parts = gather(futures, "tokenize shards")
+    entries = [e for part in parts for e in part["entries"]]
     manifest = build_manifest(entries, run.tokenizer, cfg)
+    # Not in the manifest: its hash is the data's identity, which must not depend on placement.
+    write_json(run.tokenization_stats, {"curated_shards": len(curated), "token_files": len(entries),
+                                        "nodes": task_nodes({"tokenizer": [tok], "tokenize": parts})})
     write_json(run.manifest, manifest)
     create_table_artifact(
         key="tokenization-stats",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,16 @@ def curation_section(c: dict[str, Any]) -> list[str]:
                                                      or "no benchmark files (none found)") + ".")
     if "noise" in d:
         out.append(f"- Planted noise (labels in `curated/noise_labels.jsonl`): {d['noise']['counts']}.")
+    if "nodes" in c:
+        out.append(f"- Tasks per node: {_per_node(c['nodes'])}.")
     return out + [""]
 
 
-def tokenization_section(m: dict[str, Any]) -> list[str]:
+def _per_node(nodes: dict[str, Any]) -> str:
+    return ", ".join(f"{node} {n}" for node, n in nodes["tasks_by_node"].items())
+
+
+def tokenization_section(m: dict[str, Any], stats: dict[str, Any] | None = None) -> list[str]:
     """Tokenizer figures, token counts per split and the planned vs realised training mixture."""
     t = m["tokenizer"]
     rows = [[s, v["docs"], v["rows"], v["tokens"], v["padding_tokens"]] for s, v in m["splits"].items()]
@@ -83,7 +90,8 @@ def tokenization_section(m: dict[str, Any]) -> list[str]:
             _table(rows, ["split", "documents", "sequences", "tokens", "padding tokens"]), "",
             "Training mixture (shares of tokens per epoch):", "",
             _table(mix, ["source", "tokens", "natural", "planned", "sequences per epoch", "repeats",
-                           "tokens per epoch", "realised"]), ""]
+                           "tokens per epoch", "realised"]), ""] + (
+        [f"Tasks per node: {_per_node(stats['nodes'])}.", ""] if stats and "nodes" in stats else [])
 
 
 def training_section(run: RunDir) -> list[str]:
@@ -116,6 +124,12 @@ def training_section(run: RunDir) -> list[str]:
         out += ["Loss spikes rolled back (their batches skipped):", "",
                 _table([[e["step"], e["reason"], e["rolled_back_to"], f"{e['skipped_samples'][0]}-{e['skipped_samples'][1]}"]
                         for e in events], ["step", "why", "rolled back to step", "stream samples skipped"]), ""]
+    if s.get("hosts"):
+        out += ["Ranks' hosts: " + ", ".join(f"rank {r} on {h}" for r, h in enumerate(s["hosts"])) + ".", ""]
+    if s.get("events"):
+        out += ["Lost ranks and hosts, and what training did:", "",
+                _table([[time.strftime("%H:%M:%S", time.gmtime(e["time"])), e["event"], e["message"]]
+                        for e in s["events"]], ["time (UTC)", "event", "what happened"]), ""]
     if "data" in s:
         d = s["data"]
         out += [f"Data served: {d['samples']:,} sequences ({d['epochs']:.2f} epochs of the mixture); "
@@ -130,7 +144,8 @@ def write_report(run_dir: Path) -> Path:
     if run.curation_stats.exists():
         parts += curation_section(read_json(run.curation_stats))
     if run.manifest.exists():
-        parts += tokenization_section(read_json(run.manifest))
+        parts += tokenization_section(read_json(run.manifest), read_json(run.tokenization_stats)
+                                      if run.tokenization_stats.exists() else None)
     if run.metrics.exists():
         parts += training_section(run)
     if run.eval_results.exists():

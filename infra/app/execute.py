@@ -86,6 +86,10 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir,
     # The pipeline connects to Ray itself, only if a stage has work to do.
     with embedded_runtime(cfg.runtime, run.root / "logs", start_ray=command != "run") as rt:
         mark_crashed_runs(Path(cfg.runs_dir))
+        if command != "run":  # the pipeline checks the cluster itself, once Ray is needed
+            from flows.cluster import check_cluster
+
+            check_cluster(run.root)
         fn, fn_args = flow_call(command, cfg, run)
         print(f"Prefect UI: {rt.ui_url}", flush=True)
         # The pipeline flow locks the run directory itself (deployment runs go through it too).

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from infra.core.node import node_identity
 from infra.core.storage import write_json
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def once(marker: Path, work: Callable[[], dict[str, Any]],
     result = work()
     # The worker process's peak resident memory so far: the scaling benchmarks read it.
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["node"] = node_identity()  # the stage's stats say which node ran each task
     write_marker(marker, result)
     return result
 

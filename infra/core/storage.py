@@ -92,6 +92,14 @@ class RunDir:
         return self.root / "shards" / "manifest.json"
 
     @property
+    def tokenization_stats(self) -> Path:
+        return self.root / "shards" / "stats.json"
+
+    @property
+    def train_events(self) -> Path:
+        return self.root / "train_events.jsonl"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 

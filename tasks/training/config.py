@@ -124,7 +124,13 @@ class TrainingConfig(BaseModel):
     verify_shards: Literal["full", "size"] = Field(
         "full", description="At start, check token shards against the manifest: 'full' SHA-256 "
         "(each rank hashes its share of the files) or 'size' and Arrow footer only.")
-    max_failures: int = Field(1, ge=0, description="Ray Train restarts from the last checkpoint.")
+    max_failures: int = Field(1, ge=0, description="Restarts of the ranks after a rank or its host is lost, "
+                                                  "each from the newest valid checkpoint.")
+    host_wait_s: float = Field(300, ge=0, description="After a lost rank: how long to wait for the cluster "
+                                                     "to have room for num_workers ranks again (the host "
+                                                     "restarting) before continuing on the ranks that fit.")
+    min_workers: int = Field(1, ge=1, description="The fewest ranks a run continues on after losing hosts; "
+                                                 "set it to num_workers to wait for the full world forever.")
     init_from_previous: bool = Field(False, description="Continued pre-training: start from the final model of "
                                                        "previous_run (or a served deployment's newest finished "
                                                        "run) instead of random weights, with its tokenizer; the "
@@ -140,6 +146,8 @@ class TrainingConfig(BaseModel):
             raise ValueError(
                 f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})"
             )
+        if self.min_workers > self.num_workers:
+            raise ValueError(f"min_workers ({self.min_workers}) must not exceed num_workers ({self.num_workers})")
         return self
 
 
@@ -148,12 +156,15 @@ class TrainingConfig(BaseModel):
 RESUMABLE_CHANGES = {
     "num_workers": "the world size: ZeRO shards are converted (universal checkpoint)",
     "grad_accum_steps": "absorbs a change of world size; the global batch is checked separately",
+    "global_batch_size": "only to the checkpoint's own global batch (checked separately), as a run "
+                         "continuing on fewer ranks sets it",
     "device": "where the ranks run", "gpus_per_worker": "resources", "cpus_per_worker": "resources",
     "checkpoint_every": "save cadence", "checkpoint_every_minutes": "save cadence",
     "keep_last": "retention", "keep_best": "retention",
     "eval_every": "validation cadence", "eval_batches": "validation size",
     "peak_flops": "MFU reporting", "tensorboard": "metrics sinks", "verify_shards": "start-up checks",
     "max_failures": "restart budget", "retries": "retry budget", "spike": "spike policy",
+    "host_wait_s": "host-loss policy", "min_workers": "host-loss policy",
     "zero_bucket_size": "communication buckets: memory and speed only",
     "activation_checkpointing": "recomputes the same activations: memory and speed only",
     "compile": "the same computation, compiled: speed only",
@@ -166,4 +177,5 @@ OPERATIONAL_KEYS = frozenset({
     "device", "gpus_per_worker", "cpus_per_worker", "checkpoint_every", "checkpoint_every_minutes",
     "keep_last", "keep_best", "eval_every", "eval_batches", "peak_flops", "tensorboard", "verify_shards",
     "max_failures", "retries", "zero_bucket_size", "activation_checkpointing", "compile",
+    "host_wait_s", "min_workers",
 })

@@ -79,6 +79,7 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
     import torch.distributed as dist
 
     from infra.core.logging_setup import setup_logging
+    from infra.core.node import node_identity, node_label
     from tasks.training.loop import RankContext, train
 
     setup_logging()
@@ -97,7 +98,7 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
     dist.init_process_group("nccl" if job.device == "cuda" else "gloo", rank=rank, world_size=world,
                             **({"device_id": device} if job.device == "cuda" else {}))
     try:
-        train(RankContext(rank, world, device, socket.gethostname()), job, faults)
+        train(RankContext(rank, world, device, node_label(node_identity())), job, faults)
     finally:
         dist.destroy_process_group()
     logging.getLogger(__name__).info("rank %d of %d finished", rank, world)

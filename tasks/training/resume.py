@@ -62,6 +62,9 @@ def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: Mo
             problems.append(f"training.max_steps {saved.max_steps} -> {cfg.max_steps} would reshape the "
                             f"{cfg.schedule} schedule of the steps already trained (step {step}); only "
                             f"'constant', or 'wsd' before its decay begins, can be extended")
+    if cfg.global_batch_size and cfg.global_batch_size != int(manifest["global_batch"]):
+        problems.append(f"training.global_batch_size {cfg.global_batch_size} differs from the checkpoint's global "
+                        f"batch of {manifest['global_batch']}, which a resume keeps")
     problems += batch_problems(cfg, world, int(manifest["global_batch"]))
     if problems:
         problems.append(f"restore the checkpoint's settings (in {manifest.get('config_file', 'its manifest')}), "

@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict
-import socket
 from pathlib import Path
 from typing import Any
 
 from infra.core.resume import changed_keys
-from infra.core.storage import RunDir, read_json, sha256_file
+from infra.core.node import node_identity, node_label
+from infra.core.storage import RunDir, read_json, sha256_file, write_json
 from models.config import ModelConfig
 from tasks.training.checks import TrainingConfigError, check_training, resolve_device
 from tasks.training.config import TrainingConfig
 from tasks.training.deepspeed_config import resolve_precision
+from tasks.training.elastic import TrainEvents, alive_nodes, choose_world, last_step, read_events
 from tasks.training.loop import TrainJob
 from tasks.training.resume import check_resumable
+from tasks.transient import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def ray_train_worker(config: dict[str, Any]) -> None:
         # which must then index the visible devices, not the node's (ray-project/ray#37212).
         os.environ["LOCAL_RANK"] = str(device.index or 0)
     rank = ctx.get_world_rank()
-    train(RankContext(rank, ctx.get_world_size(), device, socket.gethostname(),
+    train(RankContext(rank, ctx.get_world_size(), device, node_label(node_identity()),
                       report=lambda metrics: ray.train.report(metrics)), job, Faults.drill(job.run_dir))
 
 
@@ -89,24 +91,60 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
 def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig,
                  init_from: Path | None = None) -> dict[str, Any]:
     """Train (or resume from the run's newest valid checkpoint) and return the training summary.
-    `init_from`: a final model folder whose weights a fresh start begins from."""
+    `init_from`: a final model folder whose weights a fresh start begins from. A lost rank
+    or host is handled by tasks/training/elastic.py."""
     import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     run = RunDir(Path(run_dir).resolve())
     gpus = float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
-    job = plan_job(run, model_cfg, cfg, gpus, init_from)
-    use_gpu = job.device == "cuda"
-    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if use_gpu else {})}
+    events = TrainEvents(run)
+    failures = 0
+    while True:
+        job = plan_job(run, model_cfg, cfg, gpus, init_from)
+        resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if job.device == "cuda" else {})}
+        before = alive_nodes()
+        try:
+            _fit(run, job, cfg, resources, failures)
+            break
+        except Exception as exc:
+            if not is_transient(exc) or failures >= cfg.max_failures:
+                raise
+            failures += 1
+            lost = sorted(set(before.values()) - set(alive_nodes().values()))
+            events.record("ranks_lost", f"the ranks failed after step {last_step(run)} ({type(exc).__name__}); "
+                                        f"restart {failures} of {cfg.max_failures}"
+                                        + (f"; node(s) gone: {', '.join(lost)}" if lost else ""),
+                          step=last_step(run), world=cfg.num_workers, nodes_gone=lost,
+                          error=str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+
+            def acceptable(smaller: TrainingConfig) -> list[str]:
+                try:
+                    plan_job(run, model_cfg, smaller, gpus, init_from)
+                    return []
+                except TrainingConfigError as err:
+                    return [str(err)]
+
+            cfg = choose_world(cfg, resources, run, events, acceptable)
+    summary = read_json(run.train_summary)
+    happened = read_events(run.train_events)  # this run's, across retries and resumes
+    if happened:
+        summary["events"] = happened
+        write_json(run.train_summary, summary)
+    return summary
+
+
+def _fit(run: RunDir, job: TrainJob, cfg: TrainingConfig, resources: dict[str, float], attempt: int) -> None:
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
     log.info("training on %d %s worker(s) in %s", cfg.num_workers, job.device, job.precision)
     trainer = TorchTrainer(
         ray_train_worker,
         train_loop_config={"job": asdict(job)},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
-        # A worker failure restarts the group, which resumes from the newest valid checkpoint.
-        run_config=RunConfig(name="train", storage_path=str(run.ray_storage),
-                             failure_config=FailureConfig(max_failures=cfg.max_failures)),
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=job.device == "cuda",
+                                     resources_per_worker=resources),
+        # Restarts are run_training's (elastic.py): it may wait for a host or change the world.
+        run_config=RunConfig(name=f"train-{attempt}", storage_path=str(run.ray_storage),
+                             failure_config=FailureConfig(max_failures=0)),
     )
     trainer.fit()
-    return read_json(run.train_summary)

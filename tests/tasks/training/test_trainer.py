@@ -69,3 +69,20 @@ def test_checkpoints_without_a_manifest_are_not_silently_replaced(tmp_path):
     (run.checkpoints / "step100").mkdir(parents=True)  # e.g. written before checkpoints were sealed
     with pytest.raises(TrainingConfigError, match="have no manifest.*move them away.*or start a new --run-id"):
         plan_job(run, MODEL, TrainingConfig(), 0.0)
+
+
+def test_a_run_continuing_on_fewer_ranks_keeps_its_global_batch(tmp_path):
+    from tasks.training.elastic import shrunk_config
+
+    run = RunDir(tmp_path)
+    run.manifest.parent.mkdir(parents=True)
+    run.manifest.write_text("{}")
+    cfg = TrainingConfig(num_workers=2, micro_batch_size=4, max_steps=20, warmup_steps=2)
+    _published(run, 6, cfg, world=2, global_batch=8)
+    smaller = shrunk_config(cfg, 1)
+    assert (smaller.num_workers, smaller.global_batch_size, smaller.min_workers) == (1, 8, 1)
+    plan_job(run, MODEL, smaller, 0.0)  # the checkpoint's batch, on one rank: accepted
+    with pytest.raises(TrainingConfigError, match="global_batch_size 16 differs from the checkpoint's global batch of 8"):
+        plan_job(run, MODEL, cfg.model_copy(update={"global_batch_size": 16}), 0.0)
+    with pytest.raises(ValueError, match=r"min_workers \(3\) must not exceed num_workers \(2\)"):
+        TrainingConfig(num_workers=2, min_workers=3, max_steps=20, warmup_steps=2)

@@ -1,0 +1,171 @@
+"""The debug pipeline on a Ray cluster of two hosts (network namespaces made by the test,
+tests/flows/netns.py): a head and a worker started with `ray start`, one CPU each, and the
+Prefect server on the head's address with basic auth. Then the worker host is killed at a
+training step, and either comes back or stays down.
+
+Skipped, with the reason, where namespaces cannot be made (not root, no iproute2).
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.core.storage import RunDir, read_json
+from tests.flows.e2e_env import CRUCIBLE, ROOT, wait_for
+from tests.flows.netns import Cluster, unavailable
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+AUTH = "crucible:multi-host-test"
+KILL_AFTER_STEP = 8  # the debug preset checkpoints at step 6 and trains 12 steps
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = unavailable()
+    if why:
+        pytest.skip(f"multi-host test skipped: {why}")
+    with Cluster(tmp_path_factory.mktemp("netns-logs")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """The 'shared filesystem': the same path on both hosts."""
+    return tmp_path_factory.mktemp("shared-runs")
+
+
+def _start(cluster: Cluster, runs: Path, run_id: str, *sets: str) -> tuple[subprocess.Popen, Path]:
+    log = runs / f"{run_id}.log"
+    home = runs / f"prefect-home-{run_id}"
+    proc = cluster.popen(cluster.head, [
+        CRUCIBLE, "run", "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}",
+        "--set", f"runtime.ray_address={cluster.ray_address}",
+        "--set", f"runtime.prefect_host={cluster.head.address}", "--set", "runtime.prefect_port=4300", *sets,
+    ], log, env={"PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(home)}, cwd=ROOT)
+    return proc, log
+
+
+def _finish(proc: subprocess.Popen, log: Path, timeout: float = 900) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert proc.returncode == 0, text[-6000:]
+    return text
+
+
+def _steps(run: RunDir) -> list[dict]:
+    return [r for r in map(json.loads, run.metrics.read_text().splitlines()) if "loss" in r]
+
+
+def _losses(run: RunDir) -> list[float]:
+    return [r["loss"] for r in _steps(run)]
+
+
+def _addresses(nodes: dict) -> set[str]:
+    return {label.split(" ")[0] for label in nodes["tasks_by_node"]}
+
+
+@pytest.fixture(scope="module")
+def multihost_run(cluster, shared):
+    proc, log = _start(cluster, shared, "two-hosts")
+    return RunDir(shared / "two-hosts"), _finish(proc, log)
+
+
+def test_debug_pipeline_across_two_hosts_equals_a_single_host_run(cluster, multihost_run, pipeline_run):
+    run, log = multihost_run
+    single, _, _ = pipeline_run
+    both = {h.address for h in cluster.hosts}
+    assert f"cluster check: 2 node(s) see {run.root}" in log
+    # Curation and tokenization tasks ran on both hosts.
+    curation = read_json(run.curation_stats)
+    assert _addresses(curation["nodes"]) == both, curation["nodes"]["tasks_by_node"]
+    assert _addresses(read_json(run.tokenization_stats)["nodes"]) == both
+    # The two training ranks ran on different hosts, over gloo between them.
+    summary = read_json(run.train_summary)
+    assert {h.split(" ")[0] for h in summary["hosts"]} == both and summary["world_size"] == 2
+    # The same results as on one host: counts, shards, losses step for step.
+    reference = read_json(single.curation_stats)
+    assert curation["totals"] == reference["totals"] and curation["steps"] == reference["steps"]
+    assert read_json(run.manifest) == read_json(single.manifest)  # every shard's rows, tokens and SHA-256
+    assert _losses(run) == _losses(single) and len(_losses(run)) == 12  # gloo over the veth: bit for bit
+    got, want = read_json(run.eval_results), read_json(single.eval_results)
+    assert got["tasks"] == want["tasks"] and got["perplexity"] == want["perplexity"]
+
+
+def _kill_worker_at_step(cluster: Cluster, run: RunDir, proc: subprocess.Popen) -> int:
+    def reached() -> bool:
+        assert proc.poll() is None, "the run ended before the step at which the worker host is killed"
+        return run.metrics.is_file() and any(r["step"] >= KILL_AFTER_STEP for r in _steps(run))
+    wait_for(reached, 900, f"training step {KILL_AFTER_STEP}", poll=0.2)
+    return cluster.kill_host(cluster.hosts[1])
+
+
+def test_worker_host_killed_then_restarted_resumes_from_the_checkpoint(cluster, shared, multihost_run):
+    proc, log = _start(cluster, shared, "host-returns")
+    run = RunDir(shared / "host-returns")
+    try:
+        assert _kill_worker_at_step(cluster, run, proc) > 0
+        time.sleep(5)  # the host is down for a while, then reboots
+        cluster.start(cluster.hosts[1])
+        text = _finish(proc, log)
+    finally:
+        if cluster.hosts[1].proc is None or cluster.hosts[1].proc.poll() is not None:
+            cluster.start(cluster.hosts[1])  # leave the cluster whole for the next test
+    events = [e["event"] for e in read_json(run.train_summary)["events"]]
+    assert events[:1] == ["ranks_lost"] and "restarting" in events and "continuing_smaller" not in events, text[-3000:]
+    # Resumed from the checkpoint at step 6 (at or before the kill), on both hosts again.
+    assert re.search(r"resumed from \S+step6 at step 6", text), text[-4000:]
+    summary = read_json(run.train_summary)
+    assert summary["world_size"] == 2 and len({h.split(" ")[0] for h in summary["hosts"]}) == 2
+    reference, _ = multihost_run
+    final = {r["step"]: r["loss"] for r in _steps(run)}  # a redone step's newest record
+    assert sorted(final) == list(range(1, 13))
+    assert [final[k] for k in range(1, 13)] == _losses(reference)
+    assert "Lost ranks and hosts" in run.report.read_text()
+
+
+def test_worker_host_that_stays_down_leaves_the_run_to_finish_on_one_rank(cluster, shared, multihost_run):
+    proc, log = _start(cluster, shared, "host-gone", "--set", "training.host_wait_s=20")
+    run = RunDir(shared / "host-gone")
+    try:
+        assert _kill_worker_at_step(cluster, run, proc) > 0
+        text = _finish(proc, log)
+    finally:
+        cluster.start(cluster.hosts[1])
+    summary = read_json(run.train_summary)
+    events = [e["event"] for e in summary["events"]]
+    assert events == ["ranks_lost", "waiting", "continuing_smaller"], text[-3000:]
+    assert summary["world_size"] == 1 and summary["global_batch"] == 8
+    # No sample repeated or skipped: after each step the data position is the next multiple
+    # of the global batch, and the rows served per source equal the uninterrupted run's.
+    reference, _ = multihost_run
+    final = {r["step"]: r for r in _steps(run)}
+    assert [final[k]["samples"] for k in range(1, 13)] == [8 * k for k in range(1, 13)]
+    assert summary["data"]["rows_by_source"] == read_json(reference.train_summary)["data"]["rows_by_source"]
+    # The same global batch, accumulated on one rank: equal up to float summation order.
+    assert [final[k]["loss"] for k in range(1, 13)] == pytest.approx(_losses(reference), rel=1e-5, abs=0)
+
+
+def test_a_worker_that_cannot_see_the_run_directory_is_named_before_any_work(tmp_path):
+    why = unavailable()
+    if why:
+        pytest.skip(f"multi-host test skipped: {why}")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with Cluster(tmp_path / "logs", hide_on_worker=[runs]) as c:
+        proc, log = _start(c, runs, "unshared")
+        proc.wait(timeout=600)
+        text = log.read_text(errors="replace")
+    assert proc.returncode != 0
+    assert f"node {c.hosts[1].address}" in text and f"cannot see the run directory {runs / 'unshared'}" in text, text[-4000:]
+    assert "shared filesystem" in text
+    run = RunDir(runs / "unshared")
+    assert not run.curation_stats.exists() and not (run.curated / "work").exists()
