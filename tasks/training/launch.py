@@ -54,13 +54,18 @@ class LocalJob:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    def wait(self, timeout: float = 900) -> list[int]:
+    def wait(self, timeout: float = 900, grace_s: float = 3.0) -> list[int]:
+        """Exit codes of every rank. After the first failure the others get `grace_s` to end
+        on their own (all ranks raise the same error at once when training diverges), then
+        the ones left, stuck in a collective with a dead peer, are killed."""
         deadline = time.monotonic() + timeout
         while True:
             codes = [p.poll() for p in self.procs]
             if all(c is not None for c in codes):
                 return [int(c) for c in codes]
-            if any(c not in (None, 0) for c in codes) or time.monotonic() > deadline:
+            if any(c not in (None, 0) for c in codes):
+                deadline = min(deadline, time.monotonic() + grace_s)
+            if time.monotonic() > deadline:
                 for p in self.procs:
                     if p.poll() is None:
                         p.kill()
