@@ -17,13 +17,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.cluster import QUIET_ENV
+from flows.cluster import LOOPBACK, QUIET_ENV, WILDCARD
 
 log = logging.getLogger(__name__)
-
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def check_bind(host: str) -> None:
@@ -42,7 +38,7 @@ def server_env(host: str, port: int) -> dict[str, str]:
     port 4200 whatever port the server runs on unless PREFECT_UI_API_URL is set."""
     env = {**os.environ, **QUIET_ENV}
     env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another API
-    public = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    public = socket.gethostname() if host in WILDCARD else host
     env.setdefault("PREFECT_UI_API_URL", f"http://{public}:{port}/api")
     if env.get("PREFECT_SERVER_API_AUTH_STRING"):
         # This process and the flow runs it starts talk to the server as its clients.
@@ -87,7 +83,7 @@ class PrefectServer:
 def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) -> PrefectServer:
     """Reuse a healthy server at host:port, or start one and wait until it answers."""
     check_bind(host)
-    api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/api"
+    api_url = f"http://{'127.0.0.1' if host in WILDCARD else host}:{port}/api"
     if healthy(api_url):
         log.info("reusing the Prefect server at %s", api_url)
         return PrefectServer(api_url, None)

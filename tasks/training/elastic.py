@@ -26,6 +26,7 @@ from typing import Any, Callable
 from infra.core.storage import RunDir
 from tasks.training.batch import batch_problems, global_batch
 from tasks.training.config import TrainingConfig
+from tasks.training.metrics import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,8 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 def last_step(run: RunDir) -> int | None:
     """The newest step the metrics record, for the events (not for resuming)."""
-    if not run.metrics.is_file():
-        return None
-    steps = [json.loads(line).get("step") for line in run.metrics.read_text().splitlines() if line.strip()]
-    return max((s for s in steps if isinstance(s, int)), default=None)
+    steps, _ = read_metrics(run.metrics)
+    return max((r["step"] for r in steps), default=None)
 
 
 def shrunk_config(cfg: TrainingConfig, world: int) -> TrainingConfig:

@@ -111,10 +111,11 @@ def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig,
                 raise
             failures += 1
             lost = sorted(set(before.values()) - set(alive_nodes().values()))
-            events.record("ranks_lost", f"the ranks failed after step {last_step(run)} ({type(exc).__name__}); "
+            step = last_step(run)
+            events.record("ranks_lost", f"the ranks failed after step {step} ({type(exc).__name__}); "
                                         f"restart {failures} of {cfg.max_failures}"
                                         + (f"; node(s) gone: {', '.join(lost)}" if lost else ""),
-                          step=last_step(run), world=cfg.num_workers, nodes_gone=lost,
+                          step=step, world=cfg.num_workers, nodes_gone=lost,
                           error=str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
 
             def acceptable(smaller: TrainingConfig) -> list[str]:
