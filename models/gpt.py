@@ -21,6 +21,9 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, seq_len: int):
         super().__init__()
         self.cfg = cfg
+        # The heads this module computes: all of them here; a tensor-parallel shard
+        # (tasks/training/parallel/tensor.py) keeps a slice and lowers these counts.
+        self.n_head, self.n_kv_head = cfg.n_head, cfg.kv_heads
         # One fused projection: rows are all query heads, then key heads, then value heads.
         self.kv_rows = cfg.kv_heads * cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, cfg.d_model + 2 * self.kv_rows, bias=cfg.bias)
@@ -38,19 +41,20 @@ class CausalSelfAttention(nn.Module):
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         """`mask`: optional bool (b, 1, t, t), True = may attend; None = plain causal attention.
         `positions`: optional (b, t) position of each token, when it is not its index."""
-        b, t, c = x.shape
-        cfg = self.cfg
-        q, k, v = self.qkv(x).split([c, self.kv_rows, self.kv_rows], dim=-1)
-        q = q.view(b, t, cfg.n_head, cfg.head_dim).transpose(1, 2)  # (b, heads, t, hd)
-        k = k.view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)  # (b, kv_heads, t, hd)
-        v = v.view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+        b, t, _ = x.shape
+        cfg, heads, kv_heads = self.cfg, self.n_head, self.n_kv_head
+        q_rows, kv_rows = heads * cfg.head_dim, kv_heads * cfg.head_dim
+        q, k, v = self.qkv(x).split([q_rows, kv_rows, kv_rows], dim=-1)
+        q = q.view(b, t, heads, cfg.head_dim).transpose(1, 2)  # (b, heads, t, hd)
+        k = k.view(b, t, kv_heads, cfg.head_dim).transpose(1, 2)  # (b, kv_heads, t, hd)
+        v = v.view(b, t, kv_heads, cfg.head_dim).transpose(1, 2)
         if cfg.position == "rope":
             cos, sin = ((self.cos[:t], self.sin[:t]) if positions is None
                         else (self.cos[positions][:, None], self.sin[positions][:, None]))
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cfg.kv_heads != cfg.n_head:  # grouped-query attention: each kv head serves a group
-            k = k.repeat_interleave(cfg.n_head // cfg.kv_heads, dim=1)
-            v = v.repeat_interleave(cfg.n_head // cfg.kv_heads, dim=1)
+        if kv_heads != heads:  # grouped-query attention: each kv head serves a group
+            k = k.repeat_interleave(heads // kv_heads, dim=1)
+            v = v.repeat_interleave(heads // kv_heads, dim=1)
         dropout = cfg.dropout if self.training else 0.0
         if cfg.position == "alibi":
             if positions is None:
@@ -65,7 +69,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         else:  # is_causal lets SDPA pick its fused kernels without materializing a mask
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
-        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+        return self.proj(y.transpose(1, 2).reshape(b, t, q_rows))
 
 
 class Block(nn.Module):
@@ -147,6 +151,21 @@ class GPT(nn.Module):
             x = block(x, mask=mask[:, None], positions=positions)
         return self.head(self.ln_f(x if keep is None else x[keep]))
 
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token (and absolute position) embeddings of (b, t) ids, after dropout.
+
+        Positions are not reset per document of a packed row: they stay identical to the
+        unmasked run, and only attention is restricted (see `document_mask`)."""
+        t = idx.shape[1]
+        if t > self.seq_len:
+            raise ValueError(f"sequence of {t} tokens exceeds the model's context of {self.seq_len}")
+        x = self.tok_emb(idx)
+        if self.cfg.position == "learned":
+            x = x + self.pos_emb(torch.arange(t, device=idx.device))
+        elif self.cfg.position == "sinusoidal":
+            x = x + self.pos_table[:t].to(x.dtype)
+        return self.drop(x)
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 segments: torch.Tensor | None = None, z_loss: float = 0.0) -> torch.Tensor:
         """Logits (b, t, vocab) for token ids (b, t); with `targets` (b, t), the mean
@@ -156,21 +175,8 @@ class GPT(nn.Module):
         `segments` (b, t), optional: each position's document index within its row
         (non-decreasing, e.g. 0 0 0 1 1 2); attention then stays inside each document.
         """
-        t = idx.shape[1]
-        if t > self.seq_len:
-            raise ValueError(f"sequence of {t} tokens exceeds the model's context of {self.seq_len}")
-        mask = None
-        if segments is not None:  # built once here, shared by every layer
-            causal = torch.ones(t, t, dtype=torch.bool, device=idx.device).tril()
-            mask = causal & (segments[:, None, :, None] == segments[:, None, None, :])
-        # Positions are not reset per document: they stay identical to the unmasked run,
-        # and only attention is restricted.
-        x = self.tok_emb(idx)
-        if self.cfg.position == "learned":
-            x = x + self.pos_emb(torch.arange(t, device=idx.device))
-        elif self.cfg.position == "sinusoidal":
-            x = x + self.pos_table[:t].to(x.dtype)
-        x = self.drop(x)
+        mask = None if segments is None else document_mask(segments)  # built once, shared by every layer
+        x = self.embed(idx)
         for block in self.blocks:
             if self.checkpoint_activations and torch.is_grad_enabled():
                 x = checkpoint(block, x, mask, use_reentrant=False)
@@ -179,6 +185,14 @@ class GPT(nn.Module):
         if targets is not None:
             return linear_cross_entropy(self.ln_f(x), self.head.weight, targets, z_loss=z_loss)
         return self.head(self.ln_f(x))
+
+
+def document_mask(segments: torch.Tensor) -> torch.Tensor:
+    """(b, 1, t, t) bool, True = may attend: causal, and only within a token's own document
+    (`segments` (b, t): each position's document index within its row)."""
+    t = segments.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
+    return causal & (segments[:, None, :, None] == segments[:, None, None, :])
 
 
 @torch.no_grad()

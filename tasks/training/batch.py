@@ -39,7 +39,14 @@ class BatchPlan:
         return self.step_batch(samples_done) // self.unit
 
 
+def replicas(cfg: TrainingConfig, world: int) -> int:
+    """Data-parallel replicas of `world` ranks: the ranks of one replica (its pipeline stages
+    and tensor shards) share each sample."""
+    return max(1, world // (cfg.parallel.pipeline * cfg.parallel.tensor))
+
+
 def global_batch(cfg: TrainingConfig, world: int) -> int:
+    """The global batch in sequences; `world` counts data-parallel replicas."""
     return cfg.global_batch_size or cfg.micro_batch_size * cfg.grad_accum_steps * world
 
 

@@ -32,16 +32,7 @@ def check_training(cfg: TrainingConfig, model: ModelConfig, device: str | None =
         precision = cfg.precision
     problems: list[str] = []
     p, t = cfg.parallel.pipeline, cfg.parallel.tensor
-    if p > 1 or t > 1:
-        problems.append(f"training.parallel (pipeline {p}, tensor {t}): pipeline and tensor "
-                        f"parallelism are not available yet; set both to 1 (data parallelism "
-                        f"with ZeRO is)")
-    if cfg.num_workers % (p * t):
-        problems.append(f"training.num_workers ({cfg.num_workers}) must be a multiple of "
-                        f"pipeline x tensor ({p * t})")
-    if p > 1 and cfg.zero_stage >= 2:
-        problems.append(f"ZeRO stage {cfg.zero_stage} partitions gradients, which pipeline "
-                        f"parallelism cannot use; set training.zero_stage=1 (or 0)")
+    problems += layout_problems(cfg, model)
     dp = max(1, cfg.num_workers // (p * t))
     problems += batch_problems(cfg, dp, global_batch(cfg, dp))
     if precision == "fp16" and device == "cpu":
@@ -66,9 +57,45 @@ def check_training(cfg: TrainingConfig, model: ModelConfig, device: str | None =
     if cfg.zero_stage == 3 and cfg.compile:
         problems.append("training.compile with ZeRO-3 is not supported here (its parameter "
                         "gathering hooks break the graph); set training.compile=false or zero_stage<=2")
-    heads = model.n_head
-    if t > 1 and (heads % t or model.kv_heads % t):
-        problems.append(f"tensor parallelism {t} must divide the heads ({heads}) and key/value heads "
-                        f"({model.kv_heads})")
     if problems:
         raise TrainingConfigError("training cannot start:\n  - " + "\n  - ".join(problems))
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def layout_problems(cfg: TrainingConfig, model: ModelConfig) -> list[str]:
+    """Why training.parallel cannot split `model` over training.num_workers ranks, each with the fix."""
+    p, t = cfg.parallel.pipeline, cfg.parallel.tensor
+    problems = []
+    if cfg.num_workers % (p * t):
+        problems.append(f"training.num_workers ({cfg.num_workers}) must be a multiple of pipeline x tensor "
+                        f"({p} x {t} = {p * t}): the data-parallel degree is num_workers / (pipeline x tensor); "
+                        f"set num_workers to {p * t * max(1, cfg.num_workers // (p * t))} or {p * t * (cfg.num_workers // (p * t) + 1)}")
+    if model.n_layer % p:
+        problems.append(f"training.parallel.pipeline ({p}) must divide model.n_layer ({model.n_layer}) so every "
+                        f"stage holds as many blocks; use one of {_divisors(model.n_layer)}")
+    widths = {"model.n_head": model.n_head, "the key/value heads (model.n_kv_head)": model.kv_heads,
+              "the MLP width (d_model x mlp_ratio)": model.mlp_hidden}
+    bad = [f"{name} ({n})" for name, n in widths.items() if n % t]
+    if t > 1 and bad:
+        fits = [d for d in _divisors(model.n_head) if model.kv_heads % d == 0 and model.mlp_hidden % d == 0]
+        problems.append(f"training.parallel.tensor ({t}) must divide {', '.join(bad)}: each shard takes whole "
+                        f"heads and an equal slice of the MLP; use one of {fits}")
+    if p * t > 1:
+        if cfg.zero_stage >= 2:
+            problems.append(f"ZeRO stage {cfg.zero_stage} partitions gradients, which DeepSpeed's pipeline engine "
+                            f"(which also runs tensor parallelism here) cannot use; set training.zero_stage=1, which "
+                            f"still shards the optimizer states over the data-parallel replicas")
+        elif cfg.zero_stage == 0:
+            problems.append("training.zero_stage=0 with pipeline or tensor parallelism: DeepSpeed's gradient "
+                            "clipping without ZeRO counts the unsplit parameters of the first stage only, so the "
+                            "clipped step would differ from a 1-rank run's; set training.zero_stage=1")
+        if cfg.compile:
+            problems.append("training.compile with pipeline or tensor parallelism is not supported here (the "
+                            "stages' send/receive and the shards' all-reduces break the graph); set "
+                            "training.compile=false")
+        if cfg.offload_params:
+            problems.append("training.offload_params needs ZeRO-3, which pipeline/tensor parallelism cannot use")
+    return problems

@@ -67,6 +67,11 @@ def deepspeed_config(cfg: TrainingConfig, world_size: int, precision: str, devic
         # No "scheduler" entry: DeepSpeed's WarmupCosineLR spends the first two steps at
         # lr 0; the schedule comes from tasks/training/schedule.py instead.
         "checkpoint": {"load_universal": load_universal},
+        # Pipeline stages under tensor parallelism send whole activations, not a 1/T slice
+        # each: DeepSpeed caches the slices' layout from the first micro-batch, and
+        # validation's smaller last micro-batch then fails to gather. (Read by the pipeline
+        # engine only.)
+        "pipeline": {"pipe_partitioned": False, "grad_partitioned": False},
         "steps_per_print": 10**9,  # metrics are logged by the loop itself
         "wall_clock_breakdown": False,
     }

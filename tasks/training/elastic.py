@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from infra.core.storage import RunDir
-from tasks.training.batch import batch_problems, global_batch
+from tasks.training.batch import batch_problems, global_batch, replicas
 from tasks.training.config import TrainingConfig
 from tasks.training.metrics import read_metrics
 
@@ -78,7 +78,7 @@ def last_step(run: RunDir) -> int | None:
 
 def shrunk_config(cfg: TrainingConfig, world: int) -> TrainingConfig:
     """`cfg` on `world` ranks with the same global batch (fixed at its full-world size)."""
-    g = cfg.global_batch_size or global_batch(cfg, cfg.num_workers)
+    g = cfg.global_batch_size or global_batch(cfg, replicas(cfg, cfg.num_workers))
     return cfg.model_copy(update={"num_workers": world, "global_batch_size": g,
                                   "min_workers": min(cfg.min_workers, world)})
 
@@ -98,9 +98,10 @@ def choose_world(cfg: TrainingConfig, resources: dict[str, float], run: RunDir, 
             return cfg
         if time.monotonic() >= deadline:
             break
-    g = cfg.global_batch_size or global_batch(cfg, full)
+    g = cfg.global_batch_size or global_batch(cfg, replicas(cfg, full))
+    model_ranks = cfg.parallel.pipeline * cfg.parallel.tensor
     for world in range(full - 1, cfg.min_workers - 1, -1):
-        if batch_problems(cfg, world, g) or not room_for(world, resources, poll_s):
+        if world % model_ranks or batch_problems(cfg, replicas(cfg, world), g) or not room_for(world, resources, poll_s):
             continue
         smaller = shrunk_config(cfg, world)
         problems = acceptable(smaller)

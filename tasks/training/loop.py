@@ -22,24 +22,28 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from infra.core.storage import RunDir, read_json, sha256_file, write_json
+from infra.core.storage import RunDir, atomic_path, read_json, sha256_file, write_json
 from models.config import ModelConfig
 from models.flops import parameter_count, training_flops_per_token
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest, to_batch
 from tasks.training import checkpoint_store as store
 from tasks.training import rng
 from tasks.training.batch import BatchPlan, batch_plan, global_batch
-from tasks.training.checkpoint import FINAL, save_state_dict
+from tasks.training.checkpoint import FINAL, load_model, save_state_dict
 from tasks.training.config import TrainingConfig
 from tasks.training.data import RankSampler, TrainingData
 from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
 from tasks.training.engine import build_engine, build_model
 from tasks.training.metrics import MetricsSink, device_peak_flops, mfu
+from tasks.training.parallel import steps as parallel_steps
+from tasks.training.parallel.engine import build_parallel_engine
+from tasks.training.parallel.layout import Coords, Layout
 from tasks.training.resume import resume_problems
 from tasks.training.spikes import SpikeDetector
 
 log = logging.getLogger(__name__)
-SKIPS = "skipped_data.json"  # in checkpoints/: the data stretches roll-backs skipped, and why
+SKIPS = "skipped_data.json"
+PROBE, PROBE_ROWS = "probe.pt", 2  # in checkpoints/final/ of a pipeline/tensor-parallel run  # in checkpoints/: the data stretches roll-backs skipped, and why
 
 
 @dataclass
@@ -125,6 +129,8 @@ class Setup:
     val: TokenRows
     flops_per_token: int
     peak_flops: float | None
+    layout: Layout
+    coords: Coords
 
     @property
     def seq_len(self) -> int:
@@ -140,6 +146,7 @@ class Attempt:
     sampler: RankSampler
     detector: SpikeDetector
     step: int
+    grid: Any = None  # the 3D path's process grid (None: plain data parallelism)
 
 
 def _broadcast(obj: Any) -> Any:
@@ -163,10 +170,11 @@ def setup(ctx: RankContext, job: TrainJob) -> Setup:
     manifest = read_manifest(run.shards)
     check_tokenizer_matches(manifest, run.tokenizer, run.shards)
     train = TrainingData(run.shards, cfg.seed, cfg.verify_shards, ctx.rank, ctx.world)
+    layout = Layout.of(cfg, ctx.world)
     return Setup(ctx, run, cfg, model_cfg, job, manifest, sha256_file(run.manifest), train,
                  TokenRows.open(run.shards, "val", manifest=manifest),
                  training_flops_per_token(model_cfg, manifest["vocab_size"], manifest["seq_len"]),
-                 device_peak_flops(job.device, cfg.peak_flops))
+                 device_peak_flops(job.device, cfg.peak_flops), layout, layout.coords(ctx.rank))
 
 
 def newest_valid(s: Setup, before_step: int | None = None) -> store.Published | None:
@@ -201,13 +209,14 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
         problems = resume_problems(found.manifest, cfg, s.model_cfg, ctx.world, s.manifest_sha, s.job.precision)
         if problems:
             raise ValueError(f"cannot resume from {root / found.tag}:\n  - " + "\n  - ".join(problems))
-    g = int(found.manifest["global_batch"]) if found else global_batch(cfg, ctx.world)
-    plan = batch_plan(cfg, ctx.world, s.seq_len, g)
+    dp = s.layout.data  # the batch is split over replicas; stages and tensor shards share theirs
+    g = int(found.manifest["global_batch"]) if found else global_batch(cfg, dp)
+    plan = batch_plan(cfg, dp, s.seq_len, g)
     samples = int(found.manifest["data"]["samples"]) if found else 0
     # Without ZeRO every rank's checkpoint holds the whole model and optimizer, which any
     # number of ranks can load as it is; ZeRO's shards are converted first.
     universal = found is not None and found.world_size != ctx.world and found.manifest["training"]["zero_stage"] > 0
-    ds_config = deepspeed_config(cfg, ctx.world, s.job.precision, s.job.device,
+    ds_config = deepspeed_config(cfg, dp, s.job.precision, s.job.device,
                                  plan.accumulation(samples), load_universal=universal)
     # A fresh start of continued pre-training takes the earlier model's weights; a resume
     # overwrites whatever the model starts with from its checkpoint.
@@ -216,14 +225,22 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
         initial = torch.load(Path(s.job.init_from) / "model.pt", map_location="cpu", weights_only=True)
         if ctx.rank == 0:
             log.info("continued pre-training: starting from the weights of %s", s.job.init_from)
-    model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank, s.job.device,
-                        initial)
-    engine = build_engine(model, cfg, ds_config)
-    sampler = s.train.sampler(ctx.rank, ctx.world, cfg.micro_batch_size)
+    grid = None
+    if s.layout.model_parallel:
+        engine, grid = build_parallel_engine(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config,
+                                             s.layout, ctx.rank, s.job.device, initial)
+    else:
+        model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank,
+                            s.job.device, initial)
+        engine = build_engine(model, cfg, ds_config)
+    sampler = s.train.sampler(s.coords.replica, dp, cfg.micro_batch_size)
     detector = SpikeDetector(cfg.spike)
-    rng.seed_all(cfg.seed + ctx.rank)
+    # One stream per replica and stage, the same on a tensor group's ranks: dropout on the
+    # activations they hold whole must drop the same units. (A plain run: the rank.)
+    seed_rank = s.coords.stage * dp + s.coords.replica
+    rng.seed_all(cfg.seed + seed_rank)
     if found is None:
-        return Attempt(engine, plan, sampler, detector, 0)
+        return Attempt(engine, plan, sampler, detector, 0, grid)
 
     tag = found.tag
     if universal:
@@ -239,13 +256,13 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
     rng_file = root / found.tag / f"rng-rank{ctx.rank}.pt"
     if found.world_size != ctx.world:
         # Other ranks, other streams: OLMo-core likewise re-seeds rather than restore them.
-        rng.seed_all(cfg.seed + ctx.rank + 1_000_003 * found.step)
+        rng.seed_all(cfg.seed + seed_rank + 1_000_003 * found.step)
         _log0(ctx, "world size %d -> %d: random generators re-seeded (data order is unaffected)",
               found.world_size, ctx.world, level=logging.WARNING)
     else:
         rng.restore(torch.load(rng_file, weights_only=True))
     _log0(ctx, "resumed from %s at step %d", root / found.tag, found.step)
-    return Attempt(engine, plan, sampler, detector, found.step)
+    return Attempt(engine, plan, sampler, detector, found.step, grid)
 
 
 def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
@@ -259,10 +276,11 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
     from deepspeed.checkpoint import constants as ds
 
     client = {"step": step, "rollbacks": state.rollbacks, "spike_history": a.detector.state_dict(),
-              "data": {**a.sampler.state_dict(), "manifest_sha256": s.manifest_sha},
-              # Declares the model convertible to a universal checkpoint (no tensor-parallel
-              # slicing to undo), for a resume on another number of ranks.
-              ds.UNIVERSAL_CHECKPOINT_INFO: {ds.UNIVERSAL_CHECKPOINT_VERSION_KEY: ds.UNIVERSAL_CHECKPOINT_VERSION_VALUE}}
+              "data": {**a.sampler.state_dict(), "manifest_sha256": s.manifest_sha}}
+    if not s.layout.model_parallel:
+        # Declares the model convertible to a universal checkpoint (no tensor-parallel
+        # slicing to undo), for a resume on another number of ranks.
+        client[ds.UNIVERSAL_CHECKPOINT_INFO] = {ds.UNIVERSAL_CHECKPOINT_VERSION_KEY: ds.UNIVERSAL_CHECKPOINT_VERSION_VALUE}
     a.engine.save_checkpoint(str(root), tag=tmp.name, client_state=client, save_latest=False)
     tmp.mkdir(parents=True, exist_ok=True)
     torch.save(rng.capture(), tmp / f"rng-rank{ctx.rank}.pt")
@@ -275,6 +293,7 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
         store.write_manifest(tmp, step, ctx.world, files, {
             "training": s.cfg.model_dump(mode="json"), "model": s.model_cfg.model_dump(mode="json"),
             "global_batch": a.plan.global_batch, "device": s.job.device, "precision": s.job.precision,
+            "parallel": s.layout.describe(),
             "val_loss": val_loss, "data": client["data"], "config_file": str(s.run.config)})
         store.publish(root, step)
         removed = store.retain(root, s.cfg.keep_last, s.cfg.keep_best, step)
@@ -286,6 +305,8 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
 @torch.no_grad()
 def validation_loss(s: Setup, engine) -> float:
     cfg, ctx = s.cfg, s.ctx
+    if s.layout.model_parallel:
+        return parallel_steps.validation_loss(s, engine)
     engine.eval()
     # The same number of rows on every rank: under ZeRO-3 each forward pass is a collective.
     per_rank = min(cfg.eval_batches * cfg.micro_batch_size, len(s.val) // ctx.world)
@@ -332,9 +353,13 @@ def _loss_scale(engine) -> float | None:
     return float(scale) if isinstance(scale, (int, float, torch.Tensor)) and engine.fp16_enabled() else None
 
 
-def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tensor, torch.Tensor, float, int]:
-    """One optimizer step of `accumulation` micro-steps. The loss and the real-token count
-    stay on the device (no host sync here); returns them with the data-wait seconds."""
+def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                      float, int]:
+    """One optimizer step of `accumulation` micro-steps. The loss sum, the number of losses
+    in it and the real-token count stay on the device (no host sync here); returns them with
+    the data-wait seconds and the micro-steps."""
+    if s.layout.model_parallel:
+        return parallel_steps.train_step(s, a)
     cfg, ctx, engine, sampler = s.cfg, s.ctx, a.engine, a.sampler
     accum = a.plan.accumulation(sampler.position.samples)
     if accum != engine.gradient_accumulation_steps():
@@ -360,7 +385,7 @@ def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tenso
         engine.step()  # DeepSpeed only updates at the accumulation boundary
         loss_sum += loss.detach().float()
         tokens += (y != -100).sum()
-    return loss_sum, tokens, wait, accum
+    return loss_sum, torch.tensor(float(accum), device=ctx.device), tokens, wait, accum
 
 
 def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, signals: _Signals,
@@ -376,20 +401,20 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
         t0 = time.perf_counter()
         samples_before = a.sampler.advance_past_skips()  # the step starts past any skipped stretch
         lr = float(engine.get_lr()[0])  # the rate this step uses; the scheduler advances after it
-        loss_sum, tokens, wait, accum = train_step(s, a, faults)
+        loss_sum, losses, tokens, wait, accum = train_step(s, a, faults)
         gn = engine.get_global_grad_norm()
         due_time = cfg.checkpoint_every_minutes is not None and ctx.rank == 0 and \
             time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
         f64 = {"dtype": torch.float64, "device": ctx.device}  # exact token counts at any batch size
-        summed = torch.stack([loss_sum.double(), tokens.double(), torch.tensor(wait, **f64)])
+        summed = torch.stack([loss_sum.double(), losses.double(), tokens.double(), torch.tensor(wait, **f64)])
         dist.all_reduce(summed)
         flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], **f64)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         gn_t = gn.detach().reshape(1).to(**f64) if isinstance(gn, torch.Tensor) else \
             torch.tensor([float("nan") if gn is None else float(gn)], **f64)
-        loss_total, tokens_total, wait_total, peak_mb, term, due, grad_norm = \
+        loss_total, loss_count, tokens_total, wait_total, peak_mb, term, due, grad_norm = \
             torch.cat([summed, flags, gn_t]).tolist()  # the step's one host sync
-        loss = loss_total / (accum * ctx.world)
+        loss = loss_total / loss_count
         if gn is None:  # DeepSpeed keeps no norm for an fp32 optimizer without ZeRO
             grad_norm = None
         a.step += 1
@@ -490,12 +515,21 @@ def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
     hosts: list[Any] = [None] * ctx.world
     dist.all_gather_object(hosts, ctx.host)
     summary: dict[str, Any] = {}
+    export_check = None
+    if s.layout.model_parallel:  # collectives: every rank takes part
+        state_dict = parallel_steps.gather_weights(s, a)
+        probe_rows = np.arange(min(PROBE_ROWS, len(s.val)))
+        probe = parallel_steps.probe_logits(s, a, probe_rows)
     if ctx.rank == 0:
-        state_dict = master_weights(s, a)
+        if not s.layout.model_parallel:
+            state_dict = master_weights(s, a)
         save_state_dict(state_dict, s.model_cfg, s.manifest["vocab_size"], s.seq_len, a.step, run.checkpoints / FINAL)
+        if s.layout.model_parallel:
+            export_check = check_export(s, run.checkpoints / FINAL, probe_rows, probe)
         tokens_per_step = a.plan.global_batch * s.seq_len
         params = parameter_count(s.model_cfg, s.manifest["vocab_size"], s.seq_len)  # tied weights once
-        summary = {"steps": a.step, "parameters": params, "init_from": s.job.init_from, "world_size": ctx.world, "hosts": hosts,
+        summary = {"steps": a.step, "parameters": params, "init_from": s.job.init_from, "world_size": ctx.world,
+                   "parallel": s.layout.describe(), "export_check": export_check, "hosts": hosts,
                    "device": s.job.device, "precision": s.job.precision, "zero_stage": s.cfg.zero_stage,
                    "global_batch": a.plan.global_batch, "tokens_per_step": tokens_per_step,
                    "training_flops_per_token": s.flops_per_token,
@@ -506,6 +540,28 @@ def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
         write_json(run.train_summary, summary)
     dist.barrier()
     return summary
+
+
+def check_export(s: Setup, final: Path, rows: np.ndarray, shard_logits: torch.Tensor) -> dict[str, Any]:
+    """Compare the gathered single-device model's logits with the sharded model's on the
+    first validation rows; both are kept in final/ (probe.pt) for anyone to re-check. In
+    fp32 a mismatch is an error: the shards were joined wrongly."""
+    model, _ = load_model(final)
+    x = to_batch(*s.val.rows(rows))[0]
+    with torch.no_grad():
+        single = model(x).float()
+    with atomic_path(final / PROBE) as tmp:
+        torch.save({"rows": torch.as_tensor(rows), "input_ids": x, "shard_logits": shard_logits}, tmp)
+    diff = float((single - shard_logits).abs().max())
+    scale = float(shard_logits.abs().max())
+    check = {"rows": len(rows), "max_abs_diff": diff, "max_abs_logit": scale, "relative": diff / max(scale, 1e-30)}
+    if s.job.precision == "fp32" and check["relative"] > 1e-5:
+        raise RuntimeError(f"the exported model's logits differ from the sharded model's by {diff:.3g} "
+                           f"(largest logit {scale:.3g}): the shards of {s.layout.describe()} were not joined "
+                           f"correctly; please report this with {final / PROBE}")
+    log.info("export check: the single-device model's logits match the %s shards' within %.2g (relative)",
+             s.layout.describe(), check["relative"])
+    return check
 
 
 def master_weights(s: Setup, a: Attempt) -> dict[str, torch.Tensor]:

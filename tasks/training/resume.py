@@ -21,9 +21,16 @@ from tasks.training.schedule import decay_start
 def resume_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: ModelConfig,
                     world: int, shards_sha: str, precision: str | None = None) -> list[str]:
     """Why the checkpoint described by `manifest` cannot be resumed with `cfg` on `world`
-    data-parallel ranks over the token shards whose manifest hashes to `shards_sha`, in the
-    resolved `precision` (None: not known yet). Empty: it can."""
+    ranks over the token shards whose manifest hashes to `shards_sha`, in the resolved
+    `precision` (None: not known yet). Empty: it can."""
     problems = []
+    p, t = cfg.parallel.pipeline, cfg.parallel.tensor
+    if (p * t > 1 or manifest.get("parallel", {}).get("pipeline", 1) * manifest.get("parallel", {}).get("tensor", 1) > 1) \
+            and int(manifest["world_size"]) != world:
+        problems.append(f"the checkpoint was written by {manifest['world_size']} ranks in pipeline/tensor-parallel "
+                        f"stages and shards, which are not converted to another layout; resume on "
+                        f"training.num_workers={manifest['world_size']}")
+    world = max(1, world // (p * t))  # from here on: data-parallel replicas
     if precision is not None and manifest.get("precision", precision) != precision:
         problems.append(f"the checkpoint was trained in {manifest['precision']} and this resume would "
                         f"run in {precision} (precision 'auto' on other hardware?); set "

@@ -1,0 +1,121 @@
+"""The 3D path's step, validation and final weights, beside the plain path in loop.py.
+
+Every rank of a pipeline reads the same position stream: replica r takes the r-th block
+of each micro-step, exactly as data-parallel rank r of a plain run, so a 3D run sees the
+batches of a plain run with as many ranks as it has replicas. The pipeline's micro-batches
+are the step's gradient-accumulation micro-steps, in stream order.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from tasks.tokenization.reader import to_batch
+from tasks.training.parallel.pipeline import local_layers
+
+
+def _loads_data(s) -> bool:
+    """Only the first stage (inputs) and the last (labels) read batches."""
+    return s.coords.stage in (0, s.layout.pipeline - 1)
+
+
+def train_step(s, a) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]:
+    """One optimizer step through the pipeline: (loss sum, its count, real tokens, data-wait
+    seconds, micro-steps). The loss DeepSpeed returns is already the step's mean over every
+    replica, so only global rank 0 counts it; tokens are counted once per replica."""
+    cfg, ctx, engine, sampler = s.cfg, s.ctx, a.engine, a.sampler
+    accum = a.plan.accumulation(sampler.position.samples)
+    if accum != engine.gradient_accumulation_steps():
+        engine.set_train_batch_size(accum * a.plan.unit)  # the batch ramp moved
+    t0 = time.perf_counter()
+    batches = []
+    tokens = torch.zeros((), dtype=torch.int64, device=ctx.device)
+    for _ in range(accum):
+        src, rows = sampler.next_batch()  # every stage advances the position, loading or not
+        if _loads_data(s):
+            x, y, *seg = (t.to(ctx.device) for t in s.train.gather(src, rows, segments=cfg.document_mask))
+            batches.append(((x, seg[0]) if seg else x, y))
+            if s.coords.stage == 0 and s.coords.tensor_rank == 0:
+                tokens += (y != -100).sum()
+    wait = time.perf_counter() - t0
+    loss = engine.train_batch(iter(batches) if batches else None)
+    mine = ctx.rank == 0
+    loss_sum = loss.detach().float().reshape(()) if mine else torch.zeros((), device=ctx.device)
+    return loss_sum, torch.tensor(float(mine), device=ctx.device), tokens, wait, accum
+
+
+def _rows_iter(s, sel_batches: list[np.ndarray]) -> Iterator[tuple[Any, torch.Tensor]]:
+    for sel in sel_batches:
+        x, y, *seg = (t.to(s.ctx.device) for t in to_batch(*s.val.rows(sel), s.val.segments(sel)
+                                                            if s.cfg.document_mask else None))
+        yield ((x, seg[0]) if seg else x), y
+
+
+@torch.no_grad()
+def validation_loss(s, engine) -> float:
+    """The mean validation loss over the replicas' rows (each replica its own share)."""
+    cfg, d = s.cfg, s.layout.data
+    per_replica = min(cfg.eval_batches * cfg.micro_batch_size, len(s.val) // d)
+    rows = np.arange(len(s.val))[s.coords.replica::d][:per_replica]
+    sel = [rows[i:i + cfg.micro_batch_size] for i in range(0, len(rows), cfg.micro_batch_size)]
+    if not sel:
+        return float("nan")
+    # Equal counts on every replica: eval_batch averages over the data-parallel group.
+    loss = engine.eval_batch(_rows_iter(s, sel), num_micro_batches=len(sel))
+    engine.train()
+    return float(loss)
+
+
+def gather_weights(s, a) -> dict[str, torch.Tensor]:
+    """The single-device model's state dict, on rank 0 (empty elsewhere): each stage's fp32
+    master weights (ZeRO-1 keeps them partitioned over the replicas), tensor shards joined,
+    then every stage's parameters collected. Every rank must call it."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    from tasks.training.parallel.tensor import unshard
+
+    grid, layout = a.grid, s.layout
+    mine: dict[str, torch.Tensor] = {}
+    for module in local_layers(a.engine.module):
+        for name, p in module.named_parameters():
+            full = safe_get_full_fp32_param(p)  # a collective over the replicas
+            full = (p.detach() if full is None else full).float()
+            if hasattr(p, "unshard"):
+                full = unshard(full, p.unshard, grid.tensor_group, layout.tensor)
+            gpt_name = module.gpt_names.get(name)
+            if gpt_name is not None and gpt_name not in mine:
+                mine[gpt_name] = full.cpu()
+    send = [] if grid.coords.replica or grid.coords.tensor_rank else [(grid.coords.stage, mine)]
+    parts: list[Any] = [None] * s.ctx.world
+    dist.all_gather_object(parts, send)
+    if s.ctx.rank != 0:
+        return {}
+    state: dict[str, torch.Tensor] = {}
+    # The lowest stage wins a name held twice: the last stage's tied copy of the embedding
+    # holds an unused (never trained) position table.
+    for _, stage_state in sorted(pair for part in parts for pair in part):
+        for k, v in stage_state.items():
+            state.setdefault(k, v)
+    if s.model_cfg.tie_embeddings:
+        state["head.weight"] = state["tok_emb.weight"]
+    return state
+
+
+@torch.no_grad()
+def probe_logits(s, a, rows: np.ndarray) -> torch.Tensor | None:
+    """The distributed model's logits for validation `rows`, on rank 0 (None elsewhere):
+    the check that the gathered single-device model computes the same function."""
+    x, y = to_batch(*s.val.rows(rows))[:2]
+    _, hidden = a.engine.eval_batch(iter([(x.to(s.ctx.device), y.to(s.ctx.device))]), return_logits=True,
+                                    num_micro_batches=1)
+    a.engine.train()
+    logits = None
+    if s.coords.stage == s.layout.pipeline - 1 and s.coords.replica == 0 and s.coords.tensor_rank == 0:
+        logits = torch.nn.functional.linear(hidden.float(), a.engine.module.loss_fn.weight.float()).cpu()
+    parts: list[Any] = [None] * s.ctx.world
+    dist.all_gather_object(parts, logits)
+    return next(p for p in parts if p is not None) if s.ctx.rank == 0 else None
