@@ -17,7 +17,7 @@ MODEL = get_preset("debug").model
     ({"zero_stage": 0, "offload_optimizer": True}, "cuda", "bf16", "offload_optimizer needs ZeRO; set training.zero_stage"),
     ({"zero_stage": 2, "offload_params": True}, "cuda", "bf16", "offload_params needs ZeRO-3.*zero_stage=3"),
     ({"zero_stage": 2, "parallel": {"pipeline": 2}}, "cuda", "bf16",
-     "ZeRO stage 2 partitions gradients, which pipeline parallelism cannot use; set training.zero_stage=1"),
+     "ZeRO stage 2 partitions gradients, which DeepSpeed's pipeline engine .* cannot use; set training.zero_stage=1"),
     ({"zero_stage": 0}, "cpu", "bf16", "bf16 without ZeRO.*set training.zero_stage=1"),
     ({"zero_stage": 1, "offload_optimizer": True}, "cpu", "bf16", "the ranks already run on cpu"),
     ({"batch_ramp": {"start_batch": 64, "tokens": 1000}, "micro_batch_size": 4}, "cpu", "fp32",

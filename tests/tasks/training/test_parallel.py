@@ -1,0 +1,170 @@
+"""Pipeline and tensor parallelism on real DeepSpeed pipeline engines over gloo (CPU ranks,
+no Ray): every layout against one rank, exact resume under P=2 x T=2, and the gathered
+single-device model against the shards."""
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from infra.core.storage import RunDir, read_json
+from models.presets import get_preset
+from tasks.training.checkpoint import FINAL, load_model
+from tasks.training.launch import run_local
+from tasks.training.loop import PROBE, Faults, TrainJob
+from tasks.training.metrics import read_metrics
+from tests.conftest import build_token_run
+
+pytestmark = pytest.mark.slow  # each case starts DeepSpeed engines in fresh processes
+
+STEPS = 10
+# Llama-shaped: a fused QKV with grouped-query heads, a gated MLP, tied embeddings.
+LLAMA = {"n_layer": 4, "n_head": 4, "n_kv_head": 2, "d_model": 48, "position": "rope", "norm": "rmsnorm",
+         "activation": "swiglu", "bias": False, "tie_embeddings": True}
+# GPT-2-shaped: learned positions (a table the last stage's tied copy must not overwrite) and biases.
+GPT2 = {"n_layer": 4, "n_head": 4, "d_model": 48}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("source")
+    build_token_run(root, {"alpha": 300, "beta": 200})
+    return root
+
+
+def _new_run(source: Path, root: Path) -> Path:
+    root.mkdir(parents=True)
+    for part in ("shards", "tokenizer"):
+        shutil.copytree(source / part, root / part)
+    return root
+
+
+def _job(root: Path, world: int, pipeline: int, tensor: int, model: dict) -> TrainJob:
+    cfg = {"num_workers": world, "micro_batch_size": 2, "global_batch_size": 8, "max_steps": STEPS,
+           "warmup_steps": 2, "lr": 5e-3, "checkpoint_every": 4, "eval_every": 5, "eval_batches": 2,
+           "zero_stage": 1, "precision": "fp32", "peak_flops": 1e12,
+           "parallel": {"pipeline": pipeline, "tensor": tensor}}
+    full = get_preset("debug").model.model_copy(update=model).model_dump(mode="json")
+    return TrainJob(str(root), cfg, full, "cpu", "fp32")
+
+
+def _train(job: TrainJob, world: int, faults: Faults | None = None, expect_ok: bool = True) -> list[int]:
+    codes = run_local(job, world, faults, timeout=600)
+    if expect_ok:
+        logs = Path(job.run_dir) / "logs"
+        assert codes == [0] * world, "\n".join((logs / f"rank{r}.log").read_text()[-3000:] for r in range(world))
+    return codes
+
+
+def _steps(root: Path) -> list[dict]:
+    return read_metrics(RunDir(root).metrics)[0]
+
+
+@pytest.fixture(scope="module")
+def one_rank(source, tmp_path_factory):
+    """1-rank runs of both model shapes: the references every layout must equal."""
+    out = {}
+    for name, model in (("llama", LLAMA), ("gpt2", GPT2)):
+        root = _new_run(source, tmp_path_factory.mktemp("one") / name)
+        _train(_job(root, 1, 1, 1, model), 1)
+        out[name] = root
+    return out
+
+
+@pytest.fixture(scope="module")
+def p2t2(source, tmp_path_factory):
+    root = _new_run(source, tmp_path_factory.mktemp("p2t2") / "run")
+    _train(_job(root, 4, 2, 2, LLAMA), 4)
+    return root
+
+
+def _assert_same_run(root: Path, ref: Path) -> None:
+    got, want = _steps(root), _steps(ref)
+    assert [r["step"] for r in got] == list(range(1, STEPS + 1))
+    losses, ref_losses = np.array([r["loss"] for r in got]), np.array([r["loss"] for r in want])
+    assert np.allclose(losses, ref_losses, rtol=1e-4, atol=0), (losses, ref_losses)
+    assert ref_losses[-1] < ref_losses[0] - 0.5  # it trained: equality is not of two flat lines
+    # The same global batch and tokens; MFU over every rank of the layout.
+    assert [r["tokens"] for r in got] == [r["tokens"] for r in want]
+    world = read_json(RunDir(root).train_summary)["world_size"]
+    for a, b in zip(got, want):
+        assert a["mfu"] == pytest.approx(b["mfu"] * a["tokens_per_s"] / b["tokens_per_s"] / world, rel=1e-6)
+    if read_json(RunDir(root).train_summary)["parallel"]["data"] == 1:
+        # Validation rows are split over the replicas, as over a plain run's ranks: with one
+        # replica they are the 1-rank run's rows.
+        val = [r["val_loss"] for r in got if "val_loss" in r]
+        ref_val = [r["val_loss"] for r in want if "val_loss" in r]
+        assert len(val) == 2 and np.allclose(val, ref_val, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("world,pipeline,tensor,shape", [
+    (2, 1, 2, "llama"),  # tensor parallelism alone
+    (2, 2, 1, "llama"),  # pipeline alone
+    (4, 2, 1, "gpt2"),  # pipeline x 2 data-parallel replicas
+])
+def test_layout_trains_as_one_rank(source, one_rank, tmp_path, world, pipeline, tensor, shape):
+    root = _new_run(source, tmp_path / "run")
+    _train(_job(root, world, pipeline, tensor, LLAMA if shape == "llama" else GPT2), world)
+    _assert_same_run(root, one_rank[shape])
+    summary = read_json(RunDir(root).train_summary)
+    assert summary["parallel"] == {"pipeline": pipeline, "tensor": tensor, "data": world // (pipeline * tensor)}
+    # The gathered final model is the 1-rank model, weight for weight.
+    a, _ = load_model(RunDir(one_rank[shape]).checkpoints / FINAL)
+    b, _ = load_model(RunDir(root).checkpoints / FINAL)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, rtol=1e-3, atol=1e-5), name
+
+
+def test_pipeline_x_tensor_trains_as_one_rank(p2t2, one_rank):
+    _assert_same_run(p2t2, one_rank["llama"])
+    ckpt = RunDir(p2t2).checkpoints / f"step{STEPS}"
+    manifest = read_json(ckpt / "manifest.json")
+    assert manifest["parallel"] == {"pipeline": 2, "tensor": 2, "data": 1}
+    # Per stage and shard: each block's layer file exists once per tensor rank.
+    assert {f"layer_01-model_0{t}-model_states.pt" for t in (0, 1)} <= set(manifest["files"])
+
+
+@pytest.mark.parametrize("world", [8])
+def test_pipeline_x_tensor_x_data_trains_as_one_rank(source, one_rank, tmp_path, world):
+    root = _new_run(source, tmp_path / "run")
+    _train(_job(root, world, 2, 2, LLAMA), world)
+    _assert_same_run(root, one_rank["llama"])
+
+
+def test_exact_resume_under_pipeline_x_tensor(source, p2t2, tmp_path):
+    root = _new_run(source, tmp_path / "killed")
+    job = _job(root, 4, 2, 2, LLAMA)
+    codes = _train(job, 4, Faults(kill_at_step=7), expect_ok=False)
+    assert codes[0] == -signal.SIGKILL
+    assert [r["step"] for r in _steps(root)] == list(range(1, 7))
+    _train(job, 4)  # resumes from step 4's per-stage, per-shard checkpoint
+    assert [r["loss"] for r in _steps(root)] == [r["loss"] for r in _steps(p2t2)]  # bit for bit
+
+
+def test_export_of_pipeline_x_tensor_equals_the_shards_and_evaluates(p2t2, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from infra.app.cli import main as crucible
+    from tasks.evaluation.config import EvaluationConfig
+    from tasks.evaluation.evaluate import validation_perplexity
+
+    run = RunDir(p2t2)
+    probe = torch.load(run.checkpoints / FINAL / PROBE, weights_only=True)
+    model, _ = load_model(run.checkpoints / FINAL)
+    with torch.no_grad():
+        single = model(probe["input_ids"])
+    assert single.shape == probe["shard_logits"].shape
+    assert torch.allclose(single, probe["shard_logits"], rtol=1e-5, atol=1e-5)
+    assert read_json(run.train_summary)["export_check"]["relative"] < 1e-5
+    dest = tmp_path / "hf"
+    assert crucible(["export", str(p2t2), "--out", str(dest)]) == 0
+    hf = AutoModelForCausalLM.from_pretrained(dest).eval()
+    with torch.no_grad():
+        assert torch.allclose(hf(probe["input_ids"]).logits, probe["shard_logits"], rtol=1e-5, atol=1e-5)
+    ppl = validation_perplexity(p2t2, EvaluationConfig(perplexity_max_rows=64, batch_size=8))
+    final_val = [r["val_loss"] for r in _steps(p2t2) if "val_loss" in r][-1]
+    assert 1.0 < ppl["perplexity"] < 2 * np.exp(final_val)
