@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--price-per-gpu-hour", type=float, default=2.0, help="USD (default 2.0)")
     s.add_argument("--price-per-mwh", type=float, default=100.0, help="USD per MWh (default 100)")
     s.add_argument("--pue", type=float, default=1.1, help="data-centre power usage effectiveness")
+    s.add_argument("--gpus", type=int, default=None, help="also pick the pipeline/tensor/data-parallel layout "
+                   "for this many GPUs")
+    s.add_argument("--gpu-memory", type=float, default=80, help="GB per GPU for --gpus (default 80)")
+    s.add_argument("--gpu", default="A100", help="A100 or H100: peak FLOP/s and link speeds for --gpus")
+    s.add_argument("--gpus-per-node", type=int, default=8, help="GPUs joined by NVLink (default 8)")
+    s.add_argument("--global-batch", type=int, default=None, help="sequences per step for --gpus "
+                   "(default: about 4M tokens)")
     s = sub.add_parser("export", help="write a run's trained model as a Hugging Face folder")
     s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
     s.add_argument("--out", type=Path, default=None, help="destination (default: RUN_DIR/hf)")
@@ -159,7 +166,35 @@ def plan_command(args: argparse.Namespace) -> str:
         plan, head = plan_parameters(args.params, args.tokens), f"{args.params:,.0f} parameters"
     else:
         plan, head = plan_budget(args.budget), f"compute budget {args.budget:.3e} FLOPs"
-    return head + "\n" + describe(plan, args.mfu, args.price_per_gpu_hour, args.price_per_mwh, args.pue)
+    out = head + "\n" + describe(plan, args.mfu, args.price_per_gpu_hour, args.price_per_mwh, args.pue)
+    if args.gpus:
+        out += "\n\n" + layout_text(args)
+    return out
+
+
+def layout_text(args: argparse.Namespace) -> str:
+    from models.presets import get_preset
+    from tasks.training.parallel.planner import (Shape, cluster, default_global_batch, describe_layout,
+                                                 plan_layout, shape_for_parameters)
+
+    if args.gpus < 1 or args.gpu_memory <= 0:
+        raise ConfigError(f"--gpus must be at least 1 and --gpu-memory positive, got {args.gpus} and {args.gpu_memory}")
+    if args.preset:
+        p = get_preset(args.preset)
+        shape = Shape(p.model, args.vocab_size or p.vocab_size, args.seq_len or p.seq_len)
+        what = f"preset {args.preset}"
+    elif args.params:
+        shape = shape_for_parameters(args.params, args.vocab_size or 50257, args.seq_len or 2048)
+        m = shape.model
+        what = f"a GPT-3-like shape: {m.n_layer} layers, d_model {m.d_model}, {m.n_head} heads"
+    else:
+        raise ConfigError("--gpus needs a model: give --preset or --params")
+    try:
+        cl = cluster(args.gpus, args.gpu_memory, args.gpu, args.gpus_per_node)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    batch = args.global_batch or default_global_batch(shape.seq_len)
+    return f"layout ({what}):\n" + describe_layout(plan_layout(shape, cl, batch))
 
 
 def quality_model_command(args: argparse.Namespace) -> str:
