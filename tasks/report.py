@@ -107,6 +107,10 @@ def training_section(run: RunDir) -> list[str]:
     flops = (f" ({s['training_flops_per_token']:,} training FLOPs per token, "
              f"{s['training_flops']:.3g} in all)" if "training_flops" in s else "")
     zero = f", ZeRO stage {s['zero_stage']}" if "zero_stage" in s else ""
+    layout = s.get("parallel") or {}
+    if layout.get("pipeline", 1) * layout.get("tensor", 1) > 1:
+        zero += (f", {layout['pipeline']} pipeline stage(s) x {layout['tensor']} tensor shard(s) x "
+                 f"{layout['data']} data-parallel replica(s)")
     out = ["## Training", f"{s.get('parameters', 0):,} parameters{flops}, {s.get('steps')} steps on "
            f"{s.get('world_size')} DeepSpeed ranks ({s.get('device', 'cpu')}) in {s.get('precision')}{zero}; "
            f"final train loss {metrics[-1]['loss']:.4f}"
@@ -124,6 +128,11 @@ def training_section(run: RunDir) -> list[str]:
         out += ["Loss spikes rolled back (their batches skipped):", "",
                 _table([[e["step"], e["reason"], e["rolled_back_to"], f"{e['skipped_samples'][0]}-{e['skipped_samples'][1]}"]
                         for e in events], ["step", "why", "rolled back to step", "stream samples skipped"]), ""]
+    check = s.get("export_check")
+    if check:
+        out += [f"Final model: joined from the stages and shards; its logits on {check['rows']} validation rows "
+                f"differ from the sharded model's by {check['max_abs_diff']:.2g} at most "
+                f"({check['relative']:.2g} of the largest logit).", ""]
     if s.get("hosts"):
         out += ["Ranks' hosts: " + ", ".join(f"rank {r} on {h}" for r, h in enumerate(s["hosts"])) + ".", ""]
     if s.get("events"):

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from infra.core.storage import RunDir, atomic_path, read_json, sha256_file, write_json
+from infra.core.storage import RunDir, read_json, sha256_file, write_json
 from models.config import ModelConfig
 from models.flops import parameter_count, training_flops_per_token
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest, to_batch
 from tasks.training import checkpoint_store as store
 from tasks.training import rng
 from tasks.training.batch import BatchPlan, batch_plan, global_batch
-from tasks.training.checkpoint import FINAL, load_model, save_state_dict
+from tasks.training.checkpoint import FINAL, save_state_dict
 from tasks.training.config import TrainingConfig
 from tasks.training.data import RankSampler, TrainingData
 from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
@@ -518,14 +518,14 @@ def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
     export_check = None
     if s.layout.model_parallel:  # collectives: every rank takes part
         state_dict = parallel_steps.gather_weights(s, a)
-        probe_rows = np.arange(min(PROBE_ROWS, len(s.val)))
+        probe_rows = np.arange(min(parallel_steps.PROBE_ROWS, len(s.val)))
         probe = parallel_steps.probe_logits(s, a, probe_rows)
     if ctx.rank == 0:
         if not s.layout.model_parallel:
             state_dict = master_weights(s, a)
         save_state_dict(state_dict, s.model_cfg, s.manifest["vocab_size"], s.seq_len, a.step, run.checkpoints / FINAL)
         if s.layout.model_parallel:
-            export_check = check_export(s, run.checkpoints / FINAL, probe_rows, probe)
+            export_check = parallel_steps.check_export(s, run.checkpoints / FINAL, probe_rows, probe)
         tokens_per_step = a.plan.global_batch * s.seq_len
         params = parameter_count(s.model_cfg, s.manifest["vocab_size"], s.seq_len)  # tied weights once
         summary = {"steps": a.step, "parameters": params, "init_from": s.job.init_from, "world_size": ctx.world,
@@ -540,28 +540,6 @@ def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
         write_json(run.train_summary, summary)
     dist.barrier()
     return summary
-
-
-def check_export(s: Setup, final: Path, rows: np.ndarray, shard_logits: torch.Tensor) -> dict[str, Any]:
-    """Compare the gathered single-device model's logits with the sharded model's on the
-    first validation rows; both are kept in final/ (probe.pt) for anyone to re-check. In
-    fp32 a mismatch is an error: the shards were joined wrongly."""
-    model, _ = load_model(final)
-    x = to_batch(*s.val.rows(rows))[0]
-    with torch.no_grad():
-        single = model(x).float()
-    with atomic_path(final / PROBE) as tmp:
-        torch.save({"rows": torch.as_tensor(rows), "input_ids": x, "shard_logits": shard_logits}, tmp)
-    diff = float((single - shard_logits).abs().max())
-    scale = float(shard_logits.abs().max())
-    check = {"rows": len(rows), "max_abs_diff": diff, "max_abs_logit": scale, "relative": diff / max(scale, 1e-30)}
-    if s.job.precision == "fp32" and check["relative"] > 1e-5:
-        raise RuntimeError(f"the exported model's logits differ from the sharded model's by {diff:.3g} "
-                           f"(largest logit {scale:.3g}): the shards of {s.layout.describe()} were not joined "
-                           f"correctly; please report this with {final / PROBE}")
-    log.info("export check: the single-device model's logits match the %s shards' within %.2g (relative)",
-             s.layout.describe(), check["relative"])
-    return check
 
 
 def master_weights(s: Setup, a: Attempt) -> dict[str, torch.Tensor]:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from infra.core.storage import read_json
+from infra.core.storage import RunDir, read_json
 from tasks.tokenization.reader import TokenRows
 from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
 
@@ -240,3 +242,24 @@ def test_a_training_change_on_the_finished_run_is_refused_and_config_yaml_kept(p
         assert "training finished with another train configuration" in result.stderr
         assert "training.lr: 0.005 -> 0.001" in result.stderr and "another --run-id" in result.stderr
         assert run.config.read_bytes() == saved
+
+
+def test_tensor_parallel_training_through_ray_matches_the_data_parallel_run(pipeline_run):
+    """`crucible train` with training.parallel.tensor=2 on the e2e run's token shards: Ray
+    Train's two workers hold one shard each of every block (bf16, document masks), and
+    train the steps of the 2-replica run (the same global batch) to the same losses."""
+    run, _, runs = pipeline_run
+    tp = RunDir(runs / "e2e-tp")
+    for part in ("curated", "tokenizer", "shards"):
+        shutil.copytree(run.root / part, tp.root / part)
+    result = _crucible("train", "-c", "debug", "--run-id", "e2e-tp", "--set", "training.parallel.tensor=2",
+                       "--set", "training.global_batch_size=8", runs=runs)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    summary = read_json(tp.train_summary)
+    assert summary["parallel"] == {"pipeline": 1, "tensor": 2, "data": 1}
+    assert summary["export_check"]["relative"] < 0.05  # bf16 shards against the fp32 master weights
+    dp = [json.loads(ln) for ln in run.metrics.read_text().splitlines()]
+    got = [json.loads(ln) for ln in tp.metrics.read_text().splitlines()]
+    assert [m["tokens"] for m in got] == [m["tokens"] for m in dp]
+    assert np.allclose([m["loss"] for m in got], [m["loss"] for m in dp], rtol=2e-2, atol=0)
+    assert "1 pipeline stage(s) x 2 tensor shard(s)" in (tp.root / "report.md").read_text()

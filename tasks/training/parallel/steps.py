@@ -7,15 +7,22 @@ are the step's gradient-accumulation micro-steps, in stream order.
 """
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from infra.core.storage import atomic_path
 from tasks.tokenization.reader import to_batch
+from tasks.training.checkpoint import load_model
 from tasks.training.parallel.pipeline import local_layers
+
+log = logging.getLogger(__name__)
+PROBE, PROBE_ROWS = "probe.pt", 2  # in checkpoints/final/: the export check's rows and the shards' logits
 
 
 def _loads_data(s) -> bool:
@@ -119,3 +126,25 @@ def probe_logits(s, a, rows: np.ndarray) -> torch.Tensor | None:
     parts: list[Any] = [None] * s.ctx.world
     dist.all_gather_object(parts, logits)
     return next(p for p in parts if p is not None) if s.ctx.rank == 0 else None
+
+
+def check_export(s, final: Path, rows: np.ndarray, shard_logits: torch.Tensor) -> dict[str, Any]:
+    """Compare the gathered single-device model's logits with the sharded model's on the
+    first validation rows; both are kept in final/ (probe.pt) for anyone to re-check. In
+    fp32 a mismatch is an error: the shards were joined wrongly."""
+    model, _ = load_model(final)
+    x = to_batch(*s.val.rows(rows))[0]
+    with torch.no_grad():
+        single = model(x).float()
+    with atomic_path(final / PROBE) as tmp:
+        torch.save({"rows": torch.as_tensor(rows), "input_ids": x, "shard_logits": shard_logits}, tmp)
+    diff = float((single - shard_logits).abs().max())
+    scale = float(shard_logits.abs().max())
+    check = {"rows": len(rows), "max_abs_diff": diff, "max_abs_logit": scale, "relative": diff / max(scale, 1e-30)}
+    if s.job.precision == "fp32" and check["relative"] > 1e-5:
+        raise RuntimeError(f"the exported model's logits differ from the sharded model's by {diff:.3g} "
+                           f"(largest logit {scale:.3g}): the shards of {s.layout.describe()} were not joined "
+                           f"correctly; please report this with {final / PROBE}")
+    log.info("export check: the single-device model's logits match the %s shards' within %.2g (relative)",
+             s.layout.describe(), check["relative"])
+    return check

@@ -15,7 +15,8 @@ from infra.core.storage import RunDir, read_json
 from models.presets import get_preset
 from tasks.training.checkpoint import FINAL, load_model
 from tasks.training.launch import run_local
-from tasks.training.loop import PROBE, Faults, TrainJob
+from tasks.training.loop import Faults, TrainJob
+from tasks.training.parallel.steps import PROBE
 from tasks.training.metrics import read_metrics
 from tests.conftest import build_token_run
 
