@@ -6,6 +6,8 @@
    table in `tasks/training/metrics.py`) over the second half of the steps.
 2. If the machine has 2 GPUs: a 2-rank NCCL bf16 run killed with SIGKILL at step k and
    resumed, whose losses must equal an uninterrupted run's bit for bit.
+3. If the machine has 2 GPUs: tensor parallelism T=2 over NCCL against one GPU, fp32, 10
+   steps, the same global batch: the losses must agree within 1e-4 relative.
 
 The token shards come from a synthetic corpus of seeded random words (the throughput does
 not depend on the text) through the project's own BPE trainer and tokenizer, so nothing is
@@ -123,6 +125,27 @@ def main() -> None:
                                         "max_abs_diff": max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) else None})
         else:
             report("nccl_kill_resume", "skipped: fewer than 2 GPUs")
+
+        if args.device == "cuda" and torch.cuda.device_count() >= 2:
+            # Tensor parallelism over NCCL against one GPU: fp32 (no TF32: the loop's matmuls
+            # keep torch's default), the same global batch, 10 steps.
+            n, extra = 10, {"global_batch_size": 8, "warmup_steps": 2}
+            one = copy_data(data, "tp-one")
+            assert run_local(job(one, 1, n, 4, "cuda", "fp32", args.preset, **extra), 1, timeout=1800) == [0]
+            two = copy_data(data, "tp-two")
+            codes = run_local(job(two, 2, n, 4, "cuda", "fp32", args.preset, parallel={"tensor": 2}, **extra), 2,
+                              timeout=1800)
+            if codes != [0, 0]:
+                print((two / "logs" / "rank0.log").read_text()[-5000:])
+                raise SystemExit(f"tensor-parallel run failed: {codes}")
+            a = [s["loss"] for s in read_metrics(RunDir(one).metrics)[0]]
+            b = [s["loss"] for s in read_metrics(RunDir(two).metrics)[0]]
+            rel = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+            report("nccl_tensor_parallel", {"steps": n, "max_relative_loss_diff": rel, "within_1e-4": rel <= 1e-4,
+                                            "export_check": json.loads((two / "train_summary.json").read_text())
+                                            ["export_check"]})
+        else:
+            report("nccl_tensor_parallel", "skipped: fewer than 2 GPUs")
 
 
 if __name__ == "__main__":

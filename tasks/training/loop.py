@@ -42,8 +42,7 @@ from tasks.training.resume import resume_problems
 from tasks.training.spikes import SpikeDetector
 
 log = logging.getLogger(__name__)
-SKIPS = "skipped_data.json"
-PROBE, PROBE_ROWS = "probe.pt", 2  # in checkpoints/final/ of a pipeline/tensor-parallel run  # in checkpoints/: the data stretches roll-backs skipped, and why
+SKIPS = "skipped_data.json"  # in checkpoints/: the data stretches roll-backs skipped, and why
 
 
 @dataclass

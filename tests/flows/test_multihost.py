@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -39,11 +40,11 @@ def shared(tmp_path_factory):
     return tmp_path_factory.mktemp("shared-runs")
 
 
-def _start(cluster: Cluster, runs: Path, run_id: str, *sets: str) -> tuple[subprocess.Popen, Path]:
+def _start(cluster: Cluster, runs: Path, run_id: str, *sets: str, command: str = "run") -> tuple[subprocess.Popen, Path]:
     log = runs / f"{run_id}.log"
     home = runs / f"prefect-home-{run_id}"
     proc = cluster.popen(cluster.head, [
-        CRUCIBLE, "run", "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}",
+        CRUCIBLE, command, "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}",
         "--set", f"runtime.ray_address={cluster.ray_address}",
         "--set", f"runtime.prefect_host={cluster.head.address}", "--set", "runtime.prefect_port=4300", *sets,
     ], log, env={"PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(home)}, cwd=ROOT)
@@ -100,6 +101,15 @@ def test_debug_pipeline_across_two_hosts_equals_a_single_host_run(cluster, multi
     assert got["tasks"] == want["tasks"] and got["perplexity"] == want["perplexity"]
 
 
+def _train_on_its_data(cluster: Cluster, shared: Path, multihost_run, run_id: str, *sets: str):
+    """`crucible train` on a copy of the two-host run's curated data and token shards: the
+    fault cases are about training, and skip re-curating and evaluating (minutes in CI)."""
+    source, _ = multihost_run
+    for part in ("curated", "tokenizer", "shards"):
+        shutil.copytree(source.root / part, shared / run_id / part)
+    return _start(cluster, shared, run_id, *sets, command="train")
+
+
 def _kill_worker_at_step(cluster: Cluster, run: RunDir, proc: subprocess.Popen) -> int:
     def reached() -> bool:
         assert proc.poll() is None, "the run ended before the step at which the worker host is killed"
@@ -109,7 +119,7 @@ def _kill_worker_at_step(cluster: Cluster, run: RunDir, proc: subprocess.Popen) 
 
 
 def test_worker_host_killed_then_restarted_resumes_from_the_checkpoint(cluster, shared, multihost_run):
-    proc, log = _start(cluster, shared, "host-returns")
+    proc, log = _train_on_its_data(cluster, shared, multihost_run, "host-returns")
     run = RunDir(shared / "host-returns")
     try:
         assert _kill_worker_at_step(cluster, run, proc) > 0
@@ -133,7 +143,7 @@ def test_worker_host_killed_then_restarted_resumes_from_the_checkpoint(cluster, 
 
 
 def test_worker_host_that_stays_down_leaves_the_run_to_finish_on_one_rank(cluster, shared, multihost_run):
-    proc, log = _start(cluster, shared, "host-gone", "--set", "training.host_wait_s=20")
+    proc, log = _train_on_its_data(cluster, shared, multihost_run, "host-gone", "--set", "training.host_wait_s=20")
     run = RunDir(shared / "host-gone")
     try:
         assert _kill_worker_at_step(cluster, run, proc) > 0
