@@ -98,4 +98,9 @@ def layout_problems(cfg: TrainingConfig, model: ModelConfig) -> list[str]:
                             "training.compile=false")
         if cfg.offload_params:
             problems.append("training.offload_params needs ZeRO-3, which pipeline/tensor parallelism cannot use")
+    dropout = cfg.dropout if cfg.dropout is not None else model.dropout
+    if t > 1 and dropout > 0:
+        problems.append(f"dropout {dropout} with tensor parallelism: the tensor ranks share one random stream (the "
+                        f"activations they hold whole must drop alike), so attention dropout would draw the same "
+                        f"mask for every rank's heads; set training.dropout=0 (large-model pretraining uses none)")
     return problems

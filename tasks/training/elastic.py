@@ -115,5 +115,6 @@ def choose_world(cfg: TrainingConfig, resources: dict[str, float], run: RunDir, 
         return smaller
     raise RuntimeError(
         f"training lost ranks and the cluster has no room for {full} rank(s), nor for any smaller world "
-        f"of at least training.min_workers={cfg.min_workers} rank(s) that the global batch of {g} divides, "
+        f"of at least training.min_workers={cfg.min_workers} rank(s) that the global batch of {g} divides and the "
+        f"checkpoint can resume on (a pipeline/tensor-parallel one: only its own number of ranks), "
         f"after waiting {cfg.host_wait_s:.0f}s; bring the lost host back and run `crucible resume {run.root.name}`")

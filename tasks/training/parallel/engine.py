@@ -12,7 +12,7 @@ import torch
 from models.config import ModelConfig
 from tasks.training.config import TrainingConfig
 from tasks.training.engine import build_model, param_groups
-from tasks.training.parallel.layout import Grid, Layout
+from tasks.training.parallel.layout import Grid, Layout, grid_for
 from tasks.training.parallel.pipeline import build_pipeline
 from tasks.training.parallel.tensor import shard_model
 from tasks.training.schedule import make_scheduler
@@ -24,13 +24,13 @@ def build_parallel_engine(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_siz
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
-    grid = Grid(layout, rank)
+    grid = grid_for(layout, rank)
     # Built whole on every rank, so every shard starts from exactly the 1-rank weights.
     model = build_model(model_cfg, cfg, vocab_size, seq_len, ds_config, rank, device, initial)
     if layout.tensor > 1:
         shard_model(model, grid.coords.tensor_rank, layout.tensor, grid.tensor_group)
     pipe = build_pipeline(model, grid.topology, cfg.z_loss, cfg.activation_checkpointing)
-    del model  # the stage keeps only its own layers
+    del model  # build_pipeline let go of the other stages' layers
     engine, _, _, _ = deepspeed.initialize(
         model=pipe, model_parameters=param_groups(pipe, cfg.weight_decay), config=ds_config,
         lr_scheduler=partial(make_scheduler, cfg=cfg))

@@ -54,8 +54,10 @@ class Coords:
 
 
 class Grid:
-    """DeepSpeed's process grid for `layout`, built once per engine: the tensor-parallel
-    group for the sharded layers, and the `mpu` DeepSpeed's ZeRO and clipping read."""
+    """The process groups of `layout` that the tensor shards need before DeepSpeed's
+    PipelineModule exists (it builds its own grid, over the same ranks, which its engine
+    then uses). Made once per process (`grid_for`): groups are not freed, and a roll-back
+    builds a new engine."""
 
     def __init__(self, layout: Layout, rank: int):
         from deepspeed.runtime.pipe.topology import PipelineParallelGrid, PipeModelDataParallelTopology
@@ -72,3 +74,12 @@ class Grid:
     @property
     def tensor_group(self):
         return self.mpu.get_slice_parallel_group()
+
+
+_GRIDS: dict[tuple[Layout, int], Grid] = {}
+
+
+def grid_for(layout: Layout, rank: int) -> Grid:
+    if (layout, rank) not in _GRIDS:
+        _GRIDS[(layout, rank)] = Grid(layout, rank)
+    return _GRIDS[(layout, rank)]

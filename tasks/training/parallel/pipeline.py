@@ -3,7 +3,8 @@ LayerSpecs that wrap the single-device GPT's embedding, blocks and final norm.
 
 The model is built whole on every rank (the seeded initialisation then equals a 1-rank
 run's, weight for weight), tensor-sharded if asked, and each LayerSpec hands its module
-to the stage that owns it; the other stages drop their references. The layer list:
+to the stage that owns it; the specs then let go of the whole model, so each rank keeps only
+its stage (building it whole still takes the whole model's host memory once, at start). The layer list:
 
     embed (tied)  block 0 ... block L-1  final norm  [embed again (tied), last stage]
 
@@ -108,9 +109,16 @@ def build_pipeline(model: GPT, topology: Any, z_loss: float, activation_checkpoi
     # dynamic_shape: stages re-send the activations' shape with each micro-batch (a few
     # bytes), because validation's last micro-batch and the export probe are smaller than a
     # training micro-batch, and a stale cached shape would hang the receiving stage.
+    # checkpointable_layers: only blocks are recomputed. DeepSpeed's default would also wrap
+    # the embedding, whose integer input needs no gradient, so its reentrant checkpoint would
+    # cut every gradient of the first stage off.
     pipe = PipelineModule(layers=layers, topology=topology, loss_fn=loss, partition_method="type:BlockPipe",
                           activation_checkpoint_interval=1 if activation_checkpointing else 0,
-                          dynamic_shape=True)
+                          checkpointable_layers=["BlockPipe"], dynamic_shape=True)
+    for spec in pipe._layer_specs:
+        # The specs hold the whole model as constructor arguments; DeepSpeed reads them only
+        # while partitioning, so dropping them frees the other stages' layers on this rank.
+        spec.module_args, spec.module_kwargs = (), {}
     if pipe._grid.is_last_stage:
         loss.weight = (pipe.tied_modules[TIED].tok_emb.weight if tied
                        else next(m for m in pipe.forward_funcs if isinstance(m, FinalNormPipe)).head.weight)

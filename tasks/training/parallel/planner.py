@@ -160,11 +160,12 @@ def evaluate(shape: Shape, cl: Cluster, c: Candidate, global_batch: int) -> Cand
     compute = flops * (4 / 3 if c.recompute else 1) / (cl.gpus * cl.peak_flops * COMPUTE_SHARE)
     bubble = compute * (c.pipeline - 1) / m
     act = shape.seq_len * c.micro_batch * shape.model.d_model * 2  # one bf16 activation tensor
-    intra = c.tensor <= cl.gpus_per_node
+    intra = c.tensor <= cl.gpus_per_node and cl.gpus_per_node % c.tensor == 0  # a group never straddles nodes
     tp_bw = cl.nvlink_bytes_s if intra else cl.network_bytes_s
     per_layer = 6 if c.recompute else 4
     tp = _allreduce_s(act, c.tensor, tp_bw) * per_layer * (shape.model.n_layer // c.pipeline) * m
-    # Consecutive stages sit on other nodes once a stage fills a node.
+    # Stages talk over NVLink only when the whole job fits in one node (pessimistic: a stage
+    # smaller than a node may have its neighbour on the same node).
     p2p_bw = cl.nvlink_bytes_s if c.tensor * c.data * c.pipeline <= cl.gpus_per_node else cl.network_bytes_s
     p2p = 0.0 if c.pipeline == 1 else 2 * m * act / p2p_bw
     dp_bw = cl.nvlink_bytes_s if c.tensor * c.data <= cl.gpus_per_node else cl.network_bytes_s
@@ -232,7 +233,8 @@ def reasons(plan: LayoutPlan, c: Candidate) -> list[str]:
     cl, parts = plan.cluster, c.parts_s
     out = [f"fits in {cl.memory_gb:g} GB: {_memory_line(c)}"]
     if c.tensor > 1:
-        where = "inside one node (NVLink)" if c.tensor <= cl.gpus_per_node else "across nodes (slow: the network)"
+        where = ("inside one node (NVLink)" if c.tensor <= cl.gpus_per_node and cl.gpus_per_node % c.tensor == 0
+                 else "across nodes (slow: the network)")
         out.append(f"T={c.tensor}: each block's attention heads and MLP split {c.tensor} ways, all-reduces {where}")
     if c.pipeline > 1:
         m = plan.global_batch // (c.data * c.micro_batch)
@@ -267,6 +269,8 @@ def describe_layout(plan: LayoutPlan, runners_up: int = 4) -> str:
               f"training.num_workers={cl.gpus} training.zero_stage={best.zero} training.micro_batch_size="
               f"{best.micro_batch} training.activation_checkpointing={str(best.recompute).lower()}"]
     lines += [f"  - {r}" for r in reasons(plan, best)]
+    lines.append(f"  - host memory: each rank builds the whole model in fp32 once at start "
+                 f"({_gb(4 * n)}) before keeping its stage and shard")
     lines += ["", "runners-up:"]
     seen = {(best.pipeline, best.tensor)}
     for c in plan.fits[1:]:

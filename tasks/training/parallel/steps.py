@@ -97,8 +97,8 @@ def gather_weights(s, a) -> dict[str, torch.Tensor]:
             if gpt_name is not None and gpt_name not in mine:
                 mine[gpt_name] = full.cpu()
     send = [] if grid.coords.replica or grid.coords.tensor_rank else [(grid.coords.stage, mine)]
-    parts: list[Any] = [None] * s.ctx.world
-    dist.all_gather_object(parts, send)
+    parts: list[Any] = [None] * s.ctx.world if s.ctx.rank == 0 else None
+    dist.gather_object(send, parts, dst=0)  # to rank 0 only: one copy of the model, not one per rank
     if s.ctx.rank != 0:
         return {}
     state: dict[str, torch.Tensor] = {}
@@ -123,8 +123,8 @@ def probe_logits(s, a, rows: np.ndarray) -> torch.Tensor | None:
     logits = None
     if s.coords.stage == s.layout.pipeline - 1 and s.coords.replica == 0 and s.coords.tensor_rank == 0:
         logits = torch.nn.functional.linear(hidden.float(), a.engine.module.loss_fn.weight.float()).cpu()
-    parts: list[Any] = [None] * s.ctx.world
-    dist.all_gather_object(parts, logits)
+    parts: list[Any] = [None] * s.ctx.world if s.ctx.rank == 0 else None
+    dist.gather_object(logits, parts, dst=0)
     return next(p for p in parts if p is not None) if s.ctx.rank == 0 else None
 
 

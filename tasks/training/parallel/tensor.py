@@ -79,9 +79,12 @@ def _rows(weight: torch.Tensor, parts: list[int], rank: int, size: int) -> torch
 
 
 class ColumnParallelLinear(nn.Module):
-    def __init__(self, full: nn.Linear, parts: list[int], rank: int, size: int, group):
+    """`copy_input` False: the caller already passed the input through _CopyToShards (two
+    projections of one input share it: one all-reduce of its gradient, not two)."""
+
+    def __init__(self, full: nn.Linear, parts: list[int], rank: int, size: int, group, copy_input: bool = True):
         super().__init__()
-        self.group = group
+        self.group, self.copy_input = group, copy_input
         self.weight = nn.Parameter(_rows(full.weight.detach(), parts, rank, size).clone())
         _mark(self.weight, Unshard(0, tuple(parts) if len(parts) > 1 else ()))
         self.bias = None
@@ -90,7 +93,9 @@ class ColumnParallelLinear(nn.Module):
             _mark(self.bias, Unshard(0, tuple(parts) if len(parts) > 1 else ()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(_CopyToShards.apply(x, self.group), self.weight, self.bias)
+        if self.copy_input:
+            x = _CopyToShards.apply(x, self.group)
+        return F.linear(x, self.weight, self.bias)
 
 
 class RowParallelLinear(nn.Module):
@@ -121,10 +126,13 @@ def shard_block(block: Block, rank: int, size: int, group) -> None:
             attn.register_buffer(name, getattr(attn, name)[heads].clone(), persistent=False)
     mlp = block.mlp
     hidden = mlp.up.out_features
-    mlp.up = ColumnParallelLinear(mlp.up, [hidden], rank, size, group)
+    mlp.up = ColumnParallelLinear(mlp.up, [hidden], rank, size, group, copy_input=False)
     if mlp.gate is not None:
-        mlp.gate = ColumnParallelLinear(mlp.gate, [hidden], rank, size, group)
+        mlp.gate = ColumnParallelLinear(mlp.gate, [hidden], rank, size, group, copy_input=False)
     mlp.down = RowParallelLinear(mlp.down, rank, size, group)
+    # `up` and the gate read one input: one _CopyToShards before both (a pre-hook keeps the
+    # MLP's own forward, and its parameter names, unchanged).
+    mlp.register_forward_pre_hook(lambda module, args: (_CopyToShards.apply(args[0], group), *args[1:]))
 
 
 def shard_model(model: GPT, rank: int, size: int, group) -> GPT:

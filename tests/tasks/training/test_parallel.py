@@ -28,6 +28,10 @@ LLAMA = {"n_layer": 4, "n_head": 4, "n_kv_head": 2, "d_model": 48, "position": "
          "activation": "swiglu", "bias": False, "tie_embeddings": True}
 # GPT-2-shaped: learned positions (a table the last stage's tied copy must not overwrite) and biases.
 GPT2 = {"n_layer": 4, "n_head": 4, "d_model": 48}
+# Untied head (the last stage's own weight), biases split by the tensor ranks, ALiBi's per-head
+# tables sliced with the heads; trained with document masks carried from stage to stage.
+UNTIED = {**GPT2, "tie_embeddings": False, "position": "alibi"}
+SHAPES = {"llama": (LLAMA, {}), "gpt2": (GPT2, {}), "untied": (UNTIED, {"document_mask": True})}
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +48,11 @@ def _new_run(source: Path, root: Path) -> Path:
     return root
 
 
-def _job(root: Path, world: int, pipeline: int, tensor: int, model: dict) -> TrainJob:
+def _job(root: Path, world: int, pipeline: int, tensor: int, model: dict, **training) -> TrainJob:
     cfg = {"num_workers": world, "micro_batch_size": 2, "global_batch_size": 8, "max_steps": STEPS,
            "warmup_steps": 2, "lr": 5e-3, "checkpoint_every": 4, "eval_every": 5, "eval_batches": 2,
            "zero_stage": 1, "precision": "fp32", "peak_flops": 1e12,
-           "parallel": {"pipeline": pipeline, "tensor": tensor}}
+           "parallel": {"pipeline": pipeline, "tensor": tensor}, **training}
     full = get_preset("debug").model.model_copy(update=model).model_dump(mode="json")
     return TrainJob(str(root), cfg, full, "cpu", "fp32")
 
@@ -67,11 +71,11 @@ def _steps(root: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def one_rank(source, tmp_path_factory):
-    """1-rank runs of both model shapes: the references every layout must equal."""
+    """1-rank runs of every model shape: the references every layout must equal."""
     out = {}
-    for name, model in (("llama", LLAMA), ("gpt2", GPT2)):
+    for name, (model, training) in SHAPES.items():
         root = _new_run(source, tmp_path_factory.mktemp("one") / name)
-        _train(_job(root, 1, 1, 1, model), 1)
+        _train(_job(root, 1, 1, 1, model, **training), 1)
         out[name] = root
     return out
 
@@ -102,22 +106,29 @@ def _assert_same_run(root: Path, ref: Path) -> None:
         assert len(val) == 2 and np.allclose(val, ref_val, rtol=1e-4, atol=0)
 
 
-@pytest.mark.parametrize("world,pipeline,tensor,shape", [
-    (2, 1, 2, "llama"),  # tensor parallelism alone
-    (2, 2, 1, "llama"),  # pipeline alone
-    (4, 2, 1, "gpt2"),  # pipeline x 2 data-parallel replicas
+@pytest.mark.parametrize("world,pipeline,tensor,shape,recompute", [
+    (2, 1, 2, "llama", False),  # tensor parallelism alone
+    (2, 1, 2, "llama", True),  # ... recomputing each block in the backward pass
+    (2, 2, 1, "llama", False),  # pipeline alone
+    (4, 2, 1, "gpt2", False),  # pipeline x 2 data-parallel replicas
+    (4, 2, 2, "untied", True),  # pipeline x tensor: untied head, biases, ALiBi, document masks, recompute
 ])
-def test_layout_trains_as_one_rank(source, one_rank, tmp_path, world, pipeline, tensor, shape):
+def test_layout_trains_as_one_rank(source, one_rank, tmp_path, world, pipeline, tensor, shape, recompute):
     root = _new_run(source, tmp_path / "run")
-    _train(_job(root, world, pipeline, tensor, LLAMA if shape == "llama" else GPT2), world)
+    model, training = SHAPES[shape]
+    _train(_job(root, world, pipeline, tensor, model, activation_checkpointing=recompute, **training), world)
     _assert_same_run(root, one_rank[shape])
     summary = read_json(RunDir(root).train_summary)
     assert summary["parallel"] == {"pipeline": pipeline, "tensor": tensor, "data": world // (pipeline * tensor)}
     # The gathered final model is the 1-rank model, weight for weight.
     a, _ = load_model(RunDir(one_rank[shape]).checkpoints / FINAL)
     b, _ = load_model(RunDir(root).checkpoints / FINAL)
-    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.allclose(x, y, rtol=1e-3, atol=1e-5), name
+    want, got = a.state_dict(), b.state_dict()
+    assert got.keys() == want.keys()
+    for name in want:
+        # Adam turns a float-order difference in a near-zero gradient into up to lr-sized
+        # steps: 1e-4 absolute is 2% of one step at this run's lr of 5e-3.
+        assert torch.allclose(got[name], want[name], rtol=1e-3, atol=1e-4), name
 
 
 def test_pipeline_x_tensor_trains_as_one_rank(p2t2, one_rank):
