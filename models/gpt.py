@@ -175,6 +175,13 @@ class GPT(nn.Module):
         `segments` (b, t), optional: each position's document index within its row
         (non-decreasing, e.g. 0 0 0 1 1 2); attention then stays inside each document.
         """
+        x = self.hidden(idx, segments)
+        if targets is not None:
+            return linear_cross_entropy(x, self.head.weight, targets, z_loss=z_loss)
+        return self.head(x)
+
+    def hidden(self, idx: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        """The final normalized hidden states (b, t, d_model): the output head's input."""
         mask = None if segments is None else document_mask(segments)  # built once, shared by every layer
         x = self.embed(idx)
         for block in self.blocks:
@@ -182,9 +189,7 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, mask, use_reentrant=False)
             else:
                 x = block(x, mask=mask)
-        if targets is not None:
-            return linear_cross_entropy(self.ln_f(x), self.head.weight, targets, z_loss=z_loss)
-        return self.head(self.ln_f(x))
+        return self.ln_f(x)
 
 
 def document_mask(segments: torch.Tensor) -> torch.Tensor:

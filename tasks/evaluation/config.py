@@ -30,6 +30,8 @@ class EvaluationConfig(BaseModel):
                             "are batched by a token budget).")
     perplexity_max_rows: int = Field(512, ge=1, description="Validation rows scored.")
     text_file: str | None = Field(None, description="Also report perplexity and bits per byte on this text file.")
+    logits_mb: int = Field(256, ge=1, description="text_file: MB of fp32 logits held at once; the output head "
+                           "runs a slice of positions at a time (a 49k vocabulary x 8k window x 16 rows is 25 GB)")
 
     @model_validator(mode="after")
     def _fewshot(self) -> "EvaluationConfig":

@@ -56,7 +56,8 @@ def perplexities(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[s
     if is_run:
         out["validation"] = validation_perplexity(Path(model_path), cfg)
     if cfg.text_file:
-        out["text_file"] = text_perplexity(cached_model(model_path), Path(cfg.text_file), cfg.batch_size)
+        out["text_file"] = text_perplexity(cached_model(model_path), Path(cfg.text_file), cfg.batch_size,
+                                            logits_mb=cfg.logits_mb)
     return out
 
 

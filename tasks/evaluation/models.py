@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from tasks.evaluation.shared_context import Encoded, Scored, score_questions
+
+
+# Config fields of Hugging Face models that change the logits after the output head.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
 @dataclass
@@ -29,6 +34,43 @@ class EvalModel:
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.module(ids)
         return out if isinstance(out, torch.Tensor) else out.logits
+
+    @torch.no_grad()
+    def target_nll(self, ids: torch.Tensor, targets: torch.Tensor, logits_bytes: int) -> float:
+        """Summed next-token negative log-likelihood of `targets` (-100 = not scored).
+
+        The output head runs a slice of positions at a time, so at most `logits_bytes` of
+        fp32 logits exist at once: a whole batch's would be batch x window x vocabulary x 4
+        bytes (16 x 8,192 x 49,152 x 4 = 25 GB). A module without a separable head (a
+        stand-in in tests, a model that rescales its logits) is scored whole."""
+        split = self._hidden_and_head(ids)
+        if split is None:
+            logits = self.logits(ids).float()
+            return float(F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum"))
+        hidden, weight, bias = split
+        b, t, _ = hidden.shape
+        step = max(1, logits_bytes // (4 * b * weight.shape[0]))
+        total = 0.0
+        for start in range(0, t, step):
+            y = targets[:, start:start + step]
+            if not bool((y != -100).any()):
+                continue
+            chunk = F.linear(hidden[:, start:start + step].float(), weight.float(),
+                             None if bias is None else bias.float())
+            total += float(F.cross_entropy(chunk.transpose(1, 2), y, ignore_index=-100, reduction="sum"))
+        return total
+
+    def _hidden_and_head(self, ids: torch.Tensor):
+        if self.kind == "crucible":
+            if not hasattr(self.module, "hidden"):
+                return None
+            return self.module.hidden(ids), self.module.head.weight, None
+        head = getattr(self.module, "get_output_embeddings", lambda: None)()
+        config = getattr(self.module, "config", None)
+        # Models that scale or cap their logits after the head are scored whole.
+        if head is None or config is None or any(getattr(config, a, None) for a in _LOGIT_TRANSFORMS):
+            return None
+        return self.module.base_model(ids).last_hidden_state, head.weight, getattr(head, "bias", None)
 
     def score(self, questions: list[Encoded]) -> list[list[Scored]]:
         """Every choice of every question, each question's context computed once."""

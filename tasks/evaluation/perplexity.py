@@ -44,12 +44,13 @@ def perplexity(model: torch.nn.Module, shards: TokenRows, tok: Tokenizer, eos_id
 
 
 @torch.no_grad()
-def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | None = None) -> dict[str, Any]:
+def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | None = None,
+                    logits_mb: int = 256) -> dict[str, Any]:
     """Perplexity and bits per byte of `model` (an EvalModel) on a UTF-8 text file.
 
     As the harness's rolling log-likelihood: the text is cut into windows of the model's
     length, each predicted from the token before it (end-of-text before the first), so
-    every token is scored once."""
+    every token is scored once. At most `logits_mb` MB of logits exist at a time."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"evaluation.text_file {path} not found; give a UTF-8 text file")
@@ -74,8 +75,7 @@ def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | No
         y = torch.full((len(group), width), -100, dtype=torch.long)
         for r, (inp, tgt) in enumerate(group):
             x[r, :len(inp)], y[r, :len(tgt)] = torch.tensor(inp), torch.tensor(tgt)
-        logits = model.logits(x).float()
-        nll += float(F.cross_entropy(logits.transpose(1, 2), y, ignore_index=-100, reduction="sum"))
+        nll += model.target_nll(x, y, logits_mb * 2**20)  # memory bounded by logits_mb, not by the vocabulary
     nbytes = len(text.encode("utf-8")) if len(tokens) == len(every) else model.token_bytes(tokens)
     return {"file": str(path), "tokens": len(tokens), "bytes": nbytes, "loss": nll / len(tokens),
             "perplexity": math.exp(nll / len(tokens)), "bits_per_byte": nll / (math.log(2) * nbytes)}

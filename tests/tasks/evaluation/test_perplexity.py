@@ -84,3 +84,43 @@ def test_text_perplexity_refuses_a_missing_or_empty_file(tok, wrap, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(ValueError, match="empty.txt holds no text to score"):
         text_perplexity(model, tmp_path / "empty.txt")
+
+
+def _hf_model(arch: str, vocab: int):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=32, n_embd=16, n_layer=2, n_head=2)).eval()
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, max_position_embeddings=32,
+                                        tie_word_embeddings=False)).eval()
+
+
+@pytest.mark.parametrize("arch", ["crucible", "gpt2", "llama"])
+def test_text_perplexity_holds_a_bounded_slice_of_logits_and_scores_the_same(tok, wrap, make_gpt, eval_root, arch):
+    path, vocab = eval_root / "text.txt", tok.get_vocab_size()
+    module = make_gpt(vocab, 32) if arch == "crucible" else _hf_model(arch, vocab)
+    model = wrap(module, max_length=32, kind="crucible" if arch == "crucible" else "hf")
+    whole = text_perplexity(model, path, batch_size=4, logits_mb=1024)
+    head = module.head if arch == "crucible" else module.get_output_embeddings()
+    widest = []
+    original = torch.nn.functional.linear
+
+    def counting_linear(x, w, b=None):
+        if w.shape[0] == vocab:  # the output head
+            widest.append(x.shape[0] * x.shape[1])
+        return original(x, w, b)
+
+    x = torch.tensor([model.encode(path.read_text())[:32]] * 4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "linear", counting_linear)
+        sliced = text_perplexity(model, path, batch_size=4, logits_mb=1)
+        widest.clear()
+        nll = model.target_nll(x, x.clone(), 4 * 5 * vocab * 4)  # room for the logits of 5 positions x 4 rows
+    assert len(widest) == 7 and max(widest) <= 4 * 5  # 32 positions in 7 slices, never more at once
+    assert head.weight.shape[0] == vocab
+    assert sliced["loss"] == pytest.approx(whole["loss"], rel=1e-6)
+    with torch.no_grad():
+        full = torch.nn.functional.cross_entropy(model.logits(x).float().transpose(1, 2), x, reduction="sum")
+    assert nll == pytest.approx(float(full), rel=1e-6)
