@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from flows.progress import gather
 from flows.stages import code_version
 from infra.core.storage import RunDir
 from tasks.evaluation.config import EvaluationConfig
-from tasks.evaluation.evaluate import final_step, combine, task_runs, write_results
+from tasks.evaluation.evaluate import combine, final_step, substituted_inputs, task_runs, write_results
 from tasks.evaluation.prefect_tasks import evaluate_unit_task, perplexity_task
 from tasks.evaluation.summary import results_rows
+
+log = logging.getLogger(__name__)
 
 
 def _unit_work(run: RunDir, cfg: EvaluationConfig) -> Path:
@@ -37,11 +40,16 @@ def _unit_work(run: RunDir, cfg: EvaluationConfig) -> Path:
 def evaluate_flow(cfg: EvaluationConfig, run_dir: str) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
     model = str(run.root)
+    substituted = substituted_inputs(cfg)
+    for why in substituted.values():  # a machine without the real benchmark files (a user's demo)
+        log.warning("evaluation: %s; set evaluation.benchmarks_dir / text_file to the real files", why)
     work = _unit_work(run, cfg)
     ppl = perplexity_task.submit(model, cfg, True)
     units = gather([evaluate_unit_task.submit(model, r, cfg, str(work / f"{r.task}-{r.formulation}.json"))
                     for r in task_runs(cfg)], "evaluate tasks")
     results = combine(run.root.name, units, ppl.result(), final_step(run.root))
+    if substituted:
+        results["substituted_inputs"] = substituted
     write_results(run.eval_results, results, units)
     shutil.rmtree(work.parent, ignore_errors=True)  # the units are in results.json and samples/ now
     create_table_artifact(key="evaluation-results", table=results_rows(results),

@@ -166,5 +166,8 @@ def write_report(run_dir: Path) -> Path:
                   "(`_letters`: the options listed as A/B/C/D and the letter scored); standard errors "
                   "are sample standard deviations over items / sqrt(n).", "",
                   _table(rows, ["task", "metric", "value", "stderr", "random chance"]), ""]
+        for why in e.get("substituted_inputs", {}).values():
+            parts += [f"**Not the real benchmarks:** {why} (the few items bundled for the demo). Set "
+                      f"evaluation.benchmarks_dir and text_file to the real files for figures that mean anything.", ""]
     write_text(run.report, "\n".join(parts))
     return run.report

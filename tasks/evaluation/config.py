@@ -17,6 +17,11 @@ class EvaluationConfig(BaseModel):
         "../shared/benchmarks",
         description="Folder of <dataset>/<split>.jsonl files in the Hugging Face schemas "
         "(arc_easy, arc_challenge, hellaswag, mmlu, truthfulqa).")
+    samples_dir: str | None = Field(
+        "tests/fixtures/eval",
+        description="A few items of each benchmark, and text.txt, in this repository (a relative path is "
+        "taken from the repository's root): used, with a warning, when benchmarks_dir or text_file does not "
+        "exist, so the demo evaluates on a machine without the real files; null = fail instead.")
     allow_hub: bool = Field(True, description="Load a split missing locally from the Hugging Face hub.")
     tasks: list[TaskName] = Field(default_factory=lambda: list(ALL_TASKS))
     formulations: list[Literal["cloze", "letters"]] = Field(
@@ -42,10 +47,35 @@ class EvaluationConfig(BaseModel):
             raise ValueError("num_fewshot values must be >= 0")
         return self
 
+    def _samples(self) -> Path | None:
+        if not self.samples_dir:
+            return None
+        path = Path(self.samples_dir)
+        return path if path.is_absolute() else Path(__file__).resolve().parents[2] / path
+
+    def benchmarks_root(self) -> Path | None:
+        """benchmarks_dir, or the bundled samples when it does not exist (None: the hub only)."""
+        if not self.benchmarks_dir:
+            return None
+        root, samples = Path(self.benchmarks_dir), self._samples()
+        if not root.is_dir() and samples is not None and samples.is_dir():
+            return samples
+        return root
+
+    def text_path(self) -> Path | None:
+        """text_file, or the bundled samples' text.txt when it does not exist."""
+        if not self.text_file:
+            return None
+        path, samples = Path(self.text_file), self._samples()
+        if not path.is_file() and samples is not None and (samples / "text.txt").is_file():
+            return samples / "text.txt"
+        return path
+
     def benchmark_files(self) -> list[str]:
         """The local files this config evaluates on (curation decontaminates against them)."""
         from tasks.evaluation.benchmarks import TASKS
-        if not self.benchmarks_dir:
+        root = self.benchmarks_root()
+        if root is None:
             return []
-        files = {str(Path(self.benchmarks_dir) / TASKS[t].dataset / f"{TASKS[t].split}.jsonl") for t in self.tasks}
+        files = {str(root / TASKS[t].dataset / f"{TASKS[t].split}.jsonl") for t in self.tasks}
         return sorted(files)

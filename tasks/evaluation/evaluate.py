@@ -33,8 +33,7 @@ def cached_model(path: str) -> EvalModel:
 
 
 def evaluate_unit(model_path: str, run: TaskRun, cfg: EvaluationConfig) -> dict[str, Any]:
-    root = Path(cfg.benchmarks_dir) if cfg.benchmarks_dir else None
-    result = run_task(cached_model(model_path), run, root, cfg.allow_hub)
+    result = run_task(cached_model(model_path), run, cfg.benchmarks_root(), cfg.allow_hub)
     log.info("%s: %s", run.key, {k: round(v, 4) for k, v in result.items()
                                  if isinstance(v, float) and not k.endswith("stderr")})
     return result
@@ -56,8 +55,19 @@ def perplexities(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[s
     if is_run:
         out["validation"] = validation_perplexity(Path(model_path), cfg)
     if cfg.text_file:
-        out["text_file"] = text_perplexity(cached_model(model_path), Path(cfg.text_file), cfg.batch_size,
+        out["text_file"] = text_perplexity(cached_model(model_path), cfg.text_path(), cfg.batch_size,
                                             logits_mb=cfg.logits_mb)
+    return out
+
+
+def substituted_inputs(cfg: EvaluationConfig) -> dict[str, str]:
+    """Which configured inputs were missing and replaced by the bundled samples, and by what."""
+    out = {}
+    root, text = cfg.benchmarks_root(), cfg.text_path()
+    if cfg.benchmarks_dir and root is not None and root != Path(cfg.benchmarks_dir):
+        out["benchmarks_dir"] = f"{cfg.benchmarks_dir} does not exist: scored on the samples in {root}"
+    if cfg.text_file and text is not None and text != Path(cfg.text_file):
+        out["text_file"] = f"{cfg.text_file} does not exist: scored {text} instead"
     return out
 
 

@@ -18,9 +18,11 @@ def test_truthfulqa_is_zero_shot_only():
 
 
 def test_benchmark_files_are_the_evaluated_split_of_each_task():
-    cfg = EvaluationConfig(benchmarks_dir="bench", tasks=["hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"])
+    # samples_dir None: "bench" does not exist, and the bundled samples would stand in for it.
+    cfg = EvaluationConfig(benchmarks_dir="bench", samples_dir=None,
+                           tasks=["hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"])
     assert cfg.benchmark_files() == ["bench/hellaswag/validation.jsonl", "bench/mmlu/test.jsonl",
                                      "bench/truthfulqa/validation.jsonl"]
-    assert EvaluationConfig(benchmarks_dir="b", tasks=["arc_challenge"]).benchmark_files() == [
+    assert EvaluationConfig(benchmarks_dir="b", samples_dir=None, tasks=["arc_challenge"]).benchmark_files() == [
         "b/arc_challenge/test.jsonl"]
     assert EvaluationConfig(benchmarks_dir=None).benchmark_files() == []

@@ -124,3 +124,25 @@ def test_text_perplexity_holds_a_bounded_slice_of_logits_and_scores_the_same(tok
     with torch.no_grad():
         full = torch.nn.functional.cross_entropy(model.logits(x).float().transpose(1, 2), x, reduction="sum")
     assert nll == pytest.approx(float(full), rel=1e-6)
+
+
+def test_missing_real_inputs_fall_back_to_the_bundled_samples_and_say_so(tmp_path):
+    from tasks.evaluation.config import EvaluationConfig
+    from tasks.evaluation.evaluate import substituted_inputs
+
+    real = tmp_path / "benchmarks"
+    cfg = EvaluationConfig(benchmarks_dir=str(real), text_file=str(tmp_path / "wiki.txt"))
+    samples = cfg.benchmarks_root()
+    assert samples is not None and (samples / "hellaswag" / "validation.jsonl").is_file()  # the repository's
+    assert cfg.text_path() == samples / "text.txt"
+    said = substituted_inputs(cfg)
+    assert set(said) == {"benchmarks_dir", "text_file"} and str(real) in said["benchmarks_dir"]
+    assert all(f.startswith(str(samples)) for f in cfg.benchmark_files())
+    # Once the real files exist they are used, and nothing is said.
+    (real / "hellaswag").mkdir(parents=True)
+    (tmp_path / "wiki.txt").write_text("text")
+    assert cfg.benchmarks_root() == real and cfg.text_path() == tmp_path / "wiki.txt"
+    assert substituted_inputs(cfg) == {}
+    # With samples_dir null a missing folder stays missing: the error names it.
+    strict = EvaluationConfig(benchmarks_dir=str(tmp_path / "absent"), samples_dir=None)
+    assert strict.benchmarks_root() == tmp_path / "absent"
