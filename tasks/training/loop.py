@@ -145,7 +145,6 @@ class Attempt:
     sampler: RankSampler
     detector: SpikeDetector
     step: int
-    grid: Any = None  # the 3D path's process grid (None: plain data parallelism)
 
 
 def _broadcast(obj: Any) -> Any:
@@ -224,9 +223,8 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
         initial = torch.load(Path(s.job.init_from) / "model.pt", map_location="cpu", weights_only=True)
         if ctx.rank == 0:
             log.info("continued pre-training: starting from the weights of %s", s.job.init_from)
-    grid = None
     if s.layout.model_parallel:
-        engine, grid = build_parallel_engine(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config,
+        engine = build_parallel_engine(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config,
                                              s.layout, ctx.rank, s.job.device, initial)
     else:
         model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank,
@@ -239,7 +237,7 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
     seed_rank = s.coords.stage * dp + s.coords.replica
     rng.seed_all(cfg.seed + seed_rank)
     if found is None:
-        return Attempt(engine, plan, sampler, detector, 0, grid)
+        return Attempt(engine, plan, sampler, detector, 0)
 
     tag = found.tag
     if universal:
@@ -261,7 +259,7 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
     else:
         rng.restore(torch.load(rng_file, weights_only=True))
     _log0(ctx, "resumed from %s at step %d", root / found.tag, found.step)
-    return Attempt(engine, plan, sampler, detector, found.step, grid)
+    return Attempt(engine, plan, sampler, detector, found.step)
 
 
 def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:

@@ -12,7 +12,7 @@ import torch
 from models.config import ModelConfig
 from tasks.training.config import TrainingConfig
 from tasks.training.engine import build_model, param_groups
-from tasks.training.parallel.layout import Grid, Layout, grid_for
+from tasks.training.parallel.layout import Layout, grid_for
 from tasks.training.parallel.pipeline import build_pipeline
 from tasks.training.parallel.tensor import shard_model
 from tasks.training.schedule import make_scheduler
@@ -20,7 +20,7 @@ from tasks.training.schedule import make_scheduler
 
 def build_parallel_engine(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, seq_len: int,
                           ds_config: dict[str, Any], layout: Layout, rank: int, device: str,
-                          initial: dict[str, torch.Tensor] | None = None) -> tuple[Any, Grid]:
+                          initial: dict[str, torch.Tensor] | None = None) -> Any:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
@@ -34,4 +34,4 @@ def build_parallel_engine(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_siz
     engine, _, _, _ = deepspeed.initialize(
         model=pipe, model_parameters=param_groups(pipe, cfg.weight_decay), config=ds_config,
         lr_scheduler=partial(make_scheduler, cfg=cfg))
-    return engine, grid
+    return engine

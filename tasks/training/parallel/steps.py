@@ -19,6 +19,7 @@ import torch.distributed as dist
 from infra.core.storage import atomic_path
 from tasks.tokenization.reader import to_batch
 from tasks.training.checkpoint import load_model
+from tasks.training.parallel.layout import grid_for
 from tasks.training.parallel.pipeline import local_layers
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def gather_weights(s, a) -> dict[str, torch.Tensor]:
 
     from tasks.training.parallel.tensor import unshard
 
-    grid, layout = a.grid, s.layout
+    grid, layout, coords = grid_for(s.layout, s.ctx.rank), s.layout, s.coords  # the groups the shards were cut for
     mine: dict[str, torch.Tensor] = {}
     for module in local_layers(a.engine.module):
         for name, p in module.named_parameters():
@@ -96,7 +97,7 @@ def gather_weights(s, a) -> dict[str, torch.Tensor]:
             gpt_name = module.gpt_names.get(name)
             if gpt_name is not None and gpt_name not in mine:
                 mine[gpt_name] = full.cpu()
-    send = [] if grid.coords.replica or grid.coords.tensor_rank else [(grid.coords.stage, mine)]
+    send = [] if coords.replica or coords.tensor_rank else [(coords.stage, mine)]
     parts: list[Any] = [None] * s.ctx.world if s.ctx.rank == 0 else None
     dist.gather_object(send, parts, dst=0)  # to rank 0 only: one copy of the model, not one per rank
     if s.ctx.rank != 0:
