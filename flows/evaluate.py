@@ -17,7 +17,8 @@ from flows.stages import code_version
 from infra.core.storage import RunDir
 from tasks.evaluation.config import EvaluationConfig
 from tasks.evaluation.evaluate import combine, final_step, substituted_inputs, task_runs, write_results
-from tasks.evaluation.prefect_tasks import evaluate_unit_task, perplexity_task
+from tasks.evaluation.judges import apply_judges, check_judges
+from tasks.evaluation.prefect_tasks import evaluate_unit_task, judge_task, perplexity_task
 from tasks.evaluation.summary import results_rows
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def _unit_work(run: RunDir, cfg: EvaluationConfig) -> Path:
 def evaluate_flow(cfg: EvaluationConfig, run_dir: str) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
     model = str(run.root)
+    check_judges(cfg.judges)
     substituted = substituted_inputs(cfg)
     for why in substituted.values():  # a machine without the real benchmark files (a user's demo)
         log.warning("evaluation: %s; set evaluation.benchmarks_dir / text_file to the real files", why)
@@ -47,6 +49,10 @@ def evaluate_flow(cfg: EvaluationConfig, run_dir: str) -> dict[str, Any]:
     ppl = perplexity_task.submit(model, cfg, True)
     units = gather([evaluate_unit_task.submit(model, r, cfg, str(work / f"{r.task}-{r.formulation}.json"))
                     for r in task_runs(cfg)], "evaluate tasks")
+    generated = [u for u in units if u["formulation"] == "generate"]
+    if cfg.judges and generated:  # each judge on a Ray worker of its own, over every generation
+        verdicts = gather([judge_task.submit(j, generated) for j in cfg.judges], "judges")
+        apply_judges(generated, cfg.judges, verdicts)
     results = combine(run.root.name, units, ppl.result(), final_step(run.root))
     if substituted:
         results["substituted_inputs"] = substituted

@@ -13,6 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models.config import ModelConfig
 from models.fused_loss import linear_cross_entropy
+from models.kv_cache import KVCache, LayerCache
 from models.layers import (MLP, alibi_causal_bias, alibi_slopes, apply_rope, make_norm,
                            rope_tables, sinusoidal_table)
 
@@ -38,9 +39,12 @@ class CausalSelfAttention(nn.Module):
             self.register_buffer("slopes", alibi_slopes(cfg.n_head), persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, cache: LayerCache | None = None,
+                key_positions: torch.Tensor | None = None) -> torch.Tensor:
         """`mask`: optional bool (b, 1, t, t), True = may attend; None = plain causal attention.
-        `positions`: optional (b, t) position of each token, when it is not its index."""
+        `positions`: optional (b, t) position of each token, when it is not its index.
+        `cache`: keys and values of earlier tokens, extended with these; `mask` is then
+        (b, 1, t, earlier + t) and `key_positions` (b, earlier + t) the keys' positions."""
         b, t, _ = x.shape
         cfg, heads, kv_heads = self.cfg, self.n_head, self.n_kv_head
         q_rows, kv_rows = heads * cfg.head_dim, kv_heads * cfg.head_dim
@@ -52,6 +56,8 @@ class CausalSelfAttention(nn.Module):
             cos, sin = ((self.cos[:t], self.sin[:t]) if positions is None
                         else (self.cos[positions][:, None], self.sin[positions][:, None]))
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # cached before the grouped-query repeat: kv_heads, not heads
+            k, v = cache.extend(k, v)
         if kv_heads != heads:  # grouped-query attention: each kv head serves a group
             k = k.repeat_interleave(heads // kv_heads, dim=1)
             v = v.repeat_interleave(heads // kv_heads, dim=1)
@@ -60,7 +66,8 @@ class CausalSelfAttention(nn.Module):
             if positions is None:
                 bias = self.alibi[:, :t, :t].to(q.dtype)  # already -inf above the diagonal
             else:  # -slope * distance between the tokens' positions; `mask` then says who sees whom
-                distance = (positions[:, None, :, None] - positions[:, None, None, :]).to(q.dtype)
+                keys = positions if key_positions is None else key_positions
+                distance = (positions[:, None, :, None] - keys[:, None, None, :]).to(q.dtype)
                 bias = -self.slopes.to(q.dtype)[None, :, None, None] * distance
             if mask is not None:  # broadcasts to (b, heads, t, t)
                 bias = bias.masked_fill(~mask, float("-inf"))
@@ -83,12 +90,14 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, cache: LayerCache | None = None,
+                key_positions: torch.Tensor | None = None) -> torch.Tensor:
+        kw = dict(mask=mask, positions=positions, cache=cache, key_positions=key_positions)
         if self.pre:  # GPT-2 onwards: normalize each sublayer's input, keep the residual clean
-            x = x + self.drop(self.attn(self.ln1(x), mask=mask, positions=positions))
+            x = x + self.drop(self.attn(self.ln1(x), **kw))
             return x + self.mlp(self.ln2(x))
         # The original Transformer: normalize after adding each sublayer's output.
-        x = self.ln1(x + self.drop(self.attn(x, mask=mask, positions=positions)))
+        x = self.ln1(x + self.drop(self.attn(x, **kw)))
         return self.ln2(x + self.mlp(x))
 
 
@@ -150,6 +159,24 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x, mask=mask[:, None], positions=positions)
         return self.head(self.ln_f(x if keep is None else x[keep]))
+
+    def decode(self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+               cache: KVCache) -> torch.Tensor:
+        """Next-token logits (b, vocab) after new tokens `idx` (b, t), extending `cache`.
+
+        `positions` (b, t) are the new tokens' positions; `mask` (b, t, earlier + t) bool
+        says which cached and new tokens each new token sees (left padding is masked out)."""
+        if int(positions.max()) >= self.seq_len:
+            raise ValueError(f"position {int(positions.max())} exceeds the model's context of {self.seq_len}")
+        key_positions = cache.extend_positions(positions)
+        x = self.tok_emb(idx)
+        if self.cfg.position == "learned":
+            x = x + self.pos_emb(positions)
+        elif self.cfg.position == "sinusoidal":
+            x = x + self.pos_table[positions].to(x.dtype)
+        for block, layer in zip(self.blocks, cache.layers):
+            x = block(x, mask=mask[:, None], positions=positions, cache=layer, key_positions=key_positions)
+        return self.head(self.ln_f(x[:, -1]))
 
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
         """Token (and absolute position) embeddings of (b, t) ids, after dropout.

@@ -147,6 +147,47 @@ def training_section(run: RunDir) -> list[str]:
     return out
 
 
+SHOWN_GENERATIONS = 3
+
+
+def _cell(text: str, limit: int = 300) -> str:
+    """Text safe inside a Markdown table cell."""
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return text.replace("|", "\\|").replace("\n", "<br>") or "(empty)"
+
+
+def generation_section(eval_dir: Path, e: dict[str, Any]) -> list[str]:
+    """Per generation task: its settings, stops, judges and its first few generations."""
+    parts: list[str] = []
+    for key, t in e["tasks"].items():
+        if t.get("formulation") != "generate":
+            continue
+        s = t["settings"]
+        stops = ", ".join(f"{n} {w}" for w, n in t["stops"].items())
+        parts += [f"### Generations: {key}",
+                  f"{t['n']} items; {'sampled' if s['do_sample'] else 'greedy'}, until {s['until']!r} or "
+                  f"end-of-text, at most {s['max_gen_toks']} tokens; stopped by: {stops}; "
+                  f"{t['truncated_prompts']} prompt(s) cut on the left to fit the window. "
+                  "BLEU and ROUGE as lm-evaluation-harness computes them (sacrebleu, rouge-score): `_max` the best "
+                  "true reference, `_acc` best true beats best false, `_diff` their difference."]
+        if t.get("references_from"):
+            parts.append(f"**References:** {t['references_from']}.")
+        for name, j in t.get("judges", {}).items():
+            parts.append(f"Judge `{name}` ({j['kind']}, {j['model']}, {j['aspect']}): template "
+                         f"`{_cell(j['template'], 400)}`.")
+        samples = eval_dir / "samples" / f"{key}.jsonl"
+        items = []
+        if samples.is_file():
+            with samples.open(encoding="utf-8") as f:
+                items = [json.loads(line) for _, line in zip(range(SHOWN_GENERATIONS), f)]
+        if items:
+            rows = [[_cell(i["question"]), _cell(i["generation"]), _cell(i["references"][0]),
+                     f"{i['bleu_max']:.1f} / {i['rougeL_max']:.1f}"] for i in items]
+            parts += ["", _table(rows, ["question", "generation", "a true reference", "BLEU / ROUGE-L"])]
+        parts.append("")
+    return parts
+
+
 def write_report(run_dir: Path) -> Path:
     run = RunDir(Path(run_dir))
     parts = [f"# Run `{run.root.name}`", ""]
@@ -162,10 +203,12 @@ def write_report(run_dir: Path) -> Path:
         e = read_json(run.eval_results)
         rows = [[r["task"], r["metric"], r["value"], "" if r["stderr"] is None else r["stderr"],
                  "" if r["chance"] is None else r["chance"]] for r in results_rows(e)]
-        parts += ["## Evaluation", "Multiple-choice tasks with lm-evaluation-harness's prompts and metrics "
-                  "(`_letters`: the options listed as A/B/C/D and the letter scored); standard errors "
-                  "are sample standard deviations over items / sqrt(n).", "",
+        parts += ["## Evaluation", "Multiple-choice and generation tasks with lm-evaluation-harness's prompts and "
+                  "metrics (`_letters`: the options listed as A/B/C/D and the letter scored; `judge_`: the share "
+                  "of generations a judge model rates positive; `human_`: people's ratings, `kappa_`: a judge's "
+                  "agreement with them); standard errors are sample standard deviations over items / sqrt(n).", "",
                   _table(rows, ["task", "metric", "value", "stderr", "random chance"]), ""]
+        parts += generation_section(run.eval_results.parent, e)
         for why in e.get("substituted_inputs", {}).values():
             parts += [f"**Not the real benchmarks:** {why} (the few items bundled for the demo). Set "
                       f"evaluation.benchmarks_dir and text_file to the real files for figures that mean anything.", ""]

@@ -91,6 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     s = sub.add_parser("compare", help="print runs' and baselines' evaluation results side by side")
     s.add_argument("results", nargs="+", help="run directories or results JSON files")
+    s = sub.add_parser("eval-sheet", help="write a review sheet (CSV and offline HTML) of a run's generations "
+                                          "for people to rate")
+    s.add_argument("results", type=Path, help="a run directory or a results JSON file")
+    s.add_argument("--out", type=Path, default=None, help="folder for sheet.csv and sheet.html "
+                                                          "(default: eval/review/ beside the results)")
+    s = sub.add_parser("eval-ratings", help="fold a filled-in review sheet into the results: human-rated "
+                                            "truthfulness and each judge's agreement with people (Cohen's kappa)")
+    s.add_argument("results", type=Path, help="the run directory or results JSON file the sheet was made from")
+    s.add_argument("sheet", type=Path, help="the filled-in sheet.csv")
+    s.add_argument("--partial", action="store_true", help="accept blank ratings and missing rows (counted "
+                                                          "as unrated in the results)")
     s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run")
     s.add_argument("run_dir", type=Path)
     return p
@@ -235,6 +246,27 @@ def evaluate_model_command(args: argparse.Namespace) -> str:
     return compare_table([args.out]) + f"\n\nwrote {args.out}; compare it with a run: crucible compare runs/<run-id> {args.out}"
 
 
+def eval_sheet_command(args: argparse.Namespace) -> str:
+    from tasks.evaluation.review import write_sheet
+
+    csv_path, html_path, n = write_sheet(args.results, args.out)
+    return (f"wrote {n} generations to rate: {csv_path} (any spreadsheet) and {html_path} (a form that works "
+            f"offline and saves ratings.csv); fold them in with: crucible eval-ratings {args.results} <filled.csv>")
+
+
+def eval_ratings_command(args: argparse.Namespace) -> str:
+    from tasks.evaluation.review import fold_ratings, results_file
+    from tasks.evaluation.summary import compare_table
+
+    summary = fold_ratings(args.results, args.sheet, args.partial)
+    if args.results.is_dir() and (args.results / "checkpoints").is_dir():  # a run: its report shows them too
+        from tasks.report import write_report
+        write_report(args.results)
+    lines = [f"{task}: " + ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 4)}" for k, v in t.items())
+             for task, t in summary["tasks"].items()]
+    return compare_table([results_file(args.results)]) + "\n\n" + "\n".join(lines)
+
+
 def compare_command(args: argparse.Namespace) -> str:
     from tasks.evaluation.summary import compare_table
 
@@ -259,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         # Commands that run without the Prefect/Ray runtime and print one result.
         direct = {"plan": plan_command, "export": export_command,
                   "quality-model": quality_model_command, "noise": noise_command,
-                  "evaluate-model": evaluate_model_command, "compare": compare_command}
+                  "evaluate-model": evaluate_model_command, "compare": compare_command,
+                  "eval-sheet": eval_sheet_command, "eval-ratings": eval_ratings_command}
         if args.command in direct:
             print(direct[args.command](args))
             return 0

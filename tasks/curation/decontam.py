@@ -56,6 +56,8 @@ SCHEMAS = {  # name: the keys an item needs, for the error message
     "HellaSwag": "ctx, endings",
     "MMLU": "question, choices [list], answer",
     "TruthfulQA": "question, mc1_targets {choices, labels}, mc2_targets",
+    "TruthfulQA generation": "question, correct_answers, incorrect_answers",
+    "generation file": "prompt, references",
 }
 
 
@@ -71,6 +73,11 @@ def _item_parts(rec: Any) -> tuple[str, list[str]] | None:
         if isinstance(rec.get("mc2_targets"), dict):
             choices += rec["mc2_targets"].get("choices", [])
         return rec["question"], choices
+    if "question" in rec and isinstance(rec.get("correct_answers"), list):
+        return rec["question"], list(rec["correct_answers"]) + list(rec.get("incorrect_answers") or [])
+    if isinstance(rec.get("prompt"), str) and "references" in rec:
+        refs = rec["references"]
+        return rec["prompt"], ([refs] if isinstance(refs, str) else list(refs)) + list(rec.get("incorrect_references") or [])
     choices = rec.get("choices")
     if "question" in rec and "answerKey" in rec and isinstance(choices, dict) and "text" in choices:
         return rec["question"], choices["text"]

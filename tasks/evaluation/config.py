@@ -6,8 +6,44 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TaskName = Literal["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"]
-ALL_TASKS: list[TaskName] = ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"]
+TaskName = Literal["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2",
+                   "truthfulqa_gen"]
+ALL_TASKS: list[TaskName] = ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2",
+                             "truthfulqa_gen"]
+GENERATIVE: tuple[str, ...] = ("truthfulqa_gen",)  # generated and scored by BLEU/ROUGE and judges, not by choices
+
+
+class GenerationFile(BaseModel):
+    """A user's open-ended task: a JSON-lines file of {"prompt", "references"[, "incorrect_references", "id"]}."""
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The task's name in results and the report.")
+    file: str
+    until: list[str] = Field(default_factory=lambda: ["\n\n"], description="Stop sequences.")
+    max_gen_toks: int = Field(256, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = 1234
+
+
+class JudgeConfig(BaseModel):
+    """A model that rates each generation as truthful (or informative), with a probability."""
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["causal_lm", "classifier"] = Field(
+        description="causal_lm: a Hugging Face causal LM, prompted with `template`, comparing its next-token "
+        "probabilities of `yes` and `no`; classifier: a Hugging Face sequence classifier on `template`'s text.")
+    model: str = Field(description="A Hugging Face model folder (nothing is downloaded).")
+    aspect: Literal["truthful", "informative"] = "truthful"
+    template: str | None = Field(None, description="Python format string over {question}, {references}, "
+                                 "{answer}; None = the built-in one for the kind and aspect.")
+    yes: str = Field(" yes", description="causal_lm: the word meaning the answer has the aspect.")
+    no: str = Field(" no")
+    positive_label: str | int = Field(1, description="classifier: the label (name or index) meaning it has it.")
+    tasks: list[str] | None = Field(None, description="Generation tasks it judges; None = all of them.")
 
 
 class EvaluationConfig(BaseModel):
@@ -35,6 +71,11 @@ class EvaluationConfig(BaseModel):
                             "are batched by a token budget).")
     perplexity_max_rows: int = Field(512, ge=1, description="Validation rows scored.")
     text_file: str | None = Field(None, description="Also report perplexity and bits per byte on this text file.")
+    generation_limit: int | None = Field(100, ge=1, description="First N items of each generation task "
+                                         "(each costs up to max_gen_toks forward passes); None = all.")
+    generation_batch_size: int = Field(16, ge=1, description="Prompts generated together (longest first).")
+    generation_files: list[GenerationFile] = Field(default_factory=list)
+    judges: list[JudgeConfig] = Field(default_factory=list)
     logits_mb: int = Field(256, ge=1, description="text_file: MB of fp32 logits held at once; the output head "
                            "runs a slice of positions at a time (a 49k vocabulary x 8k window x 16 rows is 25 GB)")
 
@@ -45,7 +86,24 @@ class EvaluationConfig(BaseModel):
             raise ValueError(f"{fixed} are 0-shot only: their prompt already holds six fixed examples")
         if any(n < 0 for n in self.num_fewshot.values()):
             raise ValueError("num_fewshot values must be >= 0")
+        names = [g.name for g in self.generation_files]
+        clash = sorted({n for n in names if names.count(n) > 1 or n in ALL_TASKS})
+        if clash:
+            raise ValueError(f"generation_files names {clash} repeat or shadow a built-in task; rename them")
+        known = set(names) | {t for t in self.tasks if t in GENERATIVE}
+        judges = [j.name for j in self.judges]
+        if len(set(judges)) < len(judges):
+            raise ValueError(f"judge names must be unique, got {judges}")
+        for j in self.judges:
+            unknown = sorted(set(j.tasks or []) - known)
+            if unknown:
+                raise ValueError(f"judge {j.name}: tasks {unknown} are not generation tasks of this config "
+                                 f"(have {sorted(known)})")
         return self
+
+    def generation_tasks(self) -> list[str]:
+        """The built-in generative tasks chosen, then the files, in order."""
+        return [t for t in self.tasks if t in GENERATIVE] + [g.name for g in self.generation_files]
 
     def _samples(self) -> Path | None:
         if not self.samples_dir:
@@ -77,5 +135,10 @@ class EvaluationConfig(BaseModel):
         root = self.benchmarks_root()
         if root is None:
             return []
-        files = {str(root / TASKS[t].dataset / f"{TASKS[t].split}.jsonl") for t in self.tasks}
+        files = {str(root / TASKS[t].dataset / f"{TASKS[t].split}.jsonl") for t in self.tasks if t in TASKS}
+        if "truthfulqa_gen" in self.tasks:  # its generation split, or the multiple-choice file standing in
+            gen = root / "truthfulqa_generation" / "validation.jsonl"
+            files |= {str(gen if gen.is_file() else root / "truthfulqa" / "validation.jsonl")}
+        # A user's held-out generation set is kept out of the training data as well.
+        files |= {g.file for g in self.generation_files}
         return sorted(files)

@@ -25,6 +25,7 @@ DATASETS = {
     "hellaswag": HubDataset("hellaswag", "Rowan/hellaswag", None),
     "mmlu": HubDataset("mmlu", "hails/mmlu_no_train", "all"),
     "truthfulqa": HubDataset("truthfulqa", "truthfulqa/truthful_qa", "multiple_choice"),
+    "truthfulqa_gen": HubDataset("truthfulqa_generation", "truthfulqa/truthful_qa", "generation"),
 }
 
 

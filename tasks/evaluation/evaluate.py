@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from infra.core.storage import RunDir, atomic_path, write_json
-from tasks.evaluation.config import EvaluationConfig
-from tasks.evaluation.harness import TaskRun, run_task
+from tasks.evaluation.config import GENERATIVE, EvaluationConfig
+from tasks.evaluation.generation import GenerationSettings
+from tasks.evaluation.generative import TRUTHFULQA_GEN_SETTINGS, file_docs, run_generation, truthfulqa_docs
+from tasks.evaluation.harness import TaskRun, run_task, unit_key
+from tasks.evaluation.judges import apply_judges, check_judges, run_judge
 from tasks.evaluation.models import EvalModel, load_eval_model
 from tasks.evaluation.perplexity import perplexity, text_perplexity
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest
@@ -23,7 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def task_runs(cfg: EvaluationConfig) -> list[TaskRun]:
-    return [TaskRun(t, f, cfg.num_fewshot.get(t, 0), cfg.limit) for t in cfg.tasks for f in cfg.formulations]
+    """Every unit of work: each multiple-choice task in each formulation, then each generation task."""
+    choice = [TaskRun(t, f, cfg.num_fewshot.get(t, 0), cfg.limit)
+              for t in cfg.tasks if t not in GENERATIVE for f in cfg.formulations]
+    return choice + [TaskRun(t, "generate", 0, cfg.generation_limit) for t in cfg.generation_tasks()]
 
 
 @lru_cache(maxsize=2)
@@ -32,8 +38,28 @@ def cached_model(path: str) -> EvalModel:
     return load_eval_model(path)
 
 
+def generation_unit(model: EvalModel, run: TaskRun, cfg: EvaluationConfig) -> dict[str, Any]:
+    """One generation task: its items, its settings, generated and scored."""
+    note = None
+    if run.task == "truthfulqa_gen":
+        docs, note = truthfulqa_docs(cfg.benchmarks_root(), cfg.allow_hub)
+        settings = TRUTHFULQA_GEN_SETTINGS
+    else:
+        spec = next(g for g in cfg.generation_files if g.name == run.task)
+        docs = file_docs(spec.name, Path(spec.file))
+        settings = GenerationSettings(**{**spec.model_dump(exclude={"name", "file"}), "until": tuple(spec.until)})
+    result = run_generation(model, run.task, docs[:run.limit] if run.limit else docs, settings,
+                            cfg.generation_batch_size)
+    if note:
+        result["references_from"] = note
+    return result
+
+
 def evaluate_unit(model_path: str, run: TaskRun, cfg: EvaluationConfig) -> dict[str, Any]:
-    result = run_task(cached_model(model_path), run, cfg.benchmarks_root(), cfg.allow_hub)
+    if run.formulation == "generate":
+        result = generation_unit(cached_model(model_path), run, cfg)
+    else:
+        result = run_task(cached_model(model_path), run, cfg.benchmarks_root(), cfg.allow_hub)
     log.info("%s: %s", run.key, {k: round(v, 4) for k, v in result.items()
                                  if isinstance(v, float) and not k.endswith("stderr")})
     return result
@@ -73,18 +99,14 @@ def substituted_inputs(cfg: EvaluationConfig) -> dict[str, str]:
 
 def combine(name: str, units: list[dict[str, Any]], ppl: dict[str, Any], step: int | None) -> dict[str, Any]:
     """The results file's content: figures per task key, items left out (they go to samples/)."""
-    tasks = {}
-    for u in units:
-        key = u["task"] if u["formulation"] == "cloze" else f"{u['task']}_letters"
-        tasks[key] = {k: v for k, v in u.items() if k != "items"}
+    tasks = {unit_key(u["task"], u["formulation"]): {k: v for k, v in u.items() if k != "items"} for u in units}
     return {"model": name, "step": step, "perplexity": ppl, "tasks": tasks}
 
 
 def write_results(dest: Path, results: dict[str, Any], units: list[dict[str, Any]]) -> None:
     """results.json plus one JSONL of per-item contexts and log-likelihoods per task key."""
     for u in units:
-        key = u["task"] if u["formulation"] == "cloze" else f"{u['task']}_letters"
-        with atomic_path(dest.parent / "samples" / f"{key}.jsonl") as tmp:
+        with atomic_path(dest.parent / "samples" / f"{unit_key(u['task'], u['formulation'])}.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(i) + "\n" for i in u["items"]), encoding="utf-8")
     write_json(dest, results)
 
@@ -93,7 +115,10 @@ def evaluate_model(model_path: str | Path, cfg: EvaluationConfig, dest: Path) ->
     """Evaluate in this process (no Ray): for `crucible evaluate-model` and tests."""
     model_path = str(Path(model_path).resolve())
     is_run = (Path(model_path) / "checkpoints").is_dir()
+    check_judges(cfg.judges)
     units = [evaluate_unit(model_path, r, cfg) for r in task_runs(cfg)]
+    generated = [u for u in units if u["formulation"] == "generate"]
+    apply_judges(generated, cfg.judges, [run_judge(j, generated) for j in cfg.judges])
     model = cached_model(model_path)
     step = final_step(Path(model_path)) if is_run else None
     results = combine(model.name, units, perplexities(model_path, cfg, is_run), step)

@@ -29,13 +29,20 @@ FORMULATIONS = ("cloze", "letters")
 @dataclass(frozen=True)
 class TaskRun:
     task: str
-    formulation: str = "cloze"  # "cloze": score each choice's text; "letters": options A/B/C/D, score the letter
+    # "cloze": score each choice's text; "letters": options A/B/C/D, score the letter;
+    # "generate": an open-ended task (tasks/evaluation/generative.py)
+    formulation: str = "cloze"
     num_fewshot: int = 0
     limit: int | None = None  # first N items (MMLU: per subject)
 
     @property
     def key(self) -> str:
-        return self.task if self.formulation == "cloze" else f"{self.task}_letters"
+        return unit_key(self.task, self.formulation)
+
+
+def unit_key(task: str, formulation: str) -> str:
+    """The task's name in results.json and samples/: `<task>_letters` for the letter form."""
+    return f"{task}_letters" if formulation == "letters" else task
 
 
 def select(spec: TaskSpec, docs: list[Doc], limit: int | None) -> list[Doc]:

@@ -30,6 +30,7 @@ class EvalModel:
     pad_id: int
     max_length: int
     token_bytes: Callable[[list[int]], int]  # UTF-8 bytes the tokens decode to (bits per byte)
+    decode: Callable[[list[int]], str] | None = None  # tokens -> text (generation)
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.module(ids)
@@ -93,7 +94,8 @@ def _crucible(path: Path) -> EvalModel:
     lengths = token_byte_lengths(tok, {eos})
     return EvalModel(name=path.name, kind="crucible", module=model.float().eval(),
                      encode=lambda s: tok.encode(s, add_special_tokens=False).ids, eot_id=eos, pad_id=eos,
-                     max_length=meta["seq_len"], token_bytes=lambda ids: int(lengths[ids].sum()))
+                     max_length=meta["seq_len"], token_bytes=lambda ids: int(lengths[ids].sum()),
+                     decode=lambda ids: tok.decode(ids, skip_special_tokens=False))
 
 
 def _hf(path: Path) -> EvalModel:
@@ -112,7 +114,9 @@ def _hf(path: Path) -> EvalModel:
                      # The tokenizer's own default, as the harness: Llama-style ones add BOS.
                      encode=lambda s: tok(s)["input_ids"], eot_id=eot,
                      pad_id=tok.pad_token_id if tok.pad_token_id is not None else eot, max_length=int(max_length),
-                     token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")))
+                     token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")),
+                     # The harness decodes generations without special tokens.
+                     decode=lambda ids: tok.decode(ids, skip_special_tokens=True))
 
 
 def load_eval_model(path: str | Path) -> EvalModel:

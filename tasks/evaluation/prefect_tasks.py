@@ -8,9 +8,10 @@ from prefect import task
 
 from infra.core.resume import read_marker, write_marker
 
-from tasks.evaluation.config import EvaluationConfig
+from tasks.evaluation.config import EvaluationConfig, JudgeConfig
 from tasks.evaluation.evaluate import evaluate_unit, perplexities
 from tasks.evaluation.harness import TaskRun
+from tasks.evaluation.judges import run_judge
 from tasks.transient import retry_transient
 
 
@@ -31,3 +32,9 @@ def evaluate_unit_task(model_path: str, run: TaskRun, cfg: EvaluationConfig,
 @task(name="perplexity", retries=2, retry_condition_fn=retry_transient)
 def perplexity_task(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[str, Any]:
     return perplexities(model_path, cfg, is_run)
+
+
+@task(name="judge", task_run_name="judge-{judge.name}", retries=2, retry_condition_fn=retry_transient)
+def judge_task(judge: JudgeConfig, generated: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """One judge over every generation task's items, on its own Ray worker."""
+    return run_judge(judge, generated)

@@ -10,7 +10,15 @@ from infra.core.storage import read_json
 HEADLINE = {"mmlu": ("acc", "acc_norm", "acc_subject_mean"), "truthfulqa_mc1": ("mc1",), "truthfulqa_mc2": ("mc2",)}
 
 
+# Generation tasks: the harness's BLEU/ROUGE names, then judge and human figures.
+GENERATION = tuple(f"{f}_{k}" for f in ("bleu", "rouge1", "rouge2", "rougeL") for k in ("max", "acc", "diff"))
+RATED = ("judge_", "human_", "kappa_")
+
+
 def metrics_of(key: str, figures: dict[str, Any]) -> list[str]:
+    if figures.get("formulation") == "generate":
+        rated = [k for k in figures if k.startswith(RATED) and not k.endswith("_stderr")]
+        return [m for m in GENERATION if m in figures] + rated
     task = key.removesuffix("_letters")
     names = HEADLINE.get(task, ("acc", "acc_norm"))
     return [m for m in names if m in figures]

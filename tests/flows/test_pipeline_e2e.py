@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import httpx
@@ -121,7 +123,10 @@ def test_evaluation_results_are_in_range(pipeline_run):
         assert 1 < ppl["perplexity"] < 1024 and 0 < ppl["bits_per_byte"] < 8
     tasks = e["tasks"]
     expected = {"arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"}
-    assert set(tasks) == expected | {f"{t}_letters" for t in expected}
+    assert set(tasks) == expected | {f"{t}_letters" for t in expected} | {"truthfulqa_gen"}
+    gen = tasks["truthfulqa_gen"]  # the fixture's three items, 32 tokens at most in a 64-token window
+    assert gen["n"] == 3 and gen["settings"]["max_gen_toks"] == 256 and gen["truncated_prompts"] == 3
+    assert all(0 <= gen[f"{m}_max"] <= 100 for m in ("bleu", "rouge1", "rouge2", "rougeL"))
     assert tasks["hellaswag"]["n"] == 8 and tasks["arc_easy"]["num_fewshot"] == 2
     for t in tasks.values():
         for m in ("acc", "acc_norm", "mc1", "mc2"):
@@ -263,3 +268,104 @@ def test_tensor_parallel_training_through_ray_matches_the_data_parallel_run(pipe
     assert [m["tokens"] for m in got] == [m["tokens"] for m in dp]
     assert np.allclose([m["loss"] for m in got], [m["loss"] for m in dp], rtol=2e-2, atol=0)
     assert "1 pipeline stage(s) x 2 tensor shard(s)" in (tp.root / "report.md").read_text()
+
+
+def _tiny_judge(kind: str, tokenizer: Path, dest: Path) -> Path:
+    """A random two-layer GPT-2 judge with the run's own tokenizer (nothing comes from a hub)."""
+    import transformers
+
+    from tokenizers import Tokenizer
+
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(tokenizer)), eos_token="<|endoftext|>",
+                                               pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=2,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    model = (transformers.GPT2LMHeadModel if kind == "causal_lm" else transformers.GPT2ForSequenceClassification)(cfg)
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest
+
+
+def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, prefect_api, tmp_path):
+    """`crucible evaluate` with truthfulqa_gen, a held-out file and two judges on Ray workers,
+    then `crucible eval-sheet` and `crucible eval-ratings` fold people's ratings into the report."""
+    run, _, runs = pipeline_run
+    copy = RunDir(runs / "e2e-gen")
+    shutil.copytree(run.root, copy.root, ignore=shutil.ignore_patterns("eval", "report.md"))
+    judge = _tiny_judge("causal_lm", run.tokenizer, tmp_path / "judge")
+    classifier = _tiny_judge("classifier", run.tokenizer, tmp_path / "classifier")
+    held_out = ROOT / "tests" / "fixtures" / "generation" / "held_out.jsonl"
+    judges = (f"[{{name: tiny, kind: causal_lm, model: '{judge}'}}, "
+              f"{{name: cls, kind: classifier, model: '{classifier}', aspect: informative, tasks: [held_out]}}]")
+    result = subprocess.run(
+        [CRUCIBLE, "evaluate", "--run-id", "e2e-gen", "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}",
+         "--set", "evaluation.tasks=[arc_easy, truthfulqa_gen]", "--set", "evaluation.formulations=[cloze]",
+         "--set", f"evaluation.generation_files=[{{name: held_out, file: '{held_out}', max_gen_toks: 12}}]",
+         "--set", f"evaluation.judges={judges}"],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tasks = read_json(copy.eval_results)["tasks"]
+    assert set(tasks) == {"arc_easy", "truthfulqa_gen", "held_out"}
+    tq, mine = tasks["truthfulqa_gen"], tasks["held_out"]
+    assert mine["n"] == 3 and mine["settings"]["max_gen_toks"] == 12 and mine["bleu_acc_n"] == 1
+    assert 0 <= tq["judge_tiny_truthful"] <= 1 and "judge_cls_informative" not in tq
+    assert 0 <= mine["judge_cls_informative_probability"] <= 1 and mine["judges"]["cls"]["kind"] == "classifier"
+    samples = [json.loads(ln) for ln in (copy.eval_results.parent / "samples" / "held_out.jsonl").open()]
+    assert [s["id"] for s in samples] == ["held_out:rain", "held_out:sun", "held_out:boil"]
+    assert all(0 <= s["judges"]["tiny"]["probability"] <= 1 for s in samples)
+
+    # The judges ran as tasks of the evaluate flow (each on a Ray worker of the flow's task runner).
+    flow_run_id = re.search(r"flow run: http://127.0.0.1:\d+/v2/runs/flow-run/([0-9a-f-]+)", result.stdout).group(1)
+    names = _task_run_names(prefect_api, flow_run_id)
+    assert {"judge-tiny", "judge-cls"} <= names and "held_out-generate" in names
+
+    report = copy.report.read_text()
+    assert "### Generations: truthfulqa_gen" in report and "### Generations: held_out" in report
+    assert "Judge `tiny` (causal_lm" in report and "| truthfulqa_gen (3 items) | bleu_max |" in report
+
+    out = subprocess.run([CRUCIBLE, "eval-sheet", str(copy.root)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    sheet = copy.eval_results.parent / "review" / "sheet.csv"
+    assert (sheet.parent / "sheet.html").is_file()
+    import csv
+    with sheet.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    for i, r in enumerate(rows):
+        r["truthful"], r["informative"] = ("yes" if i % 2 else "no"), "yes"
+    filled = _write_csv(tmp_path / "filled.csv", rows)
+    out = subprocess.run([CRUCIBLE, "eval-ratings", str(copy.root), str(filled)], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    tasks = read_json(copy.eval_results)["tasks"]
+    for task in ("truthfulqa_gen", "held_out"):
+        said = [r["truthful"] == "yes" for r in rows if r["task"] == task]
+        assert tasks[task]["human_truthful"] == pytest.approx(sum(said) / 3)
+    assert "kappa_tiny" in tasks["truthfulqa_gen"] and "kappa_cls" in tasks["held_out"]
+    assert "human_truthful" in copy.report.read_text()
+    rows[0]["truthful"] = "perhaps"
+    _write_csv(filled, rows)
+    out = subprocess.run([CRUCIBLE, "eval-ratings", str(copy.root), str(filled)], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode != 0 and "row 1" in out.stderr + out.stdout and "'perhaps'" in out.stderr + out.stdout
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _task_run_names(api: str, flow_run_id: str) -> set[str]:
+    """Names of the task runs of a flow run and of its subflows (over plain HTTP: this client
+    version sends null sorts and limits, which the server rejects)."""
+    body = {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}, "sort": "START_TIME_ASC", "limit": 50}
+    children = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=30).raise_for_status().json()
+    ids = [flow_run_id] + [c["id"] for c in children]
+    body = {"flow_runs": {"id": {"any_": ids}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 200}
+    return {r["name"] for r in httpx.post(f"{api}/task_runs/filter", json=body, timeout=30).raise_for_status().json()}

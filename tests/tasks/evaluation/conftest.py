@@ -51,5 +51,29 @@ def wrap(tok: Tokenizer) -> Callable[..., EvalModel]:
         eos = tok.token_to_id("<|endoftext|>")
         return EvalModel(name="tiny", kind=kind, module=module,
                          encode=lambda s: tok.encode(s, add_special_tokens=False).ids, eot_id=eos, pad_id=eos,
-                         max_length=max_length, token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")))
+                         max_length=max_length, token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")),
+                         decode=lambda ids: tok.decode(ids, skip_special_tokens=False))
+    return make
+
+
+@pytest.fixture(scope="session")
+def hf_folder(tok, tmp_path_factory) -> Callable[..., Path]:
+    """A tiny random Hugging Face GPT-2 (causal LM or sequence classifier) saved with the fixture tokenizer."""
+    def make(kind: str = "causal_lm", seed: int = 0, labels: tuple[str, ...] = ("false", "true")) -> Path:
+        import transformers
+
+        torch.manual_seed(seed)
+        cfg = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=128, n_embd=32, n_layer=2,
+                                      n_head=2, eos_token_id=0, bos_token_id=0, pad_token_id=0)
+        if kind == "causal_lm":
+            model = transformers.GPT2LMHeadModel(cfg)
+        else:
+            cfg.id2label = dict(enumerate(labels))
+            cfg.label2id = {v: k for k, v in cfg.id2label.items()}
+            model = transformers.GPT2ForSequenceClassification(cfg)
+        dest = tmp_path_factory.mktemp(f"hf-{kind}-{seed}")
+        model.save_pretrained(dest)
+        transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                             pad_token="<|endoftext|>").save_pretrained(dest)
+        return dest
     return make
