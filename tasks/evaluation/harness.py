@@ -87,7 +87,7 @@ def encode_question(model: EvalModel, context: str, choices: list[str]) -> Encod
     """The harness's encode_pair for every choice, with the context encoded once."""
     ctx, conts = encode_continuations(model.encode, context, [TARGET_DELIMITER + c for c in choices], model.eot_id)
     if not ctx:  # a whitespace-only context: the shared-context scorers need a token to predict from
-        ctx = [model.eot_id]
+        ctx = [model.prefix_id]
     empty = [choices[i] for i, c in enumerate(conts) if not c]
     if empty:
         raise ValueError(f"choice(s) {empty} encode to no tokens after the context")

@@ -31,6 +31,13 @@ class EvalModel:
     max_length: int
     token_bytes: Callable[[list[int]], int]  # UTF-8 bytes the tokens decode to (bits per byte)
     decode: Callable[[list[int]], str] | None = None  # tokens -> text (generation)
+    # What predicts a text's first token: the harness's prefix_token_id (BOS if the tokenizer has
+    # one, else end-of-text); None = eot_id.
+    prefix: int | None = None
+
+    @property
+    def prefix_id(self) -> int:
+        return self.eot_id if self.prefix is None else self.prefix
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.module(ids)
@@ -116,7 +123,8 @@ def _hf(path: Path) -> EvalModel:
                      pad_id=tok.pad_token_id if tok.pad_token_id is not None else eot, max_length=int(max_length),
                      token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")),
                      # The harness decodes generations without special tokens.
-                     decode=lambda ids: tok.decode(ids, skip_special_tokens=True))
+                     decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
+                     prefix=tok.bos_token_id if tok.bos_token_id is not None else eot)
 
 
 def load_eval_model(path: str | Path) -> EvalModel:

@@ -7,6 +7,7 @@ token's byte length is the length of its vocabulary entry.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | No
     """Perplexity and bits per byte of `model` (an EvalModel) on a UTF-8 text file.
 
     As the harness's rolling log-likelihood: the text is cut into windows of the model's
-    length, each predicted from the token before it (end-of-text before the first), so
+    length, each predicted from the token before it (the harness's prefix token before the first), so
     every token is scored once. At most `logits_mb` MB of logits exist at a time."""
     path = Path(path)
     if not path.is_file():
@@ -59,7 +60,7 @@ def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | No
     tokens = every[:max_tokens]
     if not tokens:
         raise ValueError(f"{path} holds no text to score")
-    inputs = [model.eot_id] + tokens[:-1]
+    inputs = [model.prefix_id] + tokens[:-1]
     windows = []
     for s in range(0, len(tokens), model.max_length):
         e = min(s + model.max_length, len(tokens))
@@ -76,6 +77,10 @@ def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | No
         for r, (inp, tgt) in enumerate(group):
             x[r, :len(inp)], y[r, :len(tgt)] = torch.tensor(inp), torch.tensor(tgt)
         nll += model.target_nll(x, y, logits_mb * 2**20)  # memory bounded by logits_mb, not by the vocabulary
-    nbytes = len(text.encode("utf-8")) if len(tokens) == len(every) else model.token_bytes(tokens)
-    return {"file": str(path), "tokens": len(tokens), "bytes": nbytes, "loss": nll / len(tokens),
-            "perplexity": math.exp(nll / len(tokens)), "bits_per_byte": nll / (math.log(2) * nbytes)}
+    whole = len(tokens) == len(every)
+    nbytes = len(text.encode("utf-8")) if whole else model.token_bytes(tokens)
+    # The harness's wikitext figures count words as it does: pieces between runs of whitespace.
+    words = len(re.split(r"\s+", text if whole else model.decode(tokens) if model.decode else text))
+    return {"file": str(path), "tokens": len(tokens), "bytes": nbytes, "words": words, "loss": nll / len(tokens),
+            "perplexity": math.exp(nll / len(tokens)), "bits_per_byte": nll / (math.log(2) * nbytes),
+            "word_perplexity": math.exp(nll / words), "byte_perplexity": math.exp(nll / nbytes)}

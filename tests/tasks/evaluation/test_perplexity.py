@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -43,6 +44,11 @@ def test_text_perplexity_of_a_uniform_model(tok, wrap, eval_root):
     assert (result["tokens"], result["bytes"]) == (n_tokens, n_bytes)
     assert result["perplexity"] == pytest.approx(vocab, rel=1e-5)
     assert result["bits_per_byte"] == pytest.approx(n_tokens * math.log2(vocab) / n_bytes)
+    # The harness's wikitext figures: summed NLL over words (split on whitespace runs) and over bytes.
+    words = len(re.split(r"\s+", path.read_text()))
+    assert result["words"] == words
+    assert result["word_perplexity"] == pytest.approx(math.exp(n_tokens * math.log(vocab) / words), rel=1e-5)
+    assert result["byte_perplexity"] == pytest.approx(2 ** result["bits_per_byte"], rel=1e-9)
     # Cut short, the bytes are those of the scored tokens.
     short = text_perplexity(model, path, max_tokens=40)
     assert short["tokens"] == 40 and short["bytes"] == model.token_bytes(model.encode(path.read_text())[:40])
