@@ -166,7 +166,8 @@ def generation_section(eval_dir: Path, e: dict[str, Any]) -> list[str]:
         stops = ", ".join(f"{n} {w}" for w, n in t["stops"].items())
         parts += [f"### Generations: {key}",
                   f"{t['n']} items; {'sampled' if s['do_sample'] else 'greedy'}, until {s['until']!r} or "
-                  f"end-of-text, at most {s['max_gen_toks']} tokens; stopped by: {stops}; "
+                  f"end-of-text, at most {t.get('max_gen_toks_used', s['max_gen_toks'])} new tokens (asked: "
+                  f"{s['max_gen_toks']}); stopped by: {stops}; "
                   f"{t['truncated_prompts']} prompt(s) cut on the left to fit the window. "
                   "BLEU and ROUGE as lm-evaluation-harness computes them (sacrebleu, rouge-score): `_max` the best "
                   "true reference, `_acc` best true beats best false, `_diff` their difference."]

@@ -60,12 +60,7 @@ def cut(text: str, until: tuple[str, ...]) -> str:
 
 def effective_max_gen_toks(model: EvalModel, settings: GenerationSettings) -> int:
     """The harness needs max_gen_toks < the window; a small model's window is halved instead."""
-    if settings.max_gen_toks < model.max_length:
-        return settings.max_gen_toks
-    cap = max(1, model.max_length // 2)
-    log.warning("max_gen_toks %d does not fit %s's %d-token window: generating at most %d tokens",
-                settings.max_gen_toks, model.name, model.max_length, cap)
-    return cap
+    return settings.max_gen_toks if settings.max_gen_toks < model.max_length else max(1, model.max_length // 2)
 
 
 def _decoder(model: EvalModel):
@@ -128,6 +123,9 @@ def generate(model: EvalModel, prompts: list[str], settings: GenerationSettings,
     if model.decode is None:
         raise ValueError(f"{model.name} has no decoder for its tokens; generation needs one")
     max_new = effective_max_gen_toks(model, settings)
+    if max_new != settings.max_gen_toks:
+        log.warning("max_gen_toks %d does not fit %s's %d-token window: generating at most %d tokens",
+                    settings.max_gen_toks, model.name, model.max_length, max_new)
     room = model.max_length - max_new
     encoded = [model.encode(p) for p in prompts]
     kept = [e[-room:] if len(e) > room else e for e in encoded]

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tasks.evaluation.benchmarks import TRUTHFULQA_PROMPT
 from tasks.evaluation.data import BenchmarkDataError, iter_jsonl, load_split
-from tasks.evaluation.generation import GenerationSettings, generate
-from tasks.evaluation.metrics import mean_stderr
+from tasks.evaluation.generation import GenerationSettings, effective_max_gen_toks, generate
+from tasks.evaluation.metrics import aggregate
 from tasks.evaluation.models import EvalModel
 from tasks.evaluation.text_metrics import reference_scores
 
@@ -114,26 +112,14 @@ def file_docs(name: str, path: Path) -> list[GenDoc]:
     return docs
 
 
-def ragged_aggregate(per_item: list[dict[str, float]]) -> dict[str, Any]:
-    """Means and standard errors; `_acc`/`_diff` exist only for items with false references, so each
-    metric is averaged over the items that have it (`<metric>_n` says how many, when not all)."""
-    out: dict[str, Any] = {"n": len(per_item)}
-    for name in dict.fromkeys(k for p in per_item for k in p):
-        vals = [p[name] for p in per_item if name in p]
-        out[name], out[f"{name}_stderr"] = float(np.mean(vals)), mean_stderr(vals)
-        if len(vals) < len(per_item):
-            out[f"{name}_n"] = len(vals)
-    return out
-
-
 def run_generation(model: EvalModel, task: str, docs: list[GenDoc], settings: GenerationSettings,
                    batch_size: int) -> dict[str, Any]:
     """Generate for every item, score each against its references, aggregate."""
     gens = generate(model, [d.prompt for d in docs], settings, batch_size, progress=task)
     per_item = [reference_scores(g.text, d.references, d.incorrect or None) for d, g in zip(docs, gens)]
-    figures = ragged_aggregate(per_item)
-    result: dict[str, Any] = {"task": task, "formulation": "generate", "num_fewshot": 0, **figures,
+    result: dict[str, Any] = {"task": task, "formulation": "generate", "num_fewshot": 0, **aggregate(per_item),
                               "settings": settings.as_dict(),
+                              "max_gen_toks_used": effective_max_gen_toks(model, settings),
                               "truncated_prompts": sum(1 for g in gens if g.truncated),
                               "stops": {w: sum(1 for g in gens if g.stop == w) for w in ("until", "eos", "length")}}
     result["items"] = [{"id": d.id, "prompt": d.prompt, "question": d.question, "references": d.references,

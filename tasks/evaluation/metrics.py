@@ -37,11 +37,15 @@ def mean_stderr(values: list[float]) -> float:
 
 
 def aggregate(per_item: list[dict[str, float]]) -> dict[str, Any]:
-    names = per_item[0].keys() if per_item else []
+    """Mean and standard error of each metric. A metric that only some items have (a
+    generation's `_acc`/`_diff` need false references) is averaged over those items, and
+    `<metric>_n` says how many."""
     out: dict[str, Any] = {"n": len(per_item)}
-    for m in names:
-        vals = [p[m] for p in per_item]
+    for m in dict.fromkeys(k for p in per_item for k in p):
+        vals = [p[m] for p in per_item if m in p]
         out[m], out[f"{m}_stderr"] = float(np.mean(vals)), mean_stderr(vals)
+        if len(vals) < len(per_item):
+            out[f"{m}_n"] = len(vals)
     return out
 
 

@@ -126,6 +126,7 @@ def test_evaluation_results_are_in_range(pipeline_run):
     assert set(tasks) == expected | {f"{t}_letters" for t in expected} | {"truthfulqa_gen"}
     gen = tasks["truthfulqa_gen"]  # the fixture's three items, 32 tokens at most in a 64-token window
     assert gen["n"] == 3 and gen["settings"]["max_gen_toks"] == 256 and gen["truncated_prompts"] == 3
+    assert gen["max_gen_toks_used"] == 32
     assert all(0 <= gen[f"{m}_max"] <= 100 for m in ("bleu", "rouge1", "rouge2", "rougeL"))
     assert tasks["hellaswag"]["n"] == 8 and tasks["arc_easy"]["num_fewshot"] == 2
     for t in tasks.values():

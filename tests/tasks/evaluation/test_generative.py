@@ -69,6 +69,7 @@ def test_a_generation_file_is_generated_and_scored_against_its_references(make_g
     model = wrap(make_gpt(tok.get_vocab_size(), 64), max_length=64)
     r = run_generation(model, "held_out", docs, GenerationSettings(max_gen_toks=6), batch_size=2)
     assert r["n"] == 2 and r["formulation"] == "generate" and sum(r["stops"].values()) == 2
+    assert r["max_gen_toks_used"] == 6
     for item, doc in zip(r["items"], docs):
         scores = reference_scores(item["generation"], doc.references, doc.incorrect or None)
         assert {k: item[k] for k in scores} == scores
