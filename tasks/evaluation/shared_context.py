@@ -7,10 +7,12 @@ the same for every choice. So each question needs its context run once:
 - Crucible models pack a question into one row, the context then each continuation (less
   its last token), with positions restarting after the context and a mask that lets each
   continuation see only the context and itself (`GPT.packed_logits`).
-- Hugging Face models run the contexts once (left-padded), keep their key/value cache,
-  and run every continuation against its question's cache.
+- Hugging Face models run the contexts once, keep their key/value cache, and run every
+  continuation against its question's cache. A prefix that many contexts share token for
+  token (TruthfulQA's six fixed examples, an MMLU subject's line and few-shot examples) is run
+  once, and each context's rest on top of its cache.
 
-Questions are batched by length, longest first. A question whose context plus a
+Questions are batched by length, longest first, a batch closed before padding grows past 15%. A question whose context plus a
 continuation exceeds the model's window is cut on the left exactly as the harness cuts it.
 """
 from __future__ import annotations
@@ -40,14 +42,24 @@ def fits(q: Encoded, max_length: int) -> bool:
     return len(ctx) + max(len(c) for c in conts) - 1 <= max_length
 
 
-def _batches(order: list[int], sizes: list[int], token_budget: int) -> list[list[int]]:
-    """Consecutive groups (longest first) whose padded size stays within `token_budget` tokens."""
-    out, cur = [], []
+# A batch is closed early when padding would pass 15% of it, unless it is still small: on a CPU a
+# forward pass of a few tokens is bound by reading the weights, so tiny batches cost more than padding.
+MIN_FILL, MIN_BATCH_TOKENS = 0.85, 512
+
+
+def _batches(order: list[int], sizes: list[int], token_budget: int, overhead: int = 0) -> list[list[int]]:
+    """Consecutive groups (longest first) whose padded size, rows x (overhead + longest), stays
+    within `token_budget`, and whose padding stays under 1 - MIN_FILL once past MIN_BATCH_TOKENS."""
+    out, cur, real = [], [], 0
     for i in order:
-        if cur and sizes[cur[0]] * (len(cur) + 1) > token_budget:
-            out.append(cur)
-            cur = []
+        if cur:
+            padded = sizes[cur[0]] * (len(cur) + 1)
+            if ((overhead + sizes[cur[0]]) * (len(cur) + 1) > token_budget
+                    or (real + sizes[i] < MIN_FILL * padded and sizes[cur[0]] * len(cur) >= MIN_BATCH_TOKENS)):
+                out.append(cur)
+                cur, real = [], 0
         cur.append(i)
+        real += sizes[i]
     return out + ([cur] if cur else [])
 
 
@@ -102,32 +114,95 @@ def score_packed(model, questions: list[Encoded], token_budget: int = 8192) -> l
     return results
 
 
+# Contexts that begin with at least this many identical tokens (TruthfulQA's fixed examples,
+# MMLU's subject line and few-shot examples) have that prefix run once for all of them.
+MIN_SHARED_PREFIX = 16
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
+
+
+def prefix_groups(contexts: list[list[int]], min_prefix: int = MIN_SHARED_PREFIX) -> list[tuple[int, list[int]]]:
+    """(shared prefix length, context indices): contexts sorted by their tokens, and each run of
+    neighbours that share at least `min_prefix` leading tokens made one group. Each context
+    keeps at least its last token out of the prefix, as its logits score the first choice
+    token. Contexts that share nothing long enough form one group with prefix 0."""
+    groups: list[tuple[int, list[int]]] = []
+    alone: list[int] = []
+    cur: list[int] = []
+    shared = 0
+
+    def close() -> None:
+        if len(cur) > 1:
+            groups.append((shared, list(cur)))
+        else:
+            alone.extend(cur)
+
+    for i in sorted(range(len(contexts)), key=lambda i: contexts[i]):
+        ctx = contexts[i]
+        if cur:
+            p = min(shared, _common_length(contexts[cur[0]], ctx), len(ctx) - 1)
+            if p >= min_prefix:
+                cur.append(i)
+                shared = p
+                continue
+            close()
+        cur, shared = [i], len(ctx) - 1
+    close()
+    return groups + ([(0, alone)] if alone else [])
+
+
 @torch.no_grad()
-def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int = 8192) -> list[list[Scored]]:
-    """Hugging Face causal LM: contexts once with their key/value cache, then all continuations."""
-    order = sorted(range(len(questions)), key=lambda i: -len(questions[i][0]))
+def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int = 8192,
+                 min_prefix: int = MIN_SHARED_PREFIX) -> list[list[Scored]]:
+    # Left padding sits between the prefix and the rest, so every context still ends at the
+    # last column; positions count real tokens only.
+    """Hugging Face causal LM: a prefix shared by many contexts once, each context's rest once
+    on top of it, keeping the key/value cache, then all continuations against that cache."""
     results: list[list[Scored]] = [[] for _ in questions]
-    for group in _batches(order, [len(q[0]) for q in questions], token_budget):
-        width = len(questions[group[0]][0])
-        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-        attn = torch.zeros(len(group), width, dtype=torch.long)
-        for r, i in enumerate(group):  # left padding: every context ends at the last column
-            ctx = questions[i][0]
-            ids[r, width - len(ctx):] = torch.tensor(ctx)
-            attn[r, width - len(ctx):] = 1
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
-        # Only the last context position is scored: skip the output layer elsewhere when the model can.
-        keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-        out = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, **keep)
-        last = F.log_softmax(out.logits[:, -1].float(), -1)
-        conts = [questions[i][1] for i in group]
-        tails = _continuations(model, out.past_key_values, attn, positions, conts, pad_id, token_budget)
-        for r, i in enumerate(group):
-            for j, c in enumerate(questions[i][1]):
-                lp = last[r : r + 1]
-                if len(c) > 1:
-                    lp = torch.cat([lp, tails[(r, j)][: len(c) - 1]])
-                results[i].append(_score(lp, c))
+    # Only the last context position is scored: skip the output layer elsewhere when the model can.
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    cache_arg = _cache_arg(model)
+    for shared, members in prefix_groups([q[0] for q in questions], min_prefix):
+        prefix_kv = None
+        if shared:
+            prefix = torch.tensor([questions[members[0]][0][:shared]])
+            out = model(input_ids=prefix, position_ids=torch.arange(shared)[None], use_cache=True, **keep)
+            prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            prefix_cache = out.past_key_values
+        rest = {i: questions[i][0][shared:] for i in members}
+        order = sorted(members, key=lambda i: -len(rest[i]))
+        for group in _batches(order, [len(rest.get(i, ())) for i in range(len(questions))], token_budget,
+                              overhead=shared):
+            width = len(rest[group[0]])
+            ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+            attn = torch.zeros(len(group), shared + width, dtype=torch.long)
+            attn[:, :shared] = 1
+            for r, i in enumerate(group):  # padding between prefix and rest: every context ends at the last column
+                ids[r, width - len(rest[i]):] = torch.tensor(rest[i])
+                attn[r, shared + width - len(rest[i]):] = 1
+            positions = (attn.cumsum(-1) - 1).clamp(min=0)
+            cache_kw = {}
+            if prefix_kv is not None:
+                for layer, (k, v) in zip(prefix_cache.layers, prefix_kv):  # the prefix, seen by every row
+                    layer.keys, layer.values = k.expand(len(group), -1, -1, -1), v.expand(len(group), -1, -1, -1)
+                cache_kw = {cache_arg: prefix_cache}
+            out = model(input_ids=ids, attention_mask=attn, position_ids=positions[:, shared:], use_cache=True,
+                        **keep, **cache_kw)
+            last = F.log_softmax(out.logits[:, -1].float(), -1)
+            conts = [questions[i][1] for i in group]
+            tails = _continuations(model, out.past_key_values, attn, positions, conts, pad_id, token_budget)
+            for r, i in enumerate(group):
+                for j, c in enumerate(questions[i][1]):
+                    lp = last[r : r + 1]
+                    if len(c) > 1:
+                        lp = torch.cat([lp, tails[(r, j)][: len(c) - 1]])
+                    results[i].append(_score(lp, c))
     return results
 
 
@@ -140,7 +215,8 @@ def _continuations(model, cache, attn: torch.Tensor, positions: torch.Tensor, co
     saved = [(layer.keys, layer.values) for layer in cache.layers]
     width = attn.shape[1]
     tails: dict[tuple[int, int], torch.Tensor] = {}
-    for chunk in _batches(list(range(len(rows))), [width + len(conts[r][j]) for r, j in rows], token_budget):
+    for chunk in _batches(list(range(len(rows))), [len(conts[r][j]) - 1 for r, j in rows], token_budget,
+                          overhead=width):
         crows = [rows[k] for k in chunk]
         cont_w = len(conts[crows[0][0]][crows[0][1]]) - 1
         cids = torch.full((len(crows), cont_w), pad_id, dtype=torch.long)

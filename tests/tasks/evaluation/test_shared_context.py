@@ -115,3 +115,37 @@ def test_questions_past_the_window_are_scored_as_the_harness_truncates_them(make
     assert all(fits(p, 16) for p, _ in parts)
     with pytest.raises(ValueError, match="a choice of 17 tokens is longer than the model's window of 16"):
         score_questions(model, [([1, 2], [[3] * 17, [4]])], 16, packed=True, pad_id=0)
+
+
+def test_contexts_are_grouped_by_the_prefix_they_share():
+    contexts = [[1, 2, 3, 4, 9], [5, 6], [1, 2, 3, 4, 8, 7], [1, 2, 3, 4], [5, 6, 7]]
+    groups = shared_context.prefix_groups(contexts, min_prefix=3)
+    # [1, 2, 3, 4] keeps its last token out of the prefix, so the group shares 3 tokens;
+    # [5, 6] and [5, 6, 7] share only 2 and are run without a prefix.
+    assert sorted((p, sorted(m)) for p, m in groups) == [(0, [1, 4]), (3, [0, 2, 3])]
+    assert shared_context.prefix_groups([[1, 2, 3, 4, 5], [1, 2, 3, 4, 6]], min_prefix=3) == [(4, [0, 1])]
+    assert shared_context.prefix_groups([[7, 7]], min_prefix=1) == [(0, [0])]
+
+
+def test_a_shared_prefix_is_run_once_and_scores_as_whole_rows(gpt2):
+    rnd = random.Random(4)
+    prefix = [rnd.randrange(1, 50) for _ in range(9)]
+    questions = [(prefix + [rnd.randrange(1, 50) for _ in range(n)],
+                  [[rnd.randrange(1, 50) for _ in range(rnd.randint(1, 5))] for _ in range(rnd.randint(1, 4))])
+                 for n in (1, 6, 3, 12, 2, 8)]
+    questions += make_questions(50, seed=5, max_ctx=12)  # unrelated contexts beside them
+    widths = []
+    forward = gpt2.forward
+
+    def spy(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape)
+        return forward(*args, **kwargs)
+
+    gpt2.forward = spy
+    try:
+        got = score_cached(gpt2, questions, pad_id=0, token_budget=40, min_prefix=4)
+    finally:
+        del gpt2.forward
+    assert widths.count(torch.Size([1, 9])) == 1  # the prefix, once for its six questions
+    assert sum(b * t for b, t in widths) < sum(len(ctx) + sum(len(c) for c in conts) for ctx, conts in questions)
+    assert_same(got, reference(lambda ids: gpt2(ids).logits, questions, 32))
