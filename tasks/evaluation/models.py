@@ -20,6 +20,14 @@ from tasks.evaluation.shared_context import Encoded, Scored, score_questions
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
+def summed_nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Summed cross-entropy of (b, t, vocab) logits, taken over rows of the vocabulary: on CPU the
+    (b, vocab, t) layout's kernel drifts (0.08 nats over 678 tokens against float64, 5e-5 of
+    the total), where this one stays within 1e-7 of the harness's log_softmax."""
+    return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                                 reduction="sum"))
+
+
 @dataclass
 class EvalModel:
     name: str
@@ -54,7 +62,7 @@ class EvalModel:
         split = self._hidden_and_head(ids)
         if split is None:
             logits = self.logits(ids).float()
-            return float(F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum"))
+            return summed_nll(logits, targets)
         hidden, weight, bias = split
         b, t, _ = hidden.shape
         step = max(1, logits_bytes // (4 * b * weight.shape[0]))
@@ -65,7 +73,7 @@ class EvalModel:
                 continue
             chunk = F.linear(hidden[:, start:start + step].float(), weight.float(),
                              None if bias is None else bias.float())
-            total += float(F.cross_entropy(chunk.transpose(1, 2), y, ignore_index=-100, reduction="sum"))
+            total += summed_nll(chunk, y)
         return total
 
     def _hidden_and_head(self, ids: torch.Tensor):
