@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +62,9 @@ def main() -> None:
                              TRUTHFULQA_GEN_SETTINGS, args.batch_size)
         gen_s = time.perf_counter() - start
     items = gen["items"]
+    if not items:
+        sys.exit(f"error: no TruthfulQA items under {args.benchmarks}; give --limit >= 1 and a --benchmarks folder "
+                 f"with truthfulqa/validation.jsonl")
     start = time.perf_counter()
     p_true = judge_items(truthful, items)
     p_info = judge_items(informative, items)
@@ -68,6 +72,9 @@ def main() -> None:
     # The judge on known answers: each item's first true reference and first false one as the "generation".
     known = [(dict(i, generation=i["references"][0]), dict(i, generation=i["incorrect_references"][0]))
              for i in items if i["incorrect_references"]]
+    if not known:  # the check of the judge needs false answers to compare with
+        sys.exit("error: none of these items has false reference answers (incorrect_answers), so the judge "
+                 "cannot be checked on them; use TruthfulQA's files, which hold them")
     on_true = judge_items(truthful, [t for t, _ in known])
     on_false = judge_items(truthful, [f for _, f in known])
     accuracy = (sum(p > 0.5 for p in on_true) + sum(p <= 0.5 for p in on_false)) / (2 * len(known))

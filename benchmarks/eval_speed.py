@@ -85,12 +85,12 @@ def main() -> None:
         tm = TaskManager(include_path=str(include))
         loaded = tm.load(lmeval_specs(tm, args.benchmarks, cases))  # untimed: task building, datasets
 
-        def lmeval(limit: int) -> dict:
-            for task in loaded["tasks"].values():  # what simple_evaluate does before evaluate()
+        def lmeval(limit: int, task_dict: dict = loaded) -> dict:
+            for task in task_dict["tasks"].values():  # what simple_evaluate does before evaluate()
                 if task.get_config("num_fewshot") is None:
                     task.set_config(key="num_fewshot", value=0)
                 task.set_fewshot_seed(seed=FEWSHOT_SEED)
-            return evaluate(lm=lm, task_dict=loaded, limit=limit, log_samples=False)
+            return evaluate(lm=lm, task_dict=task_dict, limit=limit, log_samples=False)
 
         def ours(limit: int) -> dict[str, dict]:
             return {c.key: run_task(ours_model, replace(c.run, limit=limit), root)
@@ -113,12 +113,8 @@ def main() -> None:
         if args.per_task:
             for c in cases:
                 one = tm.load(lmeval_specs(tm, args.benchmarks, [c]))
-                for task in one["tasks"].values():
-                    if task.get_config("num_fewshot") is None:
-                        task.set_config(key="num_fewshot", value=0)
-                    task.set_fewshot_seed(seed=FEWSHOT_SEED)
                 start = time.perf_counter()
-                evaluate(lm=lm, task_dict=one, limit=args.limit, log_samples=False)
+                lmeval(args.limit, one)
                 theirs = time.perf_counter() - start
                 start = time.perf_counter()
                 run_task(ours_model, replace(c.run, limit=args.limit), root)

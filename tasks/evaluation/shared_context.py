@@ -12,8 +12,9 @@ the same for every choice. So each question needs its context run once:
   token (TruthfulQA's six fixed examples, an MMLU subject's line and few-shot examples) is run
   once, and each context's rest on top of its cache.
 
-Questions are batched by length, longest first, a batch closed before padding grows past 15%. A question whose context plus a
-continuation exceeds the model's window is cut on the left exactly as the harness cuts it.
+Questions are batched by length, longest first, a batch closed before its padding passes 15%.
+A question whose context plus a continuation exceeds the model's window is cut on the left
+exactly as the harness cuts it.
 """
 from __future__ import annotations
 
@@ -160,8 +161,6 @@ def prefix_groups(contexts: list[list[int]], min_prefix: int = MIN_SHARED_PREFIX
 @torch.no_grad()
 def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int = 8192,
                  min_prefix: int = MIN_SHARED_PREFIX) -> list[list[Scored]]:
-    # Left padding sits between the prefix and the rest, so every context still ends at the
-    # last column; positions count real tokens only.
     """Hugging Face causal LM: a prefix shared by many contexts once, each context's rest once
     on top of it, keeping the key/value cache, then all continuations against that cache."""
     results: list[list[Scored]] = [[] for _ in questions]
@@ -169,28 +168,30 @@ def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int
     keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     cache_arg = _cache_arg(model)
     for shared, members in prefix_groups([q[0] for q in questions], min_prefix):
-        prefix_kv = None
         if shared:
             prefix = torch.tensor([questions[members[0]][0][:shared]])
             out = model(input_ids=prefix, position_ids=torch.arange(shared)[None], use_cache=True, **keep)
             prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
             prefix_cache = out.past_key_values
-        rest = {i: questions[i][0][shared:] for i in members}
-        order = sorted(members, key=lambda i: -len(rest[i]))
-        for group in _batches(order, [len(rest.get(i, ())) for i in range(len(questions))], token_budget,
-                              overhead=shared):
-            width = len(rest[group[0]])
+        members = sorted(members, key=lambda i: -len(questions[i][0]))  # longest rest first
+        rest = [questions[i][0][shared:] for i in members]
+        for chunk in _batches(list(range(len(members))), [len(x) for x in rest], token_budget, overhead=shared):
+            group = [members[k] for k in chunk]
+            width = len(rest[chunk[0]])
             ids = torch.full((len(group), width), pad_id, dtype=torch.long)
             attn = torch.zeros(len(group), shared + width, dtype=torch.long)
             attn[:, :shared] = 1
-            for r, i in enumerate(group):  # padding between prefix and rest: every context ends at the last column
-                ids[r, width - len(rest[i]):] = torch.tensor(rest[i])
-                attn[r, shared + width - len(rest[i]):] = 1
+            # Left padding sits between the prefix and the rest, so every context still ends at
+            # the last column; positions count real tokens only.
+            for r, k in enumerate(chunk):
+                ids[r, width - len(rest[k]):] = torch.tensor(rest[k])
+                attn[r, shared + width - len(rest[k]):] = 1
             positions = (attn.cumsum(-1) - 1).clamp(min=0)
             cache_kw = {}
-            if prefix_kv is not None:
-                for layer, (k, v) in zip(prefix_cache.layers, prefix_kv):  # the prefix, seen by every row
-                    layer.keys, layer.values = k.expand(len(group), -1, -1, -1), v.expand(len(group), -1, -1, -1)
+            if shared:
+                n = len(group)
+                for layer, (keys, values) in zip(prefix_cache.layers, prefix_kv):  # the prefix, seen by every row
+                    layer.keys, layer.values = keys.expand(n, -1, -1, -1), values.expand(n, -1, -1, -1)
                 cache_kw = {cache_arg: prefix_cache}
             out = model(input_ids=ids, attention_mask=attn, position_ids=positions[:, shared:], use_cache=True,
                         **keep, **cache_kw)
