@@ -14,11 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tasks.evaluation.perplexity import summed_nll, token_byte_lengths
-from tasks.evaluation.shared_context import Encoded, Scored, score_questions
-
-
-# Config fields of Hugging Face models that change the logits after the output head.
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+from tasks.evaluation.shared_context import Encoded, Scored, hf_output_head, score_questions
 
 
 @dataclass
@@ -74,10 +70,8 @@ class EvalModel:
             if not hasattr(self.module, "hidden"):
                 return None
             return self.module.hidden(ids), self.module.head.weight, None
-        head = getattr(self.module, "get_output_embeddings", lambda: None)()
-        config = getattr(self.module, "config", None)
-        # Models that scale or cap their logits after the head are scored whole.
-        if head is None or config is None or any(getattr(config, a, None) for a in _LOGIT_TRANSFORMS):
+        head = hf_output_head(self.module)
+        if head is None:  # models that scale or cap their logits after the head are scored whole
             return None
         return self.module.base_model(ids).last_hidden_state, head.weight, getattr(head, "bias", None)
 

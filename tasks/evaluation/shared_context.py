@@ -4,13 +4,14 @@ The tokens are exactly lm-evaluation-harness's (tasks/evaluation/loglikelihood.p
 `encode_pair`): the model sees context ids then continuation ids, and the context ids are
 the same for every choice. So each question needs its context run once:
 
-- Crucible models pack a question into one row, the context then each continuation (less
-  its last token), with positions restarting after the context and a mask that lets each
-  continuation see only the context and itself (`GPT.packed_logits`).
-- Hugging Face models run the contexts once, keep their key/value cache, and run every
-  continuation against its question's cache. A prefix that many contexts share token for
-  token (TruthfulQA's six fixed examples, an MMLU subject's line and few-shot examples) is run
-  once, and each context's rest on top of its cache.
+- Each question is one row: the context, then each continuation less its last token, with
+  positions restarting after the context and a mask that lets each continuation see only the
+  context and itself (`_pack`). Crucible models take the mask directly (`GPT.packed_logits`);
+  Hugging Face models take it as a 4D attention mask, and their output layer runs only on
+  the columns that score a token (`logits_to_keep`).
+- For Hugging Face models, a prefix that many contexts share token for token (TruthfulQA's six
+  fixed examples, an MMLU subject's line and few-shot examples) is run once and cached, and
+  each question's row is run on top of that cache.
 
 Questions are batched by length, longest first, a batch closed before its padding passes 15%.
 A question whose context plus a continuation exceeds the model's window is cut on the left
@@ -64,54 +65,67 @@ def _batches(order: list[int], sizes: list[int], token_budget: int, overhead: in
     return out + ([cur] if cur else [])
 
 
+def _pack(questions: list[Encoded], group: list[int], offset: int = 0):
+    """One row per question of `group`: its context then each continuation less its last token.
+
+    Returns ids and positions (b, t); mask (b, t, offset + t) bool, what each token sees: the
+    `offset` tokens of a prefix already run (every row shares it), its own context, and its own
+    continuation; keep (b, t), the positions whose logits score a token; and, per question and
+    choice, the row positions whose logits score that choice's tokens."""
+    rows = [questions[i][0] + [t for c in questions[i][1] for t in c[:-1]] for i in group]
+    b, width = len(group), max(len(r) for r in rows)
+    ids = torch.zeros(b, width, dtype=torch.long)
+    positions = torch.full((b, width), offset, dtype=torch.long)
+    owner = torch.full((b, width), -2, dtype=torch.long)  # -1 context, j choice j, -2 padding
+    keep = torch.zeros(b, width, dtype=torch.bool)
+    wanted: list[list[list[int]]] = []
+    for r, i in enumerate(group):
+        ctx, conts = questions[i]
+        ids[r, : len(rows[r])] = torch.tensor(rows[r])
+        positions[r, : len(ctx)] = torch.arange(offset, offset + len(ctx))
+        owner[r, : len(ctx)] = -1
+        keep[r, len(ctx) - 1] = True
+        at, per_choice = len(ctx), []
+        for j, c in enumerate(conts):
+            n = len(c) - 1
+            positions[r, at:at + n] = torch.arange(offset + len(ctx), offset + len(ctx) + n)
+            owner[r, at:at + n] = j
+            keep[r, at:at + n] = True
+            # The first token is predicted from the context's last position, the rest from
+            # the continuation's own positions.
+            per_choice.append([len(ctx) - 1] + list(range(at, at + n)))
+            at += n
+        wanted.append(per_choice)
+    idx = torch.arange(width)
+    causal = idx[None, :, None] >= idx[None, None, :]
+    same = (owner[:, :, None] == owner[:, None, :]) | (owner[:, None, :] == -1)
+    mask = causal & same & (owner[:, None, :] != -2)
+    mask |= torch.eye(width, dtype=torch.bool)[None]  # padding sees itself: no empty rows
+    if offset:
+        mask = torch.cat([torch.ones(b, width, offset, dtype=torch.bool), mask], dim=2)
+    return ids, positions, mask, keep, wanted
+
+
+def _collect(logits: torch.Tensor, keep: torch.Tensor, wanted: list[list[list[int]]],
+             questions: list[Encoded], group: list[int], results: list[list[Scored]]) -> None:
+    """Score each choice from `logits`, the kept positions' rows (n, vocab) in row-major order."""
+    index = torch.full(keep.shape, -1, dtype=torch.long)
+    index[keep] = torch.arange(int(keep.sum()))
+    for r, i in enumerate(group):
+        for c, pos in zip(questions[i][1], wanted[r]):
+            results[i].append(_score(F.log_softmax(logits[index[r, pos]].float(), -1), c))
+
+
 @torch.no_grad()
 def score_packed(model, questions: list[Encoded], token_budget: int = 8192) -> list[list[Scored]]:
     """Crucible GPT: one packed row per question."""
-    rows = [ctx + [t for c in conts for t in c[:-1]] for ctx, conts in questions]
-    order = sorted(range(len(questions)), key=lambda i: -len(rows[i]))
     results: list[list[Scored]] = [[] for _ in questions]
-    for group in _batches(order, [len(r) for r in rows], token_budget):
-        width = len(rows[group[0]])
-        ids = torch.zeros(len(group), width, dtype=torch.long)
-        positions = torch.zeros(len(group), width, dtype=torch.long)
-        owner = torch.full((len(group), width), -2, dtype=torch.long)  # -1 context, j choice j, -2 padding
-        for r, i in enumerate(group):
-            ctx, conts = questions[i]
-            ids[r, : len(rows[i])] = torch.tensor(rows[i])
-            positions[r, : len(ctx)] = torch.arange(len(ctx))
-            owner[r, : len(ctx)] = -1
-            at = len(ctx)
-            for j, c in enumerate(conts):
-                n = len(c) - 1
-                positions[r, at:at + n] = torch.arange(len(ctx), len(ctx) + n)
-                owner[r, at:at + n] = j
-                at += n
-        idx = torch.arange(width)
-        causal = idx[None, :, None] >= idx[None, None, :]
-        same = (owner[:, :, None] == owner[:, None, :]) | (owner[:, None, :] == -1)
-        mask = causal & same & (owner[:, None, :] != -2)
-        mask |= torch.eye(width, dtype=torch.bool)[None]  # padding sees itself: no empty rows
+    sizes = [len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in questions]
+    order = sorted(range(len(questions)), key=lambda i: -sizes[i])
+    for group in _batches(order, sizes, token_budget):
+        ids, positions, mask, keep, wanted = _pack(questions, group)
         # Only the positions that predict a continuation token go through the output layer.
-        keep = torch.zeros(len(group), width, dtype=torch.bool)
-        wanted: list[list[list[int]]] = []
-        for r, i in enumerate(group):
-            ctx, conts = questions[i]
-            keep[r, len(ctx) - 1] = True
-            at, per_choice = len(ctx), []
-            for c in conts:
-                # The first token is predicted from the context's last position, the rest
-                # from the continuation's own positions.
-                per_choice.append([len(ctx) - 1] + list(range(at, at + len(c) - 1)))
-                keep[r, at:at + len(c) - 1] = True
-                at += len(c) - 1
-            wanted.append(per_choice)
-        logits = model.packed_logits(ids, positions, mask, keep)
-        # Row of `logits` for (row r, position p): kept positions are numbered in row-major order.
-        index = torch.full((len(group), width), -1, dtype=torch.long)
-        index[keep] = torch.arange(int(keep.sum()))
-        for r, i in enumerate(group):
-            for c, pos in zip(questions[i][1], wanted[r]):
-                results[i].append(_score(F.log_softmax(logits[index[r, pos]].float(), -1), c))
+        _collect(model.packed_logits(ids, positions, mask, keep), keep, wanted, questions, group, results)
     return results
 
 
@@ -161,81 +175,60 @@ def prefix_groups(contexts: list[list[int]], min_prefix: int = MIN_SHARED_PREFIX
 @torch.no_grad()
 def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int = 8192,
                  min_prefix: int = MIN_SHARED_PREFIX) -> list[list[Scored]]:
-    """Hugging Face causal LM: a prefix shared by many contexts once, each context's rest once
-    on top of it, keeping the key/value cache, then all continuations against that cache."""
+    """Hugging Face causal LM: a prefix shared by many contexts run once and cached, then each
+    question as one packed row (`_pack`) on top of it, through a 4D attention mask."""
+    from transformers import DynamicCache
+
+    del pad_id  # packed rows are padded at the end, where no real token sees the padding
     results: list[list[Scored]] = [[] for _ in questions]
-    # Only the last context position is scored: skip the output layer elsewhere when the model can.
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    params = inspect.signature(model.forward).parameters
     cache_arg = _cache_arg(model)
+    head = hf_output_head(model)
     for shared, members in prefix_groups([q[0] for q in questions], min_prefix):
+        cache_kw: dict = {"use_cache": False}
         if shared:
             prefix = torch.tensor([questions[members[0]][0][:shared]])
-            out = model(input_ids=prefix, position_ids=torch.arange(shared)[None], use_cache=True, **keep)
-            prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-            prefix_cache = out.past_key_values
-        members = sorted(members, key=lambda i: -len(questions[i][0]))  # longest rest first
-        rest = [questions[i][0][shared:] for i in members]
-        for chunk in _batches(list(range(len(members))), [len(x) for x in rest], token_budget, overhead=shared):
-            group = [members[k] for k in chunk]
-            width = len(rest[chunk[0]])
-            ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-            attn = torch.zeros(len(group), shared + width, dtype=torch.long)
-            attn[:, :shared] = 1
-            # Left padding sits between the prefix and the rest, so every context still ends at
-            # the last column; positions count real tokens only.
-            for r, k in enumerate(chunk):
-                ids[r, width - len(rest[k]):] = torch.tensor(rest[k])
-                attn[r, shared + width - len(rest[k]):] = 1
-            positions = (attn.cumsum(-1) - 1).clamp(min=0)
-            cache_kw = {}
+            prefix_cache = DynamicCache(config=model.config)
+            model(input_ids=prefix, position_ids=torch.arange(shared)[None], use_cache=True,
+                  **{cache_arg: prefix_cache}, **({"logits_to_keep": 1} if "logits_to_keep" in params else {}))
+            prefix_kv = [(layer.keys, layer.values) for layer in prefix_cache.layers]
+        rest = [(questions[i][0][shared:], questions[i][1]) for i in members]
+        sizes = [len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in rest]
+        order = sorted(range(len(members)), key=lambda k: -sizes[k])
+        for chunk in _batches(order, sizes, token_budget, overhead=shared):
+            ids, positions, mask, keep, wanted = _pack(rest, chunk, offset=shared)
             if shared:
-                n = len(group)
-                for layer, (keys, values) in zip(prefix_cache.layers, prefix_kv):  # the prefix, seen by every row
-                    layer.keys, layer.values = keys.expand(n, -1, -1, -1), values.expand(n, -1, -1, -1)
-                cache_kw = {cache_arg: prefix_cache}
-            out = model(input_ids=ids, attention_mask=attn, position_ids=positions[:, shared:], use_cache=True,
-                        **keep, **cache_kw)
-            last = F.log_softmax(out.logits[:, -1].float(), -1)
-            conts = [questions[i][1] for i in group]
-            tails = _continuations(model, out.past_key_values, attn, positions, conts, pad_id, token_budget)
-            for r, i in enumerate(group):
-                for j, c in enumerate(questions[i][1]):
-                    lp = last[r : r + 1]
-                    if len(c) > 1:
-                        lp = torch.cat([lp, tails[(r, j)][: len(c) - 1]])
-                    results[i].append(_score(lp, c))
+                for layer, (keys, values) in zip(prefix_cache.layers, prefix_kv):  # fresh for each chunk
+                    layer.keys, layer.values = keys.expand(len(chunk), -1, -1, -1), values.expand(len(chunk), -1, -1, -1)
+                cache_kw = {cache_arg: prefix_cache, "use_cache": True}
+            # An additive float mask: every attention implementation reads it as it is given.
+            add = torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)[:, None]
+            inputs = {"input_ids": ids, "attention_mask": add, "position_ids": positions, **cache_kw}
+            if head is not None:  # the output layer on exactly the positions that score a token
+                logits = head(model.base_model(**inputs).last_hidden_state[keep])
+            else:  # else on the columns some row scores, when the model allows it
+                cols = keep.any(0).nonzero().squeeze(1)
+                some = {"logits_to_keep": cols} if "logits_to_keep" in params else {}
+                logits = model(**inputs, **some).logits[keep[:, cols] if some else keep]
+            scored: list[list[Scored]] = [[] for _ in rest]
+            _collect(logits, keep, wanted, rest, chunk, scored)
+            for k in chunk:
+                results[members[k]] = scored[k]
     return results
 
 
-def _continuations(model, cache, attn: torch.Tensor, positions: torch.Tensor, conts: list[list[list[int]]],
-                   pad_id: int, token_budget: int) -> dict[tuple[int, int], torch.Tensor]:
-    """Log-probabilities along every choice of more than one token, run against its context's
-    cache; choices are sorted by length and chunked, so a short one is not padded to the longest."""
-    rows = sorted(((r, j) for r, cs in enumerate(conts) for j, c in enumerate(cs) if len(c) > 1),
-                  key=lambda rj: -len(conts[rj[0]][rj[1]]))
-    saved = [(layer.keys, layer.values) for layer in cache.layers]
-    width = attn.shape[1]
-    tails: dict[tuple[int, int], torch.Tensor] = {}
-    for chunk in _batches(list(range(len(rows))), [len(conts[r][j]) - 1 for r, j in rows], token_budget,
-                          overhead=width):
-        crows = [rows[k] for k in chunk]
-        cont_w = len(conts[crows[0][0]][crows[0][1]]) - 1
-        cids = torch.full((len(crows), cont_w), pad_id, dtype=torch.long)
-        for k, (r, j) in enumerate(crows):
-            cids[k, : len(conts[r][j]) - 1] = torch.tensor(conts[r][j][:-1])
-        src = torch.tensor([r for r, _ in crows])
-        for layer, (keys, values) in zip(cache.layers, saved):  # this chunk's contexts, fresh each time
-            layer.keys, layer.values = keys[src], values[src]
-        cattn = torch.cat([attn[src], torch.ones(len(crows), cont_w, dtype=torch.long)], dim=1)
-        # Padding columns repeat the row's last real position: counting on past it could pass
-        # the model's window, which learned position tables cannot look up. Padding comes last,
-        # so nothing real sees it.
-        real = torch.tensor([len(conts[r][j]) - 2 for r, j in crows])
-        cpos = positions[src, -1:] + 1 + torch.minimum(torch.arange(cont_w)[None], real[:, None])
-        out = model(input_ids=cids, attention_mask=cattn, position_ids=cpos, **{_cache_arg(model): cache})
-        logits = F.log_softmax(out.logits.float(), -1)
-        tails.update({rj: logits[k] for k, rj in enumerate(crows)})
-    return tails
+# Config fields of Hugging Face models that change the logits after the output head.
+LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def hf_output_head(model) -> torch.nn.Module | None:
+    """The output layer of a Hugging Face causal LM whose logits are just that layer applied to
+    its base model's last hidden state; None for a model that rescales or caps them after."""
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    config = getattr(model, "config", None)
+    if head is None or config is None or any(getattr(config, a, None) for a in LOGIT_TRANSFORMS):
+        return None
+    return head
 
 
 def _cache_arg(model) -> str:

@@ -2,6 +2,7 @@
 one-row-per-choice numbers (tasks/evaluation/loglikelihood.py score_rows)."""
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -76,12 +77,42 @@ def gpt2():
     return transformers.GPT2LMHeadModel(cfg).eval()
 
 
-def test_cached_contexts_equal_one_row_per_choice(gpt2):
+@pytest.fixture(scope="module")
+def llama():
+    """Rotary positions and grouped keys: the packed rows' restarting positions must reach
+    the rotation, and the 4D mask the attention, as they reach GPT-2's learned table."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def gemma2():
+    """Caps its logits after the output layer (and attends eagerly, adding the mask): scored
+    through the whole model, on the columns some row scores."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.Gemma2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                    max_position_embeddings=32, final_logit_softcapping=2.0)
+    model = transformers.Gemma2ForCausalLM(cfg).eval()
+    assert shared_context.hf_output_head(model) is None
+    return model
+
+
+@pytest.fixture(params=["gpt2", "llama", "gemma2"])
+def hf(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_cached_contexts_equal_one_row_per_choice(hf):
     questions = make_questions(50, seed=2, max_ctx=20)
-    # The longest context (20 tokens, 1-token choices only) fills a batch of its own.
-    assert n_batches([len(ctx) for ctx, _ in questions], 30) >= 3
-    got = score_cached(gpt2, questions, pad_id=0, token_budget=30)
-    assert_same(got, reference(lambda ids: gpt2(ids).logits, questions, 32))
+    # The longest row (20 tokens, 1-token choices only) fills a batch of its own.
+    assert n_batches([len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in questions], 30) >= 3
+    got = score_cached(hf, questions, pad_id=0, token_budget=30)
+    assert_same(got, reference(lambda ids: hf(ids).logits, questions, 32))
 
 
 def test_cached_padding_never_counts_positions_past_the_window(gpt2):
@@ -127,7 +158,7 @@ def test_contexts_are_grouped_by_the_prefix_they_share():
     assert shared_context.prefix_groups([[7, 7]], min_prefix=1) == [(0, [0])]
 
 
-def test_a_shared_prefix_is_run_once_and_scores_as_whole_rows(gpt2):
+def test_a_shared_prefix_is_run_once_and_scores_as_whole_rows(hf):
     rnd = random.Random(4)
     prefix = [rnd.randrange(1, 50) for _ in range(9)]
     questions = [(prefix + [rnd.randrange(1, 50) for _ in range(n)],
@@ -135,17 +166,19 @@ def test_a_shared_prefix_is_run_once_and_scores_as_whole_rows(gpt2):
                  for n in (1, 6, 3, 12, 2, 8)]
     questions += make_questions(50, seed=5, max_ctx=12)  # unrelated contexts beside them
     widths = []
-    forward = gpt2.forward
+    base = hf.base_model  # every forward pass, through the output layer or not, runs the base model
+    forward = base.forward
 
+    @functools.wraps(forward)
     def spy(*args, **kwargs):
-        widths.append(kwargs["input_ids"].shape)
+        widths.append((kwargs["input_ids"] if "input_ids" in kwargs else args[0]).shape)
         return forward(*args, **kwargs)
 
-    gpt2.forward = spy
+    base.forward = spy
     try:
-        got = score_cached(gpt2, questions, pad_id=0, token_budget=40, min_prefix=4)
+        got = score_cached(hf, questions, pad_id=0, token_budget=40, min_prefix=4)
     finally:
-        del gpt2.forward
+        del base.forward
     assert widths.count(torch.Size([1, 9])) == 1  # the prefix, once for its six questions
     assert sum(b * t for b, t in widths) < sum(len(ctx) + sum(len(c) for c in conts) for ctx, conts in questions)
-    assert_same(got, reference(lambda ids: gpt2(ids).logits, questions, 32))
+    assert_same(got, reference(lambda ids: hf(ids).logits, questions, 32))
