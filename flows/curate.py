@@ -19,14 +19,14 @@ from prefect_ray import RayTaskRunner
 
 from flows.placement import task_nodes
 from flows.progress import gather
-from infra.core.resume import file_fingerprint, prepare_work
+from infra.core.resume import prepare_work
 from infra.core.storage import RunDir, read_json, write_json
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
 from tasks.curation.prefect_tasks import (component_drops_task, decontam_task, demo_corpus_task,
                                           exact_task, filter_task, finalize_task, lsh_task,
                                           noise_task, quality_model_task, reference_task, star_task)
-from tasks.curation.reader import discover_inputs
+from tasks.curation.reader import discover_inputs, input_fingerprint, inputs_fingerprint
 from tasks.curation.stats import StageStats, combine_steps
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def stats_table(steps: dict[str, dict[str, Any]], total: dict[str, Any]) -> list
 
 
 def _fingerprint(cfg: CurationConfig, files: list[Path]) -> dict[str, Any]:
-    return {"config": json.loads(cfg.model_dump_json()), "inputs": file_fingerprint(files)}
+    return {"config": json.loads(cfg.model_dump_json()), "inputs": inputs_fingerprint(files)}
 
 
 def _components(parts: int, curated: str) -> tuple[int, int, list[dict[str, Any]]]:
@@ -92,9 +92,9 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     source = demo_corpus_task() if cfg.input_path == "demo" else str(Path(cfg.input_path).resolve())
     files, skipped = discover_inputs(source)
     if skipped:
-        log.warning("ignoring %d file(s) that are not JSONL/Parquet under %s, e.g. %s",
+        log.warning("ignoring %d file(s) that are not JSONL/Parquet/WARC/HTML under %s, e.g. %s",
                     len(skipped), source, skipped[0])
-    seen = {str(f.resolve()): [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+    seen = {str(f.resolve()): input_fingerprint(f) for f in files}
     seen_before, references = _history(Path(previous_run)) if cfg.incremental and previous_run else ({}, [])
     if cfg.incremental:
         files = [f for f in files if seen_before.get(str(f.resolve())) != seen[str(f.resolve())]]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import PipelineConfig
-from infra.core.resume import changed_keys, file_fingerprint, read_marker
+from infra.core.resume import changed_keys, read_marker
 from infra.core.storage import RunDir, write_json
 from tasks.training.config import OPERATIONAL_KEYS, RESUMABLE_CHANGES
 
@@ -85,10 +85,10 @@ def stage_config(stage: str, cfg: PipelineConfig) -> dict[str, Any]:
 def _inputs(stage: str, cfg: PipelineConfig) -> Any:
     if stage != "curate" or cfg.curation.input_path == "demo":
         return None  # the demo corpus is built from pinned sources: its name is its identity
-    from tasks.curation.reader import discover_inputs
+    from tasks.curation.reader import discover_inputs, inputs_fingerprint
 
     files, _ = discover_inputs(cfg.curation.input_path)
-    return file_fingerprint(files)
+    return inputs_fingerprint(files)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from tasks.curation.noise import NoiseConfig
 from tasks.curation.quality_model import QualityClassifierConfig
 from tasks.curation.redact import RedactionConfig
 from tasks.curation.rules import HeuristicsConfig
+from tasks.curation.web.config import WebConfig
 
 
 class ExactDedupConfig(BaseModel):
@@ -40,12 +41,15 @@ class CurationConfig(BaseModel):
 
     input_path: str = Field(
         "demo",
-        description="Folder or file of JSONL/Parquet documents (.gz/.zst accepted); "
-        "'demo' builds and uses the built-in demo corpus.",
+        description="Folder or file of JSONL/Parquet documents (.gz/.zst accepted), WARC/WET files "
+        "(.warc, .warc.gz, .wet, .wet.gz) or folders of HTML pages; 'demo' builds and uses the built-in "
+        "demo corpus.",
     )
     text_field: str = "text"
     id_field: str = "id"
     normalization: Literal["NFC", "NFKC"] = "NFC"
+    web: WebConfig = Field(WebConfig(), description="WARC/WET/HTML input: URL filter, main-text "
+                           "extraction, language identification (FineWeb's order), before the rules.")
     noise: NoiseConfig | None = Field(
         None, description="Plant labelled duplicates, PII and spam into the input first "
         "(demo and benchmarks); the labels are written to curated/noise_labels.jsonl.")

@@ -1,6 +1,6 @@
 """Pass 1 over one input file: every per-document decision, streamed.
 
-Read -> normalize -> heuristic rules (Gopher, C4, FineWeb) -> fastText quality score ->
+Read -> (web input: URL filter -> main text -> language, tasks/curation/web/) -> normalize -> heuristic rules (Gopher, C4, FineWeb) -> fastText quality score ->
 benchmark decontamination. Survivors are written to a scratch shard together with their
 dedup keys (exact / near-exact) and MinHash band keys, which the global dedup steps read
 by key range. Memory is bounded by one row group, not by the file or the corpus.
@@ -24,12 +24,15 @@ from tasks.curation.layout import REMOVED_SCHEMA, WORK_SCHEMA, CurationPaths, Ro
 from tasks.curation.minhash import MinHasher, stable_hash64
 from tasks.curation.normalize import dedup_key, normalize_text
 from tasks.curation.quality_model import QualityScorer
-from tasks.curation.reader import Malformed, read_documents
+from tasks.curation.reader import Malformed, is_web_input, read_documents
 from tasks.curation.redact import redact
 from tasks.curation.rules import apply_heuristics
 from tasks.curation.shingles import normalized_words
 from tasks.curation.similarity import write_shingle_sets
 from tasks.curation.stats import StageStats
+from tasks.curation.web.front import PageRemoved, WebFront
+from tasks.curation.web.language import LanguageId
+from tasks.curation.web.pages import SkippedRecord, WebPage
 
 
 @dataclass
@@ -84,8 +87,9 @@ def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
 
 
 def removed_row(d: dict[str, Any], text: str, reason: str, detail: str = "") -> dict[str, Any]:
+    url = json.loads(d["metadata"]).get("url") if d.get("metadata") else None
     return {"id": d["id"], "text": text, "source": d["source"], "reason": reason, "detail": detail,
-            "file": d["file"], "line": d["line"], "bytes": d["bytes_in"]}
+            "file": d["file"], "line": d["line"], "bytes": d["bytes_in"], "url": url}
 
 
 class DedupKeys:
@@ -132,6 +136,9 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
     check = DocumentFilter(cfg, quality_model, decontam_index)
     keys = DedupKeys(cfg)
     examples: list[str] = []
+    front = WebFront(cfg.web) if is_web_input(path) else None
+    language = LanguageId(cfg.web.language) if (front is None and cfg.web.language.enabled
+                                                 and cfg.web.language.all_inputs) else None
     with RowSink(paths.filtered(index), WORK_SCHEMA) as kept, \
             RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed:
         for item in read_documents(path, cfg.text_field, cfg.id_field):
@@ -144,6 +151,28 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
                              "reason": "malformed", "detail": item.detail, "file": item.file,
                              "line": item.line, "bytes": item.bytes_in})
                 continue
+            if isinstance(item, SkippedRecord):
+                stats.remove("not_a_page", item.bytes_in)
+                removed.add({"id": None, "text": "", "source": "web", "reason": "not_a_page",
+                             "detail": f"{item.record_type} record", "file": item.file, "line": item.offset,
+                             "bytes": item.bytes_in, "url": item.url})
+                continue
+            if isinstance(item, WebPage):
+                page = item
+                item = front(page)
+                if isinstance(item, PageRemoved):
+                    stats.remove(item.reason, page.bytes_in)
+                    removed.add({"id": page.record_id, "text": redact(item.text, cfg.redaction)[0], "source": "web",
+                                 "reason": item.reason, "detail": item.detail, "file": page.file,
+                                 "line": page.offset, "bytes": page.bytes_in, "url": page.url})
+                    continue
+            elif language is not None:  # JSONL/Parquet documents, with web.language.all_inputs
+                lang, prob, why = language.verdict(item.text)
+                if why:
+                    stats.remove("language", item.bytes_in)
+                    removed.add(removed_row(asdict(item), redact(item.text, cfg.redaction)[0], "language", why))
+                    continue
+                item.metadata = _merge_metadata(item.metadata, {"language": lang, "language_score": round(prob, 4)})
             verdict = check(item.text)
             row = asdict(item)
             if verdict.reason:

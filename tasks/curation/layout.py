@@ -27,7 +27,8 @@ WORK_SCHEMA = pa.schema(
 )
 REMOVED_SCHEMA = pa.schema(
     [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("reason", pa.string()),
-     ("detail", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("bytes", pa.int64())]
+     ("detail", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("bytes", pa.int64()),
+     ("url", pa.string())]  # web input: the page's URL; `line` is then the record's byte offset
 )
 
 

@@ -1,7 +1,9 @@
-"""Read input documents from JSONL or Parquet files, plain or .gz/.zst compressed.
+"""Read input documents from JSONL or Parquet files, plain or .gz/.zst compressed, and web
+pages from WARC/WET files and folders of HTML (tasks/curation/web/).
 
-A record that cannot be used (bad JSON, not UTF-8, no text field) is not dropped silently:
-it comes back as a `Malformed` item that the caller counts and writes to `removed/`.
+A record that cannot be used (bad JSON, not UTF-8, no text field, a truncated WARC record)
+is not dropped silently: it comes back as a `Malformed` item that the caller counts and
+writes to `removed/`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ log = logging.getLogger(__name__)
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
-INPUT_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
+WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")  # Common Crawl's WET files end .warc.wet.gz
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+INPUT_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES + WARC_SUFFIXES
 
 
 class InputError(ValueError):
@@ -48,24 +52,54 @@ class Malformed:
 
 
 def discover_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
-    """Input files under `path` in a stable order, and files skipped for their extension."""
+    """Inputs under `path` in a stable order, and files skipped for their extension.
+
+    An input is a JSONL/Parquet/WARC file, or a folder holding HTML pages (all the pages
+    directly in it are one input, so a documentation tree is not one task per page)."""
     root = Path(path)
     if not root.exists():
         raise InputError(
             f"input path {root} does not exist; set curation.input_path to a folder or file "
-            f"of {', '.join(INPUT_SUFFIXES)} documents"
+            f"of {', '.join(INPUT_SUFFIXES + HTML_SUFFIXES)} documents"
         )
     candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     candidates = [p for p in candidates if not p.name.startswith(".")]
     inputs = [p for p in candidates if p.name.endswith(INPUT_SUFFIXES)]
-    skipped = [p for p in candidates if p not in inputs]
+    html = [p for p in candidates if p.name.lower().endswith(HTML_SUFFIXES)]
+    skipped = [p for p in candidates if p not in inputs and p not in html]
+    folders = sorted({p.parent for p in html}) if root.is_dir() else []
+    if root.is_file() and html:
+        raise InputError(f"{root} is one HTML page; point curation.input_path at its folder, whose "
+                         f"pages are read together")
+    inputs = sorted(inputs + folders)
     if not inputs:
         raise InputError(
             f"no input files in {root} (found {len(skipped)} file(s) with other extensions); "
-            f"expected {', '.join(INPUT_SUFFIXES)}; put documents there or point "
+            f"expected {', '.join(INPUT_SUFFIXES + HTML_SUFFIXES)}; put documents there or point "
             f"curation.input_path elsewhere"
         )
     return inputs, skipped
+
+
+def input_fingerprint(path: Path) -> list[int]:
+    """Size and modification time of an input, to tell a changed one (a folder of pages: the
+    pages' total size and newest time, and their number)."""
+    if path.is_dir():
+        from tasks.curation.web.html_files import html_files
+
+        stats = [p.stat() for p in html_files(path)]
+        return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0), len(stats)]
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def inputs_fingerprint(files: list[Path]) -> list[list]:
+    """Name, size and modification time of each input: what decides if earlier work still holds."""
+    return [[str(f), *input_fingerprint(f)] for f in files]
+
+
+def is_web_input(path: Path) -> bool:
+    return path.is_dir() or path.name.endswith(WARC_SUFFIXES)
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -154,8 +188,18 @@ def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Docume
             yield _as_document(obj, str(path), row, text_field, id_field, len(raw.encode("utf-8")), raw)
 
 
-def read_documents(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[Document | Malformed]:
-    """Documents of one input file in order; `line` is the 1-based line (JSONL) or row (Parquet)."""
+def read_documents(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator:
+    """Items of one input in order: `Document`s and `Malformed` records of a JSONL or Parquet
+    file (`line` the 1-based line or row), and for web inputs `WebPage`s and `SkippedRecord`s
+    (tasks/curation/web/pages.py; `offset` the record's byte offset) for the web front end."""
+    if path.is_dir():
+        from tasks.curation.web.html_files import read_html_folder  # FastWARC and trafilatura load only for web input
+
+        return read_html_folder(path)
+    if path.name.endswith(WARC_SUFFIXES):
+        from tasks.curation.web.warc import read_warc
+
+        return read_warc(path)
     if path.name.endswith(PARQUET_SUFFIXES):
         return _read_parquet(path, text_field, id_field)
     return _read_jsonl(path, text_field, id_field)

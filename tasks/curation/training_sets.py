@@ -17,17 +17,27 @@ from tasks.curation.decontam import benchmark_ngram_hashes, save_index
 from tasks.curation.layout import CurationPaths
 from tasks.curation.noise import inject_noise, spam_documents
 from tasks.curation.quality_model import train_quality_model
-from tasks.curation.reader import INPUT_SUFFIXES, Document, discover_inputs, read_documents
+from tasks.curation.reader import (INPUT_SUFFIXES, Document, InputError, discover_inputs, is_web_input,
+                                   read_documents)
+from tasks.curation.web.pages import WebPage
 
 log = logging.getLogger(__name__)
 
 
 def iter_documents(source: Path, cfg: CurationConfig) -> Iterator[Document]:
-    """Readable documents under `source` in file order (malformed records are skipped here:
-    these are training sets, the filter pass counts malformed input)."""
+    """Readable documents under `source` in file order, web pages as the web front end turns
+    them into documents (what it removes, and malformed records, are skipped here: these are
+    training sets, the filter pass counts them)."""
     files, _ = discover_inputs(source)
+    front = None
     for f in files:
+        if is_web_input(f) and front is None:
+            from tasks.curation.web.front import WebFront  # loads the extractor and language model
+
+            front = WebFront(cfg.web)
         for item in read_documents(f, cfg.text_field, cfg.id_field):
+            if isinstance(item, WebPage):
+                item = front(item)
             if isinstance(item, Document):
                 yield item
 
@@ -39,6 +49,9 @@ def build_noisy_input(source: Path, cfg: CurationConfig, paths: CurationPaths) -
     Holds the readable input in memory: meant for the demo and benchmarks, not a crawl."""
     assert cfg.noise is not None
     files, _ = discover_inputs(source)
+    if any(is_web_input(f) for f in files):
+        raise InputError(f"curation.noise plants labelled documents beside JSONL/Parquet input, but {source} "
+                         f"holds WARC or HTML input; set curation.noise to null")
     docs = [{"id": d.id, "text": d.text, "source": d.source} for d in iter_documents(source, cfg)]
     noisy, labels = inject_noise(docs, cfg.noise)
     out = paths.noise_input

@@ -1,0 +1,46 @@
+"""Main text of an HTML page: decoded by its declared charset, then trafilatura's `extract`,
+which drops navigation, boilerplate, scripts and styles (as datatrove's Trafilatura step does)."""
+from __future__ import annotations
+
+import codecs
+import re
+
+from tasks.curation.web.config import ExtractionConfig
+
+# <meta charset="..."> or <meta http-equiv="Content-Type" content="text/html; charset=...">,
+# looked for in the first bytes as browsers do.
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_:.\-]+)""", re.IGNORECASE)
+_SNIFF_BYTES = 4096
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        return None
+
+
+def decode_html(payload: bytes, declared: str | None) -> tuple[str, str]:
+    """The page as text and the encoding used: the server's charset, else the page's own
+    <meta> charset, else UTF-8; bytes invalid in that encoding become U+FFFD rather than
+    failing the page (a page is rarely wholly in another encoding than it says)."""
+    meta = _META_CHARSET.search(payload[:_SNIFF_BYTES])
+    encoding = _codec(declared) or _codec(meta.group(1).decode("ascii", "replace") if meta else None) or "utf-8"
+    if encoding.startswith("utf-8") and payload.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+    return payload.decode(encoding, errors="replace"), encoding
+
+
+class Extractor:
+    def __init__(self, cfg: ExtractionConfig):
+        self.cfg = cfg
+
+    def __call__(self, html: str) -> str:
+        """The main text, '' when trafilatura finds none."""
+        from trafilatura import extract
+
+        text = extract(html, favor_precision=self.cfg.favor_precision, include_comments=False,
+                       include_tables=self.cfg.include_tables, deduplicate=self.cfg.deduplicate)
+        return text or ""

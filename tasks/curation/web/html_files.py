@@ -1,0 +1,28 @@
+"""A folder of saved HTML pages as web pages: each .html/.htm file one page.
+
+A folder is one input (one curation task), not one input per page: a documentation tree
+holds thousands of small pages. Its URL is the file's path under the folder, as `file:` URL.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from tasks.curation.reader import HTML_SUFFIXES
+from tasks.curation.web.pages import WebPage
+
+
+def html_files(folder: Path) -> list[Path]:
+    """The pages directly in `folder`, in a stable order (subfolders are inputs of their own)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(HTML_SUFFIXES)
+                  and not p.name.startswith("."))
+
+
+def read_html_folder(folder: Path) -> Iterator[WebPage]:
+    for page in html_files(folder):
+        payload = page.read_bytes()
+        mtime = datetime.fromtimestamp(page.stat().st_mtime, tz=timezone.utc).isoformat()
+        yield WebPage(url=page.resolve().as_uri(), date=mtime, content_type="text/html", charset=None,
+                      record_id=None, status=None, payload=payload, is_text=False, file=str(page),
+                      offset=0, bytes_in=len(payload))
