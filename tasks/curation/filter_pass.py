@@ -41,6 +41,11 @@ class Verdict:
     reason: str | None = None
     detail: str = ""
     metadata: dict[str, Any] | None = None
+    # What the dedup keys are taken from: the normalized text before C4's line removals. Two
+    # copies of an article that differ only in line breaks (one reflowed onto a single line,
+    # or extracted from two sites' HTML) lose different lines to those rules, which would push
+    # their signatures apart; their words before the edits are the same.
+    dedup_text: str = ""
 
 
 class DocumentFilter:
@@ -62,7 +67,7 @@ class DocumentFilter:
         self.changes.update(outcome.changes)
         if outcome.reason:
             return Verdict(outcome.text, outcome.reason, outcome.detail)
-        text, meta = outcome.text, {}
+        unedited, text, meta = text, outcome.text, {}
         if self.scorer is not None:
             score = self.scorer.score(text)
             meta["quality_score"] = round(float(score), 4)
@@ -75,7 +80,7 @@ class DocumentFilter:
                     return Verdict(text, "decontaminated", f"shares a {cfg.decontamination.ngram}-gram with {bench}")
                 meta["contaminated"] = bench
                 self.changes["decontam.flagged"] += 1
-        return Verdict(text, metadata=meta)
+        return Verdict(text, metadata=meta, dedup_text=unedited)
 
 
 def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
@@ -180,7 +185,7 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
                 removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0],
                                         verdict.reason, verdict.detail))
                 continue
-            keys.add(doc_id(index, kept.count), verdict.text)
+            keys.add(doc_id(index, kept.count), verdict.dedup_text)
             row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
             kept.add(row)
             stats.keep(item.bytes_in)

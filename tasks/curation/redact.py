@@ -141,7 +141,13 @@ def _phones(text: str) -> Spans:
 # The first digit must not continue a word or a dotted run ("v1.2.3.4", "1.2.3.4.5");
 # octet values are checked in Python.
 _IPV4 = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
-_VERSION_BEFORE = re.compile(r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild)\s{0,3}$")
+_VERSION_BEFORE = re.compile(
+    r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\brev\.?|\brevision|\bpatch|\bfirmware|\bkernel)\s{0,3}$")
+# A pre-release or build suffix makes a dotted quad a version ("3.7.9.8-rc", "1.2.3.4+git",
+# "2.0.1.7-beta2", "4.1.0.3~dev"); a bare "-4" (a range) or trailing "-"/"." leaves it an address.
+_VERSION_AFTER = re.compile(
+    r"(?i)[-+~](?:rc|alpha|beta|dev|pre|preview|post|snapshot|final|stable|release|git|build|nightly|lts"
+    r"|[ab][0-9])(?![a-z])")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # Groups end with ':' so the split is unique; the tail is an IPv4 or a last hex group.
 _IPV6 = re.compile(
@@ -163,7 +169,8 @@ def _ipv4s(text: str) -> Spans:
     if "." not in text:
         return
     for m in _IPV4.finditer(text):
-        if _ipv4_ok(m.group()) and not _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+        if (_ipv4_ok(m.group()) and not _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start())
+                and not _VERSION_AFTER.match(text, m.end())):
             yield m.span()
 
 

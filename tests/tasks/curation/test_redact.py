@@ -68,6 +68,9 @@ def test_each_type_is_replaced_by_its_token_in_a_sentence(value, kind):
     "Between 1999 and 2024 there were 20 releases.",
     "Upgrade to version 1.2.3.4 or v1.2.3.4, but not 1.2.3.4.5 or 10.0.19041.1.",
     "octets 300.1.2.3 and 01.02.03.04 are not addresses",
+    # four-part versions marked by a pre-release or build suffix, or a preceding kernel/revision
+    "Fixed in 3.7.9.8-rc, 2.4.1.9-beta2, 1.2.3.4+git, 4.1.0.3~dev, 6.2.0.7-alpha and 8.1.2.5-b2.",
+    "kernel 4.19.0.6 and revision 2.0.1.7 were built from release 5.4.3.2-final",
     # ISBNs, long integers, decimals, prices, percentages, order and invoice numbers
     "ISBN 978-3-16-148410-0, ISBN-10 0-306-40615-2, ISBN 9780306406157.",
     "population 12345678901234, pi 3.14159265358979, total $1,234,567.89 and 45%",
@@ -96,6 +99,16 @@ def test_each_type_is_replaced_by_its_token_in_a_sentence(value, kind):
 def test_look_alikes_are_left_alone(text):
     assert find_pii(text, CFG) == []
     assert redact(text, CFG) == (text, {})
+
+
+@pytest.mark.parametrize("text", [
+    "reach the box at 10.0.0.1- or 192.168.1.20.",
+    "the pool 10.1.2.3-4 and 8.8.8.8/24",
+    "logged from 172.16.4.2-backup and 10.0.0.3-rcx",  # a word after the dash, not a version suffix
+])
+def test_addresses_with_punctuation_after_them_are_still_redacted(text):
+    out, counts = redact(text, CFG)
+    assert counts["ipv4"] == 2 and out.count("<IP_ADDRESS>") == 2
 
 
 @pytest.mark.parametrize("text, expected", [
