@@ -23,9 +23,10 @@ from infra.core.resume import prepare_work
 from infra.core.storage import RunDir, read_json, write_json
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
-from tasks.curation.prefect_tasks import (component_drops_task, decontam_task, demo_corpus_task,
+from tasks.curation.prefect_tasks import (component_drops_task, decontam_task,
                                           exact_task, filter_task, finalize_task, lsh_task,
-                                          noise_task, quality_model_task, reference_task, star_task)
+                                          noise_task, quality_model_task, reference_task, stage_source,
+                                          star_task)
 from tasks.curation.reader import discover_inputs, input_fingerprint, inputs_fingerprint
 from tasks.curation.stats import StageStats, combine_steps
 
@@ -89,7 +90,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     run = RunDir(Path(run_dir))
     paths = CurationPaths(run.curated.resolve())
     curated = str(paths.curated)
-    source = demo_corpus_task() if cfg.input_path == "demo" else str(Path(cfg.input_path).resolve())
+    source = stage_source(cfg.input_path)
     files, skipped = discover_inputs(source)
     if skipped:
         log.warning("ignoring %d file(s) that are not JSONL/Parquet/WARC/HTML under %s, e.g. %s",

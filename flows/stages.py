@@ -83,8 +83,8 @@ def stage_config(stage: str, cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _inputs(stage: str, cfg: PipelineConfig) -> Any:
-    if stage != "curate" or cfg.curation.input_path == "demo":
-        return None  # the demo corpus is built from pinned sources: its name is its identity
+    if stage != "curate" or cfg.curation.input_path in ("demo", "web-demo"):
+        return None  # the built-in corpora are built from pinned sources: their name is their identity
     from tasks.curation.reader import discover_inputs, inputs_fingerprint
 
     files, _ = discover_inputs(cfg.curation.input_path)

@@ -21,7 +21,7 @@ class ConfigError(ValueError):
     """A configuration problem the user must fix; the message lists every problem found."""
 
 
-PRESETS = ("demo", "debug")
+PRESETS = ("demo", "debug", "web-demo")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -55,6 +55,10 @@ def preflight(command: str, cfg: PipelineConfig, run: RunDir) -> dict[str, str]:
         from tasks.corpus.demo import check_available
 
         check_available()
+    elif cfg.curation.input_path == "web-demo":
+        from tasks.corpus.web_demo import check_web_demo_available
+
+        check_web_demo_available()
     else:
         from tasks.curation.reader import discover_inputs
 

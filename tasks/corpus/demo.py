@@ -136,13 +136,19 @@ def pydoc_documents(root: Path) -> Iterator[dict]:
                    "metadata": {"package": PYDOCS.package, "license": PYDOCS.license, "path": rel}}
 
 
+def already_built(dest: Path) -> dict | None:
+    """The summary a finished build left in `dest`, or None: builds write it last."""
+    marker = dest / "_SUCCESS.json"
+    return read_json(marker) if marker.exists() else None
+
+
 def build_demo_corpus(dest: Path | None = None) -> Path:
     """Build (once) and return the folder of demo JSONL shards."""
     base = cache_dir()
     dest = dest or base / f"demo-corpus-{CORPUS_VERSION}"
     marker = dest / "_SUCCESS.json"
-    if marker.exists():
-        log.info("reusing demo corpus at %s (%s documents)", dest, read_json(marker)["documents"])
+    if (done := already_built(dest)) is not None:
+        log.info("reusing demo corpus at %s (%s documents)", dest, done["documents"])
         return dest
     unpack = base / "debian-root"
     gcide, pydocs = _locate(GCIDE, unpack), _locate(PYDOCS, unpack)

@@ -43,7 +43,7 @@ class CurationConfig(BaseModel):
         "demo",
         description="Folder or file of JSONL/Parquet documents (.gz/.zst accepted), WARC/WET files "
         "(.warc, .warc.gz, .wet, .wet.gz) or folders of HTML pages; 'demo' builds and uses the built-in "
-        "demo corpus.",
+        "demo corpus, 'web-demo' the web demo's WARC files (tasks/corpus/web_demo.py).",
     )
     text_field: str = "text"
     id_field: str = "id"

@@ -29,6 +29,22 @@ def demo_corpus_task() -> str:
     return str(build_demo_corpus())
 
 
+@task(name="build-web-demo-crawl")
+def web_demo_task() -> str:
+    from tasks.corpus.web_demo import build_web_demo
+
+    return str(build_web_demo())
+
+
+def stage_source(input_path: str) -> str:
+    """The folder or file the stage reads: a built-in corpus by name, or the user's path."""
+    if input_path == "demo":
+        return demo_corpus_task()
+    if input_path == "web-demo":
+        return web_demo_task()
+    return str(Path(input_path).resolve())
+
+
 # Retries cover a worker lost mid-task; outputs are atomic, so a retry starts clean.
 RETRY = dict(retries=2, retry_condition_fn=retry_transient)
 

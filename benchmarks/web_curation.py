@@ -1,0 +1,177 @@
+"""The web front end against datatrove and against its own parts, in one run.
+
+Input: WARC files of real HTML pages built from Debian packages (tasks/corpus/web_demo.py):
+the web demo's pages (Python docs; Debian's manuals in English, French, German) plus, by
+default, PostgreSQL's and Git's manuals, past 100 MB of HTML.
+
+1. Throughput, one process each, language step off on both sides (datatrove's
+   LanguageFilter downloads its model): ours reads with FastWARC and runs the URL filter and
+   trafilatura (`read_documents` + `WebFront`); datatrove runs WarcReader (warcio) +
+   Trafilatura(favour_precision=True, deduplicate=True) under LocalPipelineExecutor.
+   Reported per core: pages/s and MB/s of HTML read, and the ratio (goal >= 2x).
+2. Extraction agreement: our text against trafilatura.extract called directly on the same
+   pages (datatrove's decoding: UTF-8, else chardet) with the same settings.
+3. Language-ID accuracy on the pages whose language their package gives: per language, the
+   share identified as it, and the share kept/removed at the configured threshold.
+
+Needs the `bench` extra (datatrove[io,processing]).
+Usage: .venv/bin/python benchmarks/web_curation.py [--demo-only] [--out results/web_curation.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tasks.corpus.demo import cache_dir
+from tasks.corpus.web_demo import BENCHMARK_SITES, PAGES_FILE, SITES, WEB_DEMO_VERSION, build_web_demo
+from tasks.curation.reader import Document, read_documents
+from tasks.curation.web.config import WebConfig
+from tasks.curation.web.extract import Extractor, decode_html
+from tasks.curation.web.front import WebFront
+from tasks.curation.web.language import LanguageId
+from tasks.curation.web.pages import WebPage
+
+
+def our_pages(files: list[Path]):
+    for f in files:
+        for item in read_documents(f):
+            if isinstance(item, WebPage):
+                yield item
+
+
+def time_ours(files: list[Path]) -> dict:
+    front = WebFront(WebConfig(language={"enabled": False}))
+    start = time.perf_counter()
+    pages = html = kept = 0
+    for page in our_pages(files):
+        pages += 1
+        html += page.bytes_in
+        kept += isinstance(front(page), Document)
+    return {"seconds": time.perf_counter() - start, "pages": pages, "html_bytes": html, "docs": kept}
+
+
+def time_datatrove(folder: Path, work: Path) -> dict:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.readers import WarcReader
+
+    counted = {"docs": 0}
+
+    def count(data, rank: int = 0, world_size: int = 1):
+        for _ in data:
+            counted["docs"] += 1
+        return iter(())
+
+    executor = LocalPipelineExecutor(
+        pipeline=[WarcReader(str(folder), glob_pattern="*.warc.gz"),
+                  Trafilatura(favour_precision=True, deduplicate=True), count],
+        tasks=1, workers=1, logging_dir=str(work / "dt-logs"))
+    start = time.perf_counter()
+    executor.run()
+    return {"seconds": time.perf_counter() - start, "docs": counted["docs"]}
+
+
+def agreement(files: list[Path], limit: int) -> dict:
+    """Our extraction (the page decoded by its declared charset) against trafilatura called
+    directly on the page decoded as datatrove decodes it (UTF-8), the same settings."""
+    from trafilatura import extract
+
+    ours = Extractor(WebConfig().extraction)
+    same = differ = 0
+    examples = []
+    for page in our_pages(files):
+        if same + differ >= limit:
+            break
+        try:
+            html = page.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        mine = ours(decode_html(page.payload, page.charset)[0])
+        theirs = extract(html, favor_precision=True, include_comments=False, deduplicate=True) or ""
+        if mine == theirs:
+            same += 1
+        else:
+            differ += 1
+            if len(examples) < 5:
+                examples.append({"url": page.url, "ours_chars": len(mine), "trafilatura_chars": len(theirs)})
+    return {"pages": same + differ, "identical": same, "different": differ, "examples": examples}
+
+
+def language_accuracy(files: list[Path], known: dict[str, str], threshold: float) -> dict:
+    extract = Extractor(WebConfig().extraction)
+    ident = LanguageId(WebConfig().language)
+    by_lang: dict[str, Counter] = defaultdict(Counter)
+    for page in our_pages(files):
+        lang = known.get(page.url)
+        if lang is None:
+            continue
+        text = extract(decode_html(page.payload, page.charset)[0])
+        if not text.strip():
+            by_lang[lang]["no_text"] += 1
+            continue
+        got, prob = ident.identify(text)
+        c = by_lang[lang]
+        c["pages"] += 1
+        c["correct"] += got == lang
+        c["confident"] += got == lang and prob >= threshold
+        c[f"as_{got}"] += got != lang
+    return {lang: {"pages": c["pages"], "accuracy": c["correct"] / max(c["pages"], 1),
+                   "identified_at_threshold": c["confident"] / max(c["pages"], 1),
+                   "no_text": c["no_text"], "confusions": {k[3:]: v for k, v in c.items() if k.startswith("as_")}}
+            for lang, c in sorted(by_lang.items())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--demo-only", action="store_true", help="only the web demo's pages (62 MB of HTML)")
+    ap.add_argument("--agreement-pages", type=int, default=300)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if args.demo_only:
+        folder = build_web_demo()
+    else:
+        folder = build_web_demo(cache_dir() / f"web-benchmark-{WEB_DEMO_VERSION}", BENCHMARK_SITES)
+    files = sorted(folder.glob("*.warc.gz"))
+    known = {p["url"]: p["language"] for p in json.loads((folder / PAGES_FILE).read_text())}
+    work = Path(tempfile.mkdtemp(prefix="web-bench-"))
+    ours = time_ours(files)
+    theirs = time_datatrove(folder, work)
+    html_mb = ours["html_bytes"] / 1e6
+    result = {
+        "input": {"folder": str(folder), "files": len(files), "pages": ours["pages"], "html_mb": round(html_mb, 1),
+                  "warc_gz_mb": round(sum(f.stat().st_size for f in files) / 1e6, 1),
+                  "sites": [s.source.package for s in (SITES if args.demo_only else BENCHMARK_SITES)]},
+        "throughput": {
+            "ours": {**ours, "pages_per_s": ours["pages"] / ours["seconds"], "html_mb_per_s": html_mb / ours["seconds"]},
+            "datatrove": {**theirs, "pages_per_s": ours["pages"] / theirs["seconds"],
+                          "html_mb_per_s": html_mb / theirs["seconds"]},
+            "ratio": theirs["seconds"] / ours["seconds"],
+        },
+        "agreement": agreement(files, args.agreement_pages),
+        "language": language_accuracy(files, known, WebConfig().language.threshold),
+    }
+    t = result["throughput"]
+    print(f"input: {result['input']['pages']} pages, {result['input']['html_mb']} MB of HTML in "
+          f"{len(files)} WARC.gz files ({result['input']['warc_gz_mb']} MB)")
+    for side in ("ours", "datatrove"):
+        s = t[side]
+        print(f"  {side:<10} {s['seconds']:7.1f} s  {s['pages_per_s']:6.1f} pages/s  {s['html_mb_per_s']:5.2f} MB/s "
+              f"per core  documents out {s['docs']}")
+    print(f"  ours / datatrove: {t['ratio']:.2f}x (goal >= 2x)")
+    a = result["agreement"]
+    print(f"extraction: {a['identical']} of {a['pages']} pages identical to trafilatura called directly")
+    for lang, r in result["language"].items():
+        print(f"language {lang}: {r['pages']} pages, accuracy {r['accuracy']:.3f}, identified at >= threshold "
+              f"{r['identified_at_threshold']:.3f}, confusions {r['confusions']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
