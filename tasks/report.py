@@ -56,7 +56,9 @@ def curation_section(c: dict[str, Any]) -> list[str]:
         m = d["quality_model"]["metrics"]
         out.append(f"- fastText quality classifier ({d['quality_model']['hq_source']} vs "
                    f"{d['quality_model']['lq_source']}): held-out precision {m['precision']:.3f}, "
-                   f"recall {m['recall']:.3f}.")
+                   f"recall {m['recall']:.3f}"
+                   + (f"; it keeps {m['lq_kept_share']:.1%} of held-out {d['quality_model']['lq_source']}."
+                      if "lq_kept_share" in m else "."))
     if "minhash" in d:
         m = d["minhash"]
         out.append(f"- MinHash: {m['candidate_pairs']:,} candidate pairs, {m['verified_pairs']:,} verified, "

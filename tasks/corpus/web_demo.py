@@ -60,14 +60,25 @@ SITES = (
 )
 
 
+# The quality classifier's good class in the web demo (`hq_path: web-demo-reference`): a curated
+# book, not in the crawl, against pages drawn from the crawl (GPT-3 and DCLM's recipe).
+REFERENCE = DebianSource("debian-handbook", "usr/share/doc/debian-handbook/html/en-US/index.html", "reference",
+                         "GPL-2.0-or-later")
+REFERENCE_NAME = "web-demo-reference"
+
+
+def reference_pages() -> Path:
+    """The folder of the Debian Administrator's Handbook's English HTML pages."""
+    return _locate(REFERENCE, cache_dir() / "debian-root").parent
+
+
 def check_web_demo_available() -> None:
     """Raise CorpusUnavailable now if the crawl is not built and its packages cannot be fetched."""
     base = cache_dir()
-    if (base / f"web-demo-{WEB_DEMO_VERSION}" / "_SUCCESS.json").exists():
-        return
-    for site in SITES:
-        if _find(site.source, base / "debian-root") is None:
-            _require_fetchable(site.source)
+    built = (base / f"web-demo-{WEB_DEMO_VERSION}" / "_SUCCESS.json").exists()
+    for source in ([] if built else [s.source for s in SITES]) + [REFERENCE]:
+        if _find(source, base / "debian-root") is None:
+            _require_fetchable(source)
 
 
 def _records(url: str, html: bytes) -> bytes:
@@ -94,11 +105,16 @@ def _records(url: str, html: bytes) -> bytes:
     return out.getvalue()
 
 
-# More pages for benchmarks/web_curation.py, past 100 MB of HTML: PostgreSQL's and Git's manuals.
+# More pages for benchmarks/web_curation.py, past 100 MB of HTML: PostgreSQL's and Git's manuals,
+# and the Debian Administrator's Handbook in eight more languages (the demo's reference corpus is
+# its English edition, which stays out of every crawl).
 BENCHMARK_SITES = SITES + (
     _site("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html/index.html", "*.html",
           "https://www.postgresql.org/docs/15/", "en", "PostgreSQL"),
     _site("git-doc", "usr/share/doc/git-doc/git.html", "**/*.html", "https://git-scm.com/docs/", "en", "GPL-2.0"),
+    *[_site("debian-handbook", f"usr/share/doc/debian-handbook/html/{locale}/index.html", "*.html",
+            f"https://debian-handbook.info/browse/{locale}/stable/", locale[:2], "GPL-2.0-or-later")
+      for locale in ("de-DE", "fr-FR", "es-ES", "it-IT", "pt-BR", "nl-NL", "pl-PL", "ja-JP")],
 )
 
 

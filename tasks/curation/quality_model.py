@@ -36,10 +36,13 @@ class QualityClassifierConfig(BaseModel):
 
     enabled: bool = False
     model_path: str | None = Field(None, description="An existing fastText .bin to use instead of training.")
-    hq_path: str | None = Field(None, description="High-quality reference documents (JSONL/Parquet); "
-                                "default: a sample of the input.")
-    lq_path: str | None = Field(None, description="Low-quality documents; default: spam made by the noise "
-                                "injector from the high-quality sample.")
+    hq_path: str | None = Field(None, description="High-quality reference documents (JSONL/Parquet, or "
+                                "HTML/WARC); default: a sample of the input. Required for a crawl: curated text "
+                                "you trust (GPT-3 and DCLM's recipe); 'web-demo-reference' is the web demo's (Debian's Administrator's "
+                                "Handbook, English HTML).")
+    lq_path: str | None = Field(None, description="Low-quality documents; default: for a crawl, pages drawn "
+                                "at random from it; otherwise spam made by the noise injector from the "
+                                "high-quality sample.")
     threshold: float = Field(0.5, ge=0, le=1, description="Keep documents with P(high quality) >= this.")
     holdout_fraction: float = Field(0.1, gt=0, lt=1)
     max_docs_per_class: int = Field(20_000, ge=MIN_DOCS_PER_CLASS)
@@ -137,6 +140,8 @@ def _held_out_metrics(scorer: QualityScorer, split: dict[str, dict[str, list[str
         "precision": precision, "recall": recall,
         "f1": 2 * precision * recall / max(precision + recall, 1e-12),
         "accuracy": (tp + len(hold["lq"]) - fp) / (len(hold["hq"]) + len(hold["lq"])),
+        # With crawl pages as the low-quality class: the share of (held-out) crawl pages it keeps.
+        "lq_kept_share": fp / max(len(hold["lq"]), 1),
         "threshold": threshold,
         "n_train": {k: len(v) for k, v in split["train"].items()},
         "n_holdout": {k: len(v) for k, v in hold.items()},

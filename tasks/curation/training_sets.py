@@ -75,21 +75,61 @@ def _texts(path: str, cfg: CurationConfig, limit: int) -> list[str]:
     return [d.text for d in islice(iter_documents(Path(path), cfg), limit)]
 
 
+def sample_documents(source: Path, cfg: CurationConfig, n: int, seed: int) -> list[str]:
+    """Texts of `n` records drawn uniformly from the whole input (reservoir sampling), web
+    pages extracted only once drawn: a crawl's random pages, not its first files' pages."""
+    files, _ = discover_inputs(source)
+    rnd, reservoir, seen = random.Random(seed), [], 0
+    for f in files:
+        for item in read_documents(f, cfg.text_field, cfg.id_field):
+            if not isinstance(item, (Document, WebPage)):
+                continue
+            seen += 1
+            if len(reservoir) < n:
+                reservoir.append(item)
+            elif (j := rnd.randrange(seen)) < n:
+                reservoir[j] = item
+    front = None
+    if any(isinstance(i, WebPage) for i in reservoir):
+        from tasks.curation.web.front import WebFront
+
+        front = WebFront(cfg.web)
+    docs = [front(i) if isinstance(i, WebPage) else i for i in reservoir]
+    return [d.text for d in docs if isinstance(d, Document)]
+
+
 def train_quality(source: Path, cfg: CurationConfig, paths: CurationPaths,
                   model_path: Path | None = None) -> dict[str, Any]:
-    """Train the fastText classifier. Without hq_path, a sample of the input is the
-    high-quality set; without lq_path, spam made from that sample by the noise injector."""
+    """Train the fastText classifier. For a crawl (WARC/HTML input), hq_path names the
+    reference corpus and, without lq_path, pages drawn at random from the crawl are the
+    low-quality class (GPT-3, DCLM). Otherwise, without hq_path a sample of the input is
+    the high-quality set, and without lq_path spam made from it by the noise injector."""
     qc = cfg.quality_classifier
-    hq = _texts(qc.hq_path or str(source), cfg, qc.max_docs_per_class)
+    files, _ = discover_inputs(source)
+    crawl = any(is_web_input(f) for f in files)
+    if crawl and not qc.hq_path:
+        raise InputError(f"{source} is a crawl: its own pages cannot be the quality classifier's good class. Set "
+                         f"curation.quality_classifier.hq_path to curated reference text (JSONL/Parquet/HTML), or "
+                         f"turn the classifier off")
+    hq_path = qc.hq_path
+    if hq_path == "web-demo-reference":
+        from tasks.corpus.web_demo import reference_pages
+
+        hq_path = str(reference_pages())
+    hq = _texts(hq_path or str(source), cfg, qc.max_docs_per_class)
     if qc.lq_path:
-        lq = _texts(qc.lq_path, cfg, qc.max_docs_per_class)
+        lq, lq_source = _texts(qc.lq_path, cfg, qc.max_docs_per_class), qc.lq_path
+    elif crawl:
+        lq, lq_source = sample_documents(source, cfg, qc.max_docs_per_class, qc.seed), "random crawl pages"
     else:
         lq = [text for text, _style in spam_documents(hq, len(hq), random.Random(qc.seed))]
+        lq_source = "noise injector spam"
     model_path = model_path or paths.quality_model
     metrics = train_quality_model(hq, lq, model_path, qc)
-    log.info("quality classifier: held-out precision %.3f, recall %.3f", metrics["precision"], metrics["recall"])
-    return {"model": str(model_path), "metrics": metrics,
-            "hq_source": qc.hq_path or "input sample", "lq_source": qc.lq_path or "noise injector spam"}
+    log.info("quality classifier: held-out precision %.3f, recall %.3f, keeps %.1f%% of held-out %s",
+             metrics["precision"], metrics["recall"], 100 * metrics["lq_kept_share"], lq_source)
+    return {"model": str(model_path), "metrics": metrics, "hq_source": qc.hq_path or "input sample",
+            "lq_source": lq_source}
 
 
 def build_decontam_index(cfg: CurationConfig, paths: CurationPaths) -> dict[str, Any]:

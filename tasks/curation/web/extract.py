@@ -1,5 +1,6 @@
-"""Main text of an HTML page: decoded by its declared charset, then trafilatura's `extract`,
-which drops navigation, boilerplate, scripts and styles (as datatrove's Trafilatura step does)."""
+"""Main text of an HTML page: decoded by its declared charset, then trafilatura's `extract`
+(as datatrove's Trafilatura step does) or Resiliparse's main-content HTML-to-text (as DCLM
+does), which drop navigation, boilerplate, scripts and styles."""
 from __future__ import annotations
 
 import codecs
@@ -38,7 +39,13 @@ class Extractor:
         self.cfg = cfg
 
     def __call__(self, html: str) -> str:
-        """The main text, '' when trafilatura finds none."""
+        """The main text, '' when the extractor finds none."""
+        if self.cfg.extractor == "resiliparse":
+            from resiliparse.extract.html2text import extract_plain_text
+            from resiliparse.parse.html import HTMLTree
+
+            return extract_plain_text(HTMLTree.parse(html), main_content=True, alt_texts=False, links=False,
+                                      noscript=False, list_bullets=True).strip()
         from trafilatura import extract
 
         text = extract(html, favor_precision=self.cfg.favor_precision, include_comments=False,

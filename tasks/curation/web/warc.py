@@ -39,6 +39,18 @@ def _next_sync(fh: BinaryIO, start: int, magic: bytes) -> int | None:
     return None
 
 
+def _parses_at(fh: BinaryIO, pos: int) -> bool:
+    """Whether a well-formed record, header and body, starts at `pos`."""
+    fh.seek(pos)
+    try:
+        for rec in ArchiveIterator(fh, parse_http=False):
+            rec.reader.consume()
+            return str(rec.record_type) != "unknown"
+    except OSError:
+        return False
+    return False
+
+
 def _media_type(value: str | None) -> str | None:
     if not value:
         return None
@@ -56,18 +68,26 @@ def read_warc(path: Path) -> Iterator[WebPage | SkippedRecord | Malformed]:
             last: int | None = None  # where the last good record began
             try:
                 for rec in ArchiveIterator(fh, parse_http=True, stream_detect=True):
-                    last = rec.stream_pos  # FastWARC counts from the start of the file object
-                    yield _record(rec, name, last)
+                    pos = rec.stream_pos  # FastWARC counts from the start of the file object
+                    item = _record(rec, name, pos)  # reads the body, which can fail too
+                    last = pos
+                    yield item
                 return
             except OSError as exc:  # FastWARC's error for a header or gzip member it cannot read
                 detail = str(exc)
-            bad = start if last is None else _next_sync(fh, last + 1, magic)
-            if bad is None:
-                return
-            resume = _next_sync(fh, bad + 1, magic)
+            lo = start if last is None else last + 1  # what is unreadable begins after the last good record
+            found = start if last is None else _next_sync(fh, lo, magic)
+            if found is not None and last is not None and _parses_at(fh, found):
+                # The damage took the record's own start: `found` is already the next good record.
+                bad, resume = lo, found
+            elif found is not None:
+                bad, resume = found, _next_sync(fh, found + 1, magic)
+            else:  # nothing readable after the last good record: the rest of the file is lost
+                bad, resume = lo, None
             end = size if resume is None else resume
             yield Malformed(name, bad, f"unreadable WARC record at byte {bad} ({detail}); skipped "
-                            f"{end - bad} bytes to the next record", "", end - bad)
+                            f"{end - bad} bytes to {'the next record' if resume else 'the end of the file'}",
+                            "", end - bad)
             start = resume
 
 

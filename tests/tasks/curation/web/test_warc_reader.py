@@ -70,6 +70,36 @@ def test_a_corrupt_record_is_skipped_and_the_rest_of_the_file_read(tmp_path, nam
     assert isinstance(bad, Malformed) and bad.line == second and 0 < bad.bytes_in <= items[2].offset - second
 
 
+# Damage inside a plain record's body is not detectable without digests (these have none):
+# a gzip member's is.
+@pytest.mark.parametrize(("name", "where"), [("x.warc", "start"), ("x.warc.gz", "start"), ("x.warc.gz", "body")])
+def test_damage_to_a_records_start_or_body_loses_only_that_record(tmp_path, name, where):
+    recs = pages(4)
+    path = write_warc(tmp_path / name, recs)
+    data = bytearray(path.read_bytes())
+    sizes = [len(gzip.compress(r)) for r in recs] if name.endswith(".gz") else [len(r) for r in recs]
+    second = sizes[0]
+    at = second if where == "start" else second + sizes[1] // 2
+    data[at:at + 24] = b"\xff" * 24  # the record's magic (WARC/1.1 or the gzip header), or its middle
+    path.write_bytes(bytes(data))
+    items = list(read_documents(path))
+    assert [i.url for i in items if isinstance(i, WebPage)] == ["https://example.com/0", "https://example.com/2",
+                                                                "https://example.com/3"]
+    assert sum(isinstance(i, Malformed) for i in items) == 1
+
+
+def test_damage_at_the_end_of_a_file_is_counted(tmp_path):
+    recs = pages(2)
+    path = write_warc(tmp_path / "x.warc.gz", recs)
+    data = bytearray(path.read_bytes())
+    first = len(gzip.compress(recs[0]))
+    data[first:first + 24] = b"\xff" * 24
+    path.write_bytes(bytes(data))
+    items = list(read_documents(path))
+    assert isinstance(items[0], WebPage) and isinstance(items[1], Malformed) and len(items) == 2
+    assert items[1].bytes_in > 0 and "end of the file" in items[1].detail
+
+
 def test_a_file_that_is_not_warc_is_one_malformed_item(tmp_path):
     path = tmp_path / "x.warc"
     path.write_bytes(b"this is not a WARC file\n" * 10)

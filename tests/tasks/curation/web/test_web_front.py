@@ -30,6 +30,17 @@ def front():
     return WebFront(WebConfig(url_filter={"blocked_domains": ["blocked.example"]}))
 
 
+@pytest.mark.parametrize("extractor", ["trafilatura", "resiliparse"])
+def test_either_extractor_keeps_the_article_and_drops_the_rest(extractor):
+    front = WebFront(WebConfig(extraction={"extractor": extractor}))
+    doc = front(page(article("Town", ENGLISH_PARAGRAPHS).encode()))
+    assert isinstance(doc, Document) and all(p in doc.text for p in ENGLISH_PARAGRAPHS)
+    for boilerplate in ("Home", "About", "Copyright", "var x"):
+        assert boilerplate not in doc.text
+    empty = front(page(b"<html><head><style>p {}</style></head><body><script>x()</script></body></html>"))
+    assert isinstance(empty, PageRemoved) and empty.reason == "no_main_text"
+
+
 def test_a_kept_page_has_its_main_text_and_metadata(front):
     doc = front(page(article("Town", ENGLISH_PARAGRAPHS).encode()))
     assert isinstance(doc, Document)
