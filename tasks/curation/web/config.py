@@ -45,6 +45,9 @@ class ExtractionConfig(BaseModel):
     include_tables: bool = True
     max_page_bytes: int = Field(
         2_000_000, ge=1, description="Larger pages are removed as `page_too_large` rather than parsed.")
+    timeout_s: float = Field(
+        10.0, ge=0, description="A page whose extraction takes longer is removed as `extraction_timeout` "
+        "(0: no limit). Enforced with a timer signal where extraction runs in a main thread, as in Ray tasks.")
 
 
 class LanguageConfig(BaseModel):

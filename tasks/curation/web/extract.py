@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import codecs
 import re
+import signal
+import threading
+from contextlib import contextmanager
 
 from tasks.curation.web.config import ExtractionConfig
 
@@ -34,12 +37,40 @@ def decode_html(payload: bytes, declared: str | None) -> tuple[str, str]:
     return payload.decode(encoding, errors="replace"), encoding
 
 
+class ExtractionTimeout(Exception):
+    """A page took longer than web.extraction.timeout_s to extract."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise ExtractionTimeout in the block after `seconds`, with a real-time timer signal.
+    Signals reach only the main thread: elsewhere (and for 0) the block runs unlimited."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise ExtractionTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class Extractor:
     def __init__(self, cfg: ExtractionConfig):
         self.cfg = cfg
 
     def __call__(self, html: str) -> str:
-        """The main text, '' when the extractor finds none."""
+        """The main text, '' when the extractor finds none; ExtractionTimeout past the limit."""
+        with time_limit(self.cfg.timeout_s):
+            return self._extract(html)
+
+    def _extract(self, html: str) -> str:
         if self.cfg.extractor == "resiliparse":
             from resiliparse.extract.html2text import extract_plain_text
             from resiliparse.parse.html import HTMLTree

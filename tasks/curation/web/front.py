@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tasks.curation.reader import Document
 from tasks.curation.web.config import WebConfig
-from tasks.curation.web.extract import Extractor, decode_html
+from tasks.curation.web.extract import ExtractionTimeout, Extractor, decode_html
 from tasks.curation.web.language import LanguageId
 from tasks.curation.web.pages import WebPage
 from tasks.curation.web.urls import UrlFilter
@@ -47,7 +47,11 @@ class WebFront:
                 return PageRemoved("page_too_large", f"{len(page.payload)} bytes, over "
                                    f"web.extraction.max_page_bytes={self.cfg.extraction.max_page_bytes}")
             html, meta["charset"] = decode_html(page.payload, page.charset)
-            text = self.extract(html)
+            try:
+                text = self.extract(html)
+            except ExtractionTimeout:
+                return PageRemoved("extraction_timeout", f"extraction took over "
+                                   f"web.extraction.timeout_s={self.cfg.extraction.timeout_s} s")
             if not text.strip():
                 return PageRemoved("no_main_text", "the extractor found no main text (navigation, "
                                    "scripts or boilerplate only)")

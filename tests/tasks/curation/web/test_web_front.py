@@ -127,3 +127,16 @@ def test_a_warc_file_is_curated_with_every_record_accounted_for(tmp_path):
     assert by_reason["not_a_page"]["detail"] in ("warcinfo record", "request record")
     assert "https://example.com/cut" in by_reason["malformed"]["detail"] and by_reason["malformed"]["line"] > 0
     assert all(r["file"] == str(path) for r in removed)
+
+
+def test_a_page_that_takes_too_long_to_extract_is_removed(monkeypatch):
+    import time as _time
+
+    front = WebFront(WebConfig(extraction={"timeout_s": 0.2}))
+    monkeypatch.setattr(front.extract, "_extract", lambda html: _time.sleep(5) or "never")
+    start = _time.perf_counter()
+    got = front(page(article("Town", ENGLISH_PARAGRAPHS).encode()))
+    assert isinstance(got, PageRemoved) and got.reason == "extraction_timeout"
+    assert _time.perf_counter() - start < 2
+    # The timer is gone afterwards: a later slow step is not interrupted.
+    _time.sleep(0.3)
