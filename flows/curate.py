@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,9 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
              "dedup_redact": StageStats.total(r["stats"] for r in second)}
     total = combine_steps(steps).to_dict()
     malformed = [e for r in first for e in r["malformed_examples"]][:20]
+    languages = sum((Counter(r.get("languages", {})) for r in first), Counter())
+    if languages:  # web input: the languages its pages were identified as, before the filter kept some
+        extra["languages"] = dict(languages.most_common())
     summary = {
         "input": source,
         "input_files": len(files),

@@ -59,6 +59,9 @@ def curation_section(c: dict[str, Any]) -> list[str]:
                    f"recall {m['recall']:.3f}"
                    + (f"; it keeps {m['lq_kept_share']:.1%} of held-out {d['quality_model']['lq_source']}."
                       if "lq_kept_share" in m else "."))
+    if "languages" in d:
+        langs = ", ".join(f"{lang} {n:,}" for lang, n in d["languages"].items())
+        out.append(f"- Languages identified in the pages (before the language filter): {langs}.")
     if "minhash" in d:
         m = d["minhash"]
         out.append(f"- MinHash: {m['candidate_pairs']:,} candidate pairs, {m['verified_pairs']:,} verified, "

@@ -192,7 +192,8 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
     stats.changes.update(check.changes)
     stats.check_balanced(f"filter {path}")
     keys.write(paths, index)
-    return {"stats": stats.to_dict(), "malformed_examples": examples, "kept": stats.docs_kept}
+    return {"stats": stats.to_dict(), "malformed_examples": examples, "kept": stats.docs_kept,
+            "languages": dict(front.languages) if front is not None else {}}
 
 
 def reference_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path) -> dict[str, Any]:

@@ -53,3 +53,4 @@ def test_a_crawl_is_curated_through_ray_with_every_record_accounted_for(prefect_
     removed = [row for f in sorted(run.removed.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
     assert sorted(r["reason"] for r in removed) == sorted(reasons)
     assert {r["reason"]: r["url"] for r in removed if r["url"]}["url_blocked_word"] == "https://adult.example/xxx"
+    assert "Languages identified in the pages (before the language filter): en 4, fr 1." in run.report.read_text()

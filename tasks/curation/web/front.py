@@ -4,6 +4,7 @@ quality classifier and dedup run afterwards as for any input."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 from tasks.curation.reader import Document
@@ -29,6 +30,7 @@ class WebFront:
         self.urls = UrlFilter(cfg.url_filter) if cfg.url_filter.enabled else None
         self.extract = Extractor(cfg.extraction)
         self.language = LanguageId(cfg.language) if cfg.language.enabled else None
+        self.languages: Counter[str] = Counter()  # pages identified as each language, kept or not
 
     def __call__(self, page: WebPage) -> Document | PageRemoved:
         if page.status is not None and page.status != 200:
@@ -57,6 +59,7 @@ class WebFront:
                                    "scripts or boilerplate only)")
         if self.language is not None:
             lang, prob, why = self.language.verdict(text)
+            self.languages[lang] += 1
             meta.update(language=lang, language_score=round(prob, 4))
             if why:
                 return PageRemoved("language", why, text)

@@ -114,6 +114,7 @@ def test_a_warc_file_is_curated_with_every_record_accounted_for(tmp_path):
     result = filter_shard(path, 0, cfg, tmp_path / "curated")
     stats = result["stats"]
     assert stats["docs_in"] == len(recs) and stats["docs_kept"] == 3
+    assert result["languages"] == {"en": 3, "fr": 1}  # the pages that reached language ID
     assert {r: v["docs"] for r, v in stats["removed_by_reason"].items()} == {
         "not_a_page": 2, "language": 1, "empty_page": 1, "not_html": 1, "url_blocked_word": 1, "malformed": 1}
     paths = CurationPaths(tmp_path / "curated")
