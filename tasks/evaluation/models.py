@@ -77,8 +77,7 @@ class EvalModel:
 
     def score(self, questions: list[Encoded]) -> list[list[Scored]]:
         """Every choice of every question, each question's context computed once."""
-        return score_questions(self.module, questions, self.max_length, packed=self.kind == "crucible",
-                               pad_id=self.pad_id)
+        return score_questions(self.module, questions, self.max_length, packed=self.kind == "crucible")
 
 
 def _crucible(path: Path) -> EvalModel:

@@ -116,13 +116,17 @@ def _collect(logits: torch.Tensor, keep: torch.Tensor, wanted: list[list[list[in
             results[i].append(_score(F.log_softmax(logits[index[r, pos]].float(), -1), c))
 
 
+def _packed_batches(questions: list[Encoded], token_budget: int, overhead: int = 0) -> list[list[int]]:
+    """Question indices batched by the length of their packed rows (`_pack`), longest first."""
+    sizes = [len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in questions]
+    return _batches(sorted(range(len(questions)), key=lambda i: -sizes[i]), sizes, token_budget, overhead)
+
+
 @torch.no_grad()
 def score_packed(model, questions: list[Encoded], token_budget: int = 8192) -> list[list[Scored]]:
     """Crucible GPT: one packed row per question."""
     results: list[list[Scored]] = [[] for _ in questions]
-    sizes = [len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in questions]
-    order = sorted(range(len(questions)), key=lambda i: -sizes[i])
-    for group in _batches(order, sizes, token_budget):
+    for group in _packed_batches(questions, token_budget):
         ids, positions, mask, keep, wanted = _pack(questions, group)
         # Only the positions that predict a continuation token go through the output layer.
         _collect(model.packed_logits(ids, positions, mask, keep), keep, wanted, questions, group, results)
@@ -173,13 +177,12 @@ def prefix_groups(contexts: list[list[int]], min_prefix: int = MIN_SHARED_PREFIX
 
 
 @torch.no_grad()
-def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int = 8192,
+def score_cached(model, questions: list[Encoded], token_budget: int = 8192,
                  min_prefix: int = MIN_SHARED_PREFIX) -> list[list[Scored]]:
     """Hugging Face causal LM: a prefix shared by many contexts run once and cached, then each
     question as one packed row (`_pack`) on top of it, through a 4D attention mask."""
     from transformers import DynamicCache
 
-    del pad_id  # packed rows are padded at the end, where no real token sees the padding
     results: list[list[Scored]] = [[] for _ in questions]
     params = inspect.signature(model.forward).parameters
     cache_arg = _cache_arg(model)
@@ -193,9 +196,8 @@ def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int
                   **{cache_arg: prefix_cache}, **({"logits_to_keep": 1} if "logits_to_keep" in params else {}))
             prefix_kv = [(layer.keys, layer.values) for layer in prefix_cache.layers]
         rest = [(questions[i][0][shared:], questions[i][1]) for i in members]
-        sizes = [len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in rest]
-        order = sorted(range(len(members)), key=lambda k: -sizes[k])
-        for chunk in _batches(order, sizes, token_budget, overhead=shared):
+        scored: list[list[Scored]] = [[] for _ in rest]
+        for chunk in _packed_batches(rest, token_budget, overhead=shared):
             ids, positions, mask, keep, wanted = _pack(rest, chunk, offset=shared)
             if shared:
                 for layer, (keys, values) in zip(prefix_cache.layers, prefix_kv):  # fresh for each chunk
@@ -210,10 +212,9 @@ def score_cached(model, questions: list[Encoded], pad_id: int, token_budget: int
                 cols = keep.any(0).nonzero().squeeze(1)
                 some = {"logits_to_keep": cols} if "logits_to_keep" in params else {}
                 logits = model(**inputs, **some).logits[keep[:, cols] if some else keep]
-            scored: list[list[Scored]] = [[] for _ in rest]
             _collect(logits, keep, wanted, rest, chunk, scored)
-            for k in chunk:
-                results[members[k]] = scored[k]
+        for i, s in zip(members, scored):
+            results[i] = s
     return results
 
 
@@ -253,8 +254,7 @@ def split_overflowing(question: Encoded, max_length: int) -> list[tuple[Encoded,
     return out
 
 
-def score_questions(model, questions: list[Encoded], max_length: int, packed: bool,
-                    pad_id: int) -> list[list[Scored]]:
+def score_questions(model, questions: list[Encoded], max_length: int, packed: bool) -> list[list[Scored]]:
     """Every choice's score, in order; questions longer than the window are split by choice
     length (`split_overflowing`), which keeps the harness's left truncation exact."""
     parts: list[Encoded] = []
@@ -266,7 +266,7 @@ def score_questions(model, questions: list[Encoded], max_length: int, packed: bo
         for part, js in ([(q, list(range(len(q[1]))))] if fits(q, max_length) else split_overflowing(q, max_length)):
             parts.append(part)
             where.append([i, *js])
-    scored = score_packed(model, parts) if packed else score_cached(model, parts, pad_id)
+    scored = score_packed(model, parts) if packed else score_cached(model, parts)
     results: list[list[Scored]] = [[Scored(0.0, False)] * len(q[1]) for q in questions]
     for (i, *js), s in zip(where, scored):
         for j, x in zip(js, s):

@@ -111,7 +111,7 @@ def test_cached_contexts_equal_one_row_per_choice(hf):
     questions = make_questions(50, seed=2, max_ctx=20)
     # The longest row (20 tokens, 1-token choices only) fills a batch of its own.
     assert n_batches([len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in questions], 30) >= 3
-    got = score_cached(hf, questions, pad_id=0, token_budget=30)
+    got = score_cached(hf, questions, token_budget=30)
     assert_same(got, reference(lambda ids: hf(ids).logits, questions, 32))
 
 
@@ -120,7 +120,7 @@ def test_cached_padding_never_counts_positions_past_the_window(gpt2):
     # with an 8-token choice; the short tail is padded to 7 columns, which must not reach position 32.
     questions = [(list(range(1, 29)), [[30, 31], [32]]), (list(range(1, 21)), [list(range(40, 48)), [9]])]
     assert all(fits(q, 32) for q in questions)
-    got = score_cached(gpt2, questions, pad_id=0, token_budget=10_000)
+    got = score_cached(gpt2, questions, token_budget=10_000)
     assert_same(got, reference(lambda ids: gpt2(ids).logits, questions, 32))
 
 
@@ -137,7 +137,7 @@ def test_questions_past_the_window_are_scored_as_the_harness_truncates_them(make
     edge = (list(range(1, 13)), [[13, 14, 15, 16, 17], [18]])  # 12 + 5 - 1 = 16 tokens: just fits
     over = (list(range(1, 15)), [[20, 21, 22], [23], [24, 25, 26, 27], [28, 29, 30]])  # 14 + 4 - 1 = 17
     assert fits(edge, 16) and not fits(over, 16)
-    got = score_questions(model, [inside, over, edge], 16, packed=True, pad_id=0)
+    got = score_questions(model, [inside, over, edge], 16, packed=True)
     # The overlong question is split by choice length and still equals the harness's
     # left-truncated one-row-per-choice scores.
     assert_same(got, reference(model, [inside, over, edge], 16))
@@ -145,7 +145,7 @@ def test_questions_past_the_window_are_scored_as_the_harness_truncates_them(make
     assert sorted(len(cs[0]) for (_, cs), _ in parts) == [1, 3, 4]
     assert all(fits(p, 16) for p, _ in parts)
     with pytest.raises(ValueError, match="a choice of 17 tokens is longer than the model's window of 16"):
-        score_questions(model, [([1, 2], [[3] * 17, [4]])], 16, packed=True, pad_id=0)
+        score_questions(model, [([1, 2], [[3] * 17, [4]])], 16, packed=True)
 
 
 def test_contexts_are_grouped_by_the_prefix_they_share():
@@ -176,7 +176,7 @@ def test_a_shared_prefix_is_run_once_and_scores_as_whole_rows(hf):
 
     base.forward = spy
     try:
-        got = score_cached(hf, questions, pad_id=0, token_budget=40, min_prefix=4)
+        got = score_cached(hf, questions, token_budget=40, min_prefix=4)
     finally:
         del base.forward
     assert widths.count(torch.Size([1, 9])) == 1  # the prefix, once for its six questions
