@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,9 +39,10 @@ class Site:
     url: str  # where the pages are published; the page's path under that folder follows
     language: str
 
-    def pages(self, unpack_root: Path) -> list[Path]:
+    def pages(self, unpack_root: Path) -> list[tuple[str, Path]]:
+        """(published URL, file) of each page, the package fetched first if needed."""
         root = _locate(self.source, unpack_root).parent
-        return sorted(p for p in root.glob(self.glob) if p.is_file())
+        return [(self.url + str(p.relative_to(root)), p) for p in sorted(root.glob(self.glob)) if p.is_file()]
 
 
 def _site(package: str, page: str, glob: str, url: str, language: str, licence: str) -> Site:
@@ -72,12 +74,15 @@ def reference_pages() -> Path:
     return _locate(REFERENCE, cache_dir() / "debian-root").parent
 
 
+def web_demo_dir() -> Path:
+    return cache_dir() / f"web-demo-{WEB_DEMO_VERSION}"
+
+
 def check_web_demo_available() -> None:
     """Raise CorpusUnavailable now if the crawl is not built and its packages cannot be fetched."""
-    base = cache_dir()
-    built = (base / f"web-demo-{WEB_DEMO_VERSION}" / "_SUCCESS.json").exists()
+    built = already_built(web_demo_dir()) is not None
     for source in ([] if built else [s.source for s in SITES]) + [REFERENCE]:
-        if _find(source, base / "debian-root") is None:
+        if _find(source, cache_dir() / "debian-root") is None:
             _require_fetchable(source)
 
 
@@ -120,16 +125,11 @@ BENCHMARK_SITES = SITES + (
 
 def build_web_demo(dest: Path | None = None, sites: tuple[Site, ...] = SITES) -> Path:
     """Build (once) and return the folder of the web demo's WARC files (or of `sites`' pages)."""
-    base = cache_dir()
-    dest = dest or base / f"web-demo-{WEB_DEMO_VERSION}"
+    dest = dest or web_demo_dir()
     if (done := already_built(dest)) is not None:
         log.info("reusing the web demo crawl at %s (%s pages)", dest, done["pages"])
         return dest
-    pages: list[tuple[str, Path, Site]] = []
-    for site in sites:
-        for path in site.pages(base / "debian-root"):
-            root = _locate(site.source, base / "debian-root").parent
-            pages.append((site.url + str(path.relative_to(root)), path, site))
+    pages = [(url, path, site) for site in sites for url, path in site.pages(cache_dir() / "debian-root")]
     dest.mkdir(parents=True, exist_ok=True)
     for stale in dest.glob("*"):  # a build interrupted before its marker: start again
         stale.unlink()
@@ -143,10 +143,9 @@ def build_web_demo(dest: Path | None = None, sites: tuple[Site, ...] = SITES) ->
     # Not an input (.json is not a document format): each page's known language, for benchmarks.
     write_json(dest / PAGES_FILE, [{"url": url, "language": site.language, "package": site.source.package,
                                     "license": site.source.license} for url, _, site in pages])
-    by_lang: dict[str, int] = {}
-    for _, _, site in pages:
-        by_lang[site.language] = by_lang.get(site.language, 0) + 1
-    write_json(dest / "_SUCCESS.json", {"pages": len(pages), "bytes": nbytes, "languages": by_lang, "version": WEB_DEMO_VERSION,
-                        "packages": sorted({s.source.package for s in sites})})
+    by_lang = dict(Counter(site.language for _, _, site in pages))
+    write_json(dest / "_SUCCESS.json", {"pages": len(pages), "bytes": nbytes, "languages": by_lang,
+                                        "version": WEB_DEMO_VERSION,
+                                        "packages": sorted({s.source.package for s in sites})})
     log.info("built the web demo crawl: %d pages (%s), %.1f MB of WARC in %s", len(pages), by_lang, nbytes / 1e6, dest)
     return dest

@@ -1,9 +1,9 @@
 """Pass 1 over one input file: every per-document decision, streamed.
 
-Read -> (web input: URL filter -> main text -> language, tasks/curation/web/) -> normalize -> heuristic rules (Gopher, C4, FineWeb) -> fastText quality score ->
-benchmark decontamination. Survivors are written to a scratch shard together with their
-dedup keys (exact / near-exact) and MinHash band keys, which the global dedup steps read
-by key range. Memory is bounded by one row group, not by the file or the corpus.
+Read -> (web input: URL filter -> main text -> language, tasks/curation/web/) -> normalize ->
+heuristic rules (Gopher, C4, FineWeb) -> fastText quality score -> benchmark decontamination.
+Survivors are written to a scratch shard together with their dedup keys (exact / near-exact)
+and MinHash band keys, which the global dedup steps read by key range. Memory is bounded by one row group, not by the file or the corpus.
 """
 from __future__ import annotations
 
@@ -91,10 +91,17 @@ def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
     return json.dumps(meta, ensure_ascii=False)
 
 
+def removed_record(reason: str, detail: str, file: str, line: int, nbytes: int, text: str = "",
+                   id: str | None = None, source: str | None = None, url: str | None = None) -> dict[str, Any]:
+    """A removed/ row (REMOVED_SCHEMA)."""
+    return {"id": id, "text": text, "source": source, "reason": reason, "detail": detail, "file": file,
+            "line": line, "bytes": nbytes, "url": url}
+
+
 def removed_row(d: dict[str, Any], text: str, reason: str, detail: str = "") -> dict[str, Any]:
+    """The removed/ row of a document read from an input (WORK_SCHEMA fields)."""
     url = json.loads(d["metadata"]).get("url") if d.get("metadata") else None
-    return {"id": d["id"], "text": text, "source": d["source"], "reason": reason, "detail": detail,
-            "file": d["file"], "line": d["line"], "bytes": d["bytes_in"], "url": url}
+    return removed_record(reason, detail, d["file"], d["line"], d["bytes_in"], text, d["id"], d["source"], url)
 
 
 class DedupKeys:
@@ -152,24 +159,21 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
                 stats.remove("malformed", item.bytes_in)
                 if len(examples) < 5:
                     examples.append(f"{item.file}:{item.line}: {item.detail}")
-                removed.add({"id": None, "text": redact(item.raw, cfg.redaction)[0], "source": None,
-                             "reason": "malformed", "detail": item.detail, "file": item.file,
-                             "line": item.line, "bytes": item.bytes_in})
+                removed.add(removed_record("malformed", item.detail, item.file, item.line, item.bytes_in,
+                                           redact(item.raw, cfg.redaction)[0]))
                 continue
             if isinstance(item, SkippedRecord):
                 stats.remove("not_a_page", item.bytes_in)
-                removed.add({"id": None, "text": "", "source": "web", "reason": "not_a_page",
-                             "detail": f"{item.record_type} record", "file": item.file, "line": item.offset,
-                             "bytes": item.bytes_in, "url": item.url})
+                removed.add(removed_record("not_a_page", f"{item.record_type} record", item.file, item.offset,
+                                           item.bytes_in, source="web", url=item.url))
                 continue
             if isinstance(item, WebPage):
                 page = item
                 item = front(page)
                 if isinstance(item, PageRemoved):
                     stats.remove(item.reason, page.bytes_in)
-                    removed.add({"id": page.record_id, "text": redact(item.text, cfg.redaction)[0], "source": "web",
-                                 "reason": item.reason, "detail": item.detail, "file": page.file,
-                                 "line": page.offset, "bytes": page.bytes_in, "url": page.url})
+                    removed.add(removed_record(item.reason, item.detail, page.file, page.offset, page.bytes_in,
+                                               redact(item.text, cfg.redaction)[0], page.record_id, "web", page.url))
                     continue
             elif language is not None:  # JSONL/Parquet documents, with web.language.all_inputs
                 lang, prob, why = language.verdict(item.text)

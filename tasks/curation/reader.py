@@ -66,7 +66,8 @@ def discover_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
     candidates = [p for p in candidates if not p.name.startswith(".")]
     inputs = [p for p in candidates if p.name.endswith(INPUT_SUFFIXES)]
     html = [p for p in candidates if p.name.lower().endswith(HTML_SUFFIXES)]
-    skipped = [p for p in candidates if p not in inputs and p not in html]
+    taken = set(inputs) | set(html)  # a set: an HTML tree holds many thousands of files
+    skipped = [p for p in candidates if p not in taken]
     folders = sorted({p.parent for p in html}) if root.is_dir() else []
     if root.is_file() and html:
         raise InputError(f"{root} is one HTML page; point curation.input_path at its folder, whose "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from infra.core.storage import atomic_path
+from tasks.corpus.web_demo import REFERENCE_NAME, reference_pages
 from tasks.curation.config import CurationConfig
 from tasks.curation.decontam import benchmark_ngram_hashes, save_index
 from tasks.curation.layout import CurationPaths
@@ -112,9 +113,7 @@ def train_quality(source: Path, cfg: CurationConfig, paths: CurationPaths,
                          f"curation.quality_classifier.hq_path to curated reference text (JSONL/Parquet/HTML), or "
                          f"turn the classifier off")
     hq_path = qc.hq_path
-    if hq_path == "web-demo-reference":
-        from tasks.corpus.web_demo import reference_pages
-
+    if hq_path == REFERENCE_NAME:
         hq_path = str(reference_pages())
     hq = _texts(hq_path or str(source), cfg, qc.max_docs_per_class)
     if qc.lq_path:

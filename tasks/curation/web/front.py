@@ -37,7 +37,7 @@ class WebFront:
             return PageRemoved("http_status", f"HTTP {page.status}, not a page's content")
         if self.urls is not None and (blocked := self.urls.check(page.url)):
             return PageRemoved(*blocked)
-        if not page.payload.strip():
+        if not page.payload or page.payload.isspace():  # no copy of a large body, as strip() makes
             return PageRemoved("empty_page", "the response has no body")
         meta = page.metadata()
         if page.is_text:
