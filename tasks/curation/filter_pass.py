@@ -153,7 +153,7 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
                                                  and cfg.web.language.all_inputs) else None
     with RowSink(paths.filtered(index), WORK_SCHEMA) as kept, \
             RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed:
-        for item in read_documents(path, cfg.text_field, cfg.id_field):
+        for item in read_documents(path, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
             stats.add_in(item.bytes_in)
             if isinstance(item, Malformed):
                 stats.remove("malformed", item.bytes_in)

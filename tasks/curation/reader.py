@@ -189,18 +189,21 @@ def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Docume
             yield _as_document(obj, str(path), row, text_field, id_field, len(raw.encode("utf-8")), raw)
 
 
-def read_documents(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator:
+def read_documents(path: Path, text_field: str = "text", id_field: str = "id",
+                   max_page_bytes: int | None = None) -> Iterator:
     """Items of one input in order: `Document`s and `Malformed` records of a JSONL or Parquet
     file (`line` the 1-based line or row), and for web inputs `WebPage`s and `SkippedRecord`s
-    (tasks/curation/web/pages.py; `offset` the record's byte offset) for the web front end."""
+    (tasks/curation/web/pages.py; `offset` the record's byte offset) for the web front end.
+    A web page over `max_page_bytes` is not read into memory: it comes with no payload and
+    `oversize` set, for the front end to count."""
     if path.is_dir():
-        from tasks.curation.web.html_files import read_html_folder  # FastWARC and trafilatura load only for web input
+        from tasks.curation.web.html_files import read_html_folder  # FastWARC and the extractors load only for web input
 
-        return read_html_folder(path)
+        return read_html_folder(path, max_page_bytes)
     if path.name.endswith(WARC_SUFFIXES):
         from tasks.curation.web.warc import read_warc
 
-        return read_warc(path)
+        return read_warc(path, max_page_bytes)
     if path.name.endswith(PARQUET_SUFFIXES):
         return _read_parquet(path, text_field, id_field)
     return _read_jsonl(path, text_field, id_field)

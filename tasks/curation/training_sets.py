@@ -36,7 +36,7 @@ def iter_documents(source: Path, cfg: CurationConfig) -> Iterator[Document]:
             from tasks.curation.web.front import WebFront  # loads the extractor and language model
 
             front = WebFront(cfg.web)
-        for item in read_documents(f, cfg.text_field, cfg.id_field):
+        for item in read_documents(f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
             if isinstance(item, WebPage):
                 item = front(item)
             if isinstance(item, Document):
@@ -82,7 +82,7 @@ def sample_documents(source: Path, cfg: CurationConfig, n: int, seed: int) -> li
     files, _ = discover_inputs(source)
     rnd, reservoir, seen = random.Random(seed), [], 0
     for f in files:
-        for item in read_documents(f, cfg.text_field, cfg.id_field):
+        for item in read_documents(f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
             if not isinstance(item, (Document, WebPage)):
                 continue
             seen += 1

@@ -37,17 +37,17 @@ class WebFront:
             return PageRemoved("http_status", f"HTTP {page.status}, not a page's content")
         if self.urls is not None and (blocked := self.urls.check(page.url)):
             return PageRemoved(*blocked)
-        if not page.payload or page.payload.isspace():  # no copy of a large body, as strip() makes
+        if not page.oversize and (not page.payload or page.payload.isspace()):  # isspace: no copy, as strip() makes
             return PageRemoved("empty_page", "the response has no body")
+        if not page.is_text and page.content_type is not None and page.content_type not in HTML_TYPES:
+            return PageRemoved("not_html", f"content type {page.content_type}")
+        limit = self.cfg.extraction.max_page_bytes
+        if page.oversize or len(page.payload) > limit:  # oversize: the reader did not load it at all
+            return PageRemoved("page_too_large", f"{page.bytes_in} bytes, over web.extraction.max_page_bytes={limit}")
         meta = page.metadata()
         if page.is_text:
             text, _ = decode_html(page.payload, "utf-8")
         else:
-            if page.content_type is not None and page.content_type not in HTML_TYPES:
-                return PageRemoved("not_html", f"content type {page.content_type}")
-            if len(page.payload) > self.cfg.extraction.max_page_bytes:
-                return PageRemoved("page_too_large", f"{len(page.payload)} bytes, over "
-                                   f"web.extraction.max_page_bytes={self.cfg.extraction.max_page_bytes}")
             html, meta["charset"] = decode_html(page.payload, page.charset)
             try:
                 text = self.extract(html)

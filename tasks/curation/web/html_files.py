@@ -19,10 +19,12 @@ def html_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def read_html_folder(folder: Path) -> Iterator[WebPage]:
+def read_html_folder(folder: Path, max_page_bytes: int | None = None) -> Iterator[WebPage]:
     for page in html_files(folder):
-        payload = page.read_bytes()
-        mtime = datetime.fromtimestamp(page.stat().st_mtime, tz=timezone.utc).isoformat()
+        st = page.stat()
+        oversize = max_page_bytes is not None and st.st_size > max_page_bytes
+        payload = b"" if oversize else page.read_bytes()
+        mtime = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc).isoformat()
         yield WebPage(url=page.resolve().as_uri(), date=mtime, content_type="text/html", charset=None,
                       record_id=None, status=None, payload=payload, is_text=False, file=str(page),
-                      offset=0, bytes_in=len(payload))
+                      offset=0, bytes_in=st.st_size if oversize else len(payload), oversize=oversize)

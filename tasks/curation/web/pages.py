@@ -17,6 +17,8 @@ class WebPage:
     file: str
     offset: int  # the record's byte offset in its file (in the compressed file for .gz)
     bytes_in: int  # the record's payload bytes, what accounting counts
+    # Over the reader's size limit: the payload was skipped, not read into memory, and is empty.
+    oversize: bool = False
 
     def metadata(self) -> dict[str, str]:
         meta = {"url": self.url, "crawl_date": self.date, "content_type": self.content_type,

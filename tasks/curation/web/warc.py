@@ -57,7 +57,9 @@ def _media_type(value: str | None) -> str | None:
     return value.split(";")[0].strip().lower() or None
 
 
-def read_warc(path: Path) -> Iterator[WebPage | SkippedRecord | Malformed]:
+def read_warc(path: Path, max_page_bytes: int | None = None) -> Iterator[WebPage | SkippedRecord | Malformed]:
+    """Every record of the file in order; a page's body over `max_page_bytes` is skipped
+    (streamed past, not held in memory) and the page comes back `oversize`."""
     name = str(path)
     magic = _GZIP_MAGIC if path.name.endswith(".gz") else _WARC_MAGIC
     size = path.stat().st_size
@@ -69,7 +71,7 @@ def read_warc(path: Path) -> Iterator[WebPage | SkippedRecord | Malformed]:
             try:
                 for rec in ArchiveIterator(fh, parse_http=True, stream_detect=True):
                     pos = rec.stream_pos  # FastWARC counts from the start of the file object
-                    item = _record(rec, name, pos)  # reads the body, which can fail too
+                    item = _record(rec, name, pos, max_page_bytes)  # reads the body, which can fail too
                     last = pos
                     yield item
                 return
@@ -91,7 +93,19 @@ def read_warc(path: Path) -> Iterator[WebPage | SkippedRecord | Malformed]:
             start = resume
 
 
-def _record(rec, name: str, offset: int) -> WebPage | SkippedRecord | Malformed:
+def _read_body(rec, limit: int | None) -> tuple[bytes, int, bool]:
+    """The record's body, its length, and whether it was over `limit` (then the body is empty:
+    at most limit + 1 bytes are held, the rest is streamed past)."""
+    if limit is None:
+        body = rec.reader.read()
+        return body, len(body), False
+    head = rec.reader.read(limit + 1)
+    if len(head) <= limit:
+        return head, len(head), False
+    return b"", len(head) + rec.reader.consume(), True
+
+
+def _record(rec, name: str, offset: int, limit: int | None) -> WebPage | SkippedRecord | Malformed:
     kind = str(rec.record_type)
     url = rec.headers.get("WARC-Target-URI")
     if kind == "unknown":  # no WARC-Type, or one the standard does not define
@@ -101,11 +115,11 @@ def _record(rec, name: str, offset: int) -> WebPage | SkippedRecord | Malformed:
     if kind not in PAGE_TYPES:
         rec.reader.consume()
         return SkippedRecord(kind, url, name, offset, rec.content_length)
-    body = rec.reader.read()
-    if len(body) < rec.content_length:
+    body, size, oversize = _read_body(rec, limit)
+    if size < rec.content_length:
         return Malformed(name, offset, f"{kind} record for {url or 'an unnamed page'} at byte {offset} is "
-                         f"truncated: {len(body)} of {rec.content_length} bytes; the file was cut short, "
-                         f"re-download it", "", len(body))
+                         f"truncated: {size} of {rec.content_length} bytes; the file was cut short, "
+                         f"re-download it", "", size)
     if rec.is_http:
         content_type, charset, status = _media_type(rec.http_content_type), rec.http_charset, rec.http_headers.status_code
     else:
@@ -113,4 +127,4 @@ def _record(rec, name: str, offset: int) -> WebPage | SkippedRecord | Malformed:
     date = rec.record_date
     return WebPage(url=url, date=date.isoformat() if date else None, content_type=content_type,
                    charset=charset, record_id=rec.record_id, status=status, payload=body,
-                   is_text=kind == "conversion", file=name, offset=offset, bytes_in=len(body))
+                   is_text=kind == "conversion", file=name, offset=offset, bytes_in=size, oversize=oversize)

@@ -121,3 +121,27 @@ def test_html_folders_are_one_input_each(tmp_path):
     assert all(p.url.startswith("file://") and p.content_type == "text/html" for p in got)
     with pytest.raises(InputError, match="point curation.input_path at its folder"):
         discover_inputs(tmp_path / "docs" / "a.html")
+
+
+@pytest.mark.parametrize("name", ["x.warc", "x.warc.gz"])
+def test_a_page_over_the_size_limit_is_streamed_past_not_loaded(tmp_path, name):
+    big = article("Big", ENGLISH * 200).encode()
+    recs = [record("response", "https://example.com/big", big), *pages(1)]
+    path = write_warc(tmp_path / name, recs)
+    over, after = read_documents(path, max_page_bytes=len(big) - 1)
+    assert over.oversize and over.payload == b"" and over.bytes_in == len(big)
+    assert not after.oversize and after.url == "https://example.com/0" and after.payload.startswith(b"<!DOCTYPE")
+    at_limit, _ = read_documents(path, max_page_bytes=len(big))
+    assert not at_limit.oversize and at_limit.payload == big
+    # An oversize record cut short is still truncated, not a page.
+    path.write_bytes(write_warc(tmp_path / ("cut" + name), recs[:1]).read_bytes()[:-200])
+    (bad,) = read_documents(path, max_page_bytes=1000)
+    assert isinstance(bad, Malformed) and "truncated" in bad.detail
+
+
+def test_an_html_file_over_the_size_limit_is_not_read(tmp_path):
+    (tmp_path / "small.html").write_text(article("S", ENGLISH), encoding="utf-8")
+    (tmp_path / "huge.html").write_text(article("H", ENGLISH * 100), encoding="utf-8")
+    huge, small = read_documents(tmp_path, max_page_bytes=(tmp_path / "small.html").stat().st_size)
+    assert huge.oversize and huge.payload == b"" and huge.bytes_in == (tmp_path / "huge.html").stat().st_size
+    assert not small.oversize and small.payload == (tmp_path / "small.html").read_bytes()

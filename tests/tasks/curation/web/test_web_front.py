@@ -81,6 +81,15 @@ def test_pages_without_usable_text_are_removed_for_a_reason(front, kwargs, reaso
     assert isinstance(got, PageRemoved) and got.reason == reason and got.detail
 
 
+def test_a_page_over_the_size_limit_is_removed_loaded_or_not():
+    front = WebFront(WebConfig(extraction={"max_page_bytes": 100}))
+    loaded = front(page(article("Town", ENGLISH_PARAGRAPHS).encode()))
+    skipped = page(b"")
+    skipped.oversize, skipped.bytes_in = True, 5_000_000  # as the reader yields a page it streamed past
+    for got, size in ((loaded, len(article("Town", ENGLISH_PARAGRAPHS).encode())), (front(skipped), 5_000_000)):
+        assert isinstance(got, PageRemoved) and got.reason == "page_too_large" and f"{size} bytes" in got.detail
+
+
 def test_url_words_match_whole_words_only(front):
     # "sussex" holds "sex", "expressway" holds no blocked word: RefinedWeb splits the URL into words.
     assert isinstance(front(page(article("Town", ENGLISH_PARAGRAPHS).encode(), url="https://sussex.example/sex-ed")),
@@ -100,6 +109,7 @@ def test_a_french_page_is_removed_by_language_and_kept_when_french_is(front):
 
 def test_a_warc_file_is_curated_with_every_record_accounted_for(tmp_path):
     good = [article(f"Town {i}", ENGLISH_PARAGRAPHS[i:] + ENGLISH_PARAGRAPHS[:i]).encode() for i in range(3)]
+    huge = article("Huge", ENGLISH_PARAGRAPHS * 200).encode()
     recs = [record("warcinfo", None, b"software: test\r\n", content_type="application/warc-fields"),
             record("request", "https://example.com/0", b""),
             *[record("response", f"https://example.com/{i}", g) for i, g in enumerate(good)],
@@ -107,16 +117,22 @@ def test_a_warc_file_is_curated_with_every_record_accounted_for(tmp_path):
             record("response", "https://example.com/empty", b""),
             record("response", "https://example.com/pdf", b"%PDF-1.4", content_type="application/pdf"),
             record("response", "https://casino.example/xxx", good[0]),
+            record("response", "https://example.com/huge", huge),
             record("response", "https://example.com/cut", good[1])]
     path = write_warc(tmp_path / "crawl.warc.gz", recs)
     path.write_bytes(path.read_bytes()[:-40])  # the last record is cut short
-    cfg = CurationConfig(decontamination={"enabled": False}, minhash={"enabled": False})
+    limit = 20_000
+    assert len(huge) > limit > max(map(len, good))
+    cfg = CurationConfig(decontamination={"enabled": False}, minhash={"enabled": False},
+                         web={"extraction": {"max_page_bytes": limit}})
     result = filter_shard(path, 0, cfg, tmp_path / "curated")
     stats = result["stats"]
     assert stats["docs_in"] == len(recs) and stats["docs_kept"] == 3
     assert result["languages"] == {"en": 3, "fr": 1}  # the pages that reached language ID
     assert {r: v["docs"] for r, v in stats["removed_by_reason"].items()} == {
-        "not_a_page": 2, "language": 1, "empty_page": 1, "not_html": 1, "url_blocked_word": 1, "malformed": 1}
+        "not_a_page": 2, "language": 1, "empty_page": 1, "not_html": 1, "url_blocked_word": 1, "page_too_large": 1,
+        "malformed": 1}
+    assert stats["removed_by_reason"]["page_too_large"]["bytes"] == len(huge)
     paths = CurationPaths(tmp_path / "curated")
     kept = pq.read_table(paths.filtered(0)).to_pylist()
     assert [json.loads(k["metadata"])["url"] for k in kept] == [f"https://example.com/{i}" for i in range(3)]
@@ -125,6 +141,8 @@ def test_a_warc_file_is_curated_with_every_record_accounted_for(tmp_path):
     by_reason = {r["reason"]: r for r in removed}
     assert by_reason["language"]["url"] == "https://example.com/fr"
     assert by_reason["url_blocked_word"]["url"] == "https://casino.example/xxx"
+    assert by_reason["page_too_large"]["url"] == "https://example.com/huge"
+    assert f"{len(huge)} bytes" in by_reason["page_too_large"]["detail"]
     assert by_reason["not_a_page"]["detail"] in ("warcinfo record", "request record")
     assert "https://example.com/cut" in by_reason["malformed"]["detail"] and by_reason["malformed"]["line"] > 0
     assert all(r["file"] == str(path) for r in removed)
