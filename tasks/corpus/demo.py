@@ -88,7 +88,7 @@ def _locate(src: DebianSource, unpack_root: Path) -> Path:
     _require_fetchable(src)
     debs = unpack_root.parent / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    log.info("fetching Debian package %s for the demo corpus", src.package)
+    log.info("fetching Debian package %s (once; it is kept under %s)", src.package, unpack_root)
     download = ["apt-get", "download", src.package]
     if subprocess.run(download, cwd=debs, capture_output=True).returncode != 0:
         # A fresh machine may have no package lists yet.
