@@ -47,12 +47,8 @@ def our_pages(files: list[Path]):
                 yield item
 
 
-def extraction(extractor: str) -> ExtractionConfig:
-    return ExtractionConfig(extractor=extractor)
-
-
 def time_ours(files: list[Path], extractor: str) -> dict:
-    front = WebFront(WebConfig(language={"enabled": False}, extraction=extraction(extractor)))
+    front = WebFront(WebConfig(language={"enabled": False}, extraction=ExtractionConfig(extractor=extractor)))
     start = time.perf_counter()
     pages = html = kept = 0
     for page in our_pages(files):
@@ -107,7 +103,7 @@ def agreement(files: list[Path], limit: int, extractor: str) -> dict:
     """Our extraction (the page decoded by its declared charset) against the extractor called
     directly on the page's bytes, decoded its own way, with the same settings."""
     direct = {"trafilatura": direct_trafilatura, "resiliparse": direct_resiliparse}[extractor]
-    ours = Extractor(extraction(extractor))
+    ours = Extractor(ExtractionConfig(extractor=extractor))
     same = differ = 0
     examples = []
     for page in our_pages(files):
@@ -128,8 +124,8 @@ def agreement(files: list[Path], limit: int, extractor: str) -> dict:
 def extractors_overlap(files: list[Path], limit: int) -> dict:
     """How far Resiliparse's text is from trafilatura's on the same pages: the Jaccard of
     their word sets, and their lengths."""
-    traf = Extractor(extraction("trafilatura"))
-    resi = Extractor(extraction("resiliparse"))
+    traf = Extractor(ExtractionConfig(extractor="trafilatura"))
+    resi = Extractor(ExtractionConfig(extractor="resiliparse"))
     sims, lengths = [], {"trafilatura": 0, "resiliparse": 0}
     for page in our_pages(files):
         if len(sims) >= limit:

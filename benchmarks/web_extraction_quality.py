@@ -29,10 +29,10 @@ from pathlib import Path
 
 from tasks.corpus.demo import cache_dir
 from tasks.corpus.web_demo import BENCHMARK_SITES, WEB_DEMO_VERSION, build_web_demo
-from tasks.curation.reader import read_documents
 from tasks.curation.web.config import ExtractionConfig
 from tasks.curation.web.extract import Extractor, decode_html
-from tasks.curation.web.pages import WebPage
+
+from web_curation import our_pages  # benchmarks/ is on sys.path when run as a script
 
 SETTINGS = {
     "resiliparse": ExtractionConfig(extractor="resiliparse", timeout_s=0),
@@ -41,8 +41,8 @@ SETTINGS = {
 }
 
 # Navigation that DocBook, Publican and AsciiDoc put around a page's content, by class or id.
-_NAVIGATION = ("navheader", "navfooter", "docnav", "banner", "footer", "toc", "sphinxsidebar", "related",
-               "navigation", "header-links")
+_NAVIGATION = frozenset(("navheader", "navfooter", "docnav", "banner", "footer", "toc", "sphinxsidebar",
+                         "related", "navigation", "header-links"))
 _WORD = re.compile(r"\w+")
 
 
@@ -60,7 +60,7 @@ def ground_truth(html: str) -> str:
     body = body if body is not None else root
     for el in list(body.iter()):
         names = set((el.get("class") or "").split()) | {el.get("id") or ""}
-        if names & set(_NAVIGATION) and el.getparent() is not None:
+        if names & _NAVIGATION and el.getparent() is not None:
             el.drop_tree()
     return body.text_content()
 
@@ -71,13 +71,11 @@ def words(text: str) -> Counter:
 
 def load_pages(files: list[Path], min_words: int) -> list[tuple[str, str, Counter]]:
     pages = []
-    for f in files:
-        for item in read_documents(f):
-            if isinstance(item, WebPage):
-                html = decode_html(item.payload, item.charset)[0]
-                truth = words(ground_truth(html))
-                if sum(truth.values()) >= min_words:
-                    pages.append((item.url, html, truth))
+    for page in our_pages(files):
+        html = decode_html(page.payload, page.charset)[0]
+        truth = words(ground_truth(html))
+        if sum(truth.values()) >= min_words:
+            pages.append((page.url, html, truth))
     return pages
 
 
@@ -105,14 +103,14 @@ def score(name: str, cfg: ExtractionConfig, pages: list[tuple[str, str, Counter]
     for (url, _, truth), text in zip(pages, texts):
         site = url.split("/")[2]
         got = words(text)
-        hit = sum((got & truth).values())
+        hit, n_got, n_truth = sum((got & truth).values()), sum(got.values()), sum(truth.values())
         c = per_site[site]
         c["pages"] += 1
         c["hit"] += hit
-        c["got"] += sum(got.values())
-        c["truth"] += sum(truth.values())
+        c["got"] += n_got
+        c["truth"] += n_truth
         c["empty"] += not text.strip()
-        p, r = hit / max(sum(got.values()), 1), hit / sum(truth.values())
+        p, r = hit / max(n_got, 1), hit / n_truth
         f1s.append(2 * p * r / (p + r) if p + r else 0.0)
         texts_by_site[site].append(text)
     total = sum(per_site.values(), Counter())

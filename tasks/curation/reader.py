@@ -65,7 +65,7 @@ def discover_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
     candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     candidates = [p for p in candidates if not p.name.startswith(".")]
     inputs = [p for p in candidates if p.name.endswith(INPUT_SUFFIXES)]
-    html = [p for p in candidates if p.name.lower().endswith(HTML_SUFFIXES)]
+    html = [p for p in candidates if is_html_page(p)]
     taken = set(inputs) | set(html)  # a set: an HTML tree holds many thousands of files
     skipped = [p for p in candidates if p not in taken]
     folders = sorted({p.parent for p in html}) if root.is_dir() else []
@@ -97,6 +97,11 @@ def input_fingerprint(path: Path) -> list[int]:
 def inputs_fingerprint(files: list[Path]) -> list[list]:
     """Name, size and modification time of each input: what decides if earlier work still holds."""
     return [[str(f), *input_fingerprint(f)] for f in files]
+
+
+def is_html_page(path: Path) -> bool:
+    """A saved page that an HTML-folder input reads (hidden files are not pages)."""
+    return path.name.lower().endswith(HTML_SUFFIXES) and not path.name.startswith(".")
 
 
 def is_web_input(path: Path) -> bool:

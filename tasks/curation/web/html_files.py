@@ -9,14 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from tasks.curation.reader import HTML_SUFFIXES
+from tasks.curation.reader import is_html_page
 from tasks.curation.web.pages import WebPage
 
 
 def html_files(folder: Path) -> list[Path]:
     """The pages directly in `folder`, in a stable order (subfolders are inputs of their own)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(HTML_SUFFIXES)
-                  and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_html_page(p))
 
 
 def read_html_folder(folder: Path, max_page_bytes: int | None = None) -> Iterator[WebPage]:
