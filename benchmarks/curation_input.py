@@ -9,6 +9,7 @@ document lengths, line structure and word statistics, but no text shared with th
 (so the scaling runs are not dominated by duplicates).
 Usage: .venv/bin/python benchmarks/curation_input.py --mb 100 --out /tmp/cur100
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,15 +19,17 @@ import random
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from infra.core.storage import atomic_path
 from tasks.corpus.demo import build_demo_corpus, cache_dir
 from tasks.curation.noise import NoiseConfig, inject_noise
 
-PACKAGES = {"linux-doc-6.1": ("usr/share/doc/linux-doc-6.1/Documentation", "*.rst.gz"),
-            "perl-doc": ("usr/share/perl", "*.pod")}
+PACKAGES = {
+    "linux-doc-6.1": ("usr/share/doc/linux-doc-6.1/Documentation", "*.rst.gz"),
+    "perl-doc": ("usr/share/perl", "*.pod"),
+}
 _WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -64,6 +67,7 @@ def _variant(text: str, mapping: dict[str, str], rng: random.Random) -> str:
             mapping[low] = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(len(low)))
         out = mapping[low]
         return out.capitalize() if w[0].isupper() else out
+
     return _WORD.sub(sub, text)
 
 
@@ -109,8 +113,11 @@ def _documents(budget: int, seed: int) -> list[dict]:
         rng, mapping = random.Random(seed * 1000 + variant), {}
         for doc in base_documents():
             if variant:
-                doc = {"id": f"v{variant}:{doc['id']}", "text": _variant(doc["text"], mapping, rng),
-                       "source": doc["source"]}
+                doc = {
+                    "id": f"v{variant}:{doc['id']}",
+                    "text": _variant(doc["text"], mapping, rng),
+                    "source": doc["source"],
+                }
             docs.append(doc)
             written += len(json.dumps(doc, ensure_ascii=False).encode("utf-8")) + 1
             if written >= budget:

@@ -17,6 +17,7 @@ source document, the share that are planted values of that type (precision); pla
 negatives (dates, versions, order numbers, hashes) that get redacted count as errors.
 Usage: .venv/bin/python benchmarks/curation_quality.py [--docs 3000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ from itertools import islice
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
 from curation_input import base_documents  # benchmarks/ is on sys.path when run as a script
+
 from tasks.curation.config import CurationConfig
 from tasks.curation.noise import NoiseConfig, write_noisy_corpus
 from tasks.curation.redact import RedactionConfig, find_pii
@@ -68,8 +69,8 @@ def true_pairs(docs: dict[str, str], n: int = 5) -> dict[tuple[str, str], float]
 
 
 def run_flow(work: Path, cfg: CurationConfig) -> Path:
-    from flows.curate import curate_flow
     from flows.config import RuntimeConfig
+    from flows.curate import curate_flow
     from infra.app.runtime import embedded_runtime
 
     with embedded_runtime(RuntimeConfig(prefect_port=4231), work / "logs"):
@@ -89,14 +90,18 @@ def dedup_quality(curated: Path, docs: dict[str, str]) -> dict:
     members: dict[str, list[str]] = defaultdict(list)
     for i, c in cluster.items():
         members[c].append(i)
-    same_cluster = {tuple(sorted((a, b))) for m in members.values() for x, a in enumerate(m) for b in m[x + 1:]}
+    same_cluster = {tuple(sorted((a, b))) for m in members.values() for x, a in enumerate(m) for b in m[x + 1 :]}
     hit = sum(1 for p in truth if cluster[p[0]] == cluster[p[1]])
-    return {"true_pairs": len(truth), "recall": hit / max(len(truth), 1),
-            "removed": len(removed), "reasons": dict(Counter(r["reason"] for r in removed)),
-            "declared_pairs": len(declared),
-            "declared_precision": sum(1 for p in declared if p in truth) / max(len(declared), 1),
-            "cluster_pairs": len(same_cluster),
-            "cluster_pair_precision": sum(1 for p in same_cluster if p in truth) / max(len(same_cluster), 1)}
+    return {
+        "true_pairs": len(truth),
+        "recall": hit / max(len(truth), 1),
+        "removed": len(removed),
+        "reasons": dict(Counter(r["reason"] for r in removed)),
+        "declared_pairs": len(declared),
+        "declared_precision": sum(1 for p in declared if p in truth) / max(len(declared), 1),
+        "cluster_pairs": len(same_cluster),
+        "cluster_pair_precision": sum(1 for p in same_cluster if p in truth) / max(len(same_cluster), 1),
+    }
 
 
 def pii_quality(noisy: dict[str, str], labels: list[dict], sources: dict[str, str]) -> dict:
@@ -111,15 +116,17 @@ def pii_quality(noisy: dict[str, str], labels: list[dict], sources: dict[str, st
             continue
         text = noisy[lab["id"]]
         spans = find_pii(text, cfg)
-        pre_existing = {text_of for text_of in (sources[lab["source"]][m.start:m.end]
-                                                for m in find_pii(sources[lab["source"]], cfg))}
+        pre_existing = {
+            text_of
+            for text_of in (sources[lab["source"]][m.start : m.end] for m in find_pii(sources[lab["source"]], cfg))
+        }
         for p in lab["pii"]:
             planted[p["type"]] += 1
             # Overlap, not full cover: an assigned secret (api_key = "...") is redacted value-only.
             if any(m.type == p["type"] and m.start < p["end"] and p["start"] < m.end for m in spans):
                 found[p["type"]] += 1
         for m in spans:
-            if text[m.start:m.end] in pre_existing:
+            if text[m.start : m.end] in pre_existing:
                 continue  # real PII already in the source document: not ours to judge
             predicted[m.type] += 1
             if any(p["type"] == m.type and m.start < p["end"] and p["start"] < m.end for p in lab["pii"]):
@@ -127,10 +134,19 @@ def pii_quality(noisy: dict[str, str], labels: list[dict], sources: dict[str, st
         for neg in lab.get("negatives", []):
             negatives += 1
             redacted_negatives += any(m.start < neg["end"] and neg["start"] < m.end for m in spans)
-    return {"per_type": {t: {"planted": planted[t], "recall": found[t] / max(planted[t], 1),
-                             "predicted": predicted[t], "precision": correct[t] / max(predicted[t], 1)}
-                         for t in sorted(planted)},
-            "negatives": negatives, "negatives_redacted": redacted_negatives}
+    return {
+        "per_type": {
+            t: {
+                "planted": planted[t],
+                "recall": found[t] / max(planted[t], 1),
+                "predicted": predicted[t],
+                "precision": correct[t] / max(predicted[t], 1),
+            }
+            for t in sorted(planted)
+        },
+        "negatives": negatives,
+        "negatives_redacted": redacted_negatives,
+    }
 
 
 def main() -> None:
@@ -140,29 +156,39 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="curation-quality-"))
     try:
         base = sample_documents(args.docs)
-        noise = NoiseConfig(seed=0, exact_dup_fraction=0.05, near_dup_fraction=0.3, pii_fraction=0.2,
-                            spam_fraction=0.0)
+        noise = NoiseConfig(seed=0, exact_dup_fraction=0.05, near_dup_fraction=0.3, pii_fraction=0.2, spam_fraction=0.0)
         counts = write_noisy_corpus(base, work / "input", noise)
         labels = [json.loads(line) for line in (work / "input" / "labels.jsonl").open()]
         (work / "input" / "labels.jsonl").unlink()  # not an input document
-        noisy = {d["id"]: d["text"] for f in sorted((work / "input").glob("*.jsonl"))
-                 for d in map(json.loads, f.open(encoding="utf-8"))}
+        noisy = {
+            d["id"]: d["text"]
+            for f in sorted((work / "input").glob("*.jsonl"))
+            for d in map(json.loads, f.open(encoding="utf-8"))
+        }
         print(f"input: {len(base)} real documents + planted {counts} -> {len(noisy)} documents")
-        cfg = CurationConfig.model_validate({
-            "input_path": str(work / "input"),
-            "heuristics": {k: {"enabled": False} for k in ("gopher_quality", "gopher_repetition", "c4", "fineweb")},
-            "quality_classifier": {"enabled": False}, "decontamination": {"enabled": False}})
+        cfg = CurationConfig.model_validate(
+            {
+                "input_path": str(work / "input"),
+                "heuristics": {k: {"enabled": False} for k in ("gopher_quality", "gopher_repetition", "c4", "fineweb")},
+                "quality_classifier": {"enabled": False},
+                "decontamination": {"enabled": False},
+            }
+        )
         curated = run_flow(work, cfg)
         d = dedup_quality(curated, noisy)
-        print(f"dedup: {d['true_pairs']} true pairs at Jaccard >= {THRESHOLD}; recall {d['recall']:.4f} "
-              f"(same cluster); precision {d['declared_precision']:.4f} of {d['declared_pairs']} declared pairs "
-              f"(removed document, kept document); same-cluster pair precision {d['cluster_pair_precision']:.4f} "
-              f"of {d['cluster_pairs']}; removed {d['reasons']}")
+        print(
+            f"dedup: {d['true_pairs']} true pairs at Jaccard >= {THRESHOLD}; recall {d['recall']:.4f} "
+            f"(same cluster); precision {d['declared_precision']:.4f} of {d['declared_pairs']} declared pairs "
+            f"(removed document, kept document); same-cluster pair precision {d['cluster_pair_precision']:.4f} "
+            f"of {d['cluster_pairs']}; removed {d['reasons']}"
+        )
         sources = {i: t for i, t in noisy.items()}
         p = pii_quality(noisy, labels, sources)
         for t, v in p["per_type"].items():
-            print(f"pii {t:12s} planted {v['planted']:4d}  recall {v['recall']:.4f}  "
-                  f"precision {v['precision']:.4f} ({v['predicted']} found)")
+            print(
+                f"pii {t:12s} planted {v['planted']:4d}  recall {v['recall']:.4f}  "
+                f"precision {v['precision']:.4f} ({v['predicted']} found)"
+            )
         print(f"pii hard negatives redacted: {p['negatives_redacted']} of {p['negatives']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

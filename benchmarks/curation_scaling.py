@@ -8,6 +8,7 @@ Usage: .venv/bin/python benchmarks/curation_input.py --mb 100 --noise --out /tmp
        .venv/bin/python benchmarks/curation_input.py --mb 400 --noise --out /tmp/cur400n
        .venv/bin/python benchmarks/curation_scaling.py --small /tmp/cur100n --large /tmp/cur400n
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,14 +38,19 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         mb = _mb(folder)
         rows.append((folder, mb, workers, r))
-        print(f"{folder} ({mb:.0f} MB, {r['docs']} docs), {workers} worker(s): wall {r['wall_s']:.1f} s, "
-              f"{mb / r['wall_s']:.2f} MB/s, {r['docs'] / r['wall_s']:.0f} docs/s, "
-              f"peak memory per worker {r['peak_worker_mb']:.0f} MB", flush=True)
+        print(
+            f"{folder} ({mb:.0f} MB, {r['docs']} docs), {workers} worker(s): wall {r['wall_s']:.1f} s, "
+            f"{mb / r['wall_s']:.2f} MB/s, {r['docs'] / r['wall_s']:.0f} docs/s, "
+            f"peak memory per worker {r['peak_worker_mb']:.0f} MB",
+            flush=True,
+        )
     one, two, large = rows
     print(f"speed-up from 1 to 2 workers: {one[3]['wall_s'] / two[3]['wall_s']:.2f}x")
-    print(f"peak memory per worker, {large[1]:.0f} MB vs {two[1]:.0f} MB input: "
-          f"{large[3]['peak_worker_mb']:.0f} vs {two[3]['peak_worker_mb']:.0f} MB "
-          f"({large[3]['peak_worker_mb'] / two[3]['peak_worker_mb']:.2f}x for {large[1] / two[1]:.1f}x the input)")
+    print(
+        f"peak memory per worker, {large[1]:.0f} MB vs {two[1]:.0f} MB input: "
+        f"{large[3]['peak_worker_mb']:.0f} vs {two[3]['peak_worker_mb']:.0f} MB "
+        f"({large[3]['peak_worker_mb'] / two[3]['peak_worker_mb']:.2f}x for {large[1] / two[1]:.1f}x the input)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ Exits 1 if any context differs or any log-likelihood differs by --tol or more.
 Usage: .venv/bin/python benchmarks/eval_agreement.py [--run runs/demo2 | --model HF_DIR]
            [--limit 100] [--mmlu-subjects a,b,...] [--fewshot 0] [--batch-size 16] [--out PATH]
 """
+
 from __future__ import annotations
 
 import os
@@ -59,6 +60,7 @@ FEWSHOT_SEED = 1234  # simple_evaluate's default fewshot_random_seed
 @dataclass(frozen=True)
 class Case:
     """One compared task: how ours runs it, what lm-eval calls it, and how the metrics map."""
+
     key: str  # row name
     run: TaskRun
     lmeval: str  # lm-eval task (or, for MMLU, our local group) whose results hold the metrics
@@ -76,10 +78,20 @@ def make_cases(limit: int, subjects: list[str], fewshot: int) -> list[Case]:
         Case("arc_easy", TaskRun("arc_easy", "cloze", 0, limit), "arc_easy", acc),
         Case("arc_challenge", TaskRun("arc_challenge", "cloze", 0, limit), "arc_challenge", acc),
         Case("hellaswag", TaskRun("hellaswag", "cloze", 0, limit), "hellaswag", acc),
-        Case("mmlu_cloze", TaskRun("mmlu", "cloze", fewshot, limit), "crucible_mmlu_cloze", acc,
-             {s: f"mmlu_{s}_continuation" for s in subjects}),
-        Case("mmlu_letters", TaskRun("mmlu", "letters", fewshot, limit), "crucible_mmlu_letters", {"acc": "acc"},
-             {s: f"mmlu_{s}" for s in subjects}),
+        Case(
+            "mmlu_cloze",
+            TaskRun("mmlu", "cloze", fewshot, limit),
+            "crucible_mmlu_cloze",
+            acc,
+            {s: f"mmlu_{s}_continuation" for s in subjects},
+        ),
+        Case(
+            "mmlu_letters",
+            TaskRun("mmlu", "letters", fewshot, limit),
+            "crucible_mmlu_letters",
+            {"acc": "acc"},
+            {s: f"mmlu_{s}" for s in subjects},
+        ),
         # lm-eval names both TruthfulQA metrics `acc`.
         Case("truthfulqa_mc1", TaskRun("truthfulqa_mc1", "cloze", 0, limit), "truthfulqa_mc1", {"mc1": "acc"}),
         Case("truthfulqa_mc2", TaskRun("truthfulqa_mc2", "cloze", 0, limit), "truthfulqa_mc2", {"mc2": "acc"}),
@@ -87,6 +99,7 @@ def make_cases(limit: int, subjects: list[str], fewshot: int) -> list[Case]:
 
 
 # --------------------------------------------------------------------------- model
+
 
 def prepare_model(model: str | None, run: str, workdir: Path) -> Path:
     """The HF folder to evaluate: --model as given, else the run exported into `workdir`."""
@@ -100,9 +113,11 @@ def prepare_model(model: str | None, run: str, workdir: Path) -> Path:
 
     rd = RunDir(Path(run))
     if not (rd.checkpoints / FINAL / "model.json").is_file() or not rd.tokenizer.is_file():
-        sys.exit(f"error: {run} has no trained model ({rd.checkpoints / FINAL}/model.json) or tokenizer "
-                 f"({rd.tokenizer}); pass --model HF_DIR (a Hugging Face causal-LM folder), or train a run "
-                 f"first: `bash infra/dev.sh demo --run-id demo2` (or `crucible run --run-id demo2`)")
+        sys.exit(
+            f"error: {run} has no trained model ({rd.checkpoints / FINAL}/model.json) or tokenizer "
+            f"({rd.tokenizer}); pass --model HF_DIR (a Hugging Face causal-LM folder), or train a run "
+            f"first: `bash infra/dev.sh demo --run-id demo2` (or `crucible run --run-id demo2`)"
+        )
     trained, _ = load_model(rd.checkpoints / FINAL)
     dest = workdir / "hf"
     cls = export_hf(trained, rd.tokenizer, dest)  # as `crucible export` does
@@ -121,6 +136,7 @@ def load_hflm(folder: Path, batch_size: int):
 
 
 # --------------------------------------------------------------------------- data
+
 
 def _subject_lines(path: Path, subjects: list[str]) -> dict[str, list[str]]:
     """The file's lines per subject, verbatim and in file order (so both sides read the same bytes)."""
@@ -163,13 +179,20 @@ def stage_data(bench: Path, subjects: list[str], fewshot: int, dest: Path) -> tu
         members = []
         for s in subjects:
             m: dict[str, Any] = {
-                "task": task_of.format(s), "dataset_path": "json", "dataset_name": None,
-                "dataset_kwargs": {"data_files": {sp: str(lm_data / s / f"{sp}.jsonl") for sp in ("dev", "test")}}}
+                "task": task_of.format(s),
+                "dataset_path": "json",
+                "dataset_name": None,
+                "dataset_kwargs": {"data_files": {sp: str(lm_data / s / f"{sp}.jsonl") for sp in ("dev", "test")}},
+            }
             if fewshot:
                 m["num_fewshot"] = fewshot
             members.append(m)
-        cfg = {"group": name, "task": members, "metadata": {"version": 2},
-               "aggregate_metric_list": [{"metric": x, "weight_by_size": True} for x in metrics]}
+        cfg = {
+            "group": name,
+            "task": members,
+            "metadata": {"version": 2},
+            "aggregate_metric_list": [{"metric": x, "weight_by_size": True} for x in metrics],
+        }
         (lm_tasks / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 
     group("crucible_mmlu_cloze", "mmlu_{}_continuation", ["acc", "acc_norm"])
@@ -186,8 +209,12 @@ def lmeval_specs(tm, bench: Path, cases: list[Case]) -> list:
         # A dict in `tasks=` is a complete inline config, so start from the registered YAML.
         cfg = load_yaml(tm.task_index[name].yaml_path, resolve_func=True)
         cfg.pop("tag", None)
-        cfg.update(dataset_path="json", dataset_name=None,
-                   dataset_kwargs={"data_files": {s: str(bench / folder / f"{s}.jsonl") for s in splits}}, **overrides)
+        cfg.update(
+            dataset_path="json",
+            dataset_name=None,
+            dataset_kwargs={"data_files": {s: str(bench / folder / f"{s}.jsonl") for s in splits}},
+            **overrides,
+        )
         return cfg
 
     specs: list = []
@@ -215,6 +242,7 @@ def quiet_lmeval() -> None:
 
 
 # --------------------------------------------------------------------------- comparison
+
 
 def _lmeval_items(case: Case, samples: dict[str, list[dict]], subjects: list[str | None]) -> list[dict]:
     """lm-eval's logged samples in our item order (MMLU: by subject, then doc id)."""
@@ -259,40 +287,67 @@ def compare(case: Case, ours: dict[str, Any], res: dict[str, Any], root: Path) -
         for j, (a, b) in enumerate(zip(lm_ll, mine["loglikelihoods"])):
             if abs(a - b) > max_diff:
                 # float32 sums: one unit in the last place of |ll| ~ 500 is already 6e-5
-                max_diff, worst = abs(a - b), {"item": i, "choice": j, "lmeval_ll": a, "ours_ll": b,
-                                               "float32_ulp": float(np.spacing(np.float32(a)))}
+                max_diff, worst = (
+                    abs(a - b),
+                    {
+                        "item": i,
+                        "choice": j,
+                        "lmeval_ll": a,
+                        "ours_ll": b,
+                        "float32_ulp": float(np.spacing(np.float32(a))),
+                    },
+                )
         pred_diff += int(np.argmax(lm_ll) != np.argmax(mine["loglikelihoods"]))
         if "acc_norm" in case.metrics:
-            pred_norm_diff += int(_argmax_norm(lm_ll, mine["choices"]) != _argmax_norm(mine["loglikelihoods"],
-                                                                                       mine["choices"]))
+            pred_norm_diff += int(
+                _argmax_norm(lm_ll, mine["choices"]) != _argmax_norm(mine["loglikelihoods"], mine["choices"])
+            )
 
     def metric_rows(ours_m: dict[str, Any], theirs_m: dict[str, Any]) -> dict[str, dict[str, float]]:
         rows = {}
         for m, lm_name in case.metrics.items():
             a, b = _num(theirs_m.get(f"{lm_name},none")), _num(ours_m.get(m))
             ase, bse = _num(theirs_m.get(f"{lm_name}_stderr,none")), _num(ours_m.get(f"{m}_stderr"))
-            rows[m] = {"lmeval": a, "ours": b, "diff": abs(a - b), "identical": a == b,
-                       "lmeval_stderr": ase, "ours_stderr": bse, "stderr_diff": abs(ase - bse),
-                       "stderr_identical": ase == bse or (math.isnan(ase) and math.isnan(bse))}
+            rows[m] = {
+                "lmeval": a,
+                "ours": b,
+                "diff": abs(a - b),
+                "identical": a == b,
+                "lmeval_stderr": ase,
+                "ours_stderr": bse,
+                "stderr_diff": abs(ase - bse),
+                "stderr_identical": ase == bse or (math.isnan(ase) and math.isnan(bse)),
+            }
         return rows
 
     out: dict[str, Any] = {
-        "task": case.key, "lmeval_task": case.lmeval, "num_fewshot": case.run.num_fewshot,
+        "task": case.key,
+        "lmeval_task": case.lmeval,
+        "num_fewshot": case.run.num_fewshot,
         "lmeval_num_fewshot": sorted({res["n-shot"].get(t) for t in case.lmeval_tasks}, key=str),
-        "n_ours": len(ours["items"]), "n_lmeval": sum(len(samples.get(t, [])) for t in case.lmeval_tasks),
-        "items_missing_in_lmeval": missing, "context_mismatches": ctx_mismatch, "first_context_mismatch": first_mismatch,
-        "max_abs_ll_diff": max_diff, "max_ll_diff_at": worst, "pred_diff": pred_diff, "pred_norm_diff": pred_norm_diff,
+        "n_ours": len(ours["items"]),
+        "n_lmeval": sum(len(samples.get(t, [])) for t in case.lmeval_tasks),
+        "items_missing_in_lmeval": missing,
+        "context_mismatches": ctx_mismatch,
+        "first_context_mismatch": first_mismatch,
+        "max_abs_ll_diff": max_diff,
+        "max_ll_diff_at": worst,
+        "pred_diff": pred_diff,
+        "pred_norm_diff": pred_norm_diff,
         "metrics": metric_rows(ours, results.get(case.lmeval, {})),
     }
     if case.subject_tasks:
-        out["subjects"] = {s: metric_rows(ours["subjects"].get(s, {}), results.get(t, {}))
-                           for s, t in case.subject_tasks.items()}
+        out["subjects"] = {
+            s: metric_rows(ours["subjects"].get(s, {}), results.get(t, {})) for s, t in case.subject_tasks.items()
+        }
     return out
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = (f"{'task':<16}{'n':>5}  {'metric':<9}{'lm-eval':>9}{'ours':>9}{'|diff|':>9}  "
-            f"{'stderr lm':>10}{'ours':>9}{'|diff|':>9}  {'ctx≠':>5}{'max|Δll|':>10}{'pred≠':>6}{'norm≠':>6}")
+    head = (
+        f"{'task':<16}{'n':>5}  {'metric':<9}{'lm-eval':>9}{'ours':>9}{'|diff|':>9}  "
+        f"{'stderr lm':>10}{'ours':>9}{'|diff|':>9}  {'ctx≠':>5}{'max|Δll|':>10}{'pred≠':>6}{'norm≠':>6}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -300,11 +355,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         for k, (m, v) in enumerate(r["metrics"].items()):
             same = "=" if v["identical"] else f"{v['diff']:.1e}"
             se_same = "=" if v["stderr_identical"] else f"{v['stderr_diff']:.1e}"
-            tail = (f"  {r['context_mismatches']:>5}{r['max_abs_ll_diff']:>10.1e}{r['pred_diff']:>6}"
-                    f"{r['pred_norm_diff'] if 'acc_norm' in r['metrics'] else '-':>6}") if k == 0 else ""
-            print(f"{(r['task'] if k == 0 else ''):<16}{(str(n) if k == 0 else ''):>5}  {m:<9}{v['lmeval']:>9.4f}"
-                  f"{v['ours']:>9.4f}{same:>9}  {v['lmeval_stderr']:>10.4f}"
-                  f"{v['ours_stderr']:>9.4f}{se_same:>9}{tail}")
+            tail = (
+                (
+                    f"  {r['context_mismatches']:>5}{r['max_abs_ll_diff']:>10.1e}{r['pred_diff']:>6}"
+                    f"{r['pred_norm_diff'] if 'acc_norm' in r['metrics'] else '-':>6}"
+                )
+                if k == 0
+                else ""
+            )
+            print(
+                f"{(r['task'] if k == 0 else ''):<16}{(str(n) if k == 0 else ''):>5}  {m:<9}{v['lmeval']:>9.4f}"
+                f"{v['ours']:>9.4f}{same:>9}  {v['lmeval_stderr']:>10.4f}"
+                f"{v['ours_stderr']:>9.4f}{se_same:>9}{tail}"
+            )
         if "subjects" in r:
             subs = r["subjects"].values()
             same = sum(all(v["identical"] for v in s.values()) for s in subs)
@@ -312,6 +375,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 # --------------------------------------------------------------------------- main
+
 
 def add_common_args(ap: argparse.ArgumentParser, limit: int) -> None:
     ap.add_argument("--model", help="a Hugging Face causal-LM folder (default: export --run)")
@@ -350,30 +414,53 @@ def main() -> None:
         folder, subjects, root, include, cases = stage_run(args, Path(tmp))
 
         tm = TaskManager(include_path=str(include))
-        res = lm_eval.simple_evaluate(model=load_hflm(folder, args.batch_size), tasks=lmeval_specs(tm, args.benchmarks, cases),
-                                      task_manager=tm, limit=args.limit, log_samples=True,
-                                      fewshot_random_seed=FEWSHOT_SEED)
+        res = lm_eval.simple_evaluate(
+            model=load_hflm(folder, args.batch_size),
+            tasks=lmeval_specs(tm, args.benchmarks, cases),
+            task_manager=tm,
+            limit=args.limit,
+            log_samples=True,
+            fewshot_random_seed=FEWSHOT_SEED,
+        )
         ours_model = load_eval_model(folder)
-        rows = [compare(c, run_task(ours_model, c.run, root),
-                        res, root) for c in cases]
+        rows = [compare(c, run_task(ours_model, c.run, root), res, root) for c in cases]
 
-    print(f"\nmodel: {args.model or args.run} | limit {args.limit} | MMLU subjects: {', '.join(subjects)} | "
-          f"MMLU few-shot {args.fewshot} | batch {args.batch_size} | threads {args.threads}")
+    print(
+        f"\nmodel: {args.model or args.run} | limit {args.limit} | MMLU subjects: {', '.join(subjects)} | "
+        f"MMLU few-shot {args.fewshot} | batch {args.batch_size} | threads {args.threads}"
+    )
     print_table(rows)
-    bad = [r["task"] for r in rows if r["context_mismatches"] or r["items_missing_in_lmeval"]
-           or r["n_ours"] != r["n_lmeval"] or r["max_abs_ll_diff"] >= args.tol
-           or r["lmeval_num_fewshot"] != [r["num_fewshot"]]]
+    bad = [
+        r["task"]
+        for r in rows
+        if r["context_mismatches"]
+        or r["items_missing_in_lmeval"]
+        or r["n_ours"] != r["n_lmeval"]
+        or r["max_abs_ll_diff"] >= args.tol
+        or r["lmeval_num_fewshot"] != [r["num_fewshot"]]
+    ]
     for r in rows:
         if r["first_context_mismatch"]:
             print(f"\nfirst context mismatch in {r['task']}: {json.dumps(r['first_context_mismatch'])[:2000]}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model or args.run, "limit": args.limit, "mmlu_subjects": subjects,
-                                    "fewshot": args.fewshot, "batch_size": args.batch_size, "tol": args.tol,
-                                    "tasks": rows}, indent=1, default=str))
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": args.model or args.run,
+                "limit": args.limit,
+                "mmlu_subjects": subjects,
+                "fewshot": args.fewshot,
+                "batch_size": args.batch_size,
+                "tol": args.tol,
+                "tasks": rows,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print(f"\nwrote {args.out}")
     if bad:
-        print(f"DISAGREEMENT (context mismatch, item count, few-shot count or |Δll| >= {args.tol:g}): "
-              f"{', '.join(bad)}")
+        print(f"DISAGREEMENT (context mismatch, item count, few-shot count or |Δll| >= {args.tol:g}): {', '.join(bad)}")
         sys.exit(1)
     print(f"agreement: identical contexts and |Δll| < {args.tol:g} on every task")
 

@@ -20,6 +20,7 @@ Exits 1 when any generation differs or any figure differs by --tol (1e-6) or mor
 Usage: .venv/bin/python benchmarks/eval_generation.py [--model HF_DIR | --run runs/demo2]
            [--limit 40] [--batch-size 16] [--repeats 1] [--threads 2] [--out PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,15 @@ def stage_items(bench: Path, dest: Path) -> tuple[Path, str]:
         if line.strip():
             rec = json.loads(line)
             t = rec["mc2_targets"]
-            lines.append(json.dumps({"question": rec["question"],
-                                     "correct_answers": [c for c, y in zip(t["choices"], t["labels"]) if y],
-                                     "incorrect_answers": [c for c, y in zip(t["choices"], t["labels"]) if not y]}))
+            lines.append(
+                json.dumps(
+                    {
+                        "question": rec["question"],
+                        "correct_answers": [c for c, y in zip(t["choices"], t["labels"]) if y],
+                        "incorrect_answers": [c for c, y in zip(t["choices"], t["labels"]) if not y],
+                    }
+                )
+            )
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dest, f"{bench / 'truthfulqa' / 'validation.jsonl'} (mc2 true/false answers as references)"
 
@@ -70,8 +77,11 @@ def lmeval_task(root: Path):
     tm = TaskManager()
     cfg = load_yaml(tm.task_index["truthfulqa_gen"].yaml_path, resolve_func=True)
     cfg.pop("tag", None)
-    cfg.update(dataset_path="json", dataset_name=None,
-               dataset_kwargs={"data_files": {"validation": str(root / "truthfulqa_generation" / "validation.jsonl")}})
+    cfg.update(
+        dataset_path="json",
+        dataset_name=None,
+        dataset_kwargs={"data_files": {"validation": str(root / "truthfulqa_generation" / "validation.jsonl")}},
+    )
     return get_task_dict([cfg], tm)
 
 
@@ -123,24 +133,46 @@ def main() -> None:
     item_diff = {m: max(abs(o[m] - float(s[m])) for o, s in zip(items, samples)) for m in METRICS}
     agg_diff = {m: abs(ours[m] - float(lm_res[f"{m},none"])) for m in METRICS}
     speed = (n / min(ours_s)) / (n / min(theirs_s))
-    print(f"\nmodel: {args.model or args.run} | items: {n} from {source} | batch {args.batch_size} | "
-          f"threads {args.threads}")
+    print(
+        f"\nmodel: {args.model or args.run} | items: {n} from {source} | batch {args.batch_size} | "
+        f"threads {args.threads}"
+    )
     print(f"generations identical: {n - len(differ)}/{n}" + (f" (first differing item: {differ[0]})" if differ else ""))
     print(f"{'metric':<14}{'lm-eval':>12}{'ours':>12}{'|diff|':>12}{'max item |diff|':>18}")
     for m in METRICS:
         print(f"{m:<14}{float(lm_res[f'{m},none']):>12.6f}{ours[m]:>12.6f}{agg_diff[m]:>12.2e}{item_diff[m]:>18.2e}")
-    print(f"wall: lm-eval {min(theirs_s):.1f} s ({n / min(theirs_s):.2f} items/s), ours {min(ours_s):.1f} s "
-          f"({n / min(ours_s):.2f} items/s): {speed:.2f}x (goal >= 2)")
+    print(
+        f"wall: lm-eval {min(theirs_s):.1f} s ({n / min(theirs_s):.2f} items/s), ours {min(ours_s):.1f} s "
+        f"({n / min(ours_s):.2f} items/s): {speed:.2f}x (goal >= 2)"
+    )
     print(f"stops: {ours['stops']}; prompts cut on the left: {ours['truncated_prompts']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "model": args.model or args.run, "items": n, "source": source, "batch_size": args.batch_size,
-        "threads": args.threads, "identical_generations": n - len(differ), "differing_items": differ,
-        "max_item_diff": item_diff, "aggregate_diff": agg_diff, "lmeval_s": theirs_s, "ours_s": ours_s,
-        "speedup": speed, "lmeval": {m: float(lm_res[f"{m},none"]) for m in METRICS},
-        "ours": {m: ours[m] for m in METRICS},
-        "first_difference": ({"ours": items[differ[0]]["generation"], "lmeval": samples[differ[0]]["filtered_resps"][0]}
-                             if differ else None)}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": args.model or args.run,
+                "items": n,
+                "source": source,
+                "batch_size": args.batch_size,
+                "threads": args.threads,
+                "identical_generations": n - len(differ),
+                "differing_items": differ,
+                "max_item_diff": item_diff,
+                "aggregate_diff": agg_diff,
+                "lmeval_s": theirs_s,
+                "ours_s": ours_s,
+                "speedup": speed,
+                "lmeval": {m: float(lm_res[f"{m},none"]) for m in METRICS},
+                "ours": {m: ours[m] for m in METRICS},
+                "first_difference": (
+                    {"ours": items[differ[0]]["generation"], "lmeval": samples[differ[0]]["filtered_resps"][0]}
+                    if differ
+                    else None
+                ),
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.out}")
     if differ or max(max(item_diff.values()), max(agg_diff.values())) >= args.tol:
         print("DISAGREEMENT")

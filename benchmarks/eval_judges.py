@@ -13,6 +13,7 @@ the judge's time per rating.
 
 Usage: .venv/bin/python benchmarks/eval_judges.py --model HF_DIR [--judge HF_DIR] [--limit 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from eval_agreement import DEFAULT_BENCH, REPO
 from eval_generation import stage_items
 
@@ -58,23 +58,31 @@ def main() -> None:
         root, source = stage_items(args.benchmarks, Path(tmp) / "data")
         docs, _ = truthfulqa_docs(root, allow_hub=False)
         start = time.perf_counter()
-        gen = run_generation(load_eval_model(args.model), "truthfulqa_gen", docs[:args.limit],
-                             TRUTHFULQA_GEN_SETTINGS, args.batch_size)
+        gen = run_generation(
+            load_eval_model(args.model), "truthfulqa_gen", docs[: args.limit], TRUTHFULQA_GEN_SETTINGS, args.batch_size
+        )
         gen_s = time.perf_counter() - start
     items = gen["items"]
     if not items:
-        sys.exit(f"error: no TruthfulQA items under {args.benchmarks}; give --limit >= 1 and a --benchmarks folder "
-                 f"with truthfulqa/validation.jsonl")
+        sys.exit(
+            f"error: no TruthfulQA items under {args.benchmarks}; give --limit >= 1 and a --benchmarks folder "
+            f"with truthfulqa/validation.jsonl"
+        )
     start = time.perf_counter()
     p_true = judge_items(truthful, items)
     p_info = judge_items(informative, items)
     judge_s = time.perf_counter() - start
     # The judge on known answers: each item's first true reference and first false one as the "generation".
-    known = [(dict(i, generation=i["references"][0]), dict(i, generation=i["incorrect_references"][0]))
-             for i in items if i["incorrect_references"]]
+    known = [
+        (dict(i, generation=i["references"][0]), dict(i, generation=i["incorrect_references"][0]))
+        for i in items
+        if i["incorrect_references"]
+    ]
     if not known:  # the check of the judge needs false answers to compare with
-        sys.exit("error: none of these items has false reference answers (incorrect_answers), so the judge "
-                 "cannot be checked on them; use TruthfulQA's files, which hold them")
+        sys.exit(
+            "error: none of these items has false reference answers (incorrect_answers), so the judge "
+            "cannot be checked on them; use TruthfulQA's files, which hold them"
+        )
     on_true = judge_items(truthful, [t for t, _ in known])
     on_false = judge_items(truthful, [f for _, f in known])
     accuracy = (sum(p > 0.5 for p in on_true) + sum(p <= 0.5 for p in on_false)) / (2 * len(known))
@@ -82,13 +90,20 @@ def main() -> None:
     kappa = cohen_kappa(verdicts, [float(i["bleu_acc"]) for i in items])
     ratings = 2 * len(items) + 2 * len(known)
     out = {
-        "model": args.model, "judge": judge_path, "items": len(items), "source": source,
-        "generation_s": gen_s, "judge_s_per_rating": judge_s / (2 * len(items)),
-        "judge_truthful": sum(verdicts) / len(items), "judge_truthful_probability": sum(p_true) / len(p_true),
+        "model": args.model,
+        "judge": judge_path,
+        "items": len(items),
+        "source": source,
+        "generation_s": gen_s,
+        "judge_s_per_rating": judge_s / (2 * len(items)),
+        "judge_truthful": sum(verdicts) / len(items),
+        "judge_truthful_probability": sum(p_true) / len(p_true),
         "judge_informative": sum(p > 0.5 for p in p_info) / len(items),
         "judge_informative_probability": sum(p_info) / len(p_info),
-        "bleu_acc": gen["bleu_acc"], "kappa_judge_vs_bleu_acc": kappa,
-        "known_answers": len(known), "accuracy_true_vs_false_references": accuracy,
+        "bleu_acc": gen["bleu_acc"],
+        "kappa_judge_vs_bleu_acc": kappa,
+        "known_answers": len(known),
+        "accuracy_true_vs_false_references": accuracy,
         "auc_true_vs_false_references": auc(on_true, on_false),
         "mean_probability_true_references": sum(on_true) / len(on_true),
         "mean_probability_false_references": sum(on_false) / len(on_false),
@@ -100,9 +115,24 @@ def main() -> None:
     if kappa is None:
         print("  kappa_judge_vs_bleu_acc              undefined (one side rated every item alike)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({**out, "per_item": [
-        {"question": i["question"], "generation": i["generation"], "p_truthful": t, "p_informative": f,
-         "bleu_acc": i["bleu_acc"]} for i, t, f in zip(items, p_true, p_info)]}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                **out,
+                "per_item": [
+                    {
+                        "question": i["question"],
+                        "generation": i["generation"],
+                        "p_truthful": t,
+                        "p_informative": f,
+                        "bleu_acc": i["bleu_acc"],
+                    }
+                    for i, t, f in zip(items, p_true, p_info)
+                ],
+            },
+            indent=1,
+        )
+    )
     print(f"\nwrote {args.out}")
 
 

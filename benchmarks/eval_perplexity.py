@@ -10,6 +10,7 @@ Exits 1 when a figure differs by --rtol (1e-6) or more.
 
 Usage: .venv/bin/python benchmarks/eval_perplexity.py --model HF_DIR [--text FILE] [--bytes 40000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from eval_agreement import REPO, load_hflm, quiet_lmeval
 
 from tasks.evaluation.models import load_eval_model
@@ -57,8 +57,14 @@ def main() -> None:
         data.write_text(json.dumps({"page": text}) + "\n", encoding="utf-8")
         tm = TaskManager()
         cfg = load_yaml(tm.task_index["wikitext"].yaml_path, resolve_func=True)
-        cfg.update(dataset_path="json", dataset_name=None, training_split=None, validation_split=None,
-                   dataset_kwargs={"data_files": {"test": str(data)}}, doc_to_target=lambda d: d["page"])
+        cfg.update(
+            dataset_path="json",
+            dataset_name=None,
+            training_split=None,
+            validation_split=None,
+            dataset_kwargs={"data_files": {"test": str(data)}},
+            doc_to_target=lambda d: d["page"],
+        )
         task_dict = get_task_dict([cfg], tm)
         lm = load_hflm(Path(args.model), 1)
         model = load_eval_model(args.model)
@@ -69,15 +75,30 @@ def main() -> None:
         ours = text_perplexity(model, doc, batch_size=16, logits_mb=args.logits_mb)
         ours_s = time.perf_counter() - start
     rel = {f: abs(ours[f] - theirs[f"{f},none"]) / abs(theirs[f"{f},none"]) for f in FIGURES}
-    print(f"\nmodel {args.model} | {size:,} bytes of {args.text.name}, {ours['tokens']:,} tokens, window "
-          f"{model.max_length:,} | threads {args.threads}")
+    print(
+        f"\nmodel {args.model} | {size:,} bytes of {args.text.name}, {ours['tokens']:,} tokens, window "
+        f"{model.max_length:,} | threads {args.threads}"
+    )
     for f in FIGURES:
         print(f"{f:<16} lm-eval {theirs[f'{f},none']:.9f}  ours {ours[f]:.9f}  rel diff {rel[f]:.1e}")
     print(f"wall: lm-eval {theirs_s:.1f} s, ours {ours_s:.1f} s: {theirs_s / ours_s:.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model, "bytes": size, "tokens": ours["tokens"], "ours": ours,
-                                    "lmeval": {f: theirs[f"{f},none"] for f in FIGURES}, "rel_diff": rel,
-                                    "lmeval_s": theirs_s, "ours_s": ours_s}, indent=1, default=str))
+    args.out.write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "bytes": size,
+                "tokens": ours["tokens"],
+                "ours": ours,
+                "lmeval": {f: theirs[f"{f},none"] for f in FIGURES},
+                "rel_diff": rel,
+                "lmeval_s": theirs_s,
+                "ours_s": ours_s,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     if max(rel.values()) >= args.rtol:
         print("DISAGREEMENT")
         sys.exit(1)

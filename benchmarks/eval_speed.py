@@ -22,6 +22,7 @@ each), and --profile runs ours once more under cProfile and prints where time go
 Usage: .venv/bin/python benchmarks/eval_speed.py [--run runs/demo2 | --model HF_DIR]
            [--limit 50] [--repeats 2] [--batch-size 16] [--mmlu-subjects a,b,...] [--per-task] [--profile]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,10 +58,13 @@ def token_counts(model, run, root: Path) -> dict[str, int]:
     plus each choice but its last token, before a prefix shared across questions is taken out.
     Their ratio is roughly the speed-up that context sharing alone can give."""
     spec, docs, pool = load_docs(run, root, False)
-    qs = [encode_question(model, c, d.choices)
-          for c, d in zip(contexts(spec, docs, pool, run.num_fewshot, run.formulation == "letters"), docs)]
-    harness = sum(len(ctx) if all(len(c) == 1 for c in conts) else sum(len(ctx) + len(c) - 1 for c in conts)
-                  for ctx, conts in qs)
+    qs = [
+        encode_question(model, c, d.choices)
+        for c, d in zip(contexts(spec, docs, pool, run.num_fewshot, run.formulation == "letters"), docs)
+    ]
+    harness = sum(
+        len(ctx) if all(len(c) == 1 for c in conts) else sum(len(ctx) + len(c) - 1 for c in conts) for ctx, conts in qs
+    )
     ours = sum(len(ctx) + sum(len(c) - 1 for c in conts) for ctx, conts in qs)
     return {"harness_tokens": harness, "ours_tokens": ours}
 
@@ -70,8 +74,11 @@ def main() -> None:
     add_common_args(ap, limit=50)
     ap.add_argument("--repeats", type=int, default=2, help="alternating timed rounds per side")
     ap.add_argument("--profile", action="store_true", help="then profile one run of ours with cProfile")
-    ap.add_argument("--per-task", action="store_true",
-                    help="then time each task on its own, both sides, once each (where the time goes)")
+    ap.add_argument(
+        "--per-task",
+        action="store_true",
+        help="then time each task on its own, both sides, once each (where the time goes)",
+    )
     ap.add_argument("--out", type=Path, help="also write the timings as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -93,8 +100,7 @@ def main() -> None:
             return evaluate(lm=lm, task_dict=task_dict, limit=limit, log_samples=False)
 
         def ours(limit: int) -> dict[str, dict]:
-            return {c.key: run_task(ours_model, replace(c.run, limit=limit), root)
-                    for c in cases}
+            return {c.key: run_task(ours_model, replace(c.run, limit=limit), root) for c in cases}
 
         lmeval(2), ours(2)  # warm-up: first-call costs (allocator, lazy imports, dataset caches)
         times: dict[str, list[float]] = {"lm-eval": [], "ours": []}
@@ -121,9 +127,12 @@ def main() -> None:
                 mine = time.perf_counter() - start
                 counts = token_counts(ours_model, replace(c.run, limit=args.limit), root)
                 per_task[c.key] = {"lm-eval_s": theirs, "ours_s": mine, "ratio": theirs / mine, **counts}
-                print(f"  {c.key:<16} lm-eval {theirs:7.2f} s  ours {mine:7.2f} s  {theirs / mine:5.2f}x   tokens: "
-                      f"harness {counts['harness_tokens']}, ours {counts['ours_tokens']} "
-                      f"({counts['harness_tokens'] / counts['ours_tokens']:.2f}x fewer)", flush=True)
+                print(
+                    f"  {c.key:<16} lm-eval {theirs:7.2f} s  ours {mine:7.2f} s  {theirs / mine:5.2f}x   tokens: "
+                    f"harness {counts['harness_tokens']}, ours {counts['ours_tokens']} "
+                    f"({counts['harness_tokens'] / counts['ours_tokens']:.2f}x fewer)",
+                    flush=True,
+                )
 
         profile = None
         if args.profile:
@@ -138,9 +147,11 @@ def main() -> None:
     best = {side: min(ts) for side, ts in times.items()}
     rate = {side: n_items_total / t for side, t in best.items()}
     ratio = rate["ours"] / rate["lm-eval"]
-    print(f"\nmodel: {args.model or args.run} | {len(cases)} tasks, {n_items_total} items (limit {args.limit}, MMLU "
-          f"{len(subjects)} subjects, few-shot {args.fewshot}) | batch {args.batch_size} | threads {args.threads} | "
-          f"best of {args.repeats}")
+    print(
+        f"\nmodel: {args.model or args.run} | {len(cases)} tasks, {n_items_total} items (limit {args.limit}, MMLU "
+        f"{len(subjects)} subjects, few-shot {args.fewshot}) | batch {args.batch_size} | threads {args.threads} | "
+        f"best of {args.repeats}"
+    )
     print(f"{'side':<10}{'best s':>9}{'items/s':>10}   all rounds (s)")
     for side in ("lm-eval", "ours"):
         print(f"{side:<10}{best[side]:>9.2f}{rate[side]:>10.1f}   {', '.join(f'{t:.2f}' for t in times[side])}")
@@ -149,11 +160,23 @@ def main() -> None:
         print("\ncProfile of ours (one run):\n" + profile)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"model": args.model or args.run, "limit": args.limit, "items": n_items,
-                                        "threads": args.threads, "batch_size": args.batch_size, "times_s": times,
-                                        "best_s": best, "items_per_s": rate, "ratio_ours_over_lmeval": ratio,
-                                        "per_task": per_task},
-                                       indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "model": args.model or args.run,
+                    "limit": args.limit,
+                    "items": n_items,
+                    "threads": args.threads,
+                    "batch_size": args.batch_size,
+                    "times_s": times,
+                    "best_s": best,
+                    "items_per_s": rate,
+                    "ratio_ours_over_lmeval": ratio,
+                    "per_task": per_task,
+                },
+                indent=1,
+            )
+        )
         print(f"wrote {args.out}")
 
 

@@ -11,6 +11,7 @@ grow; mapped file pages are the page cache's). Goal: ratio >= 1, memory flat wit
 
 Usage: .venv/bin/python benchmarks/loader_throughput.py [--tokens 50_000_000 --scale 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,24 +46,49 @@ def write_data(dest: Path, tokens: int, seq_len: int, vocab: int) -> None:
             chunk = rng.integers(0, vocab, n, dtype=np.uint16)
             chunk.tofile(flat)
             rows = n // row_len
-            table = pa.table({
-                "tokens": pa.FixedSizeListArray.from_arrays(pa.array(chunk), row_len),
-                "length": pa.array(np.full(rows, row_len, np.int32)),
-                # One document start per row, so the column has the layout of real shards.
-                "doc_starts": pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32)),
-                                                       pa.array(np.full(rows, 7, np.int32))),
-            })
+            table = pa.table(
+                {
+                    "tokens": pa.FixedSizeListArray.from_arrays(pa.array(chunk), row_len),
+                    "length": pa.array(np.full(rows, row_len, np.int32)),
+                    # One document start per row, so the column has the layout of real shards.
+                    "doc_starts": pa.ListArray.from_arrays(
+                        pa.array(np.arange(rows + 1, dtype=np.int32)), pa.array(np.full(rows, 7, np.int32))
+                    ),
+                }
+            )
             source = "web" if i % 2 == 0 else "books"
             path = dest / "train" / source / f"part-{i:05d}.arrow"
             write_table(table, path, {"tokenizer_sha256": "bench", "vocab_size": str(vocab), "row_len": str(row_len)})
-            entries.append({"split": "train", "source": source, "file": str(path.relative_to(dest)), "rows": rows,
-                            "tokens": n, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+            entries.append(
+                {
+                    "split": "train",
+                    "source": source,
+                    "file": str(path.relative_to(dest)),
+                    "rows": rows,
+                    "tokens": n,
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                }
+            )
     by = {s: [e for e in entries if e["source"] == s] for s in ("web", "books")}
     by = {s: v for s, v in by.items() if v}
-    plan = plan_mixture({s: sum(e["rows"] for e in v) for s, v in by.items()},
-                        {s: sum(e["tokens"] for e in v) for s, v in by.items()}, None)
-    write_json(dest / "manifest.json", {"schema": SCHEMA_VERSION, "tokenizer_sha256": "bench", "row_len": row_len,
-                                        "seq_len": seq_len, "vocab_size": vocab, "mixture": plan, "shards": entries})
+    plan = plan_mixture(
+        {s: sum(e["rows"] for e in v) for s, v in by.items()},
+        {s: sum(e["tokens"] for e in v) for s, v in by.items()},
+        None,
+    )
+    write_json(
+        dest / "manifest.json",
+        {
+            "schema": SCHEMA_VERSION,
+            "tokenizer_sha256": "bench",
+            "row_len": row_len,
+            "seq_len": seq_len,
+            "vocab_size": vocab,
+            "mixture": plan,
+            "shards": entries,
+        },
+    )
 
 
 def anon_peak_mb() -> float:
@@ -78,6 +104,7 @@ def child(side: str, data: Path, batches: int, batch: int, seq_len: int) -> None
     torch.set_num_threads(1)
     if side == "ours":
         from tasks.training.data import TrainingData
+
         train = TrainingData(data, seed=1, verify="size")
         sampler = train.sampler(rank=0, world=1, batch=batch)
 
@@ -89,9 +116,10 @@ def child(side: str, data: Path, batches: int, batch: int, seq_len: int) -> None
         def get_batch():  # nanoGPT's train.py, CPU branch
             mm = np.memmap(path, dtype=np.uint16, mode="r")
             ix = torch.randint(len(mm) - seq_len, (batch,))
-            x = torch.stack([torch.from_numpy(mm[i:i + seq_len].astype(np.int64)) for i in ix])
-            y = torch.stack([torch.from_numpy(mm[i + 1:i + 1 + seq_len].astype(np.int64)) for i in ix])
+            x = torch.stack([torch.from_numpy(mm[i : i + seq_len].astype(np.int64)) for i in ix])
+            y = torch.stack([torch.from_numpy(mm[i + 1 : i + 1 + seq_len].astype(np.int64)) for i in ix])
             return x, y
+
     for _ in range(20):
         get_batch()  # warm-up
     start = time.perf_counter()
@@ -103,10 +131,27 @@ def child(side: str, data: Path, batches: int, batch: int, seq_len: int) -> None
 
 
 def run_child(side: str, data: Path, args) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", side, "--data", str(data), "--batches",
-                           str(args.batches), "--batch", str(args.batch), "--seq-len", str(args.seq_len)],
-                          capture_output=True, text=True, cwd=ROOT, check=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            side,
+            "--data",
+            str(data),
+            "--batches",
+            str(args.batches),
+            "--batch",
+            str(args.batch),
+            "--seq-len",
+            str(args.seq_len),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -132,27 +177,35 @@ def main() -> None:
             data.mkdir()
             t0 = time.perf_counter()
             write_data(data, size, args.seq_len, vocab=50257)
-            print(f"wrote {size:,} tokens ({size * 2 / 1e9:.2f} GB per copy) in {time.perf_counter() - t0:.0f} s",
-                  flush=True)
+            print(
+                f"wrote {size:,} tokens ({size * 2 / 1e9:.2f} GB per copy) in {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
             runs = {"ours": [], "nanogpt": []}
             for _ in range(args.repeats):
                 for side in runs:  # alternate, so machine noise hits both alike
                     runs[side].append(run_child(side, data, args))
-            results[size] = {side: {"seq_per_s": max(r["seq_per_s"] for r in v),
-                                    "anon_peak_mb": max(r["anon_peak_mb"] for r in v)} for side, v in runs.items()}
+            results[size] = {
+                side: {"seq_per_s": max(r["seq_per_s"] for r in v), "anon_peak_mb": max(r["anon_peak_mb"] for r in v)}
+                for side, v in runs.items()
+            }
             r = results[size]
-            print(f"{size:>13,} tokens: ours {r['ours']['seq_per_s']:,.0f} seq/s "
-                  f"({r['ours']['anon_peak_mb']:.0f} MB), nanoGPT {r['nanogpt']['seq_per_s']:,.0f} seq/s "
-                  f"({r['nanogpt']['anon_peak_mb']:.0f} MB); ratio {r['ours']['seq_per_s'] / r['nanogpt']['seq_per_s']:.2f}x",
-                  flush=True)
+            print(
+                f"{size:>13,} tokens: ours {r['ours']['seq_per_s']:,.0f} seq/s "
+                f"({r['ours']['anon_peak_mb']:.0f} MB), nanoGPT {r['nanogpt']['seq_per_s']:,.0f} seq/s "
+                f"({r['nanogpt']['anon_peak_mb']:.0f} MB); ratio {r['ours']['seq_per_s'] / r['nanogpt']['seq_per_s']:.2f}x",
+                flush=True,
+            )
             for f in data.rglob("*"):  # free the disk before the next size
                 if f.is_file():
                     f.unlink()
         small, large = (results[s] for s in (args.tokens, args.tokens * args.scale))
         for side in ("ours", "nanogpt"):
-            print(f"{side}: peak anonymous memory {small[side]['anon_peak_mb']:.0f} MB -> "
-                  f"{large[side]['anon_peak_mb']:.0f} MB at {args.scale}x the data "
-                  f"({large[side]['anon_peak_mb'] / small[side]['anon_peak_mb']:.2f}x)")
+            print(
+                f"{side}: peak anonymous memory {small[side]['anon_peak_mb']:.0f} MB -> "
+                f"{large[side]['anon_peak_mb']:.0f} MB at {args.scale}x the data "
+                f"({large[side]['anon_peak_mb'] / small[side]['anon_peak_mb']:.2f}x)"
+            )
 
 
 if __name__ == "__main__":

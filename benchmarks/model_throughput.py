@@ -5,6 +5,7 @@ run. Each model runs its own training path: ours the fused head + loss (models/f
 theirs logits then cross-entropy; prints each median and the ratio ours/theirs. Goal: >= 1.0.
 Usage: .venv/bin/python benchmarks/model_throughput.py [--batch 4 --seq 128 --repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,19 @@ def main() -> None:
     p = get_preset("gpt2-124m")
     torch.manual_seed(0)
     ours = GPT(p.model, p.vocab_size, p.seq_len).train()
-    theirs = GPT2LMHeadModel(GPT2Config(
-        vocab_size=p.vocab_size, n_positions=p.seq_len, n_embd=p.model.d_model, n_layer=p.model.n_layer,
-        n_head=p.model.n_head, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )).train()
+    theirs = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=p.vocab_size,
+            n_positions=p.seq_len,
+            n_embd=p.model.d_model,
+            n_layer=p.model.n_layer,
+            n_head=p.model.n_head,
+            activation_function="gelu",
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    ).train()
     assert ours.num_parameters() == theirs.num_parameters()
     data = torch.randint(0, p.vocab_size, (args.batch, args.seq + 1))
     x, y = data[:, :-1], data[:, 1:]
@@ -59,10 +69,14 @@ def main() -> None:
         times["transformers"].append(step_time(theirs_step))
     tokens = args.batch * args.seq
     rate = {k: tokens / statistics.median(v) for k, v in times.items()}
-    print(f"GPT-2 124M shape, batch {args.batch} x {args.seq} tokens, {args.threads} threads, "
-          f"{ours.num_parameters():,} parameters each")
-    print(f"ours: {rate['ours']:,.0f} tokens/s   transformers: {rate['transformers']:,.0f} tokens/s   "
-          f"ratio {rate['ours'] / rate['transformers']:.2f}x")
+    print(
+        f"GPT-2 124M shape, batch {args.batch} x {args.seq} tokens, {args.threads} threads, "
+        f"{ours.num_parameters():,} parameters each"
+    )
+    print(
+        f"ours: {rate['ours']:,.0f} tokens/s   transformers: {rate['transformers']:,.0f} tokens/s   "
+        f"ratio {rate['ours'] / rate['transformers']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

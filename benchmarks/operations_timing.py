@@ -9,6 +9,7 @@ its own), as an operator's would be, so the server's start-up is in none of the 
 
 Usage: .venv/bin/python benchmarks/operations_timing.py [--interval 20] [--port 4260]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def _timed(args: list[str]) -> tuple[float, str]:
 
 def _first_run_start(api: str, name: str, timeout: float = 300) -> float:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateType, FlowRunFilterState
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -47,9 +48,12 @@ def _first_run_start(api: str, name: str, timeout: float = 300) -> float:
                 time.sleep(0.5)
                 continue
             started = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=["RUNNING", "COMPLETED", "FAILED"]))),
-                sort=FlowRunSort.START_TIME_ASC, limit=200)
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING", "COMPLETED", "FAILED"]))
+                ),
+                sort=FlowRunSort.START_TIME_ASC,
+                limit=200,
+            )
             if any(r.deployment_id == deployment.id for r in started):
                 return time.monotonic()
             time.sleep(0.5)
@@ -81,9 +85,13 @@ def main() -> None:
 
         log = open(work / "serve.log", "wb")
         t0 = time.monotonic()
-        proc = subprocess.Popen([CRUCIBLE, "serve", "-c", "debug", "--name", "timing", "--interval",
-                                 str(args.interval), *common], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [CRUCIBLE, "serve", "-c", "debug", "--name", "timing", "--interval", str(args.interval), *common],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             started = _first_run_start(server.api_url, "timing")
             print(f"crucible serve --interval {args.interval:g} -> first scheduled run started: {started - t0:.1f} s")

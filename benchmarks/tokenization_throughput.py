@@ -11,6 +11,7 @@ Input: a folder of curated `part-*.parquet` (a run's `curated/`), or of JSONL do
 (`curation_input.py` output, converted to Parquet first, untimed).
 Usage: .venv/bin/python benchmarks/tokenization_throughput.py --input runs/demo/curated [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ def to_parquet(src: Path, dest: Path, shard_mb: int = 16) -> list[Path]:
 def text_bytes(path: Path) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
     return int(pc.sum(pc.binary_length(pq.read_table(path, columns=["text"]).column("text"))).as_py())
 
 
@@ -80,15 +82,20 @@ def child(mode: str, files: list[str], tokenizer: str, out: str) -> None:
     tokens = 0
     for shard in texts:
         for i in range(0, len(shard), cfg.batch_docs):
-            tokens += sum(len(e.ids) for e in encode(shard[i:i + cfg.batch_docs], add_special_tokens=False))
+            tokens += sum(len(e.ids) for e in encode(shard[i : i + cfg.batch_docs], add_special_tokens=False))
     print(json.dumps({"seconds": time.perf_counter() - start, "tokens": tokens}))
 
 
 def run_child(mode: str, files: list[Path], tokenizer: Path, out: Path) -> float:
     env = {**os.environ, "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--tokenizer", str(tokenizer),
-                           "--out", str(out), *map(str, files)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--tokenizer", str(tokenizer), "--out", str(out), *map(str, files)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
 
 
@@ -115,6 +122,7 @@ def main() -> None:
         if tokenizer is None:
             from tasks.tokenization.bpe import prepare_tokenizer
             from tasks.tokenization.config import TokenizationConfig
+
             tokenizer = tmp / "tokenizer.json"
             prepare_tokenizer(files, TokenizationConfig(vocab_size=8192, train_sample_bytes=20_000_000), tokenizer)
         times: dict[str, list[float]] = {"ours": [], "encode_batch": [], "encode_batch_fast": []}
@@ -126,8 +134,9 @@ def main() -> None:
         peer = min(best["encode_batch"], best["encode_batch_fast"])
         print(f"input: {len(files)} Parquet files, {mb:.1f} MB of text; 1 core each side")
         for k, v in times.items():
-            print(f"{k:>18}: best {best[k]:.2f} s  median {statistics.median(v):.2f} s  "
-                  f"{mb / best[k]:.2f} MB/s per core")
+            print(
+                f"{k:>18}: best {best[k]:.2f} s  median {statistics.median(v):.2f} s  {mb / best[k]:.2f} MB/s per core"
+            )
         print(f"ratio ours / fastest raw encoder: {peer / best['ours']:.3f}x (goal >= 0.9)")
 
 

@@ -11,6 +11,7 @@ warm-up, and the ratio ours/plain is printed. Goal: >= 0.95.
 
 Usage: .venv/bin/python benchmarks/training_overhead.py [--text FILE] [--steps 8] [--rounds 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,11 @@ def token_run(rows: list[dict], root: Path, cfg: TokenizationConfig) -> None:
 def build_run(text: Path, root: Path, vocab: int, seq_len: int) -> None:
     """Token shards from a plain text file, one document per blank-line-separated paragraph."""
     paras = [p.strip() for p in text.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-    token_run([{"id": str(i), "text": p, "source": "text"} for i, p in enumerate(paras)], root,
-              TokenizationConfig(vocab_size=vocab, seq_len=seq_len, val_fraction=0.02))
+    token_run(
+        [{"id": str(i), "text": p, "source": "text"} for i, p in enumerate(paras)],
+        root,
+        TokenizationConfig(vocab_size=vocab, seq_len=seq_len, val_fraction=0.02),
+    )
 
 
 def plain_loop(root: Path, model_cfg, cfg: TrainingConfig, threads: int) -> list[float]:
@@ -70,8 +74,7 @@ def plain_loop(root: Path, model_cfg, cfg: TrainingConfig, threads: int) -> list
     torch.manual_seed(cfg.seed)
     model = GPT(model_cfg, manifest["vocab_size"], manifest["seq_len"]).train()
     # The same AdamW as ours on CPU: torch's, with its fused kernel.
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                            fused=True)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
     sched = make_scheduler(opt, cfg)
     data = TrainingData(RunDir(root).shards, cfg.seed)
     sampler = data.sampler(0, 1, cfg.micro_batch_size)
@@ -105,9 +108,20 @@ def main() -> None:
     if not args.text.is_file():
         raise SystemExit(f"{args.text} not found; pass --text with any plain-text file of a megabyte or more")
     model_cfg = get_preset("gpt2-124m").model
-    cfg = TrainingConfig(num_workers=1, micro_batch_size=args.micro_batch, max_steps=args.steps, warmup_steps=1,
-                         lr=6e-4, zero_stage=args.zero_stage, precision="fp32", checkpoint_every=10**6,
-                         eval_every=10**6, eval_batches=1, tensorboard=False, verify_shards="size")
+    cfg = TrainingConfig(
+        num_workers=1,
+        micro_batch_size=args.micro_batch,
+        max_steps=args.steps,
+        warmup_steps=1,
+        lr=6e-4,
+        zero_stage=args.zero_stage,
+        precision="fp32",
+        checkpoint_every=10**6,
+        eval_every=10**6,
+        eval_batches=1,
+        tensorboard=False,
+        verify_shards="size",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         build_run(args.text, data, args.vocab, args.seq)
@@ -122,13 +136,15 @@ def main() -> None:
             if codes != [0]:
                 raise SystemExit((root / "logs" / "rank0.log").read_text()[-3000:])
             steps, _ = read_metrics(RunDir(root).metrics)
-            results["deepspeed"] += [s["tokens_per_s"] for s in steps[args.warmup_steps:]]
-            results["plain"] += plain_loop(data, model_cfg, cfg, args.threads)[args.warmup_steps:]
+            results["deepspeed"] += [s["tokens_per_s"] for s in steps[args.warmup_steps :]]
+            results["plain"] += plain_loop(data, model_cfg, cfg, args.threads)[args.warmup_steps :]
     med = {k: statistics.median(v) for k, v in results.items()}
     params = parameter_count(model_cfg, args.vocab, args.seq)
-    print(f"model: gpt2-124m shape, vocabulary {args.vocab}, {params:,} parameters; batch {args.micro_batch} x "
-          f"{args.seq}; fp32, ZeRO {args.zero_stage}, {args.threads} threads; {args.rounds} rounds x "
-          f"{args.steps - args.warmup_steps} timed steps")
+    print(
+        f"model: gpt2-124m shape, vocabulary {args.vocab}, {params:,} parameters; batch {args.micro_batch} x "
+        f"{args.seq}; fp32, ZeRO {args.zero_stage}, {args.threads} threads; {args.rounds} rounds x "
+        f"{args.steps - args.warmup_steps} timed steps"
+    )
     for k, v in med.items():
         print(f"{k:>10}: {v:,.1f} tokens/s (median of {len(results[k])} steps)")
     print(f"ratio deepspeed/plain: {med['deepspeed'] / med['plain']:.3f} (goal >= 0.95)")

@@ -21,6 +21,7 @@ default, PostgreSQL's and Git's manuals, past 100 MB of HTML.
 Needs the `bench` extra (datatrove[io,processing]).
 Usage: .venv/bin/python benchmarks/web_curation.py [--demo-only] [--out results/web_curation.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,9 +72,15 @@ def time_datatrove(folder: Path, work: Path) -> dict:
         return iter(())
 
     executor = LocalPipelineExecutor(
-        pipeline=[WarcReader(str(folder), glob_pattern="*.warc.gz"),
-                  Trafilatura(favour_precision=True, deduplicate=False), count],
-        tasks=1, workers=1, logging_dir=str(work / "dt-logs"))
+        pipeline=[
+            WarcReader(str(folder), glob_pattern="*.warc.gz"),
+            Trafilatura(favour_precision=True, deduplicate=False),
+            count,
+        ],
+        tasks=1,
+        workers=1,
+        logging_dir=str(work / "dt-logs"),
+    )
     start = time.perf_counter()
     executor.run()
     return {"seconds": time.perf_counter() - start, "docs": counted["docs"]}
@@ -95,8 +102,9 @@ def direct_resiliparse(payload: bytes) -> str:
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse_from_bytes(payload, detect_encoding(payload))
-    return extract_plain_text(tree, main_content=True, alt_texts=False, links=False, noscript=False,
-                              list_bullets=True).strip()
+    return extract_plain_text(
+        tree, main_content=True, alt_texts=False, links=False, noscript=False, list_bullets=True
+    ).strip()
 
 
 def agreement(files: list[Path], limit: int, extractor: str) -> dict:
@@ -137,14 +145,49 @@ def extractors_overlap(files: list[Path], limit: int) -> dict:
         wa, wb = set(a.split()), set(b.split())
         sims.append(len(wa & wb) / max(len(wa | wb), 1))
     sims.sort()
-    return {"pages": len(sims), "mean_word_jaccard": sum(sims) / max(len(sims), 1),
-            "median_word_jaccard": sims[len(sims) // 2] if sims else 0.0, "chars": lengths}
+    return {
+        "pages": len(sims),
+        "mean_word_jaccard": sum(sims) / max(len(sims), 1),
+        "median_word_jaccard": sims[len(sims) // 2] if sims else 0.0,
+        "chars": lengths,
+    }
 
 
 # English function words: a page whose text is mostly these is mostly English, whatever its
 # package says (translations of a manual leave chapters untranslated).
-ENGLISH_WORDS = frozenset("the and of to in is that for it with as are be this by an or which from at can not "
-                          "you your will have has if all".split())
+ENGLISH_WORDS = frozenset(
+    [
+        "the",
+        "and",
+        "of",
+        "to",
+        "in",
+        "is",
+        "that",
+        "for",
+        "it",
+        "with",
+        "as",
+        "are",
+        "be",
+        "this",
+        "by",
+        "an",
+        "or",
+        "which",
+        "from",
+        "at",
+        "can",
+        "not",
+        "you",
+        "your",
+        "will",
+        "have",
+        "has",
+        "if",
+        "all",
+    ]
+)
 
 
 def english_share(text: str) -> float:
@@ -181,21 +224,31 @@ def language_accuracy(files: list[Path], known: dict[str, str], threshold: float
         short = len(text.split()) < SHORT_WORDS
         c["short"] += short
         c["correct_long"] += got == lang and not short
-    return {lang: {"pages": c["pages"], "accuracy": c["correct"] / max(c["pages"], 1),
-                   "mostly_english_pages": c["untranslated"],
-                   "accuracy_on_translated": c["correct_translated"] / max(c["pages"] - c["untranslated"], 1),
-                   "short_pages": c["short"], "accuracy_on_longer": c["correct_long"] / max(c["pages"] - c["short"], 1),
-                   "identified_at_threshold": c["confident"] / max(c["pages"], 1),
-                   "no_text": c["no_text"], "confusions": {k[3:]: v for k, v in c.items() if k.startswith("as_")}}
-            for lang, c in sorted(by_lang.items())}
+    return {
+        lang: {
+            "pages": c["pages"],
+            "accuracy": c["correct"] / max(c["pages"], 1),
+            "mostly_english_pages": c["untranslated"],
+            "accuracy_on_translated": c["correct_translated"] / max(c["pages"] - c["untranslated"], 1),
+            "short_pages": c["short"],
+            "accuracy_on_longer": c["correct_long"] / max(c["pages"] - c["short"], 1),
+            "identified_at_threshold": c["confident"] / max(c["pages"], 1),
+            "no_text": c["no_text"],
+            "confusions": {k[3:]: v for k, v in c.items() if k.startswith("as_")},
+        }
+        for lang, c in sorted(by_lang.items())
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo-only", action="store_true", help="only the web demo's pages (62 MB of HTML)")
     ap.add_argument("--agreement-pages", type=int, default=300)
-    ap.add_argument("--parts", default="throughput,agreement,language",
-                    help="which measurements (comma-separated); --out keeps the other parts already in the file")
+    ap.add_argument(
+        "--parts",
+        default="throughput,agreement,language",
+        help="which measurements (comma-separated); --out keeps the other parts already in the file",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.demo_only:
@@ -231,38 +284,58 @@ def throughput(files: list[Path], folder: Path, args: argparse.Namespace) -> dic
         return {**side, "pages_per_s": ours["pages"] / side["seconds"], "html_mb_per_s": html_mb / side["seconds"]}
 
     return {
-        "input": {"folder": str(folder), "files": len(files), "pages": ours["pages"], "html_mb": round(html_mb, 1),
-                  "warc_gz_mb": round(sum(f.stat().st_size for f in files) / 1e6, 1),
-                  "sites": [s.source.package for s in (SITES if args.demo_only else BENCHMARK_SITES)]},
-        "throughput": {"ours": rates(ours), "ours_trafilatura": rates(traf), "datatrove": rates(theirs),
-                       "default_extractor": WebConfig().extraction.extractor,
-                       "ratio": theirs["seconds"] / ours["seconds"],
-                       "ratio_trafilatura": theirs["seconds"] / traf["seconds"]},
+        "input": {
+            "folder": str(folder),
+            "files": len(files),
+            "pages": ours["pages"],
+            "html_mb": round(html_mb, 1),
+            "warc_gz_mb": round(sum(f.stat().st_size for f in files) / 1e6, 1),
+            "sites": [s.source.package for s in (SITES if args.demo_only else BENCHMARK_SITES)],
+        },
+        "throughput": {
+            "ours": rates(ours),
+            "ours_trafilatura": rates(traf),
+            "datatrove": rates(theirs),
+            "default_extractor": WebConfig().extraction.extractor,
+            "ratio": theirs["seconds"] / ours["seconds"],
+            "ratio_trafilatura": theirs["seconds"] / traf["seconds"],
+        },
     }
 
 
 def report(result: dict, parts: set[str]) -> None:
     if "throughput" in parts:
         t, i = result["throughput"], result["input"]
-        print(f"input: {i['pages']} pages, {i['html_mb']} MB of HTML in {i['files']} WARC.gz files ({i['warc_gz_mb']} MB)")
+        print(
+            f"input: {i['pages']} pages, {i['html_mb']} MB of HTML in {i['files']} WARC.gz files ({i['warc_gz_mb']} MB)"
+        )
         for side in ("ours", "ours_trafilatura", "datatrove"):
             s = t[side]
-            print(f"  {side:<17} {s['seconds']:7.1f} s  {s['pages_per_s']:6.1f} pages/s  {s['html_mb_per_s']:5.2f} "
-                  f"MB/s per core  documents out {s['docs']}")
-        print(f"  ours ({t['default_extractor']}, the default) / datatrove (trafilatura): {t['ratio']:.2f}x "
-              f"(goal >= 2x); both trafilatura: {t['ratio_trafilatura']:.2f}x")
+            print(
+                f"  {side:<17} {s['seconds']:7.1f} s  {s['pages_per_s']:6.1f} pages/s  {s['html_mb_per_s']:5.2f} "
+                f"MB/s per core  documents out {s['docs']}"
+            )
+        print(
+            f"  ours ({t['default_extractor']}, the default) / datatrove (trafilatura): {t['ratio']:.2f}x "
+            f"(goal >= 2x); both trafilatura: {t['ratio_trafilatura']:.2f}x"
+        )
         x = result["extractors"]
-        print(f"resiliparse vs trafilatura on {x['pages']} pages: mean word-set Jaccard {x['mean_word_jaccard']:.3f} "
-              f"(median {x['median_word_jaccard']:.3f}), characters {x['chars']}")
+        print(
+            f"resiliparse vs trafilatura on {x['pages']} pages: mean word-set Jaccard {x['mean_word_jaccard']:.3f} "
+            f"(median {x['median_word_jaccard']:.3f}), characters {x['chars']}"
+        )
     if "agreement" in parts:
         for x, a in result["agreement"].items():
             print(f"extraction, {x}: {a['identical']} of {a['pages']} pages identical to {x} called directly")
     if "language" in parts:
         for lang, r in result["language"].items():
-            print(f"language {lang}: {r['pages']} pages, accuracy {r['accuracy']:.3f}, identified at >= threshold "
-                  f"{r['identified_at_threshold']:.3f}, confusions {r['confusions']}; {r['mostly_english_pages']} "
-                  f"pages mostly English text, accuracy on the rest {r['accuracy_on_translated']:.3f}; "
-                  f"{r['short_pages']} pages under {SHORT_WORDS} words, accuracy on the rest {r['accuracy_on_longer']:.3f}")
+            print(
+                f"language {lang}: {r['pages']} pages, accuracy {r['accuracy']:.3f}, identified at >= threshold "
+                f"{r['identified_at_threshold']:.3f}, confusions {r['confusions']}; {r['mostly_english_pages']} "
+                f"pages mostly English text, accuracy on the rest {r['accuracy_on_translated']:.3f}; "
+                f"{r['short_pages']} pages under {SHORT_WORDS} words, accuracy on the rest {r['accuracy_on_longer']:.3f}"
+            )
+
 
 if __name__ == "__main__":
     main()

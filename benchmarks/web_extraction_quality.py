@@ -18,6 +18,7 @@ For each extractor setting, on the same pages, in one run:
 
 Usage: .venv/bin/python benchmarks/web_extraction_quality.py [--out results/web_extraction_quality.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,12 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from web_curation import our_pages  # benchmarks/ is on sys.path when run as a script
+
 from tasks.corpus.demo import cache_dir
 from tasks.corpus.web_demo import BENCHMARK_SITES, WEB_DEMO_VERSION, build_web_demo
 from tasks.curation.web.config import ExtractionConfig
 from tasks.curation.web.extract import Extractor, decode_html
-
-from web_curation import our_pages  # benchmarks/ is on sys.path when run as a script
 
 SETTINGS = {
     "resiliparse": ExtractionConfig(extractor="resiliparse", timeout_s=0),
@@ -41,8 +42,20 @@ SETTINGS = {
 }
 
 # Navigation that DocBook, Publican and AsciiDoc put around a page's content, by class or id.
-_NAVIGATION = frozenset(("navheader", "navfooter", "docnav", "banner", "footer", "toc", "sphinxsidebar",
-                         "related", "navigation", "header-links"))
+_NAVIGATION = frozenset(
+    (
+        "navheader",
+        "navfooter",
+        "docnav",
+        "banner",
+        "footer",
+        "toc",
+        "sphinxsidebar",
+        "related",
+        "navigation",
+        "header-links",
+    )
+)
 _WORD = re.compile(r"\w+")
 
 
@@ -117,13 +130,24 @@ def score(name: str, cfg: ExtractionConfig, pages: list[tuple[str, str, Counter]
     f1s.sort()
 
     def pr(c: Counter) -> dict:
-        return {"pages": c["pages"], "precision": c["hit"] / max(c["got"], 1), "recall": c["hit"] / max(c["truth"], 1),
-                "empty_pages": c["empty"]}
+        return {
+            "pages": c["pages"],
+            "precision": c["hit"] / max(c["got"], 1),
+            "recall": c["hit"] / max(c["truth"], 1),
+            "empty_pages": c["empty"],
+        }
 
-    return {"setting": name, "seconds": seconds, "pages_per_s": len(pages) / seconds, **pr(total),
-            "mean_page_f1": sum(f1s) / len(f1s), "median_page_f1": f1s[len(f1s) // 2],
-            "pages_f1_below_0.8": sum(f < 0.8 for f in f1s), "boilerplate_share": boilerplate_share(texts_by_site),
-            "sites": {s: pr(c) for s, c in sorted(per_site.items())}}
+    return {
+        "setting": name,
+        "seconds": seconds,
+        "pages_per_s": len(pages) / seconds,
+        **pr(total),
+        "mean_page_f1": sum(f1s) / len(f1s),
+        "median_page_f1": f1s[len(f1s) // 2],
+        "pages_f1_below_0.8": sum(f < 0.8 for f in f1s),
+        "boilerplate_share": boilerplate_share(texts_by_site),
+        "sites": {s: pr(c) for s, c in sorted(per_site.items())},
+    }
 
 
 def main() -> None:
@@ -137,16 +161,21 @@ def main() -> None:
     print(f"{len(pages)} pages with at least {args.min_words} words of main content")
     results = [score(name, SETTINGS[name], pages) for name in args.settings.split(",")]
     for r in results:
-        print(f"{r['setting']:<22} precision {r['precision']:.3f}  recall {r['recall']:.3f}  mean page F1 "
-              f"{r['mean_page_f1']:.3f} (median {r['median_page_f1']:.3f}, {r['pages_f1_below_0.8']} pages under 0.8)  "
-              f"boilerplate {r['boilerplate_share']:.4f}  empty {r['empty_pages']}  {r['pages_per_s']:.1f} pages/s")
+        print(
+            f"{r['setting']:<22} precision {r['precision']:.3f}  recall {r['recall']:.3f}  mean page F1 "
+            f"{r['mean_page_f1']:.3f} (median {r['median_page_f1']:.3f}, {r['pages_f1_below_0.8']} pages under 0.8)  "
+            f"boilerplate {r['boilerplate_share']:.4f}  empty {r['empty_pages']}  {r['pages_per_s']:.1f} pages/s"
+        )
         for site, s in r["sites"].items():
-            print(f"    {site:<22} {s['pages']:5d} pages  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
-                  f"empty {s['empty_pages']}")
+            print(
+                f"    {site:<22} {s['pages']:5d} pages  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
+                f"empty {s['empty_pages']}"
+            )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"pages": len(pages), "min_words": args.min_words, "results": results},
-                                       indent=2))
+        args.out.write_text(
+            json.dumps({"pages": len(pages), "min_words": args.min_words, "results": results}, indent=2)
+        )
         print(f"wrote {args.out}")
 
 

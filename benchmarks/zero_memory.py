@@ -15,6 +15,7 @@ N ranks (DeepSpeed keeps an fp32 master partition beside the parameters under Ze
 
 Usage: .venv/bin/python benchmarks/zero_memory.py [--stages 0 1 2 3] [--steps 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,25 @@ def _status_mb(field: str) -> float:
     raise KeyError(field)
 
 
-def worker(rank: int, world: int, port: int, stage: int, steps: int, out: str, bucket: int | None = None,
-           preset: str = "gpt2-124m") -> None:
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+def worker(
+    rank: int,
+    world: int,
+    port: int,
+    stage: int,
+    steps: int,
+    out: str,
+    bucket: int | None = None,
+    preset: str = "gpt2-124m",
+) -> None:
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     import torch
     import torch.distributed as dist
 
@@ -53,8 +69,15 @@ def worker(rank: int, world: int, port: int, stage: int, steps: int, out: str, b
 
     vocab, seq = 8192, 32
     model_cfg = get_preset(preset).model
-    cfg = TrainingConfig(num_workers=world, micro_batch_size=1, max_steps=steps + 1, warmup_steps=1,
-                         zero_stage=stage, precision="fp32", **({"zero_bucket_size": bucket} if bucket else {}))
+    cfg = TrainingConfig(
+        num_workers=world,
+        micro_batch_size=1,
+        max_steps=steps + 1,
+        warmup_steps=1,
+        zero_stage=stage,
+        precision="fp32",
+        **({"zero_bucket_size": bucket} if bucket else {}),
+    )
     ds = deepspeed_config(cfg, world, "fp32", "cpu", grad_accum=1)
     dist.barrier()
     base = _status_mb("VmRSS")
@@ -67,8 +90,13 @@ def worker(rank: int, world: int, port: int, stage: int, steps: int, out: str, b
             held = max(held, _status_mb("VmRSS"))  # gradients and states both held: the stage's figure
         engine.step()
     dist.barrier()
-    result = {"rank": rank, "params": parameter_count(model_cfg, vocab, seq), "base_mb": base,
-              "after_mb": held, "peak_mb": _status_mb("VmHWM")}
+    result = {
+        "rank": rank,
+        "params": parameter_count(model_cfg, vocab, seq),
+        "base_mb": base,
+        "after_mb": held,
+        "peak_mb": _status_mb("VmHWM"),
+    }
     Path(out).write_text(json.dumps(result))
     dist.destroy_process_group()
 
@@ -89,18 +117,36 @@ def main() -> None:
     for stage in args.stages:
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
-            code = ("import sys; sys.path.insert(0, %r); from benchmarks.zero_memory import worker; "
-                    "worker(int(sys.argv[1]), %d, %d, %d, %d, sys.argv[2], %r, %r)"
-                    % (str(Path(__file__).resolve().parents[1]), args.world, port, stage, args.steps, args.bucket,
-                       args.preset))
-            procs = [subprocess.Popen([sys.executable, "-c", code, str(r), f"{tmp}/r{r}.json"],
-                                      env={**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
-                                           # glibc would otherwise keep freed tensors' pages (its mmap
-                                           # threshold rises after each large free), and the resident
-                                           # size would count memory the stage no longer holds.
-                                           "MALLOC_MMAP_THRESHOLD_": "65536"},
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                     for r in range(args.world)]
+            code = (
+                "import sys; sys.path.insert(0, %r); from benchmarks.zero_memory import worker; "
+                "worker(int(sys.argv[1]), %d, %d, %d, %d, sys.argv[2], %r, %r)"
+                % (
+                    str(Path(__file__).resolve().parents[1]),
+                    args.world,
+                    port,
+                    stage,
+                    args.steps,
+                    args.bucket,
+                    args.preset,
+                )
+            )
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", code, str(r), f"{tmp}/r{r}.json"],
+                    env={
+                        **os.environ,
+                        "DS_ACCELERATOR": "cpu",
+                        "OMP_NUM_THREADS": "1",
+                        # glibc would otherwise keep freed tensors' pages (its mmap
+                        # threshold rises after each large free), and the resident
+                        # size would count memory the stage no longer holds.
+                        "MALLOC_MMAP_THRESHOLD_": "65536",
+                    },
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+                for r in range(args.world)
+            ]
             errs = [p.communicate()[1] for p in procs]
             if any(p.returncode for p in procs):
                 raise SystemExit(b"\n".join(errs).decode()[-3000:])
@@ -110,8 +156,10 @@ def main() -> None:
         peak = max(r["peak_mb"] - r["base_mb"] for r in rs) * 2**20 / n
         want = EXPECTED[stage](args.world)
         print(f"{stage:>5} | {want:>16.1f} | {held:>16.2f} | {peak:>14.2f} | {held / want - 1:+.1%}")
-    print(f"(bytes per parameter per rank, {args.preset} shape with vocabulary 8192: {n:,} parameters, "
-          f"{args.world} ranks, fp32 + AdamW, ZeRO buckets of {args.bucket or 'the default'} elements)")
+    print(
+        f"(bytes per parameter per rank, {args.preset} shape with vocabulary 8192: {n:,} parameters, "
+        f"{args.world} ranks, fp32 + AdamW, ZeRO buckets of {args.bucket or 'the default'} elements)"
+    )
 
 
 if __name__ == "__main__":

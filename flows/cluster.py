@@ -9,6 +9,7 @@ On a cluster of several hosts, `check_cluster` runs one probe on every node befo
 work starts: a node that cannot see the run directory, or cannot reach the Prefect API,
 is named then, rather than failing obscurely in the middle of a stage.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,8 +31,13 @@ log = logging.getLogger(__name__)
 
 # Offline, Prefect's telemetry calls fail and log errors on every run.
 QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-_PASSED_ON = ("DS_ACCELERATOR", "CRUCIBLE_CACHE_DIR", "CRUCIBLE_LOG_LEVEL", "CRUCIBLE_DRILL_KILL_AT_STEP",
-              "PREFECT_API_AUTH_STRING")
+_PASSED_ON = (
+    "DS_ACCELERATOR",
+    "CRUCIBLE_CACHE_DIR",
+    "CRUCIBLE_LOG_LEVEL",
+    "CRUCIBLE_DRILL_KILL_AT_STEP",
+    "PREFECT_API_AUTH_STRING",
+)
 WILDCARD = ("0.0.0.0", "::")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -90,8 +96,12 @@ def connect_ray(cfg: RuntimeConfig, api_url: str | None) -> bool:
         log_to_driver=True,
         **local,
     )
-    log.info("%s Ray at %s%s", "joined" if address else "started", ctx.address_info["address"],
-             f"; its workers report to Prefect at {handed}" if handed != api_url else "")
+    log.info(
+        "%s Ray at %s%s",
+        "joined" if address else "started",
+        ctx.address_info["address"],
+        f"; its workers report to Prefect at {handed}" if handed != api_url else "",
+    )
     return address is None
 
 
@@ -106,8 +116,10 @@ def _probe(run_dir: str, token: str, api_url: str | None) -> dict[str, Any]:
         else:
             write_text(Path(run_dir) / f".probe-{token}-{me['address']}", token)
     except FileNotFoundError:
-        problems.append(f"cannot see the run directory {run_dir}: it does not exist on this node, or is "
-                        f"another folder than the driver's (not shared storage)")
+        problems.append(
+            f"cannot see the run directory {run_dir}: it does not exist on this node, or is "
+            f"another folder than the driver's (not shared storage)"
+        )
     except OSError as err:
         problems.append(f"cannot read or write the run directory {run_dir}: {err}")
     if api_url:
@@ -119,8 +131,10 @@ def _probe(run_dir: str, token: str, api_url: str | None) -> dict[str, Any]:
             with urllib.request.urlopen(request, timeout=10) as resp:
                 resp.read()
         except (urllib.error.URLError, OSError) as err:
-            problems.append(f"cannot reach the Prefect API at {api_url} ({err}); bind the server to an address "
-                            f"the nodes reach (runtime.prefect_host, with PREFECT_SERVER_API_AUTH_STRING)")
+            problems.append(
+                f"cannot reach the Prefect API at {api_url} ({err}); bind the server to an address "
+                f"the nodes reach (runtime.prefect_host, with PREFECT_SERVER_API_AUTH_STRING)"
+            )
     return {"node": me, "problems": problems}
 
 
@@ -139,8 +153,12 @@ def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any
     # No CPU asked for: a probe must run even on a node whose CPUs are all taken.
     remote = ray.remote(num_cpus=0, max_retries=0)(_probe)
     try:
-        refs = [remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(str(run_dir), token, api_url) for n in nodes]
+        refs = [
+            remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                str(run_dir), token, api_url
+            )
+            for n in nodes
+        ]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         found = []
         for n, ref in zip(nodes, refs):
@@ -152,12 +170,18 @@ def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any
                     problem = f"the probe failed there: {type(err).__name__}: {err}"
             else:
                 problem = f"did not answer the probe within {timeout_s:.0f}s"
-            found.append({"node": {"address": n["NodeManagerAddress"], "hostname": n.get("NodeManagerHostname", "?")},
-                          "problems": [problem]})
+            found.append(
+                {
+                    "node": {"address": n["NodeManagerAddress"], "hostname": n.get("NodeManagerHostname", "?")},
+                    "problems": [problem],
+                }
+            )
         for f in found:
             echo = run_dir / f".probe-{token}-{f['node']['address']}"
             if not f["problems"] and not echo.is_file():
-                f["problems"].append(f"its writes to {run_dir} do not reach the driver's {run_dir} (not shared storage)")
+                f["problems"].append(
+                    f"its writes to {run_dir} do not reach the driver's {run_dir} (not shared storage)"
+                )
     finally:
         for leftover in run_dir.glob(f".probe-{token}*"):
             leftover.unlink(missing_ok=True)
@@ -168,7 +192,13 @@ def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any
             f"{len(bad)} of the {len(found)} node(s) of the Ray cluster cannot take part in this run:\n  - "
             + "\n  - ".join(lines)
             + "\nEvery node must mount the run directory (runs_dir) and the inputs at the same path: a shared "
-              "filesystem such as NFS, Lustre or a cloud file share (README: 'Shared storage').")
-    log.info("cluster check: %d node(s) see %s%s: %s", len(found), run_dir,
-             " and reach the Prefect API" if api_url else "", ", ".join(node_label(f["node"]) for f in found))
+            "filesystem such as NFS, Lustre or a cloud file share (README: 'Shared storage')."
+        )
+    log.info(
+        "cluster check: %d node(s) see %s%s: %s",
+        len(found),
+        run_dir,
+        " and reach the Prefect API" if api_url else "",
+        ", ".join(node_label(f["node"]) for f in found),
+    )
     return [f["node"] for f in found]

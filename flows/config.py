@@ -3,12 +3,12 @@
 The flows take it as their parameter (a deployment's parameters are this model, dumped);
 loading it from presets, YAML and `--set` overrides is the application's job (infra/app/config.py).
 """
+
 from __future__ import annotations
 
 import datetime as dt
 
 import yaml
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.config import ModelConfig
@@ -23,9 +23,7 @@ class RuntimeConfig(BaseModel):
 
     prefect_host: str = Field("127.0.0.1", description="Bind address of the local Prefect server.")
     prefect_port: int = Field(4200, ge=1, le=65535)
-    prefect_api_url: str | None = Field(
-        None, description="Use this Prefect API instead of starting a local server."
-    )
+    prefect_api_url: str | None = Field(None, description="Use this Prefect API instead of starting a local server.")
     ray_address: str | None = Field(None, description="Join this Ray cluster instead of a local one.")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local Ray instance.")
 
@@ -37,9 +35,11 @@ class PipelineConfig(BaseModel):
     runs_dir: str = "runs"
     seed: int = 0
     previous_run: str | None = Field(
-        None, description="A finished run this one builds on: with curation.incremental its unchanged input "
+        None,
+        description="A finished run this one builds on: with curation.incremental its unchanged input "
         "files are skipped and its documents deduplicated against; with training.init_from_previous its "
-        "final model is the starting point. A served deployment's runs default to its newest finished run.")
+        "final model is the starting point. A served deployment's runs default to its newest finished run.",
+    )
     runtime: RuntimeConfig = RuntimeConfig()
     curation: CurationConfig = CurationConfig()
     tokenization: TokenizationConfig = TokenizationConfig()
@@ -48,7 +48,7 @@ class PipelineConfig(BaseModel):
     evaluation: EvaluationConfig = EvaluationConfig()
 
     @model_validator(mode="after")
-    def _decontaminate_against_evaluation(self) -> "PipelineConfig":
+    def _decontaminate_against_evaluation(self) -> PipelineConfig:
         # Decontamination should cover exactly what the run will be evaluated on, unless told otherwise.
         dc = self.curation.decontamination
         if dc.enabled and not dc.benchmark_paths:

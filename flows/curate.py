@@ -4,6 +4,7 @@ Steps (each a set of Ray tasks): [plant noise] -> [train quality model] -> [deco
 index] -> filter each input file -> exact/near-exact dedup per key range -> MinHash buckets
 per key range -> connected components (rounds) -> finalize each shard (dedup + PII redaction).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,19 @@ from infra.core.resume import prepare_work
 from infra.core.storage import RunDir, read_json, write_json
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
-from tasks.curation.prefect_tasks import (component_drops_task, decontam_task,
-                                          exact_task, filter_task, finalize_task, lsh_task,
-                                          noise_task, quality_model_task, reference_task, stage_source,
-                                          star_task)
+from tasks.curation.prefect_tasks import (
+    component_drops_task,
+    decontam_task,
+    exact_task,
+    filter_task,
+    finalize_task,
+    lsh_task,
+    noise_task,
+    quality_model_task,
+    reference_task,
+    stage_source,
+    star_task,
+)
 from tasks.curation.reader import discover_inputs, input_fingerprint, inputs_fingerprint
 from tasks.curation.stats import StageStats, combine_steps
 
@@ -42,7 +52,9 @@ def stats_table(steps: dict[str, dict[str, Any]], total: dict[str, Any]) -> list
         rows.append({"step": name, "outcome": "in", "docs": s["docs_in"], "bytes": s["bytes_in"]})
         rows += [{"step": name, "outcome": f"removed: {r}", **v} for r, v in s["removed_by_reason"].items()]
         rows += [{"step": name, "outcome": f"changed: {k}", "docs": n, "bytes": ""} for k, n in s["changes"].items()]
-        rows += [{"step": name, "outcome": f"redacted: {k}", "docs": n, "bytes": ""} for k, n in s["redactions"].items()]
+        rows += [
+            {"step": name, "outcome": f"redacted: {k}", "docs": n, "bytes": ""} for k, n in s["redactions"].items()
+        ]
         rows.append({"step": name, "outcome": "kept", "docs": s["docs_kept"], "bytes": s["bytes_kept"]})
     rows.append({"step": "all", "outcome": "kept", "docs": total["docs_kept"], "bytes": total["bytes_kept"]})
     return rows
@@ -57,10 +69,14 @@ def _components(parts: int, curated: str) -> tuple[int, int, list[dict[str, Any]
     rounds, every star task's result)."""
     rnd, previous, done = 0, None, []
     for it in range(MAX_COMPONENT_ROUNDS):
-        large = gather([star_task.submit("large", rnd, q, parts, curated) for q in range(parts)],
-                       f"components round {it + 1} (large-star)")
-        done += large + gather([star_task.submit("small", rnd + 1, q, parts, curated) for q in range(parts)],
-                               f"components round {it + 1} (small-star)")
+        large = gather(
+            [star_task.submit("large", rnd, q, parts, curated) for q in range(parts)],
+            f"components round {it + 1} (large-star)",
+        )
+        done += large + gather(
+            [star_task.submit("small", rnd + 1, q, parts, curated) for q in range(parts)],
+            f"components round {it + 1} (small-star)",
+        )
         state = (sum(s["edges"] for s in large), sum(s["checksum"] for s in large) % 2**64)
         rnd += 2
         if state == previous:
@@ -74,13 +90,17 @@ def _history(previous_run: Path) -> tuple[dict[str, list[int]], list[str]]:
     the curated shards of it and of the runs before it, which new documents are deduplicated against."""
     stats = RunDir(previous_run).curation_stats
     if not stats.is_file():
-        raise FileNotFoundError(f"previous run {previous_run} has no finished curation ({stats} is missing); "
-                                f"point previous_run at a finished run, or turn curation.incremental off")
+        raise FileNotFoundError(
+            f"previous run {previous_run} has no finished curation ({stats} is missing); "
+            f"point previous_run at a finished run, or turn curation.incremental off"
+        )
     prior = read_json(stats)
     references = [r for r in prior.get("dedup_references", []) + prior.get("output_files", []) if Path(r).is_file()]
     lost = len(prior.get("dedup_references", [])) + len(prior.get("output_files", [])) - len(references)
     if lost:
-        log.warning("%d curated shard(s) of earlier runs are gone: new documents are not deduplicated against them", lost)
+        log.warning(
+            "%d curated shard(s) of earlier runs are gone: new documents are not deduplicated against them", lost
+        )
     return prior.get("inputs_seen", {}), references
 
 
@@ -94,15 +114,24 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     source = stage_source(cfg.input_path)
     files, skipped = discover_inputs(source)
     if skipped:
-        log.warning("ignoring %d file(s) that are not JSONL/Parquet/WARC/HTML under %s, e.g. %s",
-                    len(skipped), source, skipped[0])
+        log.warning(
+            "ignoring %d file(s) that are not JSONL/Parquet/WARC/HTML under %s, e.g. %s",
+            len(skipped),
+            source,
+            skipped[0],
+        )
     seen = {str(f.resolve()): input_fingerprint(f) for f in files}
     seen_before, references = _history(Path(previous_run)) if cfg.incremental and previous_run else ({}, [])
     if cfg.incremental:
         files = [f for f in files if seen_before.get(str(f.resolve())) != seen[str(f.resolve())]]
-        log.info("incremental curation after %s: %d new or changed input file(s), %d unchanged; deduplicating "
-                 "against %d curated shard(s) of earlier runs", previous_run or "no previous run", len(files),
-                 len(seen) - len(files), len(references))
+        log.info(
+            "incremental curation after %s: %d new or changed input file(s), %d unchanged; deduplicating "
+            "against %d curated shard(s) of earlier runs",
+            previous_run or "no previous run",
+            len(files),
+            len(seen) - len(files),
+            len(references),
+        )
     prepare_work(paths.work, {**_fingerprint(cfg, files), "references": references}, paths.work / "markers")
     extra: dict[str, Any] = {}
 
@@ -130,8 +159,13 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     m = len(against)
     ref = gather([reference_task.submit(r, i, cfg, curated) for i, r in enumerate(against)], "earlier runs' shards")
     # Resolved: errors and removed/ rows name the user's file, not the noise step's link to it.
-    first = gather([filter_task.submit(str(f.resolve()), m + i, cfg, curated, quality_model, decontam_index)
-                    for i, f in enumerate(files)], "filter shards")
+    first = gather(
+        [
+            filter_task.submit(str(f.resolve()), m + i, cfg, curated, quality_model, decontam_index)
+            for i, f in enumerate(files)
+        ],
+        "filter shards",
+    )
     survivors = sum(r["kept"] for r in first) + sum(r["docs"] for r in ref)
     parts = max(1, math.ceil(survivors / cfg.partition_docs))
     shards = m + len(files)
@@ -142,34 +176,59 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     dropped: list[dict[str, Any]] = []
     if cfg.exact_dedup.enabled and files:
         exact = gather([exact_task.submit(p, parts, shards, curated) for p in range(parts)], "exact dedup")
-        extra["exact_dedup"] = {"exact": sum(r["exact"] for r in exact),
-                                "near_exact": sum(r["near_exact"] for r in exact)}
+        extra["exact_dedup"] = {
+            "exact": sum(r["exact"] for r in exact),
+            "near_exact": sum(r["near_exact"] for r in exact),
+        }
         exact_parts = parts
     if cfg.minhash.enabled and files:
-        lsh = gather([lsh_task.submit(p, parts, shards, cfg, curated) for p in range(parts)],
-                     "minhash buckets")
+        lsh = gather([lsh_task.submit(p, parts, shards, cfg, curated) for p in range(parts)], "minhash buckets")
         final_round, rounds, stars = _components(parts, curated)
-        dropped = gather([component_drops_task.submit(final_round, q, curated) for q in range(parts)],
-                         "minhash clusters")
-        extra["minhash"] = {"candidate_pairs": sum(r["candidate_pairs"] for r in lsh),
-                            "verified_pairs": sum(r["verified_pairs"] for r in lsh),
-                            "component_rounds": rounds, "dropped": sum(r["dropped"] for r in dropped)}
+        dropped = gather(
+            [component_drops_task.submit(final_round, q, curated) for q in range(parts)], "minhash clusters"
+        )
+        extra["minhash"] = {
+            "candidate_pairs": sum(r["candidate_pairs"] for r in lsh),
+            "verified_pairs": sum(r["verified_pairs"] for r in lsh),
+            "component_rounds": rounds,
+            "dropped": sum(r["dropped"] for r in dropped),
+        }
         minhash_parts = parts
-    second = gather([finalize_task.submit(i, cfg, curated, exact_parts, minhash_parts, m)
-                     for i in range(m, shards)], "dedup+redact shards")
+    second = gather(
+        [finalize_task.submit(i, cfg, curated, exact_parts, minhash_parts, m) for i in range(m, shards)],
+        "dedup+redact shards",
+    )
     if cfg.incremental:
-        extra["incremental"] = {"previous_run": previous_run, "new_or_changed_files": len(files),
-                                "unchanged_files": len(seen) - len(files), "reference_shards": m,
-                                "reference_docs": sum(r["docs"] for r in ref)}
+        extra["incremental"] = {
+            "previous_run": previous_run,
+            "new_or_changed_files": len(files),
+            "unchanged_files": len(seen) - len(files),
+            "reference_shards": m,
+            "reference_docs": sum(r["docs"] for r in ref),
+        }
 
     results = first + second + exact + lsh + dropped
-    singles = {name: [extra[name]] for name in ("noise", "quality_model", "decontamination")
-               if isinstance(extra.get(name), dict) and "node" in extra[name]}
-    placement = task_nodes({**singles, "reference": ref, "filter": first, "exact-dedup": exact,
-                            "minhash-buckets": lsh, "components": stars, "minhash-clusters": dropped,
-                            "finalize": second})
-    steps = {"filter": StageStats.total(r["stats"] for r in first),
-             "dedup_redact": StageStats.total(r["stats"] for r in second)}
+    singles = {
+        name: [extra[name]]
+        for name in ("noise", "quality_model", "decontamination")
+        if isinstance(extra.get(name), dict) and "node" in extra[name]
+    }
+    placement = task_nodes(
+        {
+            **singles,
+            "reference": ref,
+            "filter": first,
+            "exact-dedup": exact,
+            "minhash-buckets": lsh,
+            "components": stars,
+            "minhash-clusters": dropped,
+            "finalize": second,
+        }
+    )
+    steps = {
+        "filter": StageStats.total(r["stats"] for r in first),
+        "dedup_redact": StageStats.total(r["stats"] for r in second),
+    }
     total = combine_steps(steps).to_dict()
     malformed = [e for r in first for e in r["malformed_examples"]][:20]
     languages = sum((Counter(r.get("languages", {})) for r in first), Counter())
@@ -194,9 +253,16 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
     }
     write_json(run.curation_stats, summary)
     shutil.rmtree(paths.work)  # scratch only; the markers' results are in stats.json now
-    create_table_artifact(key="curation-stats", table=stats_table(summary["steps"], total),
-                          description=f"Curation of {source}: documents in = kept + removed by reason, per step")
+    create_table_artifact(
+        key="curation-stats",
+        table=stats_table(summary["steps"], total),
+        description=f"Curation of {source}: documents in = kept + removed by reason, per step",
+    )
     if malformed:
-        log.warning("%d malformed record(s) quarantined in %s, e.g. %s",
-                    total["removed_by_reason"]["malformed"]["docs"], run.removed, malformed[0])
+        log.warning(
+            "%d malformed record(s) quarantined in %s, e.g. %s",
+            total["removed_by_reason"]["malformed"]["docs"],
+            run.removed,
+            malformed[0],
+        )
     return summary

@@ -1,4 +1,5 @@
 """The `evaluate` flow: the benchmark tasks and perplexity on a run's model, on Ray workers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,11 @@ def _unit_work(run: RunDir, cfg: EvaluationConfig) -> Path:
     """Where finished units wait for the rest of a failed stage's retry: a folder per settings,
     code and model, so a unit made from anything else is never reused."""
     model = run.checkpoints / "final" / "model.pt"
-    stamp = [cfg.model_dump(mode="json"), code_version("evaluate"),
-             [model.stat().st_size, model.stat().st_mtime_ns] if model.is_file() else None]
+    stamp = [
+        cfg.model_dump(mode="json"),
+        code_version("evaluate"),
+        [model.stat().st_size, model.stat().st_mtime_ns] if model.is_file() else None,
+    ]
     key = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
     root = run.root / "eval" / "_units"
     for stale in (p for p in root.glob("*") if p.name != key):
@@ -47,8 +51,13 @@ def evaluate_flow(cfg: EvaluationConfig, run_dir: str) -> dict[str, Any]:
         log.warning("evaluation: %s; set evaluation.benchmarks_dir / text_file to the real files", why)
     work = _unit_work(run, cfg)
     ppl = perplexity_task.submit(model, cfg, True)
-    units = gather([evaluate_unit_task.submit(model, r, cfg, str(work / f"{r.task}-{r.formulation}.json"))
-                    for r in task_runs(cfg)], "evaluate tasks")
+    units = gather(
+        [
+            evaluate_unit_task.submit(model, r, cfg, str(work / f"{r.task}-{r.formulation}.json"))
+            for r in task_runs(cfg)
+        ],
+        "evaluate tasks",
+    )
     generated = [u for u in units if u["formulation"] == "generate"]
     if cfg.judges and generated:  # each judge on a Ray worker of its own, over every generation
         verdicts = gather([judge_task.submit(j, generated) for j in cfg.judges], "judges")
@@ -58,7 +67,11 @@ def evaluate_flow(cfg: EvaluationConfig, run_dir: str) -> dict[str, Any]:
         results["substituted_inputs"] = substituted
     write_results(run.eval_results, results, units)
     shutil.rmtree(work.parent, ignore_errors=True)  # the units are in results.json and samples/ now
-    create_table_artifact(key="evaluation-results", table=results_rows(results),
-                          description="Benchmark scores with standard errors and random chance; perplexity")
+    create_table_artifact(
+        key="evaluation-results",
+        table=results_rows(results),
+        description="Benchmark scores with standard errors and random chance; perplexity",
+    )
     return {k: v for k, v in results.items() if k != "tasks"} | {
-        "tasks": {k: {m: v for m, v in t.items() if m != "subjects"} for k, t in results["tasks"].items()}}
+        "tasks": {k: {m: v for m, v in t.items() if m != "subjects"} for k, t in results["tasks"].items()}
+    }

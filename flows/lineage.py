@@ -4,6 +4,7 @@ Every pipeline run records `lineage.json` (its deployment, flow run and the run 
 on). A served deployment's run that curates incrementally or continues pre-training, with
 no `previous_run` set, builds on the deployment's newest run whose four stages finished.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,7 +63,13 @@ def init_from(cfg: PipelineConfig) -> str | None:
 
 def record(run: RunDir, cfg: PipelineConfig, deployment: str | None, flow_run_id: str | None) -> None:
     info = read_marker(run.root / LINEAGE) or {}
-    write_json(run.root / LINEAGE, {
-        "deployment": deployment, "flow_run_id": flow_run_id, "previous_run": cfg.previous_run,
-        # The first start, kept across retries: runs are ordered by it.
-        "started": info.get("started") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    write_json(
+        run.root / LINEAGE,
+        {
+            "deployment": deployment,
+            "flow_run_id": flow_run_id,
+            "previous_run": cfg.previous_run,
+            # The first start, kept across retries: runs are ordered by it.
+            "started": info.get("started") or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )

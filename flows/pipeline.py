@@ -9,8 +9,9 @@ model from this module's annotations, and strings it cannot resolve fail every s
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -33,11 +34,16 @@ def _kept(run: RunDir) -> int:
 
 def run_links(run: RunDir) -> str:
     tensorboard = run.root / "tensorboard"
-    tb = (f"`tensorboard --logdir {tensorboard}`" if tensorboard.is_dir() else
-          "not written (set training.tensorboard=true)")
-    return (f"**Run directory:** `{run.root}` ([file link](file://{run.root}))\n\n"
-            f"**Report:** `{run.report}`\n\n**Metrics:** `{run.metrics}`\n\n**TensorBoard:** {tb}\n\n"
-            f"**Resume after a failure:** `crucible resume {run.root}`")
+    tb = (
+        f"`tensorboard --logdir {tensorboard}`"
+        if tensorboard.is_dir()
+        else "not written (set training.tensorboard=true)"
+    )
+    return (
+        f"**Run directory:** `{run.root}` ([file link](file://{run.root}))\n\n"
+        f"**Report:** `{run.report}`\n\n**Metrics:** `{run.metrics}`\n\n**TensorBoard:** {tb}\n\n"
+        f"**Resume after a failure:** `crucible resume {run.root}`"
+    )
 
 
 class StageFailed(RuntimeError):
@@ -105,11 +111,17 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
                     checked = True
                 results[stage] = run_stage(run, keys[stage], call)
             if stage == "curate" and cfg.curation.incremental and not _kept(run):
-                log.info("run %s: nothing new to curate since %s; the later stages have nothing to do",
-                         run.root.name, cfg.previous_run)
+                log.info(
+                    "run %s: nothing new to curate since %s; the later stages have nothing to do",
+                    run.root.name,
+                    cfg.previous_run,
+                )
                 return {**results, "run_dir": str(run.root), "nothing_new": True}
         results["report"] = str(write_report(run.root))
         results["run_dir"] = str(run.root)
-        create_markdown_artifact(key="run-directory", markdown=run_links(run),
-                                 description="where this run's files are, and how to browse its metrics")
+        create_markdown_artifact(
+            key="run-directory",
+            markdown=run_links(run),
+            description="where this run's files are, and how to browse its metrics",
+        )
     return results

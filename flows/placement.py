@@ -1,9 +1,11 @@
 """Which node ran each task of a stage, from the node each task's result records
 (infra/core/resume.once): the stats show how the work spread over the cluster."""
+
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from infra.core.node import node_label
 

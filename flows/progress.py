@@ -1,7 +1,9 @@
 """Progress bars over Prefect futures, so long stages show how far they are."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from prefect.futures import PrefectFuture, as_completed
 from tqdm import tqdm

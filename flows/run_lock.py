@@ -4,6 +4,7 @@ The lock is an flock on `run.lock`, so it goes away with its process however tha
 ends; the file keeps who held it last (pid, host, flow run), which is how a run whose
 process died is found and marked Crashed at the next start (infra/app/crashed.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from infra.core.storage import RunDir
 
@@ -39,7 +41,8 @@ def _locked(run: RunDir) -> RunLocked:
     return RunLocked(
         f"run {run.root.name} is being written by pid {h.get('pid')} on {h.get('host')} "
         f"(flow run {h.get('flow_run_id')}, since {h.get('started')}); wait for it to end or stop "
-        f"it, or use another --run-id")
+        f"it, or use another --run-id"
+    )
 
 
 def check_free(run: RunDir) -> None:
@@ -69,8 +72,12 @@ def run_lock(run: RunDir) -> Iterator[dict[str, Any]]:
                 time.sleep(0.1)
         else:
             raise _locked(run)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "flow_run_id": _flow_run_id(),
-                  "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "flow_run_id": _flow_run_id(),
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         yield holder

@@ -7,6 +7,7 @@ directory records each stage's key when it starts and when it finishes. A finish
 training is never redone silently: a change that would redo it, or redo the data it was
 trained on, is refused with what changed and the way out.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -42,8 +43,12 @@ def stages_file(run: RunDir) -> Path:
 
 def done_marker(run: RunDir, stage: str) -> Path:
     """The file each stage writes atomically as its last act."""
-    return {"curate": run.curation_stats, "tokenize": run.manifest, "train": run.train_summary,
-            "evaluate": run.eval_results}[stage]
+    return {
+        "curate": run.curation_stats,
+        "tokenize": run.manifest,
+        "train": run.train_summary,
+        "evaluate": run.eval_results,
+    }[stage]
 
 
 def code_version(stage: str) -> str:
@@ -105,8 +110,14 @@ class StageKey:
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def record(self, status: str) -> dict[str, Any]:
-        return {"key": self.key, "status": status, "config": self.config, "code": self.code,
-                "upstream": self.upstream, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        return {
+            "key": self.key,
+            "status": status,
+            "config": self.config,
+            "code": self.code,
+            "upstream": self.upstream,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
 
 
 def expected_keys(cfg: PipelineConfig) -> dict[str, StageKey]:
@@ -142,8 +153,10 @@ def _what_changed(rec: dict[str, Any], key: StageKey, records: dict[str, dict[st
     if rec.get("upstream") != key.upstream:
         before = STAGES[STAGES.index(key.stage) - 1]
         prev = records.get(before, {})
-        why.append(f"its input, the {before} stage, changed" + (
-            "" if prev.get("key") == key.upstream else " (its config, code or input files)"))
+        why.append(
+            f"its input, the {before} stage, changed"
+            + ("" if prev.get("key") == key.upstream else " (its config, code or input files)")
+        )
     return why or ["its recorded key differs"]
 
 
@@ -177,8 +190,9 @@ def _refuse(run: RunDir, stage: str, rec: dict[str, Any], key: StageKey, records
         if rec["status"] != "finished":
             return
         changed = changed_keys(rec["config"], key.config)
-        if rec.get("code") == key.code and all(k.startswith("training.") and k.split(".")[1] in RESUMABLE_CHANGES
-                                               for k in changed):
+        if rec.get("code") == key.code and all(
+            k.startswith("training.") and k.split(".")[1] in RESUMABLE_CHANGES for k in changed
+        ):
             return
     what = "finished" if run.train_summary.exists() else "started (it has checkpoints)"
     raise StageChangeRefused(
@@ -186,6 +200,6 @@ def _refuse(run: RunDir, stage: str, rec: dict[str, Any], key: StageKey, records
         f"{stage} would leave a model that config.yaml does not describe:\n  - "
         + "\n  - ".join(_what_changed(rec, key, records))
         + f"\nStart a new run for this configuration (another --run-id), or move {run.checkpoints} and "
-          f"{run.train_summary.name} away to retrain this one. `crucible evaluate --run-id {run.root.name}` "
-          f"evaluates the trained model as it is."
+        f"{run.train_summary.name} away to retrain this one. `crucible evaluate --run-id {run.root.name}` "
+        f"evaluates the trained model as it is."
     )

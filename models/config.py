@@ -1,4 +1,5 @@
 """Typed configuration of the decoder-only transformer."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -24,9 +25,7 @@ class ModelConfig(BaseModel):
 
     n_layer: int = Field(4, ge=1)
     n_head: int = Field(4, ge=1)
-    n_kv_head: int | None = Field(
-        None, ge=1, description="Key/value heads for grouped-query attention; None = n_head."
-    )
+    n_kv_head: int | None = Field(None, ge=1, description="Key/value heads for grouped-query attention; None = n_head.")
     d_model: int = Field(256, ge=8)
     mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width / d_model.")
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -40,15 +39,11 @@ class ModelConfig(BaseModel):
     tie_embeddings: bool = True
 
     @model_validator(mode="after")
-    def _shapes(self) -> "ModelConfig":
+    def _shapes(self) -> ModelConfig:
         if self.d_model % self.n_head:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
-            )
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
         if self.n_head % self.kv_heads:
-            raise ValueError(
-                f"n_kv_head ({self.kv_heads}) must divide n_head ({self.n_head})"
-            )
+            raise ValueError(f"n_kv_head ({self.kv_heads}) must divide n_head ({self.n_head})")
         if self.position == "rope" and self.head_dim % 2:
             raise ValueError(f"rope needs an even head dimension, got {self.head_dim}")
         return self

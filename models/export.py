@@ -4,6 +4,7 @@ RoPE + RMSNorm + SwiGLU shapes become `LlamaForCausalLM`; GPT-2 shapes (pre-LN L
 GeLU, learned positions, biases, tied embeddings) become `GPT2LMHeadModel`. Any other
 combination has no standard class and is refused with the fields that stand in the way.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,14 @@ from models.config import ModelConfig
 from models.gpt import GPT
 
 LLAMA = {"norm_placement": "pre", "norm": "rmsnorm", "activation": "swiglu", "position": "rope", "bias": False}
-GPT2 = {"norm_placement": "pre", "norm": "layernorm", "activation": "gelu", "position": "learned",
-        "bias": True, "tie_embeddings": True}
+GPT2 = {
+    "norm_placement": "pre",
+    "norm": "layernorm",
+    "activation": "gelu",
+    "position": "learned",
+    "bias": True,
+    "tie_embeddings": True,
+}
 
 
 class ExportError(ValueError):
@@ -39,7 +46,9 @@ def target_class(cfg: ModelConfig) -> str:
         return "gpt2"
     raise ExportError(
         "no standard transformers class represents this model: as LlamaForCausalLM it differs in "
-        + ", ".join(llama) + "; as GPT2LMHeadModel in " + ", ".join(gpt2)
+        + ", ".join(llama)
+        + "; as GPT2LMHeadModel in "
+        + ", ".join(gpt2)
     )
 
 
@@ -48,30 +57,44 @@ def _llama(model: GPT) -> tuple[Any, dict[str, torch.Tensor]]:
 
     cfg = model.cfg
     hf = LlamaConfig(
-        vocab_size=model.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.mlp_hidden,
-        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.kv_heads,
-        head_dim=cfg.head_dim, max_position_embeddings=model.seq_len, rms_norm_eps=cfg.norm_eps,
-        rope_theta=cfg.rope_theta, tie_word_embeddings=cfg.tie_embeddings, hidden_act="silu",
-        attention_bias=False, mlp_bias=False,
+        vocab_size=model.vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.mlp_hidden,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.head_dim,
+        max_position_embeddings=model.seq_len,
+        rms_norm_eps=cfg.norm_eps,
+        rope_theta=cfg.rope_theta,
+        tie_word_embeddings=cfg.tie_embeddings,
+        hidden_act="silu",
+        attention_bias=False,
+        mlp_bias=False,
     )
     sd = model.state_dict()
     d, kv_rows = cfg.d_model, cfg.kv_heads * cfg.head_dim
-    out = {"model.embed_tokens.weight": sd["tok_emb.weight"], "model.norm.weight": sd["ln_f.weight"],
-           "lm_head.weight": sd["head.weight"]}
+    out = {
+        "model.embed_tokens.weight": sd["tok_emb.weight"],
+        "model.norm.weight": sd["ln_f.weight"],
+        "lm_head.weight": sd["head.weight"],
+    }
     for i in range(cfg.n_layer):
         src, dst = f"blocks.{i}.", f"model.layers.{i}."
         qkv = sd[src + "attn.qkv.weight"]  # rows: query heads, key heads, value heads
-        out.update({
-            dst + "input_layernorm.weight": sd[src + "ln1.weight"],
-            dst + "post_attention_layernorm.weight": sd[src + "ln2.weight"],
-            dst + "self_attn.q_proj.weight": qkv[:d],
-            dst + "self_attn.k_proj.weight": qkv[d:d + kv_rows],
-            dst + "self_attn.v_proj.weight": qkv[d + kv_rows:],
-            dst + "self_attn.o_proj.weight": sd[src + "attn.proj.weight"],
-            dst + "mlp.gate_proj.weight": sd[src + "mlp.gate.weight"],
-            dst + "mlp.up_proj.weight": sd[src + "mlp.up.weight"],
-            dst + "mlp.down_proj.weight": sd[src + "mlp.down.weight"],
-        })
+        out.update(
+            {
+                dst + "input_layernorm.weight": sd[src + "ln1.weight"],
+                dst + "post_attention_layernorm.weight": sd[src + "ln2.weight"],
+                dst + "self_attn.q_proj.weight": qkv[:d],
+                dst + "self_attn.k_proj.weight": qkv[d : d + kv_rows],
+                dst + "self_attn.v_proj.weight": qkv[d + kv_rows :],
+                dst + "self_attn.o_proj.weight": sd[src + "attn.proj.weight"],
+                dst + "mlp.gate_proj.weight": sd[src + "mlp.gate.weight"],
+                dst + "mlp.up_proj.weight": sd[src + "mlp.up.weight"],
+                dst + "mlp.down_proj.weight": sd[src + "mlp.down.weight"],
+            }
+        )
     return hf, out
 
 
@@ -80,29 +103,46 @@ def _gpt2(model: GPT) -> tuple[Any, dict[str, torch.Tensor]]:
 
     cfg = model.cfg
     hf = GPT2Config(
-        vocab_size=model.vocab_size, n_positions=model.seq_len, n_embd=cfg.d_model, n_layer=cfg.n_layer,
-        n_head=cfg.n_head, n_inner=cfg.mlp_hidden, activation_function="gelu",  # exact, not tanh
-        layer_norm_epsilon=cfg.norm_eps, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        vocab_size=model.vocab_size,
+        n_positions=model.seq_len,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_inner=cfg.mlp_hidden,
+        activation_function="gelu",  # exact, not tanh
+        layer_norm_epsilon=cfg.norm_eps,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
         tie_word_embeddings=True,
     )
     sd = model.state_dict()
-    out = {"transformer.wte.weight": sd["tok_emb.weight"], "transformer.wpe.weight": sd["pos_emb.weight"],
-           "transformer.ln_f.weight": sd["ln_f.weight"], "transformer.ln_f.bias": sd["ln_f.bias"],
-           "lm_head.weight": sd["head.weight"]}
+    out = {
+        "transformer.wte.weight": sd["tok_emb.weight"],
+        "transformer.wpe.weight": sd["pos_emb.weight"],
+        "transformer.ln_f.weight": sd["ln_f.weight"],
+        "transformer.ln_f.bias": sd["ln_f.bias"],
+        "lm_head.weight": sd["head.weight"],
+    }
     for i in range(cfg.n_layer):
         src, dst = f"blocks.{i}.", f"transformer.h.{i}."
         # GPT-2's Conv1D stores (in, out): the transpose of nn.Linear.
-        out.update({
-            dst + "ln_1.weight": sd[src + "ln1.weight"], dst + "ln_1.bias": sd[src + "ln1.bias"],
-            dst + "ln_2.weight": sd[src + "ln2.weight"], dst + "ln_2.bias": sd[src + "ln2.bias"],
-            dst + "attn.c_attn.weight": sd[src + "attn.qkv.weight"].T,  # same q, k, v row order
-            dst + "attn.c_attn.bias": sd[src + "attn.qkv.bias"],
-            dst + "attn.c_proj.weight": sd[src + "attn.proj.weight"].T,
-            dst + "attn.c_proj.bias": sd[src + "attn.proj.bias"],
-            dst + "mlp.c_fc.weight": sd[src + "mlp.up.weight"].T, dst + "mlp.c_fc.bias": sd[src + "mlp.up.bias"],
-            dst + "mlp.c_proj.weight": sd[src + "mlp.down.weight"].T,
-            dst + "mlp.c_proj.bias": sd[src + "mlp.down.bias"],
-        })
+        out.update(
+            {
+                dst + "ln_1.weight": sd[src + "ln1.weight"],
+                dst + "ln_1.bias": sd[src + "ln1.bias"],
+                dst + "ln_2.weight": sd[src + "ln2.weight"],
+                dst + "ln_2.bias": sd[src + "ln2.bias"],
+                dst + "attn.c_attn.weight": sd[src + "attn.qkv.weight"].T,  # same q, k, v row order
+                dst + "attn.c_attn.bias": sd[src + "attn.qkv.bias"],
+                dst + "attn.c_proj.weight": sd[src + "attn.proj.weight"].T,
+                dst + "attn.c_proj.bias": sd[src + "attn.proj.bias"],
+                dst + "mlp.c_fc.weight": sd[src + "mlp.up.weight"].T,
+                dst + "mlp.c_fc.bias": sd[src + "mlp.up.bias"],
+                dst + "mlp.c_proj.weight": sd[src + "mlp.down.weight"].T,
+                dst + "mlp.c_proj.bias": sd[src + "mlp.down.bias"],
+            }
+        )
     return hf, out
 
 
@@ -114,8 +154,9 @@ def export_hf(model: GPT, tokenizer_json: Path, dest: Path, eos_token: str = "<|
     hf_cfg, weights = (_llama if kind == "llama" else _gpt2)(model)
     hf_cfg.bos_token_id = hf_cfg.eos_token_id = None
     hf_model = AutoModelForCausalLM.from_config(hf_cfg)
-    missing, unexpected = hf_model.load_state_dict({k: v.float().contiguous() for k, v in weights.items()},
-                                                   strict=False)
+    missing, unexpected = hf_model.load_state_dict(
+        {k: v.float().contiguous() for k, v in weights.items()}, strict=False
+    )
     # With tied embeddings the head is the embedding: the only key allowed to be absent.
     if unexpected or [k for k in missing if k != "lm_head.weight"]:
         raise ExportError(f"weight mapping incomplete: missing {missing}, unexpected {unexpected}")

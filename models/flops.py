@@ -5,6 +5,7 @@ and the forward pass is two FLOPs per multiply-accumulate: every weight matrix, 
 head, and attention's score and value products over the full context (as PaLM's MFU
 definition counts them).
 """
+
 from __future__ import annotations
 
 from models.config import GATED, ModelConfig

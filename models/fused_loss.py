@@ -18,6 +18,7 @@ underflow, and the scale and the 1/count are applied in fp32 before the final ca
   products stay in bf16 with fp32 accumulation inside the matmul.
 The token count stays a device tensor: no host sync in the forward pass.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
     # Logits are computed transposed, (vocab, tokens) = weight @ hidden.T: on CPU BLAS this
     # product ran ~1.6x faster than hidden @ weight.T, and every later step can use it as is.
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                ignore_index: int, z_loss: float) -> torch.Tensor:
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int, z_loss: float
+    ) -> torch.Tensor:
         valid = targets != ignore_index
         count = valid.sum().clamp(min=1).float()
         work = torch.float32 if hidden.dtype == torch.float16 else hidden.dtype
@@ -47,9 +49,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         step = _chunk_rows(weight.shape[0])
         for start in range(0, hidden.shape[0], step):
-            h = hid[start:start + step]
-            t = targets[start:start + step].clamp(min=0)  # ignored rows are masked below
-            keep = valid[start:start + step].float()
+            h = hid[start : start + step]
+            t = targets[start : start + step].clamp(min=0)  # ignored rows are masked below
+            keep = valid[start : start + step].float()
             cols = torch.arange(h.shape[0], device=h.device)
             logits_t = (w @ h.t()).float()  # (vocab, chunk)
             lse = torch.logsumexp(logits_t, dim=0)
@@ -64,7 +66,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_t[t, cols] -= 1.0
             grad_t.mul_(keep)
             g = grad_t.to(work)
-            grad_hidden[start:start + step] = g.t() @ w
+            grad_hidden[start : start + step] = g.t() @ w
             if work == torch.float32:
                 grad_weight.addmm_(g, h)
             else:
@@ -84,8 +86,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return gh.to(ctx.dtypes[0]), gw.to(ctx.dtypes[1]), None, None, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         ignore_index: int = -100, z_loss: float = 0.0) -> torch.Tensor:
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100, z_loss: float = 0.0
+) -> torch.Tensor:
     """Mean cross-entropy of `hidden @ weight.T` against `targets`, ignoring `ignore_index`,
     plus `z_loss` x the mean squared log-partition (PaLM's z-loss) when set.
 
@@ -100,10 +103,11 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     step = _chunk_rows(weight.shape[0])
     for start in range(0, h.shape[0], step):
-        logits = (h[start:start + step] @ weight.t()).float()
+        logits = (h[start : start + step] @ weight.t()).float()
         total += torch.nn.functional.cross_entropy(
-            logits, t[start:start + step], ignore_index=ignore_index, reduction="sum")
+            logits, t[start : start + step], ignore_index=ignore_index, reduction="sum"
+        )
         if z_loss:
-            keep = t[start:start + step] != ignore_index
+            keep = t[start : start + step] != ignore_index
             total += z_loss * (torch.logsumexp(logits, dim=-1).square() * keep).sum()
     return total / valid.sum().clamp(min=1)

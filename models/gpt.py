@@ -2,6 +2,7 @@
 
 Single-device PyTorch only; parallelism (DeepSpeed, Ray) is applied from outside.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,7 @@ from torch.utils.checkpoint import checkpoint
 from models.config import ModelConfig
 from models.fused_loss import linear_cross_entropy
 from models.kv_cache import KVCache, LayerCache
-from models.layers import (MLP, alibi_causal_bias, alibi_slopes, apply_rope, make_norm,
-                           rope_tables, sinusoidal_table)
+from models.layers import MLP, alibi_causal_bias, alibi_slopes, apply_rope, make_norm, rope_tables, sinusoidal_table
 
 
 class CausalSelfAttention(nn.Module):
@@ -38,9 +38,14 @@ class CausalSelfAttention(nn.Module):
             self.register_buffer("alibi", alibi_causal_bias(cfg.n_head, seq_len), persistent=False)
             self.register_buffer("slopes", alibi_slopes(cfg.n_head), persistent=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None, cache: LayerCache | None = None,
-                key_positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+        key_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """`mask`: optional bool (b, 1, t, t), True = may attend; None = plain causal attention.
         `positions`: optional (b, t) position of each token, when it is not its index.
         `cache`: keys and values of earlier tokens, extended with these; `mask` is then
@@ -53,8 +58,11 @@ class CausalSelfAttention(nn.Module):
         k = k.view(b, t, kv_heads, cfg.head_dim).transpose(1, 2)  # (b, kv_heads, t, hd)
         v = v.view(b, t, kv_heads, cfg.head_dim).transpose(1, 2)
         if cfg.position == "rope":
-            cos, sin = ((self.cos[:t], self.sin[:t]) if positions is None
-                        else (self.cos[positions][:, None], self.sin[positions][:, None]))
+            cos, sin = (
+                (self.cos[:t], self.sin[:t])
+                if positions is None
+                else (self.cos[positions][:, None], self.sin[positions][:, None])
+            )
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # cached before the grouped-query repeat: kv_heads, not heads
             k, v = cache.extend(k, v)
@@ -89,9 +97,14 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None, cache: LayerCache | None = None,
-                key_positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+        key_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         kw = dict(mask=mask, positions=positions, cache=cache, key_positions=key_positions)
         if self.pre:  # GPT-2 onwards: normalize each sublayer's input, keep the residual clean
             x = x + self.drop(self.attn(self.ln1(x), **kw))
@@ -141,8 +154,9 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def packed_logits(self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
-                      keep: torch.Tensor | None = None) -> torch.Tensor:
+    def packed_logits(
+        self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits for rows that pack several sequences sharing a prefix (a context, then each
         of its continuations): `positions` (b, t) restart after the shared prefix for each
         continuation, and `mask` (b, t, t) says which tokens each token sees. The result
@@ -160,8 +174,7 @@ class GPT(nn.Module):
             x = block(x, mask=mask[:, None], positions=positions)
         return self.head(self.ln_f(x if keep is None else x[keep]))
 
-    def decode(self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
-               cache: KVCache) -> torch.Tensor:
+    def decode(self, idx: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Next-token logits (b, vocab) after new tokens `idx` (b, t), extending `cache`.
 
         `positions` (b, t) are the new tokens' positions; `mask` (b, t, earlier + t) bool
@@ -193,8 +206,13 @@ class GPT(nn.Module):
             x = x + self.pos_table[:t].to(x.dtype)
         return self.drop(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                segments: torch.Tensor | None = None, z_loss: float = 0.0) -> torch.Tensor:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
+        z_loss: float = 0.0,
+    ) -> torch.Tensor:
         """Logits (b, t, vocab) for token ids (b, t); with `targets` (b, t), the mean
         next-token loss instead, through the fused head (models/fused_loss.py), plus
         `z_loss` x the mean squared log-partition when set.
@@ -232,7 +250,7 @@ def greedy_generate(model: GPT, ids: list[int], new_tokens: int) -> list[int]:
     """Append `new_tokens` argmax tokens (no cache: a reference, not a fast sampler)."""
     out = list(ids)
     for _ in range(new_tokens):
-        logits = model(torch.tensor([out[-model.seq_len:]]))
+        logits = model(torch.tensor([out[-model.seq_len :]]))
         out.append(int(logits[0, -1].argmax()))
     return out
 

@@ -3,6 +3,7 @@
 Each new token then costs one position of attention and MLP work instead of a pass over
 the whole sequence. Rows can be dropped as they finish, so a batch shrinks as it goes.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Building blocks for the configurable transformer: norms, MLPs and position encodings."""
+
 from __future__ import annotations
 
 import math
@@ -77,6 +78,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 def alibi_slopes(n_head: int) -> torch.Tensor:
     """Per-head slopes of ALiBi (Press et al., 2022), including non-power-of-two head counts."""
+
     def powers(n: int) -> list[float]:
         start = 2 ** (-8 / n)
         return [start ** (i + 1) for i in range(n)]

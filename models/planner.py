@@ -1,4 +1,5 @@
 """Sizing and cost arithmetic: compute-optimal tokens, training FLOPs, GPU-hours, money, energy."""
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Each entry is a ModelConfig plus the vocabulary and context its family uses; in a pipeline
 run the vocabulary and context come from the tokenizer stage instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,12 +27,24 @@ PRESETS: dict[str, Preset] = {
     "gpt2-124m": Preset(ModelConfig(n_layer=12, n_head=12, d_model=768), 50257, 1024, "GPT-2 small"),
     "gpt2-350m": Preset(ModelConfig(n_layer=24, n_head=16, d_model=1024), 50257, 1024, "GPT-2 medium"),
     "gpt3-175b": Preset(ModelConfig(n_layer=96, n_head=96, d_model=12288), 50257, 2048, "GPT-3 175B, for planning"),
-    "llama-1b": Preset(ModelConfig(n_layer=16, n_head=32, n_kv_head=8, d_model=2048, mlp_ratio=4.0, **_LLAMA),
-                       32000, 2048, "a 1B Llama-style shape (GQA)"),
-    "llama2-7b": Preset(ModelConfig(n_layer=32, n_head=32, d_model=4096, mlp_ratio=11008 / 4096, **_LLAMA),
-                        32000, 4096, "Llama 2 7B, for planning"),
-    "llama2-70b": Preset(ModelConfig(n_layer=80, n_head=64, n_kv_head=8, d_model=8192,
-                                     mlp_ratio=28672 / 8192, **_LLAMA), 32000, 4096, "Llama 2 70B, for planning"),
+    "llama-1b": Preset(
+        ModelConfig(n_layer=16, n_head=32, n_kv_head=8, d_model=2048, mlp_ratio=4.0, **_LLAMA),
+        32000,
+        2048,
+        "a 1B Llama-style shape (GQA)",
+    ),
+    "llama2-7b": Preset(
+        ModelConfig(n_layer=32, n_head=32, d_model=4096, mlp_ratio=11008 / 4096, **_LLAMA),
+        32000,
+        4096,
+        "Llama 2 7B, for planning",
+    ),
+    "llama2-70b": Preset(
+        ModelConfig(n_layer=80, n_head=64, n_kv_head=8, d_model=8192, mlp_ratio=28672 / 8192, **_LLAMA),
+        32000,
+        4096,
+        "Llama 2 70B, for planning",
+    ),
 }
 
 

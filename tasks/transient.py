@@ -4,9 +4,11 @@ and not an unknown bug: retrying everything hides defects and burns hours of com
 
 Prefect calls `retry_transient` as a task's `retry_condition_fn`.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, PermissionError, NotImplementedError)
 
@@ -21,21 +23,35 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        todo += [e.__cause__, e.__context__, getattr(e, "cause", None),
-                 # Ray Train's errors hold the workers' and the controller's failures.
-                 getattr(e, "health_check_failure", None), getattr(e, "controller_failure", None),
-                 *(getattr(e, "worker_failures", None) or {}).values()]
+        todo += [
+            e.__cause__,
+            e.__context__,
+            getattr(e, "cause", None),
+            # Ray Train's errors hold the workers' and the controller's failures.
+            getattr(e, "health_check_failure", None),
+            getattr(e, "controller_failure", None),
+            *(getattr(e, "worker_failures", None) or {}).values(),
+        ]
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
     import httpx
     import ray.exceptions as rex
-
     from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError
 
-    return (ConnectionError, TimeoutError, httpx.TransportError, rex.RayActorError, rex.WorkerCrashedError,
-            rex.NodeDiedError, rex.ObjectLostError, rex.RaySystemError, rex.GetTimeoutError,
-            WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError)  # a dead or hung worker
+    return (
+        ConnectionError,
+        TimeoutError,
+        httpx.TransportError,
+        rex.RayActorError,
+        rex.WorkerCrashedError,
+        rex.NodeDiedError,
+        rex.ObjectLostError,
+        rex.RaySystemError,
+        rex.GetTimeoutError,
+        WorkerHealthCheckFailedError,
+        WorkerHealthCheckTimeoutError,
+    )  # a dead or hung worker
 
 
 def is_transient(exc: BaseException) -> bool:

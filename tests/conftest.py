@@ -1,4 +1,5 @@
 """Shared test set-up: the repository root as working directory, so preset paths resolve."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,10 @@ def _repo_root_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _doc_texts(source: str, n: int) -> list[str]:
     """Distinct documents of varied length, so rows pack several of them and split some."""
-    return [f"{source} document {i}: " + " ".join(f"{source[:3]}{(i * 7 + j) % 53}" for j in range(5 + (i * 13) % 40))
-            for i in range(n)]
+    return [
+        f"{source} document {i}: " + " ".join(f"{source[:3]}{(i * 7 + j) % 53}" for j in range(5 + (i * 13) % 40))
+        for i in range(n)
+    ]
 
 
 def build_token_run(root: Path, docs_per_source: dict[str, int], files: int = 2, **cfg_kw) -> Path:
@@ -35,8 +38,11 @@ def build_token_run(root: Path, docs_per_source: dict[str, int], files: int = 2,
     from tasks.tokenization.shards import tokenize_shard
 
     cfg = TokenizationConfig(**{"vocab_size": 300, "seq_len": 16, "val_fraction": 0.2, **cfg_kw})
-    rows = [{"id": f"{s}-{i}", "text": t, "source": s}
-            for s, n in docs_per_source.items() for i, t in enumerate(_doc_texts(s, n))]
+    rows = [
+        {"id": f"{s}-{i}", "text": t, "source": s}
+        for s, n in docs_per_source.items()
+        for i, t in enumerate(_doc_texts(s, n))
+    ]
     curated = []
     for f in range(files):
         path = root / "curated" / f"part-{f:05d}.parquet"
@@ -54,6 +60,8 @@ def build_token_run(root: Path, docs_per_source: dict[str, int], files: int = 2,
 @pytest.fixture()
 def make_token_shards(tmp_path: Path):
     """Build curated Parquet shards with the given documents per source, a BPE and token shards."""
+
     def make(docs_per_source: dict[str, int], files: int = 2, name: str = "run", **cfg_kw):
         return build_token_run(tmp_path / name, docs_per_source, files, **cfg_kw)
+
     return make

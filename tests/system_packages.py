@@ -1,5 +1,6 @@
 """Debian packages that some slow tests drive (a browser, PostgreSQL): installed on demand
 where this process may (root, apt-get reachable), else the test is skipped with the reason."""
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,15 @@ def ensure(packages: list[str], binaries: list[str]) -> None:
     if all(shutil.which(b) or os.path.exists(b) for b in binaries):
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(f"needs the Debian package(s) {', '.join(packages)}: run `apt-get install "
-                    f"{' '.join(packages)}` as root")
+        pytest.skip(
+            f"needs the Debian package(s) {', '.join(packages)}: run `apt-get install {' '.join(packages)}` as root"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     steps = [["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, timeout=900, env=env)
         if done.returncode != 0:
-            pytest.skip(f"could not install {', '.join(packages)} ({' '.join(step)} exited "
-                        f"{done.returncode}): {done.stderr.strip()[-300:]}")
+            pytest.skip(
+                f"could not install {', '.join(packages)} ({' '.join(step)} exited "
+                f"{done.returncode}): {done.stderr.strip()[-300:]}"
+            )

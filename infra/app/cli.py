@@ -1,4 +1,5 @@
 """The `crucible` command line: the whole pipeline or one stage, on a run directory."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ from infra.core.storage import RunDir
 
 log = logging.getLogger("crucible")
 
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crucible", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -26,11 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     }
     for name, text in helps.items():
         s = sub.add_parser(name, help=text, description=text)
-        s.add_argument("--config", "-c", default=None,
-                       help=f"YAML file or preset ({', '.join(PRESETS)}); default: the run's saved "
-                            f"config, else 'demo'")
-        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set training.max_steps=50 (repeatable)")
+        s.add_argument(
+            "--config",
+            "-c",
+            default=None,
+            help=f"YAML file or preset ({', '.join(PRESETS)}); default: the run's saved config, else 'demo'",
+        )
+        s.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set training.max_steps=50 (repeatable)",
+        )
         s.add_argument("--run-id", default=None, help="run directory name under runs_dir")
     s = sub.add_parser("plan", help="compute-optimal tokens, training FLOPs, GPU-hours, cost and energy")
     what = s.add_mutually_exclusive_group(required=True)
@@ -44,20 +55,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--price-per-gpu-hour", type=float, default=2.0, help="USD (default 2.0)")
     s.add_argument("--price-per-mwh", type=float, default=100.0, help="USD per MWh (default 100)")
     s.add_argument("--pue", type=float, default=1.1, help="data-centre power usage effectiveness")
-    s.add_argument("--gpus", type=int, default=None, help="also pick the pipeline/tensor/data-parallel layout "
-                   "for this many GPUs")
+    s.add_argument(
+        "--gpus", type=int, default=None, help="also pick the pipeline/tensor/data-parallel layout for this many GPUs"
+    )
     s.add_argument("--gpu-memory", type=float, default=80, help="GB per GPU for --gpus (default 80)")
     s.add_argument("--gpu", default="A100", help="A100 or H100: peak FLOP/s and link speeds for --gpus")
     s.add_argument("--gpus-per-node", type=int, default=8, help="GPUs joined by NVLink (default 8)")
-    s.add_argument("--global-batch", type=int, default=None, help="sequences per step for --gpus "
-                   "(default: about 4M tokens)")
+    s.add_argument(
+        "--global-batch", type=int, default=None, help="sequences per step for --gpus (default: about 4M tokens)"
+    )
     s = sub.add_parser("export", help="write a run's trained model as a Hugging Face folder")
     s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
     s.add_argument("--out", type=Path, default=None, help="destination (default: RUN_DIR/hf)")
     s = sub.add_parser("quality-model", help="train the fastText quality classifier from two document sets")
     s.add_argument("--hq", required=True, help="high-quality reference documents (JSONL/Parquet file or folder)")
-    s.add_argument("--lq", default=None, help="low-quality documents (default: spam made from --hq by the "
-                                              "noise injector)")
+    s.add_argument(
+        "--lq", default=None, help="low-quality documents (default: spam made from --hq by the noise injector)"
+    )
     s.add_argument("--out", type=Path, required=True, help="model file to write (.bin); metrics go beside it")
     s.add_argument("--config", "-c", default=None, help="YAML or preset for curation.quality_classifier settings")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -65,14 +79,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help="JSONL/Parquet file or folder of real documents")
     s.add_argument("--out", type=Path, required=True, help="folder for part-*.jsonl and labels.jsonl")
     s.add_argument("--seed", type=int, default=0)
-    s = sub.add_parser("resume", help="continue a failed, crashed or interrupted run from where it stopped "
-                                      "(its own flow run, retried; training from its newest valid checkpoint)")
+    s = sub.add_parser(
+        "resume",
+        help="continue a failed, crashed or interrupted run from where it stopped "
+        "(its own flow run, retried; training from its newest valid checkpoint)",
+    )
     s.add_argument("run", help="a run id under runs_dir, or a run directory")
     s.add_argument("--runs-dir", default=None, help="where run ids are looked up (default: the demo preset's)")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a value of the run's saved config (a change under a trained model is refused)")
-    s = sub.add_parser("serve", help="serve the pipeline as a Prefect deployment: scheduled (--cron/--interval) "
-                                     "or on demand from the UI; each run gets its own run directory")
+    s.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value of the run's saved config (a change under a trained model is refused)",
+    )
+    s = sub.add_parser(
+        "serve",
+        help="serve the pipeline as a Prefect deployment: scheduled (--cron/--interval) "
+        "or on demand from the UI; each run gets its own run directory",
+    )
     s.add_argument("--config", "-c", default=None, help=f"YAML file or preset ({', '.join(PRESETS)})")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--name", default="scheduled", help="deployment name (default: scheduled)")
@@ -83,25 +109,38 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
-    s = sub.add_parser("evaluate-model", help="evaluate any model (a run or a Hugging Face folder) "
-                                              "without a run, e.g. a baseline to compare with")
+    s = sub.add_parser(
+        "evaluate-model",
+        help="evaluate any model (a run or a Hugging Face folder) without a run, e.g. a baseline to compare with",
+    )
     s.add_argument("model", type=Path, help="a run directory or a Hugging Face causal-LM folder")
     s.add_argument("--out", type=Path, required=True, help="results JSON to write (samples go beside it)")
     s.add_argument("--config", "-c", default=None, help="YAML or preset for the evaluation settings")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     s = sub.add_parser("compare", help="print runs' and baselines' evaluation results side by side")
     s.add_argument("results", nargs="+", help="run directories or results JSON files")
-    s = sub.add_parser("eval-sheet", help="write a review sheet (CSV and offline HTML) of a run's generations "
-                                          "for people to rate")
+    s = sub.add_parser(
+        "eval-sheet", help="write a review sheet (CSV and offline HTML) of a run's generations for people to rate"
+    )
     s.add_argument("results", type=Path, help="a run directory or a results JSON file")
-    s.add_argument("--out", type=Path, default=None, help="folder for sheet.csv and sheet.html "
-                                                          "(default: eval/review/ beside the results)")
-    s = sub.add_parser("eval-ratings", help="fold a filled-in review sheet into the results: human-rated "
-                                            "truthfulness and each judge's agreement with people (Cohen's kappa)")
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for sheet.csv and sheet.html (default: eval/review/ beside the results)",
+    )
+    s = sub.add_parser(
+        "eval-ratings",
+        help="fold a filled-in review sheet into the results: human-rated "
+        "truthfulness and each judge's agreement with people (Cohen's kappa)",
+    )
     s.add_argument("results", type=Path, help="the run directory or results JSON file the sheet was made from")
     s.add_argument("sheet", type=Path, help="the filled-in sheet.csv")
-    s.add_argument("--partial", action="store_true", help="accept blank ratings and missing rows (counted "
-                                                          "as unrated in the results)")
+    s.add_argument(
+        "--partial",
+        action="store_true",
+        help="accept blank ratings and missing rows (counted as unrated in the results)",
+    )
     s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run")
     s.add_argument("run_dir", type=Path)
     return p
@@ -128,8 +167,10 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
     cfg = cfg.model_copy(update={"run_id": run_id})
     run = RunDir((Path(cfg.runs_dir) / run_id).resolve())
     if args.command not in ("run", "curate") and not run.root.exists():
-        raise ConfigError(f"run directory {run.root} does not exist; run `crucible curate` or "
-                          f"`crucible run` first, or pass the --run-id of an existing run")
+        raise ConfigError(
+            f"run directory {run.root} does not exist; run `crucible curate` or "
+            f"`crucible run` first, or pass the --run-id of an existing run"
+        )
     return cfg, run
 
 
@@ -141,9 +182,11 @@ def run_command(args: argparse.Namespace) -> int:
     actions = preflight(args.command, cfg, run)
     if args.command == "run" and set(actions.values()) == {"skip"} and run.report.is_file():
         # Nothing to do: no server, Ray or flow run is started for it.
-        print(f"run {run.root.name}: every stage is unchanged since it finished (same inputs, config and code); "
-              f"nothing to do.\nreport: {run.report}\nto redo one stage anyway: crucible <stage> --run-id "
-              f"{run.root.name}")
+        print(
+            f"run {run.root.name}: every stage is unchanged since it finished (same inputs, config and code); "
+            f"nothing to do.\nreport: {run.report}\nto redo one stage anyway: crucible <stage> --run-id "
+            f"{run.root.name}"
+        )
         return 0
     check_free(run)
     log.info("run directory: %s", run.root)
@@ -185,8 +228,14 @@ def plan_command(args: argparse.Namespace) -> str:
 
 def layout_text(args: argparse.Namespace) -> str:
     from models.presets import get_preset
-    from tasks.training.parallel.planner import (Shape, cluster, default_global_batch, describe_layout,
-                                                 plan_layout, shape_for_parameters)
+    from tasks.training.parallel.planner import (
+        Shape,
+        cluster,
+        default_global_batch,
+        describe_layout,
+        plan_layout,
+        shape_for_parameters,
+    )
 
     if args.gpus < 1 or args.gpu_memory <= 0:
         raise ConfigError(f"--gpus must be at least 1 and --gpu-memory positive, got {args.gpus} and {args.gpu_memory}")
@@ -218,9 +267,11 @@ def quality_model_command(args: argparse.Namespace) -> str:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = train_quality(Path(args.hq), cfg, CurationPaths(args.out.parent), model_path=args.out)
     m = result["metrics"]
-    return (f"wrote {args.out}: held-out precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
-            f"f1 {m['f1']:.3f}; use it with --set curation.quality_classifier.enabled=true "
-            f"--set curation.quality_classifier.model_path={args.out}")
+    return (
+        f"wrote {args.out}: held-out precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+        f"f1 {m['f1']:.3f}; use it with --set curation.quality_classifier.enabled=true "
+        f"--set curation.quality_classifier.model_path={args.out}"
+    )
 
 
 def noise_command(args: argparse.Namespace) -> str:
@@ -243,15 +294,20 @@ def evaluate_model_command(args: argparse.Namespace) -> str:
 
     cfg = load_config(args.config, args.overrides).evaluation
     evaluate_model(args.model, cfg, args.out)
-    return compare_table([args.out]) + f"\n\nwrote {args.out}; compare it with a run: crucible compare runs/<run-id> {args.out}"
+    return (
+        compare_table([args.out])
+        + f"\n\nwrote {args.out}; compare it with a run: crucible compare runs/<run-id> {args.out}"
+    )
 
 
 def eval_sheet_command(args: argparse.Namespace) -> str:
     from tasks.evaluation.review import write_sheet
 
     csv_path, html_path, n = write_sheet(args.results, args.out)
-    return (f"wrote {n} generations to rate: {csv_path} (any spreadsheet) and {html_path} (a form that works "
-            f"offline and saves ratings.csv); fold them in with: crucible eval-ratings {args.results} <filled.csv>")
+    return (
+        f"wrote {n} generations to rate: {csv_path} (any spreadsheet) and {html_path} (a form that works "
+        f"offline and saves ratings.csv); fold them in with: crucible eval-ratings {args.results} <filled.csv>"
+    )
 
 
 def eval_ratings_command(args: argparse.Namespace) -> str:
@@ -261,9 +317,12 @@ def eval_ratings_command(args: argparse.Namespace) -> str:
     summary = fold_ratings(args.results, args.sheet, args.partial)
     if args.results.is_dir() and (args.results / "checkpoints").is_dir():  # a run: its report shows them too
         from tasks.report import write_report
+
         write_report(args.results)
-    lines = [f"{task}: " + ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 4)}" for k, v in t.items())
-             for task, t in summary["tasks"].items()]
+    lines = [
+        f"{task}: " + ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 4)}" for k, v in t.items())
+        for task, t in summary["tasks"].items()
+    ]
     return compare_table([results_file(args.results)]) + "\n\n" + "\n".join(lines)
 
 
@@ -289,22 +348,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Prefect UI: {env['PREFECT_UI_API_URL'].removesuffix('/api')}", flush=True)
             os.execve(command[0], command, env)
         # Commands that run without the Prefect/Ray runtime and print one result.
-        direct = {"plan": plan_command, "export": export_command,
-                  "quality-model": quality_model_command, "noise": noise_command,
-                  "evaluate-model": evaluate_model_command, "compare": compare_command,
-                  "eval-sheet": eval_sheet_command, "eval-ratings": eval_ratings_command}
+        direct = {
+            "plan": plan_command,
+            "export": export_command,
+            "quality-model": quality_model_command,
+            "noise": noise_command,
+            "evaluate-model": evaluate_model_command,
+            "compare": compare_command,
+            "eval-sheet": eval_sheet_command,
+            "eval-ratings": eval_ratings_command,
+        }
         if args.command in direct:
             print(direct[args.command](args))
             return 0
         if args.command == "resume":
             from infra.app.resume import resume_command
+
             return resume_command(args.run, args.runs_dir, args.overrides)
         if args.command == "serve":
             from infra.app.serve import serve_command
-            return serve_command(load_config(args.config, args.overrides), args.name, args.cron, args.interval,
-                                 args.limit)
+
+            return serve_command(
+                load_config(args.config, args.overrides), args.name, args.cron, args.interval, args.limit
+            )
         if args.command == "report":
             from tasks.report import write_report
+
             print(write_report(args.run_dir))
             return 0
         return run_command(args)

@@ -3,6 +3,7 @@
 Problems are gathered and raised together, each naming the key and the fix, before any
 server, Ray worker or DeepSpeed engine starts.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,8 +35,7 @@ def preset_path(name: str) -> Path:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(
-            f"config file {path} not found; pass an existing YAML file or a preset name "
-            f"({', '.join(PRESETS)})"
+            f"config file {path} not found; pass an existing YAML file or a preset name ({', '.join(PRESETS)})"
         )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -100,11 +100,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         problems = [_describe(e, PipelineConfig) for e in exc.errors()]
-        raise ConfigError(
-            f"invalid configuration from {path}:\n  - " + "\n  - ".join(problems)
-        ) from None
+        raise ConfigError(f"invalid configuration from {path}:\n  - " + "\n  - ".join(problems)) from None
     if cfg.run_id is not None and not _RUN_ID.match(cfg.run_id):
-        raise ConfigError(
-            f"run_id '{cfg.run_id}' may hold only letters, digits, '.', '_' and '-'"
-        )
+        raise ConfigError(f"run_id '{cfg.run_id}' may hold only letters, digits, '.', '_' and '-'")
     return cfg

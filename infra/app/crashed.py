@@ -5,6 +5,7 @@ A SIGKILLed `crucible run` cannot report its end, so Prefect keeps showing its f
 flow run that last held it (flows/run_lock.py); a lock nobody holds any more, on this host,
 whose flow run Prefect still shows as running, belongs to a process that is gone.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,16 +46,23 @@ def mark_crashed_runs(runs_dir: Path) -> list[str]:
             if not _running(parent):
                 continue
             # limit and sort explicitly: this client sends nulls for them otherwise, which the server rejects.
-            children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])),
-                limit=200, sort=FlowRunSort.START_TIME_ASC)
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id])),
+                limit=200,
+                sort=FlowRunSort.START_TIME_ASC,
+            )
             for fr in [parent, *children]:
                 if _running(fr):
-                    message = (f"its process (pid {holder.get('pid')} on {holder.get('host')}) ended without "
-                               f"reporting; found at the next start. `crucible resume {lock.parent.name}` "
-                               f"continues it from its newest valid checkpoint")
+                    message = (
+                        f"its process (pid {holder.get('pid')} on {holder.get('host')}) ended without "
+                        f"reporting; found at the next start. `crucible resume {lock.parent.name}` "
+                        f"continues it from its newest valid checkpoint"
+                    )
                     client.set_flow_run_state(fr.id, Crashed(message=message), force=True)
                     marked.append(str(fr.id))
-            log.warning("flow run %s of run %s was still shown as running although its process is gone: "
-                        "marked Crashed", parent.id, lock.parent.name)
+            log.warning(
+                "flow run %s of run %s was still shown as running although its process is gone: marked Crashed",
+                parent.id,
+                lock.parent.name,
+            )
     return marked

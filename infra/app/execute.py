@@ -1,11 +1,13 @@
 """Running a flow from the command line: the checks before anything starts, the embedded
 runtime, the run directory's lock and stage keys, and the message at the end."""
+
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from flows.config import PipelineConfig, dump_config
 from infra.core.storage import RunDir, write_text
@@ -18,17 +20,22 @@ def flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable[
     # Flows import Prefect, Ray and torch: only after the runtime is up and the config is valid.
     if command == "run":
         from flows.pipeline import pipeline_flow
+
         return pipeline_flow, (cfg, str(run.root))
     if command == "curate":
         from flows.curate import curate_flow
+
         return curate_flow, (cfg.curation, str(run.root))
     if command == "tokenize":
         from flows.tokenize import tokenize_flow
+
         return tokenize_flow, (cfg.tokenization, str(run.root))
     if command == "train":
         from flows.train import train_flow
+
         return train_flow, (cfg.model, cfg.training, str(run.root))
     from flows.evaluate import evaluate_flow
+
     return evaluate_flow, (cfg.evaluation, str(run.root))
 
 
@@ -66,18 +73,19 @@ def preflight(command: str, cfg: PipelineConfig, run: RunDir) -> dict[str, str]:
     return actions
 
 
-def finish_message(rt: "Runtime", flow_run_id: str) -> str:
+def finish_message(rt: Runtime, flow_run_id: str) -> str:
     """Where to see the run in the UI once this command has ended."""
     url = rt.flow_run_url(flow_run_id)
     if not rt.owns_server:
         return f"flow run: {url}"
     port = rt.api_url.rsplit(":", 1)[1].split("/")[0]
-    return (f"flow run: {url}\nThe Prefect server this command started has stopped; to open the run in the UI, "
-            f"start it again with `crucible server --port {port}` and open the link above.")
+    return (
+        f"flow run: {url}\nThe Prefect server this command started has stopped; to open the run in the UI, "
+        f"start it again with `crucible server --port {port}` and open the link above."
+    )
 
 
-def execute(command: str, cfg: PipelineConfig, run: RunDir,
-            flow_run: Callable[[RunDir], Any] | None = None) -> int:
+def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[RunDir], Any] | None = None) -> int:
     """Run a flow in the embedded runtime and report how it ended. `flow_run` may return an
     existing flow run (set up for a retry) to continue instead of creating a new one."""
     from flows import stages
@@ -97,7 +105,7 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir,
         fn, fn_args = flow_call(command, cfg, run)
         print(f"Prefect UI: {rt.ui_url}", flush=True)
         # The pipeline flow locks the run directory itself (deployment runs go through it too).
-        with (contextlib.nullcontext() if command == "run" else run_lock(run)):
+        with contextlib.nullcontext() if command == "run" else run_lock(run):
             key = stages.expected_keys(cfg).get(command)
             if key is not None:
                 write_text(run.config, dump_config(cfg))
@@ -106,16 +114,16 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir,
             if retried is not None:
                 from prefect.flow_engine import run_flow
 
-                state = run_flow(fn, flow_run=retried, parameters=dict(zip(("cfg", "run_dir"), fn_args)),
-                                 return_type="state")
+                state = run_flow(
+                    fn, flow_run=retried, parameters=dict(zip(("cfg", "run_dir"), fn_args)), return_type="state"
+                )
             else:
                 state = fn(*fn_args, return_state=True)
             if key is not None and state.is_completed():
                 stages.mark(run, key, "finished")
         print(finish_message(rt, str(state.state_details.flow_run_id)), flush=True)
         if not state.is_completed():
-            print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}",
-                  file=sys.stderr)
+            print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}", file=sys.stderr)
             print(f"continue it from where it stopped: crucible resume {run.root.name}", file=sys.stderr)
             return 1
     report = write_report(run.root)

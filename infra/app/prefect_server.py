@@ -3,6 +3,7 @@
 Its database is SQLite in ~/.prefect unless PREFECT_SERVER_DATABASE_CONNECTION_URL names a
 PostgreSQL one (infra/deploy/postgres.sh). Beyond loopback it needs basic auth.
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,7 +94,11 @@ def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) ->
     log.info("starting a Prefect server on %s:%d (log: %s)", host, port, log_path)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
-            server_command(host, port), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            server_command(host, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

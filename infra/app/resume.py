@@ -5,6 +5,7 @@ run per pipeline run), as `prefect flow-run retry` does; stages whose key is unc
 skipped and training continues from its newest valid checkpoint. If the Prefect server
 no longer knows that flow run, a new one runs on the same run directory.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,10 @@ def resolve_run(target: str, runs_dir: str | None, overrides: list[str]) -> tupl
     if not (path / "config.yaml").is_file():
         path = Path(runs_dir or load_config("demo").runs_dir) / target
     if not (path / "config.yaml").is_file():
-        raise ConfigError(f"no run {target}: neither {target} nor {path} holds a config.yaml; pass a run "
-                          f"directory or the id of a run under runs_dir (--runs-dir)")
+        raise ConfigError(
+            f"no run {target}: neither {target} nor {path} holds a config.yaml; pass a run "
+            f"directory or the id of a run under runs_dir (--runs-dir)"
+        )
     run = RunDir(path.resolve())
     cfg = load_config(str(run.config), [*overrides, f"run_id={run.root.name}", f"runs_dir={run.root.parent}"])
     return cfg, run
@@ -54,8 +57,10 @@ def retried_flow_run(run: RunDir) -> Any:
             return None
         state = fr.state.type.value if fr.state else "UNKNOWN"
         if state not in TERMINAL:
-            raise ConfigError(f"flow run {flow_run_id} of run {run.root.name} is {state}, not finished; wait for "
-                              f"it, or cancel it in the UI first")
+            raise ConfigError(
+                f"flow run {flow_run_id} of run {run.root.name} is {state}, not finished; wait for "
+                f"it, or cancel it in the UI first"
+            )
         client.set_flow_run_state(fr.id, Pending(message="Retried by crucible resume"), force=True)
         return client.read_flow_run(fr.id)
 

@@ -3,17 +3,18 @@
 Ray is joined or started by flows/cluster.py, which also runs inside the flow runs that
 `crucible serve` starts.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from flows.config import RuntimeConfig
 from flows.cluster import QUIET_ENV, connect_ray
+from flows.config import RuntimeConfig
 from infra.app.prefect_server import PrefectServer, healthy, start_or_reuse
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,12 @@ def embedded_runtime(cfg: RuntimeConfig, log_dir: Path, start_ray: bool = True) 
         elif start_ray:
             connect_ray(cfg, api_url)
         address = ray.get_runtime_context().gcs_address if ray.is_initialized() else ""
-        yield Runtime(api_url=api_url, ui_url=api_url.removesuffix("/api"), ray_address=address,
-                      owns_server=server is not None and server.process is not None)
+        yield Runtime(
+            api_url=api_url,
+            ui_url=api_url.removesuffix("/api"),
+            ray_address=address,
+            owns_server=server is not None and server.process is not None,
+        )
     finally:
         stack.close()
         if ray.is_initialized() and not was_connected:

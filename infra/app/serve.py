@@ -6,6 +6,7 @@ through RAY_ADDRESS. Each flow run writes a run directory of its own, named afte
 deployment and the flow run, so two runs never share one; a retried flow run (the UI's
 Retry button, `prefect flow-run retry`, `crucible resume`) finds its directory again.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,8 +23,13 @@ def _drop_stale_scheduled_runs(name: str) -> None:
     """Delete the not-yet-started runs an earlier `crucible serve` of this deployment left:
     they carry that serve's parameters, not the ones given now."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
-                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.exceptions import ObjectNotFound
 
@@ -35,7 +41,9 @@ def _drop_stale_scheduled_runs(name: str) -> None:
         stale = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200)
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=200,
+        )
         for fr in stale:
             client.delete_flow_run(fr.id)
         if stale:
@@ -48,8 +56,7 @@ def serve_command(cfg: PipelineConfig, name: str, cron: str | None, interval: fl
     from infra.app.runtime import embedded_runtime
 
     if cfg.run_id:
-        raise ValueError("a served pipeline names a run directory per flow run; drop run_id (--run-id) from "
-                         "its config")
+        raise ValueError("a served pipeline names a run directory per flow run; drop run_id (--run-id) from its config")
     runs = Path(cfg.runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
     with embedded_runtime(cfg.runtime, runs / "_serve" / "logs") as rt:
@@ -57,12 +64,19 @@ def serve_command(cfg: PipelineConfig, name: str, cron: str | None, interval: fl
         mark_crashed_runs(runs)
         _drop_stale_scheduled_runs(name)
         when = f"cron '{cron}'" if cron else f"every {interval:g} s" if interval else "on demand only"
-        print(f"serving deployment pipeline/{name} ({when}); Prefect UI: {rt.ui_url}/v2/deployments; "
-              f"started {dt.datetime.now().isoformat(timespec='seconds')}", flush=True)
+        print(
+            f"serving deployment pipeline/{name} ({when}); Prefect UI: {rt.ui_url}/v2/deployments; "
+            f"started {dt.datetime.now().isoformat(timespec='seconds')}",
+            flush=True,
+        )
         pipeline_flow.serve(
             # Paused on shutdown: a schedule nobody serves would pile up runs that start, all at
             # once, with stale parameters when serving resumes.
-            name=name, cron=cron, interval=interval, limit=limit, pause_on_shutdown=True,
+            name=name,
+            cron=cron,
+            interval=interval,
+            limit=limit,
+            pause_on_shutdown=True,
             parameters={"cfg": cfg.model_dump(mode="json"), "run_dir": None},
             description="curate -> tokenize -> train -> evaluate; retries continue from the last checkpoint",
         )

@@ -1,4 +1,5 @@
 """The one logging set-up, called by entry points (CLI, flows), never at import."""
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ namespaces of the multi-host test, often share one. A node's address does, and R
 knows it for any process it started; outside Ray the address is the one this host's
 name resolves to.
 """
+
 from __future__ import annotations
 
 import socket

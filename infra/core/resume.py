@@ -4,14 +4,16 @@ Each task writes its outputs atomically, then a marker holding its result; a re-
 the marker and skips the task. A stage's fingerprint (its config and inputs) is kept in
 its work folder, so work made from other inputs or settings is discarded, never reused.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import resource
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from infra.core.node import node_identity
 from infra.core.storage import write_json
@@ -28,8 +30,9 @@ def write_marker(path: Path, result: dict[str, Any]) -> None:
     write_json(path, result)
 
 
-def once(marker: Path, work: Callable[[], dict[str, Any]],
-         still_valid: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
+def once(
+    marker: Path, work: Callable[[], dict[str, Any]], still_valid: Callable[[dict[str, Any]], bool] = lambda _: True
+) -> dict[str, Any]:
     """Run `work` unless its marker says it already finished (and its outputs still pass
     `still_valid`); then record its result."""
     done = read_marker(marker)

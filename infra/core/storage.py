@@ -4,6 +4,7 @@ Every output is written to a temporary file in the destination folder and rename
 place, so a crash never leaves a half-written file under its final name and a re-run can
 trust any file it finds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ The packages are unpacked (`apt-get download` + `dpkg -x`, no dependencies pulle
 the cache when the system does not already have them; that needs root. The corpus is built
 once per cache folder and reused.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -19,9 +20,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
@@ -123,8 +124,12 @@ def gcide_documents(path: Path) -> Iterator[dict]:
     entries = [e.strip("\n") for e in re.split(r"\n\s*\n(?=\S)", text) if e.strip()]
     for i, page in enumerate(_chunks(entries, PAGE_CHARS)):
         first = page.split(" ", 1)[0]
-        yield {"id": f"gcide-{i:06d}", "text": page, "source": GCIDE.source,
-               "metadata": {"package": GCIDE.package, "license": GCIDE.license, "first_entry": first}}
+        yield {
+            "id": f"gcide-{i:06d}",
+            "text": page,
+            "source": GCIDE.source,
+            "metadata": {"package": GCIDE.package, "license": GCIDE.license, "first_entry": first},
+        }
 
 
 def pydoc_documents(root: Path) -> Iterator[dict]:
@@ -132,8 +137,12 @@ def pydoc_documents(root: Path) -> Iterator[dict]:
         rel = str(path.relative_to(root))
         paragraphs = [p for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")) if p.strip()]
         for j, section in enumerate(_chunks(paragraphs, SECTION_CHARS)):
-            yield {"id": f"pydoc-{rel}-{j:03d}", "text": section, "source": PYDOCS.source,
-                   "metadata": {"package": PYDOCS.package, "license": PYDOCS.license, "path": rel}}
+            yield {
+                "id": f"pydoc-{rel}-{j:03d}",
+                "text": section,
+                "source": PYDOCS.source,
+                "metadata": {"package": PYDOCS.package, "license": PYDOCS.license, "path": rel},
+            }
 
 
 def already_built(dest: Path) -> dict | None:
@@ -158,11 +167,18 @@ def build_demo_corpus(dest: Path | None = None) -> Path:
     docs = list(gcide_documents(gcide)) + list(pydoc_documents(pydocs))
     nbytes = 0
     for start in tqdm(range(0, len(docs), DOCS_PER_SHARD), desc="writing demo corpus", unit="shard"):
-        lines = [json.dumps(d, ensure_ascii=False) + "\n" for d in docs[start:start + DOCS_PER_SHARD]]
+        lines = [json.dumps(d, ensure_ascii=False) + "\n" for d in docs[start : start + DOCS_PER_SHARD]]
         with atomic_path(dest / f"demo-{start // DOCS_PER_SHARD:04d}.jsonl") as tmp:
             tmp.write_text("".join(lines), encoding="utf-8")
         nbytes += sum(len(ln.encode("utf-8")) for ln in lines)
-    write_json(marker, {"documents": len(docs), "bytes": nbytes, "version": CORPUS_VERSION,
-                        "sources": [GCIDE.package, PYDOCS.package]})
+    write_json(
+        marker,
+        {
+            "documents": len(docs),
+            "bytes": nbytes,
+            "version": CORPUS_VERSION,
+            "sources": [GCIDE.package, PYDOCS.package],
+        },
+    )
     log.info("built demo corpus: %d documents, %.1f MB in %s", len(docs), nbytes / 1e6, dest)
     return dest

@@ -11,6 +11,7 @@ reads them. The language each page is written in is known from its package, whic
 benchmarks/web_curation.py scores language identification against (`pages.json`). Built
 once per cache folder, like the demo corpus.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -18,7 +19,7 @@ import io
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from infra.core.storage import atomic_path, write_json
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 WEB_DEMO_VERSION = "v1"
 PAGES_PER_FILE = 200
 PAGES_FILE = "pages.json"
-CRAWL_DATE = datetime(2024, 6, 1, tzinfo=timezone.utc)  # fixed, so the files are the same each build
+CRAWL_DATE = datetime(2024, 6, 1, tzinfo=UTC)  # fixed, so the files are the same each build
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,44 @@ def _site(package: str, page: str, glob: str, url: str, language: str, licence: 
 
 
 SITES = (
-    _site("python3.11-doc", "usr/share/doc/python3.11/html/index.html", "**/*.html",
-          "https://docs.python.org/3.11/", "en", "PSF-2.0"),
-    *[_site(f"debian-reference-{lang}", f"usr/share/debian-reference/ch01.{lang}.html", f"*.{lang}.html",
-            "https://www.debian.org/doc/manuals/debian-reference/", lang, "GPL-2.0-or-later")
-      for lang in ("en", "fr", "de")],
-    *[_site(f"developers-reference{'-' + lang if lang != 'en' else ''}",
-            f"usr/share/developers-reference/{lang + '/' if lang != 'en' else ''}best-pkging-practices.html", "*.html",
-            f"https://www.debian.org/doc/manuals/developers-reference/{lang + '/' if lang != 'en' else ''}", lang, "MIT")
-      for lang in ("en", "fr", "de")],
+    _site(
+        "python3.11-doc",
+        "usr/share/doc/python3.11/html/index.html",
+        "**/*.html",
+        "https://docs.python.org/3.11/",
+        "en",
+        "PSF-2.0",
+    ),
+    *[
+        _site(
+            f"debian-reference-{lang}",
+            f"usr/share/debian-reference/ch01.{lang}.html",
+            f"*.{lang}.html",
+            "https://www.debian.org/doc/manuals/debian-reference/",
+            lang,
+            "GPL-2.0-or-later",
+        )
+        for lang in ("en", "fr", "de")
+    ],
+    *[
+        _site(
+            f"developers-reference{'-' + lang if lang != 'en' else ''}",
+            f"usr/share/developers-reference/{lang + '/' if lang != 'en' else ''}best-pkging-practices.html",
+            "*.html",
+            f"https://www.debian.org/doc/manuals/developers-reference/{lang + '/' if lang != 'en' else ''}",
+            lang,
+            "MIT",
+        )
+        for lang in ("en", "fr", "de")
+    ],
 )
 
 
 # The quality classifier's good class in the web demo (`hq_path: web-demo-reference`): a curated
 # book, not in the crawl, against pages drawn from the crawl (GPT-3 and DCLM's recipe).
-REFERENCE = DebianSource("debian-handbook", "usr/share/doc/debian-handbook/html/en-US/index.html", "reference",
-                         "GPL-2.0-or-later")
+REFERENCE = DebianSource(
+    "debian-handbook", "usr/share/doc/debian-handbook/html/en-US/index.html", "reference", "GPL-2.0-or-later"
+)
 REFERENCE_NAME = "web-demo-reference"
 
 
@@ -91,11 +114,14 @@ def _records(url: str, html: bytes) -> bytes:
 
     host = url.split("/")[2]
     request = f"GET /{url.split('/', 3)[3]} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: crucible-web-demo\r\n\r\n".encode()
-    response = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {len(html)}\r\n\r\n"
-                ).encode() + html
+    response = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {len(html)}\r\n\r\n"
+    ).encode() + html
     out = io.BytesIO()
-    for kind, content, ctype in ((WarcRecordType.request, request, "application/http; msgtype=request"),
-                                 (WarcRecordType.response, response, "application/http; msgtype=response")):
+    for kind, content, ctype in (
+        (WarcRecordType.request, request, "application/http; msgtype=request"),
+        (WarcRecordType.response, response, "application/http; msgtype=response"),
+    ):
         rec = WarcRecord()
         rec.init_headers(kind, content_length=len(content))
         rec.headers["WARC-Target-URI"] = url
@@ -114,12 +140,26 @@ def _records(url: str, html: bytes) -> bytes:
 # and the Debian Administrator's Handbook in eight more languages (the demo's reference corpus is
 # its English edition, which stays out of every crawl).
 BENCHMARK_SITES = SITES + (
-    _site("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html/index.html", "*.html",
-          "https://www.postgresql.org/docs/15/", "en", "PostgreSQL"),
+    _site(
+        "postgresql-doc-15",
+        "usr/share/doc/postgresql-doc-15/html/index.html",
+        "*.html",
+        "https://www.postgresql.org/docs/15/",
+        "en",
+        "PostgreSQL",
+    ),
     _site("git-doc", "usr/share/doc/git-doc/git.html", "**/*.html", "https://git-scm.com/docs/", "en", "GPL-2.0"),
-    *[_site("debian-handbook", f"usr/share/doc/debian-handbook/html/{locale}/index.html", "*.html",
-            f"https://debian-handbook.info/browse/{locale}/stable/", locale[:2], "GPL-2.0-or-later")
-      for locale in ("de-DE", "fr-FR", "es-ES", "it-IT", "pt-BR", "nl-NL", "pl-PL", "ja-JP")],
+    *[
+        _site(
+            "debian-handbook",
+            f"usr/share/doc/debian-handbook/html/{locale}/index.html",
+            "*.html",
+            f"https://debian-handbook.info/browse/{locale}/stable/",
+            locale[:2],
+            "GPL-2.0-or-later",
+        )
+        for locale in ("de-DE", "fr-FR", "es-ES", "it-IT", "pt-BR", "nl-NL", "pl-PL", "ja-JP")
+    ],
 )
 
 
@@ -135,17 +175,29 @@ def build_web_demo(dest: Path | None = None, sites: tuple[Site, ...] = SITES) ->
         stale.unlink()
     nbytes = 0
     for start in range(0, len(pages), PAGES_PER_FILE):
-        chunk = pages[start:start + PAGES_PER_FILE]
+        chunk = pages[start : start + PAGES_PER_FILE]
         data = b"".join(_records(url, path.read_bytes()) for url, path, _ in chunk)
         with atomic_path(dest / f"crawl-{start // PAGES_PER_FILE:04d}.warc.gz") as tmp:
             tmp.write_bytes(data)
         nbytes += len(data)
     # Not an input (.json is not a document format): each page's known language, for benchmarks.
-    write_json(dest / PAGES_FILE, [{"url": url, "language": site.language, "package": site.source.package,
-                                    "license": site.source.license} for url, _, site in pages])
+    write_json(
+        dest / PAGES_FILE,
+        [
+            {"url": url, "language": site.language, "package": site.source.package, "license": site.source.license}
+            for url, _, site in pages
+        ],
+    )
     by_lang = dict(Counter(site.language for _, _, site in pages))
-    write_json(dest / "_SUCCESS.json", {"pages": len(pages), "bytes": nbytes, "languages": by_lang,
-                                        "version": WEB_DEMO_VERSION,
-                                        "packages": sorted({s.source.package for s in sites})})
+    write_json(
+        dest / "_SUCCESS.json",
+        {
+            "pages": len(pages),
+            "bytes": nbytes,
+            "languages": by_lang,
+            "version": WEB_DEMO_VERSION,
+            "packages": sorted({s.source.package for s in sites}),
+        },
+    )
     log.info("built the web demo crawl: %d pages (%s), %.1f MB of WARC in %s", len(pages), by_lang, nbytes / 1e6, dest)
     return dest

@@ -9,6 +9,7 @@ Each task holds only the edges of its own partition; the driver sees counts and 
 Files: round r keeps `r{r:03d}/to-{q}/from-{t}.npy`, the edges that writer t sent to
 partition q, sorted by source.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,8 +54,7 @@ def route(a: np.ndarray, b: np.ndarray, root: Path, rnd: int, writer: int, parts
 
 def _load(root: Path, rnd: int, part: int) -> np.ndarray:
     files = sorted((round_dir(root, rnd) / f"to-{part}").glob("from-*.npy"))
-    edges = (np.concatenate([np.load(f, allow_pickle=False) for f in files]) if files
-             else np.empty(0, dtype=EDGE_DTYPE))
+    edges = np.concatenate([np.load(f, allow_pickle=False) for f in files]) if files else np.empty(0, dtype=EDGE_DTYPE)
     edges = np.unique(edges[edges["src"] != edges["dst"]])  # sorted by (src, dst)
     return edges
 

@@ -1,4 +1,5 @@
 """Typed configuration of the curation stage: one section per step, each switchable."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -18,7 +19,8 @@ class ExactDedupConfig(BaseModel):
 
     enabled: bool = True
     near_exact: bool = Field(
-        True, description="Also treat texts equal up to case, punctuation and spacing as duplicates.")
+        True, description="Also treat texts equal up to case, punctuation and spacing as duplicates."
+    )
 
 
 class MinHashConfig(BaseModel):
@@ -32,8 +34,12 @@ class MinHashConfig(BaseModel):
     rows: int = Field(8, ge=1, le=32)
     seed: int = 1
     min_similarity: float = Field(
-        0.8, ge=0, le=1, description="Candidate pairs from the LSH buckets count as duplicates only "
-        "if the exact Jaccard of their shingle sets reaches this (0 keeps every candidate).")
+        0.8,
+        ge=0,
+        le=1,
+        description="Candidate pairs from the LSH buckets count as duplicates only "
+        "if the exact Jaccard of their shingle sets reaches this (0 keeps every candidate).",
+    )
 
 
 class CurationConfig(BaseModel):
@@ -48,11 +54,16 @@ class CurationConfig(BaseModel):
     text_field: str = "text"
     id_field: str = "id"
     normalization: Literal["NFC", "NFKC"] = "NFC"
-    web: WebConfig = Field(WebConfig(), description="WARC/WET/HTML input: URL filter, main-text "
-                           "extraction, language identification (FineWeb's order), before the rules.")
+    web: WebConfig = Field(
+        WebConfig(),
+        description="WARC/WET/HTML input: URL filter, main-text "
+        "extraction, language identification (FineWeb's order), before the rules.",
+    )
     noise: NoiseConfig | None = Field(
-        None, description="Plant labelled duplicates, PII and spam into the input first "
-        "(demo and benchmarks); the labels are written to curated/noise_labels.jsonl.")
+        None,
+        description="Plant labelled duplicates, PII and spam into the input first "
+        "(demo and benchmarks); the labels are written to curated/noise_labels.jsonl.",
+    )
     heuristics: HeuristicsConfig = HeuristicsConfig()
     quality_classifier: QualityClassifierConfig = QualityClassifierConfig()
     decontamination: DecontamConfig = DecontamConfig()
@@ -60,16 +71,23 @@ class CurationConfig(BaseModel):
     minhash: MinHashConfig = MinHashConfig()
     redaction: RedactionConfig = RedactionConfig()
     partition_docs: int = Field(
-        1_000_000, ge=1000, description="Documents per dedup task: bounds each worker's memory, "
-        "so larger corpora get more tasks rather than bigger ones.")
+        1_000_000,
+        ge=1000,
+        description="Documents per dedup task: bounds each worker's memory, "
+        "so larger corpora get more tasks rather than bigger ones.",
+    )
     incremental: bool = Field(
-        False, description="Curate only the input files that are new or changed since the previous run "
+        False,
+        description="Curate only the input files that are new or changed since the previous run "
         "(previous_run, or a served deployment's newest finished run) and deduplicate them against "
-        "everything curated before: a repeat of last week's document is removed this week too.")
+        "everything curated before: a repeat of last week's document is removed this week too.",
+    )
 
     @model_validator(mode="after")
-    def _incremental_needs_stable_input(self) -> "CurationConfig":
+    def _incremental_needs_stable_input(self) -> CurationConfig:
         if self.incremental and self.noise is not None:
-            raise ValueError("curation.incremental compares input files with the previous run's, but "
-                             "curation.noise rewrites them every run; turn one of them off")
+            raise ValueError(
+                "curation.incremental compares input files with the previous run's, but "
+                "curation.noise rewrites them every run; turn one of them off"
+            )
         return self

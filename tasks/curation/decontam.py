@@ -18,6 +18,7 @@ words; since the length is part of the hash, it can only equal a document that i
 that word sequence, never a window of a longer one. Against the ~2.2 million hashes of the
 four standard benchmarks, a random 64-bit collision hits about one document n-gram in 10^13.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,10 +44,12 @@ class DecontamConfig(BaseModel):
     enabled: bool = True
     ngram: int = Field(13, ge=1, description="Words per n-gram (13 as in GPT-3 and lm-evaluation-harness).")
     action: Literal["remove", "flag"] = Field(
-        "remove", description="flag keeps the document, records the benchmark in its metadata and counts it.")
+        "remove", description="flag keeps the document, records the benchmark in its metadata and counts it."
+    )
     benchmark_paths: list[str] = Field(
         default_factory=list,
-        description="Benchmark JSONL files (Hugging Face schemas); empty = the files evaluation uses.")
+        description="Benchmark JSONL files (Hugging Face schemas); empty = the files evaluation uses.",
+    )
 
 
 # --- benchmark files --------------------------------------------------------------------
@@ -77,7 +80,9 @@ def _item_parts(rec: Any) -> tuple[str, list[str]] | None:
         return rec["question"], list(rec["correct_answers"]) + list(rec.get("incorrect_answers") or [])
     if isinstance(rec.get("prompt"), str) and "references" in rec:
         refs = rec["references"]
-        return rec["prompt"], ([refs] if isinstance(refs, str) else list(refs)) + list(rec.get("incorrect_references") or [])
+        return rec["prompt"], ([refs] if isinstance(refs, str) else list(refs)) + list(
+            rec.get("incorrect_references") or []
+        )
     choices = rec.get("choices")
     if "question" in rec and "answerKey" in rec and isinstance(choices, dict) and "text" in choices:
         return rec["question"], choices["text"]
@@ -94,8 +99,10 @@ def benchmark_test_texts(path: Path) -> Iterator[str]:
         parts = _item_parts(rec)
         if parts is None:
             expected = "; ".join(f"{name} ({needs})" for name, needs in SCHEMAS.items())
-            raise ValueError(f"{path}, line {line_no}: record matches no benchmark schema "
-                             f"(it has {sorted(rec)}); expected the keys of one of: {expected}")
+            raise ValueError(
+                f"{path}, line {line_no}: record matches no benchmark schema "
+                f"(it has {sorted(rec)}); expected the keys of one of: {expected}"
+            )
         context, choices = parts
         for choice in dict.fromkeys(str(c) for c in choices):
             yield f"{context} {choice}"
@@ -131,8 +138,7 @@ class _NgramHasher:
             raise ValueError(f"n-gram size must be at least 1, got {n}")
         self.n = n
         # Distinct odd weights per position, so reordered words hash differently.
-        self._weights = np.array([_blake64(f"decontam-position-{j}".encode()) | 1 for j in range(n)],
-                                 dtype=np.uint64)
+        self._weights = np.array([_blake64(f"decontam-position-{j}".encode()) | 1 for j in range(n)], dtype=np.uint64)
         self._words: dict[str, int] = {}
 
     def _word_hashes(self, words: list[str]) -> np.ndarray:
@@ -189,8 +195,9 @@ def benchmark_ngram_hashes(paths: list[Path], n: int) -> dict[str, np.ndarray]:
         texts = map(normalized_words, benchmark_test_texts(Path(path)))
         while batch := list(islice(texts, _BATCH)):
             found.append(np.unique(hasher.ngram_hashes(batch)))
-    return {name: np.unique(np.concatenate(arrays)) if arrays else np.empty(0, np.uint64)
-            for name, arrays in parts.items()}
+    return {
+        name: np.unique(np.concatenate(arrays)) if arrays else np.empty(0, np.uint64) for name, arrays in parts.items()
+    }
 
 
 # --- the index on disk --------------------------------------------------------------------
@@ -225,15 +232,20 @@ def load_index(path: Path, n: int | None = None) -> dict[str, np.ndarray]:
     if meta is not None:
         version, built_n = int(meta[0]), int(meta[1])
         if version != _FORMAT:
-            raise ValueError(f"{path}: decontamination index format {version}, this code reads "
-                             f"{_FORMAT}; delete the file so it is rebuilt")
+            raise ValueError(
+                f"{path}: decontamination index format {version}, this code reads "
+                f"{_FORMAT}; delete the file so it is rebuilt"
+            )
         if n is not None and built_n not in (-1, n):
-            raise ValueError(f"{path}: decontamination index holds {built_n}-grams but {n}-grams "
-                             "were asked for; delete the file so it is rebuilt with the new size")
+            raise ValueError(
+                f"{path}: decontamination index holds {built_n}-grams but {n}-grams "
+                "were asked for; delete the file so it is rebuilt with the new size"
+            )
     return index
 
 
 # --- matching -----------------------------------------------------------------------------
+
 
 class Decontaminator:
     """Tests documents against a benchmark index; built once per worker."""
@@ -255,8 +267,9 @@ class Decontaminator:
         self._shift = np.uint64(64 - bits)
         self._filter = np.zeros(1 << (bits - 3), dtype=np.uint8)
         slot = self._hashes >> self._shift
-        np.bitwise_or.at(self._filter, (slot >> np.uint64(3)).astype(np.intp),
-                         np.left_shift(1, slot & np.uint64(7)).astype(np.uint8))
+        np.bitwise_or.at(
+            self._filter, (slot >> np.uint64(3)).astype(np.intp), np.left_shift(1, slot & np.uint64(7)).astype(np.uint8)
+        )
 
     def match(self, text: str) -> str | None:
         """Name of the first benchmark (in index order) sharing an n-gram with the text, or None."""

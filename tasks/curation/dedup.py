@@ -4,6 +4,7 @@ Both run as one task per key range (see keyed_files.py), so no process holds the
 The document kept from a group is always the one with the smallest id (shard, then row),
 i.e. the first in input order: the same rule everywhere, so runs are reproducible.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,11 @@ def decide_exact(shard_files: list[Path], part: int, parts: int, dest: Path) -> 
     drops["doc"], drops["kept"] = recs["doc"][dup], first["doc"][dup]
     drops["reason"] = np.where(recs["exact"][dup] == first["exact"][dup], 0, 1)
     write_sorted(drops, "doc", dest)
-    return {"records": len(recs), "exact": int((drops["reason"] == 0).sum()),
-            "near_exact": int((drops["reason"] == 1).sum())}
+    return {
+        "records": len(recs),
+        "exact": int((drops["reason"] == 0).sum()),
+        "near_exact": int((drops["reason"] == 1).sum()),
+    }
 
 
 def band_edges(shard_files: list[Path], part: int, parts: int) -> np.ndarray:
@@ -55,4 +59,3 @@ def band_edges(shard_files: list[Path], part: int, parts: int) -> np.ndarray:
     edges = np.empty(int(dup.sum()), dtype=EDGE_DTYPE)
     edges["src"], edges["dst"] = first_doc[dup], recs["doc"][dup]
     return edges
-

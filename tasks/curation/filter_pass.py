@@ -5,6 +5,7 @@ heuristic rules (Gopher, C4, FineWeb) -> fastText quality score -> benchmark dec
 Survivors are written to a scratch shard together with their dedup keys (exact / near-exact)
 and MinHash band keys, which the global dedup steps read by key range. Memory is bounded by one row group, not by the file or the corpus.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,11 @@ class DocumentFilter:
     def __init__(self, cfg: CurationConfig, quality_model: Path | None, decontam_index: Path | None):
         self.cfg = cfg
         self.scorer = QualityScorer(quality_model) if quality_model else None
-        self.decontam = (Decontaminator(load_index(decontam_index, cfg.decontamination.ngram), cfg.decontamination.ngram)
-                         if decontam_index else None)
+        self.decontam = (
+            Decontaminator(load_index(decontam_index, cfg.decontamination.ngram), cfg.decontamination.ngram)
+            if decontam_index
+            else None
+        )
         self.changes: Counter[str] = Counter()
 
     def __call__(self, text: str) -> Verdict:
@@ -91,11 +95,29 @@ def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
     return json.dumps(meta, ensure_ascii=False)
 
 
-def removed_record(reason: str, detail: str, file: str, line: int, nbytes: int, text: str = "",
-                   id: str | None = None, source: str | None = None, url: str | None = None) -> dict[str, Any]:
+def removed_record(
+    reason: str,
+    detail: str,
+    file: str,
+    line: int,
+    nbytes: int,
+    text: str = "",
+    id: str | None = None,
+    source: str | None = None,
+    url: str | None = None,
+) -> dict[str, Any]:
     """A removed/ row (REMOVED_SCHEMA)."""
-    return {"id": id, "text": text, "source": source, "reason": reason, "detail": detail, "file": file,
-            "line": line, "bytes": nbytes, "url": url}
+    return {
+        "id": id,
+        "text": text,
+        "source": source,
+        "reason": reason,
+        "detail": detail,
+        "file": file,
+        "line": line,
+        "bytes": nbytes,
+        "url": url,
+    }
 
 
 def removed_row(d: dict[str, Any], text: str, reason: str, detail: str = "") -> dict[str, Any]:
@@ -140,8 +162,14 @@ class DedupKeys:
             write_sorted(recs, "key", paths.band_keys(b, index))
 
 
-def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
-                 quality_model: Path | None = None, decontam_index: Path | None = None) -> dict[str, Any]:
+def filter_shard(
+    path: Path,
+    index: int,
+    cfg: CurationConfig,
+    curated_dir: Path,
+    quality_model: Path | None = None,
+    decontam_index: Path | None = None,
+) -> dict[str, Any]:
     """Filter one input file into its scratch shard and key files; returns its stats."""
     paths = CurationPaths(curated_dir)
     stats = StageStats()
@@ -149,31 +177,64 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
     keys = DedupKeys(cfg)
     examples: list[str] = []
     front = WebFront(cfg.web) if is_web_input(path) else None
-    language = LanguageId(cfg.web.language) if (front is None and cfg.web.language.enabled
-                                                 and cfg.web.language.all_inputs) else None
-    with RowSink(paths.filtered(index), WORK_SCHEMA) as kept, \
-            RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed:
+    language = (
+        LanguageId(cfg.web.language)
+        if (front is None and cfg.web.language.enabled and cfg.web.language.all_inputs)
+        else None
+    )
+    with (
+        RowSink(paths.filtered(index), WORK_SCHEMA) as kept,
+        RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed,
+    ):
         for item in read_documents(path, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
             stats.add_in(item.bytes_in)
             if isinstance(item, Malformed):
                 stats.remove("malformed", item.bytes_in)
                 if len(examples) < 5:
                     examples.append(f"{item.file}:{item.line}: {item.detail}")
-                removed.add(removed_record("malformed", item.detail, item.file, item.line, item.bytes_in,
-                                           redact(item.raw, cfg.redaction)[0]))
+                removed.add(
+                    removed_record(
+                        "malformed",
+                        item.detail,
+                        item.file,
+                        item.line,
+                        item.bytes_in,
+                        redact(item.raw, cfg.redaction)[0],
+                    )
+                )
                 continue
             if isinstance(item, SkippedRecord):
                 stats.remove("not_a_page", item.bytes_in)
-                removed.add(removed_record("not_a_page", f"{item.record_type} record", item.file, item.offset,
-                                           item.bytes_in, source="web", url=item.url))
+                removed.add(
+                    removed_record(
+                        "not_a_page",
+                        f"{item.record_type} record",
+                        item.file,
+                        item.offset,
+                        item.bytes_in,
+                        source="web",
+                        url=item.url,
+                    )
+                )
                 continue
             if isinstance(item, WebPage):
                 page = item
                 item = front(page)
                 if isinstance(item, PageRemoved):
                     stats.remove(item.reason, page.bytes_in)
-                    removed.add(removed_record(item.reason, item.detail, page.file, page.offset, page.bytes_in,
-                                               redact(item.text, cfg.redaction)[0], page.record_id, "web", page.url))
+                    removed.add(
+                        removed_record(
+                            item.reason,
+                            item.detail,
+                            page.file,
+                            page.offset,
+                            page.bytes_in,
+                            redact(item.text, cfg.redaction)[0],
+                            page.record_id,
+                            "web",
+                            page.url,
+                        )
+                    )
                     continue
             elif language is not None:  # JSONL/Parquet documents, with web.language.all_inputs
                 lang, prob, why = language.verdict(item.text)
@@ -186,8 +247,7 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
             row = asdict(item)
             if verdict.reason:
                 stats.remove(verdict.reason, item.bytes_in)
-                removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0],
-                                        verdict.reason, verdict.detail))
+                removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0], verdict.reason, verdict.detail))
                 continue
             keys.add(doc_id(index, kept.count), verdict.dedup_text)
             row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
@@ -196,8 +256,12 @@ def filter_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path,
     stats.changes.update(check.changes)
     stats.check_balanced(f"filter {path}")
     keys.write(paths, index)
-    return {"stats": stats.to_dict(), "malformed_examples": examples, "kept": stats.docs_kept,
-            "languages": dict(front.languages) if front is not None else {}}
+    return {
+        "stats": stats.to_dict(),
+        "malformed_examples": examples,
+        "kept": stats.docs_kept,
+        "languages": dict(front.languages) if front is not None else {},
+    }
 
 
 def reference_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Path) -> dict[str, Any]:

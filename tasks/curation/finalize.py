@@ -3,6 +3,7 @@
 A document removed by exact / near-exact dedup is counted there even if MinHash also
 clustered it, so each document has exactly one reason and the counts add up.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,20 +46,24 @@ def _kept_ids(paths: CurationPaths, kept_docs: set[int]) -> dict[int, str]:
     return out
 
 
-def finalize_shard(index: int, cfg: CurationConfig, curated_dir: Path, exact_parts: int,
-                   minhash_parts: int, references: int = 0) -> dict[str, Any]:
+def finalize_shard(
+    index: int, cfg: CurationConfig, curated_dir: Path, exact_parts: int, minhash_parts: int, references: int = 0
+) -> dict[str, Any]:
     """`references`: shards 0..references-1 hold earlier runs' documents; a document that
     duplicates one of them is removed as `previous_run_duplicate`."""
     paths = CurationPaths(curated_dir)
-    drop_files = ([paths.exact_drops(p) for p in range(exact_parts)]
-                  + [paths.minhash_drops(q) for q in range(minhash_parts)])
+    drop_files = [paths.exact_drops(p) for p in range(exact_parts)] + [
+        paths.minhash_drops(q) for q in range(minhash_parts)
+    ]
     drops = shard_drops(index, drop_files)
     kept_ids = _kept_ids(paths, {kept for kept, _ in drops.values()})
     stats = StageStats()
     source = pq.ParquetFile(paths.filtered(index))
     row_number = 0
-    with RowSink(paths.kept(index), CURATED_SCHEMA) as kept, \
-            RowSink(paths.removed_dedup(index), REMOVED_SCHEMA) as removed:
+    with (
+        RowSink(paths.kept(index), CURATED_SCHEMA) as kept,
+        RowSink(paths.removed_dedup(index), REMOVED_SCHEMA) as removed,
+    ):
         for group in range(source.num_row_groups):
             for row in source.read_row_group(group).to_pylist():
                 stats.add_in(row["bytes_in"])
@@ -75,4 +80,3 @@ def finalize_shard(index: int, cfg: CurationConfig, curated_dir: Path, exact_par
                 kept.add({"id": row["id"], "text": text, "source": row["source"], "metadata": row["metadata"]})
     stats.check_balanced(f"dedup of shard {index}")
     return {"stats": stats.to_dict()}
-

@@ -5,6 +5,7 @@ records sorted by key, and the task that owns key range p reads just that range 
 shard's file (binary search on a memory map), so its memory is its share of the corpus.
 Document ids are `shard << 32 | row`, so "all records of shard i" is also a key range.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,9 +37,8 @@ def shard_range(shard: int) -> tuple[int, int]:
 def write_sorted(records: np.ndarray, key: str, dest: Path) -> None:
     """Save a structured array sorted by `key`, atomically (.npy, no pickles)."""
     order = np.argsort(records[key], kind="stable")
-    with atomic_path(dest) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, records[order], allow_pickle=False)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        np.save(f, records[order], allow_pickle=False)
 
 
 def read_range(path: Path, key: str, lo: int, hi: int) -> np.ndarray:

@@ -8,6 +8,7 @@ curated/
   _work/                          scratch for the global steps; deleted when the stage ends
     markers/<step>-<n>.json       completion marker with the task's result (resume)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,13 +23,19 @@ from infra.core.storage import atomic_path
 CURATED_SCHEMA = pa.schema(
     [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("metadata", pa.string())]
 )
-WORK_SCHEMA = pa.schema(
-    list(CURATED_SCHEMA) + [("bytes_in", pa.int64()), ("file", pa.string()), ("line", pa.int64())]
-)
+WORK_SCHEMA = pa.schema(list(CURATED_SCHEMA) + [("bytes_in", pa.int64()), ("file", pa.string()), ("line", pa.int64())])
 REMOVED_SCHEMA = pa.schema(
-    [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("reason", pa.string()),
-     ("detail", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("bytes", pa.int64()),
-     ("url", pa.string())]  # web input: the page's URL; `line` is then the record's byte offset
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int64()),
+        ("bytes", pa.int64()),
+        ("url", pa.string()),
+    ]  # web input: the page's URL; `line` is then the record's byte offset
 )
 
 
@@ -123,7 +130,7 @@ class RowSink:
         self._writer.close()
         self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
-    def __enter__(self) -> "RowSink":
+    def __enter__(self) -> RowSink:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -7,6 +7,7 @@ Jaccard similarity s share a given band with probability s**rows, so they collid
 least one band with probability 1 - (1 - s**rows)**bands: with FineWeb's 14 bands of 8
 rows that is 0.92 at s = 0.8 and 0.0004 at s = 0.4.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,10 +18,21 @@ from tasks.curation.shingles import normalized_words
 
 _MASK = (1 << 64) - 1
 # Odd 64-bit multipliers combining a shingle's word hashes (position-dependent).
-_SHINGLE_MULT = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
-                          0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
-                          0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
-                          0xA0761D6478BD642F], dtype=np.uint64)
+_SHINGLE_MULT = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0x27D4EB2F165667C5,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0xA0761D6478BD642F,
+    ],
+    dtype=np.uint64,
+)
 _WORD_CACHE_LIMIT = 2_000_000  # entries; cleared when full so memory stays bounded
 
 
@@ -63,7 +75,7 @@ class MinHasher:
         with np.errstate(over="ignore"):
             acc = np.zeros(len(wh) - n + 1, dtype=np.uint64)
             for j in range(n):
-                acc += wh[j:len(wh) - n + 1 + j] * _SHINGLE_MULT[j]
+                acc += wh[j : len(wh) - n + 1 + j] * _SHINGLE_MULT[j]
         return np.unique(acc)
 
     def signature(self, words: list[str]) -> np.ndarray:

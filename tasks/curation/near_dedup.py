@@ -1,5 +1,6 @@
 """MinHash near-duplicate candidates for one key range: bucket joins, exact verification,
 then hand-off to the connected-components step."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,7 @@ from tasks.curation.similarity import ShingleSets, verify_pairs
 def bucket_pairs(paths: CurationPaths, part: int, parts: int, shards: int, cfg: MinHashConfig) -> dict[str, int]:
     """All bands' candidate pairs in key range `part`, verified by exact Jaccard and routed
     to the connected-components step (round 0, writer `part`)."""
-    per_band = [band_edges([paths.band_keys(b, i) for i in range(shards)], part, parts)
-                for b in range(cfg.bands)]
+    per_band = [band_edges([paths.band_keys(b, i) for i in range(shards)], part, parts) for b in range(cfg.bands)]
     edges = np.unique(np.concatenate(per_band))  # a pair found in several bands is checked once
     keep = np.ones(len(edges), dtype=bool)
     if cfg.min_similarity > 0 and len(edges):

@@ -5,6 +5,7 @@ dedup, redaction and the quality filter against, so each planted document record
 done to it and, for PII, exactly where. Everything is drawn from one seeded `random.Random`
 and no set is iterated, so the same input and seed give byte-identical output in any process.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -38,8 +39,10 @@ class NoiseConfig(BaseModel):
     exact_dup_fraction: float = Field(0.05, ge=0, le=1, description="Copies added, as a fraction of input docs.")
     near_dup_fraction: float = Field(0.05, ge=0, le=1, description="Edited copies added, as a fraction of input docs.")
     near_dup_jaccards: list[float] = Field(
-        default_factory=lambda: [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.3], min_length=1,
-        description="Shingle Jaccard similarities the near-duplicates are edited to, used in turn.")
+        default_factory=lambda: [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.3],
+        min_length=1,
+        description="Shingle Jaccard similarities the near-duplicates are edited to, used in turn.",
+    )
     pii_fraction: float = Field(0.05, ge=0, le=1, description="Copies with PII planted, as a fraction of input docs.")
     spam_fraction: float = Field(0.05, ge=0, le=1, description="Spam documents added, as a fraction of input docs.")
     shingle_size: int = Field(5, ge=1, description="Words per shingle; match the MinHash stage's.")
@@ -73,12 +76,12 @@ def _render(lead: str, tokens: list[str], plan: list[_Edit], k: int, cut: int) -
     """The text after the first k edits of the plan, with the last `cut` tokens dropped."""
     edits = {pos: (op, word) for pos, op, word in plan[:k]}
     out = [lead]
-    for i, tok in enumerate(tokens[:len(tokens) - cut]):
+    for i, tok in enumerate(tokens[: len(tokens) - cut]):
         op, word = edits.get(i, ("keep", ""))
         if op == "keep":
             out.append(tok)
         elif op == "replace":
-            out.append(word + tok[len(tok.rstrip()):])
+            out.append(word + tok[len(tok.rstrip()) :])
         elif op == "insert":
             out.append(f"{word} {tok}")
     text = "".join(out)
@@ -98,7 +101,7 @@ def near_duplicate(text: str, target: float, rng: Random, n: int = 5) -> tuple[s
     """`text` edited at random word positions until its n-gram shingle Jaccard with the
     original is within JACCARD_TOLERANCE of `target`; the text and the exact Jaccard, or
     None when this document cannot get close enough."""
-    lead = text[:len(text) - len(text.lstrip())]
+    lead = text[: len(text) - len(text.lstrip())]
     tokens = _TOKEN.findall(text)
     if not tokens:
         return None
@@ -135,7 +138,11 @@ def near_duplicate(text: str, target: float, rng: Random, n: int = 5) -> tuple[s
 
 _PII_CONTEXT = {
     "email": ["Contact me at {v} for details.", "Send your CV to {v} before Friday.", "Email {v} with questions."],
-    "phone": ["Call me at {v} after six.", "Phone: {v} (office hours only).", "You can reach the front desk on {v} any time."],
+    "phone": [
+        "Call me at {v} after six.",
+        "Phone: {v} (office hours only).",
+        "You can reach the front desk on {v} any time.",
+    ],
     "ipv4": ["The server at {v} stopped responding.", "Connect to {v} on port 22.", "Client IP {v} was blocked."],
     "ipv6": ["The host {v} is reachable over IPv6.", "Route the traffic via {v} instead."],
     "credit_card": ["My card number is {v} and it expires soon.", "Card number {v}, exp 09/27."],
@@ -195,7 +202,9 @@ def _cycle(names: list[str], rng: Random) -> Iterator[str]:
     return itertools.cycle(names)
 
 
-def pii_document(text: str, types: Iterator[str], negatives: Iterator[str], rng: Random) -> tuple[str, list[dict], list[dict]]:
+def pii_document(
+    text: str, types: Iterator[str], negatives: Iterator[str], rng: Random
+) -> tuple[str, list[dict], list[dict]]:
     """`text` with 1-3 PII values and 1-2 look-alike negatives planted; their records with spans."""
     items: list[_Plant] = []
     for _ in range(rng.randint(1, 3)):
@@ -216,14 +225,46 @@ def pii_document(text: str, types: Iterator[str], negatives: Iterator[str], rng:
 # ---------------------------------------------------------------- spam
 
 _LETTERS = re.compile(r"[^\W\d_]{2,}")
-_SPAM_PHRASES = ["cheap viagra", "best price", "buy now", "free shipping", "limited offer", "casino bonus",
-                 "click here", "lose weight fast", "work from home", "100% free", "order today", "hot deals",
-                 "no prescription needed", "make money online", "act now"]
-_NAV = ["Home", "About", "About Us", "Contact", "Blog", "Shop", "FAQ", "Privacy Policy", "Terms of Use",
-        "Sitemap", "Careers", "Login", "Register", "Cart", "Help"]
-_COOKIE = ["We use cookies to improve your experience. By continuing to browse you agree to our use of cookies.",
-           "Accept cookies", "Accept all | Reject all | Manage preferences",
-           "This website uses cookies to ensure you get the best experience on our website. Learn more"]
+_SPAM_PHRASES = [
+    "cheap viagra",
+    "best price",
+    "buy now",
+    "free shipping",
+    "limited offer",
+    "casino bonus",
+    "click here",
+    "lose weight fast",
+    "work from home",
+    "100% free",
+    "order today",
+    "hot deals",
+    "no prescription needed",
+    "make money online",
+    "act now",
+]
+_NAV = [
+    "Home",
+    "About",
+    "About Us",
+    "Contact",
+    "Blog",
+    "Shop",
+    "FAQ",
+    "Privacy Policy",
+    "Terms of Use",
+    "Sitemap",
+    "Careers",
+    "Login",
+    "Register",
+    "Cart",
+    "Help",
+]
+_COOKIE = [
+    "We use cookies to improve your experience. By continuing to browse you agree to our use of cookies.",
+    "Accept cookies",
+    "Accept all | Reject all | Manage preferences",
+    "This website uses cookies to ensure you get the best experience on our website. Learn more",
+]
 
 
 def _keyword_stuffing(words: list[str], rng: Random) -> str:
@@ -235,11 +276,11 @@ def _keyword_stuffing(words: list[str], rng: Random) -> str:
 def _word_salad(words: list[str], rng: Random) -> str:
     picked = words[:]
     rng.shuffle(picked)
-    picked = picked[:rng.randint(60, 250)]
+    picked = picked[: rng.randint(60, 250)]
     sentences, i = [], 0
     while i < len(picked):
         step = rng.randint(5, 15)
-        sentences.append(" ".join(picked[i:i + step]).capitalize() + ".")
+        sentences.append(" ".join(picked[i : i + step]).capitalize() + ".")
         i += step
     return " ".join(sentences)
 
@@ -248,15 +289,23 @@ def _boilerplate(words: list[str], rng: Random) -> str:
     site = rng.choice(words).capitalize()
     nav = " | ".join(rng.sample(_NAV, rng.randint(4, 8)))
     categories = " | ".join(rng.choice(words).capitalize() for _ in range(rng.randint(3, 6)))
-    lines = ["Skip to main content", nav, categories, rng.choice(_COOKIE), f"Subscribe to the {site} newsletter",
-             "Share: Facebook | Twitter | LinkedIn | Email", nav,
-             f"© {rng.randint(2005, 2024)} {site} Inc. All rights reserved.", rng.choice(_COOKIE)]
+    lines = [
+        "Skip to main content",
+        nav,
+        categories,
+        rng.choice(_COOKIE),
+        f"Subscribe to the {site} newsletter",
+        "Share: Facebook | Twitter | LinkedIn | Email",
+        nav,
+        f"© {rng.randint(2005, 2024)} {site} Inc. All rights reserved.",
+        rng.choice(_COOKIE),
+    ]
     return "\n".join(line for line in lines if line == nav or rng.random() < 0.85)
 
 
 def _repeated_lines(words: list[str], rng: Random) -> str:
     start = rng.randrange(max(1, len(words) - 12))
-    line = " ".join(words[start:start + rng.randint(6, 12)])
+    line = " ".join(words[start : start + rng.randint(6, 12)])
     return "\n".join([line] * rng.randint(10, 40))
 
 
@@ -269,8 +318,11 @@ def _link_list(words: list[str], rng: Random) -> str:
 
 
 SPAM_STYLES: dict[str, Callable[[list[str], Random], str]] = {
-    "keyword_stuffing": _keyword_stuffing, "word_salad": _word_salad, "boilerplate": _boilerplate,
-    "repeated_lines": _repeated_lines, "link_list": _link_list,
+    "keyword_stuffing": _keyword_stuffing,
+    "word_salad": _word_salad,
+    "boilerplate": _boilerplate,
+    "repeated_lines": _repeated_lines,
+    "link_list": _link_list,
 }
 
 
@@ -316,9 +368,19 @@ def _near_dups(docs: list[dict], cfg: NoiseConfig, rng: Random, k: int) -> list[
             made = near_duplicate(docs[src]["text"], target, rng, cfg.shingle_size)
             if made is not None:
                 doc_id = f"noise-near-{len(planted):06d}"
-                planted.append((src + 1, {**docs[src], "id": doc_id, "text": made[0]},
-                                {"id": doc_id, "kind": "near_dup", "dup_of": docs[src]["id"],
-                                 "target_jaccard": target, "jaccard": made[1]}))
+                planted.append(
+                    (
+                        src + 1,
+                        {**docs[src], "id": doc_id, "text": made[0]},
+                        {
+                            "id": doc_id,
+                            "kind": "near_dup",
+                            "dup_of": docs[src]["id"],
+                            "target_jaccard": target,
+                            "jaccard": made[1],
+                        },
+                    )
+                )
                 break
     if len(planted) < k:
         log.warning("noise: planted %d of %d near-duplicates", len(planted), k)
@@ -338,26 +400,35 @@ def inject_noise(docs: list[dict], cfg: NoiseConfig) -> tuple[list[dict], list[d
     planted: list[_Planted] = []
     for i, src in enumerate(_pick(rng, with_text, round(cfg.exact_dup_fraction * n))):
         doc_id = f"noise-exact-{i:06d}"
-        planted.append((src + 1, {**docs[src], "id": doc_id},
-                        {"id": doc_id, "kind": "exact_dup", "dup_of": docs[src]["id"]}))
+        planted.append(
+            (src + 1, {**docs[src], "id": doc_id}, {"id": doc_id, "kind": "exact_dup", "dup_of": docs[src]["id"]})
+        )
     planted += _near_dups(docs, cfg, rng, round(cfg.near_dup_fraction * n))
     types, negatives = _cycle(list(PII_GENERATORS), rng), _cycle(list(NEGATIVE_GENERATORS), rng)
     for i, src in enumerate(_pick(rng, with_text, round(cfg.pii_fraction * n))):
         doc_id = f"noise-pii-{i:06d}"
         text, pii, negs = pii_document(docs[src]["text"], types, negatives, rng)
-        planted.append((src + 1, {**docs[src], "id": doc_id, "text": text},
-                        {"id": doc_id, "kind": "pii", "source": docs[src]["id"], "pii": pii, "negatives": negs}))
+        planted.append(
+            (
+                src + 1,
+                {**docs[src], "id": doc_id, "text": text},
+                {"id": doc_id, "kind": "pii", "source": docs[src]["id"], "pii": pii, "negatives": negs},
+            )
+        )
     spam = spam_documents([d["text"] for d in docs], round(cfg.spam_fraction * n), rng)
     for i, (text, style) in enumerate(spam):
         doc_id = f"noise-spam-{i:06d}"
         # Spam is what a web crawl brings in; labelled so, the training mixture can weigh it.
-        planted.append((0, {"id": doc_id, "text": text, "source": "web"},
-                        {"id": doc_id, "kind": "spam", "style": style}))
+        planted.append(
+            (0, {"id": doc_id, "text": text, "source": "web"}, {"id": doc_id, "kind": "spam", "style": style})
+        )
 
     clashes = sorted({str(d["id"]) for d in docs} & {p[1]["id"] for p in planted})
     if clashes:
-        raise ValueError(f"input already has planted-noise ids such as {clashes[0]!r}: plant noise into "
-                         "the clean corpus, not into a previous noisy copy")
+        raise ValueError(
+            f"input already has planted-noise ids such as {clashes[0]!r}: plant noise into "
+            "the clean corpus, not into a previous noisy copy"
+        )
     slots = [rng.randint(lo, n) for lo, _, _ in planted]  # slot s: just before original s
     by_slot = sorted(range(len(planted)), key=lambda i: (slots[i], i))
     out_docs: list[dict] = []
@@ -394,8 +465,13 @@ def write_noisy_corpus(docs: list[dict], out_dir: Path, cfg: NoiseConfig, docs_p
     written = set()
     for part, start in enumerate(range(0, max(len(noisy), 1), docs_per_file)):
         path = out_dir / f"part-{part:05d}.jsonl"
-        _write_atomic(path, [{"id": d["id"], "text": d["text"], **({"source": d["source"]} if "source" in d else {})}
-                             for d in noisy[start:start + docs_per_file]])
+        _write_atomic(
+            path,
+            [
+                {"id": d["id"], "text": d["text"], **({"source": d["source"]} if "source" in d else {})}
+                for d in noisy[start : start + docs_per_file]
+            ],
+        )
         written.add(path.name)
     for stale in out_dir.glob("part-*.jsonl"):  # a previous, larger run's parts would be read as input
         if stale.name not in written:

@@ -1,4 +1,5 @@
 """Unicode normalization applied before any rule sees the text."""
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ structurally valid (Luhn card numbers, mod-97 IBANs, assignable SSNs) so a detec
 checks them is not penalised, and the negatives are the strings detectors confuse with
 PII (dates, versions, non-Luhn order numbers, hex hashes).
 """
+
 from __future__ import annotations
 
 import base64
@@ -14,12 +15,53 @@ import uuid
 from collections.abc import Callable
 from random import Random
 
-_FIRST = ["james", "maria", "wei", "fatima", "olga", "liam", "aisha", "carlos", "yuki", "noah",
-          "priya", "emma", "lukas", "sofia", "omar", "chloe"]
-_LAST = ["smith", "garcia", "chen", "okafor", "novak", "mueller", "tanaka", "rossi", "kowalski",
-         "haddad", "johnson", "dubois", "silva", "nguyen", "patel", "larsen"]
-_DOMAINS = ["gmail.com", "outlook.com", "yahoo.co.uk", "example.org", "mail.acme-corp.com",
-            "uni-heidelberg.de", "orange.fr", "proton.me", "company.io"]
+_FIRST = [
+    "james",
+    "maria",
+    "wei",
+    "fatima",
+    "olga",
+    "liam",
+    "aisha",
+    "carlos",
+    "yuki",
+    "noah",
+    "priya",
+    "emma",
+    "lukas",
+    "sofia",
+    "omar",
+    "chloe",
+]
+_LAST = [
+    "smith",
+    "garcia",
+    "chen",
+    "okafor",
+    "novak",
+    "mueller",
+    "tanaka",
+    "rossi",
+    "kowalski",
+    "haddad",
+    "johnson",
+    "dubois",
+    "silva",
+    "nguyen",
+    "patel",
+    "larsen",
+]
+_DOMAINS = [
+    "gmail.com",
+    "outlook.com",
+    "yahoo.co.uk",
+    "example.org",
+    "mail.acme-corp.com",
+    "uni-heidelberg.de",
+    "orange.fr",
+    "proton.me",
+    "company.io",
+]
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -33,8 +75,15 @@ def _chars(rng: Random, alphabet: str, n: int) -> str:
 
 def email(rng: Random) -> str:
     first, last = rng.choice(_FIRST), rng.choice(_LAST)
-    local = rng.choice([f"{first}.{last}", f"{first}_{last}", f"{first[0]}{last}{rng.randint(1, 99)}",
-                        f"{first}+{rng.choice(['news', 'work', 'shop'])}", f"{last}.{first}"])
+    local = rng.choice(
+        [
+            f"{first}.{last}",
+            f"{first}_{last}",
+            f"{first[0]}{last}{rng.randint(1, 99)}",
+            f"{first}+{rng.choice(['news', 'work', 'shop'])}",
+            f"{last}.{first}",
+        ]
+    )
     return f"{local}@{rng.choice(_DOMAINS)}"
 
 
@@ -63,7 +112,7 @@ def ipv6(rng: Random) -> str:
     groups += [rng.randint(0, 0xFFFF) for _ in range(8 - len(groups))]
     if rng.random() < 0.5:  # a run of zero groups, so the compressed form contains "::"
         start = rng.randint(2, 5)
-        groups[start:start + 2] = [0, 0]
+        groups[start : start + 2] = [0, 0]
     addr = ipaddress.IPv6Address(sum(g << (16 * (7 - i)) for i, g in enumerate(groups)))
     text = addr.exploded if rng.random() < 0.4 else addr.compressed
     return text.upper() if rng.random() < 0.2 else text
@@ -85,8 +134,15 @@ def _luhn_complete(body: str) -> str:
 
 
 def credit_card(rng: Random) -> str:
-    prefix, length = rng.choice([("4", 16), (str(rng.randint(51, 55)), 16), (str(rng.randint(2221, 2720)), 16),
-                                 (rng.choice(["34", "37"]), 15), ("6011", 16)])
+    prefix, length = rng.choice(
+        [
+            ("4", 16),
+            (str(rng.randint(51, 55)), 16),
+            (str(rng.randint(2221, 2720)), 16),
+            (rng.choice(["34", "37"]), 15),
+            ("6011", 16),
+        ]
+    )
     number = _luhn_complete(prefix + _digits(rng, length - len(prefix) - 1))
     sep = rng.choice([" ", "-", ""])
     cuts = [4, 10] if length == 15 else [4, 8, 12]  # Amex prints 4-6-5, the others 4-4-4-4
@@ -96,8 +152,13 @@ def credit_card(rng: Random) -> str:
 
 def ssn_valid(ssn: str) -> bool:
     area, group, serial = ssn.split("-")
-    return (len(area), len(group), len(serial)) == (3, 2, 4) and area not in ("000", "666") \
-        and area[0] != "9" and group != "00" and serial != "0000"
+    return (
+        (len(area), len(group), len(serial)) == (3, 2, 4)
+        and area not in ("000", "666")
+        and area[0] != "9"
+        and group != "00"
+        and serial != "0000"
+    )
 
 
 def us_ssn(rng: Random) -> str:
@@ -107,8 +168,15 @@ def us_ssn(rng: Random) -> str:
 
 
 # Country -> (IBAN length, BBAN alphabet per position: "n" digit, "a" upper-case letter).
-_IBAN_FORMATS = {"DE": "n" * 18, "GB": "aaaa" + "n" * 14, "FR": "n" * 23, "ES": "n" * 20,
-                 "NL": "aaaa" + "n" * 10, "IT": "a" + "n" * 22, "CH": "n" * 17}
+_IBAN_FORMATS = {
+    "DE": "n" * 18,
+    "GB": "aaaa" + "n" * 14,
+    "FR": "n" * 23,
+    "ES": "n" * 20,
+    "NL": "aaaa" + "n" * 10,
+    "IT": "a" + "n" * 22,
+    "CH": "n" * 17,
+}
 
 
 def _iban_number(text: str) -> int:
@@ -122,13 +190,12 @@ def iban_valid(iban: str) -> bool:
 
 def iban(rng: Random) -> str:
     country = rng.choice(sorted(_IBAN_FORMATS))
-    bban = "".join(rng.choice(string.digits if k == "n" else string.ascii_uppercase)
-                   for k in _IBAN_FORMATS[country])
+    bban = "".join(rng.choice(string.digits if k == "n" else string.ascii_uppercase) for k in _IBAN_FORMATS[country])
     check = 98 - _iban_number(bban + country + "00") % 97
     compact = f"{country}{check:02d}{bban}"
     if rng.random() < 0.5:
         return compact
-    return " ".join(compact[i:i + 4] for i in range(0, len(compact), 4))
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
 
 
 def aws_access_key(rng: Random) -> str:
@@ -154,7 +221,7 @@ def stripe_key(rng: Random) -> str:
 def rsa_private_key(rng: Random) -> str:
     # A DER SEQUENCE header and version field, so the body opens "MIIE..." like a real key.
     body = base64.b64encode(b"\x30\x82\x04\xa4\x02\x01\x00" + rng.randbytes(rng.randint(300, 600))).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *lines, "-----END RSA PRIVATE KEY-----"])
 
 
@@ -164,8 +231,12 @@ def api_key_assignment(rng: Random) -> str:
 
 
 SECRET_GENERATORS: dict[str, Callable[[Random], str]] = {
-    "aws_access_key": aws_access_key, "github_token": github_token, "slack_token": slack_token,
-    "google_api_key": google_api_key, "stripe_key": stripe_key, "rsa_private_key": rsa_private_key,
+    "aws_access_key": aws_access_key,
+    "github_token": github_token,
+    "slack_token": slack_token,
+    "google_api_key": google_api_key,
+    "stripe_key": stripe_key,
+    "rsa_private_key": rsa_private_key,
     "api_key_assignment": api_key_assignment,
 }
 
@@ -175,8 +246,14 @@ def secret(rng: Random) -> str:
 
 
 PII_GENERATORS: dict[str, Callable[[Random], str]] = {
-    "email": email, "phone": phone, "ipv4": ipv4, "ipv6": ipv6, "credit_card": credit_card,
-    "us_ssn": us_ssn, "iban": iban, "secret": secret,
+    "email": email,
+    "phone": phone,
+    "ipv4": ipv4,
+    "ipv6": ipv6,
+    "credit_card": credit_card,
+    "us_ssn": us_ssn,
+    "iban": iban,
+    "secret": secret,
 }
 
 
@@ -213,6 +290,11 @@ def price(rng: Random) -> str:
 
 
 NEGATIVE_GENERATORS: dict[str, Callable[[Random], str]] = {
-    "date": date, "version": version, "time": time_of_day, "order_number": order_number,
-    "git_sha": git_sha, "uuid": uuid4, "price": price,
+    "date": date,
+    "version": version,
+    "time": time_of_day,
+    "order_number": order_number,
+    "git_sha": git_sha,
+    "uuid": uuid4,
+    "price": price,
 }

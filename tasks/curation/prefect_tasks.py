@@ -4,6 +4,7 @@ Each task records its result in a completion marker after its outputs are in pla
 (outputs are written atomically first), so a re-run of the stage skips finished tasks
 and a retried task never sees half a file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,13 +12,13 @@ from typing import Any
 
 from prefect import task
 
+from infra.core.resume import once
 from tasks.corpus.demo import build_demo_corpus
 from tasks.curation import components
 from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import decide_exact
 from tasks.curation.filter_pass import filter_shard, reference_shard
 from tasks.curation.finalize import finalize_shard
-from infra.core.resume import once
 from tasks.curation.layout import CurationPaths
 from tasks.curation.near_dedup import bucket_pairs
 from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
@@ -74,20 +75,28 @@ def reference_task(path: str, index: int, cfg: CurationConfig, curated: str) -> 
 
 
 @task(name="filter-shard", task_run_name="filter-{index}", **RETRY)
-def filter_task(path: str, index: int, cfg: CurationConfig, curated: str, quality_model: str | None,
-                decontam_index: str | None) -> dict[str, Any]:
+def filter_task(
+    path: str, index: int, cfg: CurationConfig, curated: str, quality_model: str | None, decontam_index: str | None
+) -> dict[str, Any]:
     paths = CurationPaths(Path(curated))
-    return once(paths.marker("filter", index), lambda: filter_shard(
-        Path(path), index, cfg, Path(curated), Path(quality_model) if quality_model else None,
-        Path(decontam_index) if decontam_index else None))
+    return once(
+        paths.marker("filter", index),
+        lambda: filter_shard(
+            Path(path),
+            index,
+            cfg,
+            Path(curated),
+            Path(quality_model) if quality_model else None,
+            Path(decontam_index) if decontam_index else None,
+        ),
+    )
 
 
 @task(name="exact-dedup", task_run_name="exact-dedup-{part}", **RETRY)
 def exact_task(part: int, parts: int, shards: int, curated: str) -> dict[str, Any]:
     paths = CurationPaths(Path(curated))
     files = [paths.exact_keys(i) for i in range(shards)]
-    return once(paths.marker("exact", part),
-                lambda: decide_exact(files, part, parts, paths.exact_drops(part)))
+    return once(paths.marker("exact", part), lambda: decide_exact(files, part, parts, paths.exact_drops(part)))
 
 
 @task(name="minhash-buckets", task_run_name="minhash-buckets-{part}", **RETRY)
@@ -100,20 +109,27 @@ def lsh_task(part: int, parts: int, shards: int, cfg: CurationConfig, curated: s
 @task(name="components-step", task_run_name="{kind}-star-r{rnd}-{part}", **RETRY)
 def star_task(kind: str, rnd: int, part: int, parts: int, curated: str) -> dict[str, Any]:
     paths = CurationPaths(Path(curated))
-    return once(paths.marker(f"cc-{kind}-r{rnd:03d}", part),
-                lambda: components.star_step(kind, paths.components, rnd, part, parts))
+    return once(
+        paths.marker(f"cc-{kind}-r{rnd:03d}", part),
+        lambda: components.star_step(kind, paths.components, rnd, part, parts),
+    )
 
 
 @task(name="components-drops", task_run_name="components-drops-{part}", **RETRY)
 def component_drops_task(rnd: int, part: int, curated: str) -> dict[str, Any]:
     paths = CurationPaths(Path(curated))
-    return once(paths.marker("cc-drops", part),
-                lambda: components.component_drops(paths.components, rnd, part, paths.minhash_drops(part)))
+    return once(
+        paths.marker("cc-drops", part),
+        lambda: components.component_drops(paths.components, rnd, part, paths.minhash_drops(part)),
+    )
 
 
 @task(name="finalize-shard", task_run_name="finalize-{index}", **RETRY)
-def finalize_task(index: int, cfg: CurationConfig, curated: str, exact_parts: int,
-                  minhash_parts: int, references: int = 0) -> dict[str, Any]:
+def finalize_task(
+    index: int, cfg: CurationConfig, curated: str, exact_parts: int, minhash_parts: int, references: int = 0
+) -> dict[str, Any]:
     paths = CurationPaths(Path(curated))
-    return once(paths.marker("finalize", index),
-                lambda: finalize_shard(index, cfg, Path(curated), exact_parts, minhash_parts, references))
+    return once(
+        paths.marker("finalize", index),
+        lambda: finalize_shard(index, cfg, Path(curated), exact_parts, minhash_parts, references),
+    )

@@ -4,6 +4,7 @@ against low-quality documents, it scores each document with P(high quality).
 The same idea as GPT-3's and DCLM's classifiers: a cheap linear model over word n-grams,
 fast enough to score every document of a crawl on CPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,13 +37,19 @@ class QualityClassifierConfig(BaseModel):
 
     enabled: bool = False
     model_path: str | None = Field(None, description="An existing fastText .bin to use instead of training.")
-    hq_path: str | None = Field(None, description="High-quality reference documents (JSONL/Parquet, or "
-                                "HTML/WARC); default: a sample of the input. Required for a crawl: curated text "
-                                "you trust (GPT-3 and DCLM's recipe); 'web-demo-reference' is the web demo's (Debian's Administrator's "
-                                "Handbook, English HTML).")
-    lq_path: str | None = Field(None, description="Low-quality documents; default: for a crawl, pages drawn "
-                                "at random from it; otherwise spam made by the noise injector from the "
-                                "high-quality sample.")
+    hq_path: str | None = Field(
+        None,
+        description="High-quality reference documents (JSONL/Parquet, or "
+        "HTML/WARC); default: a sample of the input. Required for a crawl: curated text "
+        "you trust (GPT-3 and DCLM's recipe); 'web-demo-reference' is the web demo's (Debian's Administrator's "
+        "Handbook, English HTML).",
+    )
+    lq_path: str | None = Field(
+        None,
+        description="Low-quality documents; default: for a crawl, pages drawn "
+        "at random from it; otherwise spam made by the noise injector from the "
+        "high-quality sample.",
+    )
     threshold: float = Field(0.5, ge=0, le=1, description="Keep documents with P(high quality) >= this.")
     holdout_fraction: float = Field(0.1, gt=0, lt=1)
     max_docs_per_class: int = Field(20_000, ge=MIN_DOCS_PER_CLASS)
@@ -54,8 +61,9 @@ class QualityClassifierConfig(BaseModel):
     # tells word salad from prose.
     word_ngrams: int = Field(2, ge=2)
     min_count: int = Field(2, ge=1)
-    bucket: int = Field(200_000, ge=1000, description="Hash buckets for word n-grams: the model's size "
-                        "(bucket x dim x 4 bytes).")
+    bucket: int = Field(
+        200_000, ge=1000, description="Hash buckets for word n-grams: the model's size (bucket x dim x 4 bytes)."
+    )
     seed: int = 0
     # fastText on small data with several threads can diverge ("Encountered NaN"), STACK.md.
     threads: int = Field(1, ge=1)
@@ -73,8 +81,9 @@ def _usable(texts: list[str]) -> list[str]:
     return [line for line in dict.fromkeys(fasttext_line(t) for t in texts) if line]
 
 
-def balanced_split(hq_texts: list[str], lq_texts: list[str], cfg: QualityClassifierConfig
-                   ) -> dict[str, dict[str, list[str]]]:
+def balanced_split(
+    hq_texts: list[str], lq_texts: list[str], cfg: QualityClassifierConfig
+) -> dict[str, dict[str, list[str]]]:
     """Preprocessed {"train"|"holdout": {"hq"|"lq": lines}}: both classes downsampled to the
     same size, shuffled with cfg.seed, cfg.holdout_fraction of each held out."""
     usable = {"hq": _usable(hq_texts), "lq": _usable(lq_texts)}
@@ -83,7 +92,8 @@ def balanced_split(hq_texts: list[str], lq_texts: list[str], cfg: QualityClassif
             raise ValueError(
                 f"the {name} ({label}) set has {len(usable[label])} usable documents ({len(given)} given; "
                 f"empty and duplicate documents do not count); the quality classifier needs at least "
-                f"{MIN_DOCS_PER_CLASS} per class: point quality_classifier.{label}_path at a larger set")
+                f"{MIN_DOCS_PER_CLASS} per class: point quality_classifier.{label}_path at a larger set"
+            )
     rng = random.Random(cfg.seed)
     n = min(len(usable["hq"]), len(usable["lq"]), cfg.max_docs_per_class)
     n_hold = max(1, int(n * cfg.holdout_fraction))
@@ -99,25 +109,39 @@ def balanced_split(hq_texts: list[str], lq_texts: list[str], cfg: QualityClassif
 # identical bytes every time: the build seems to read memory it never wrote, which a fresh
 # process finds zeroed. A fresh process also keeps a crash in fastText's C++ out of the
 # calling (Ray) worker and returns the training's memory when it exits.
-_TRAIN = ("import json, sys, fasttext; "
-          "fasttext.train_supervised(sys.argv[1], **json.loads(sys.argv[2])).save_model(sys.argv[3])")
+_TRAIN = (
+    "import json, sys, fasttext; "
+    "fasttext.train_supervised(sys.argv[1], **json.loads(sys.argv[2])).save_model(sys.argv[3])"
+)
 
 
-def train_quality_model(hq_texts: list[str], lq_texts: list[str], out_path: Path,
-                        cfg: QualityClassifierConfig) -> dict:
+def train_quality_model(hq_texts: list[str], lq_texts: list[str], out_path: Path, cfg: QualityClassifierConfig) -> dict:
     """Balance, split, train and save the model (atomically) to out_path; return held-out
     metrics of the hq class at cfg.threshold, also written to out_path.with_suffix('.json')."""
     split = balanced_split(hq_texts, lq_texts, cfg)
     rows = [f"{HQ} {line}" for line in split["train"]["hq"]] + [f"{LQ} {line}" for line in split["train"]["lq"]]
     random.Random(cfg.seed).shuffle(rows)  # fastText reads in file order: interleave the classes
-    params = {"epoch": cfg.epoch, "lr": cfg.lr, "dim": cfg.dim, "wordNgrams": cfg.word_ngrams,
-              "minCount": cfg.min_count, "bucket": cfg.bucket, "seed": cfg.seed, "thread": cfg.threads, "verbose": 0}
+    params = {
+        "epoch": cfg.epoch,
+        "lr": cfg.lr,
+        "dim": cfg.dim,
+        "wordNgrams": cfg.word_ngrams,
+        "minCount": cfg.min_count,
+        "bucket": cfg.bucket,
+        "seed": cfg.seed,
+        "thread": cfg.threads,
+        "verbose": 0,
+    }
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(prefix="quality-model-") as tmp, atomic_path(out_path) as tmp_model:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
-        done = subprocess.run([sys.executable, "-c", _TRAIN, str(train_file), json.dumps(params), str(tmp_model)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", _TRAIN, str(train_file), json.dumps(params), str(tmp_model)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             hint = " (lower quality_classifier.lr, or set threads: 1)" if "NaN" in done.stderr else ""
             raise RuntimeError(f"fastText training for {out_path} failed{hint}: {done.stderr.strip()[-2000:]}")
@@ -137,7 +161,8 @@ def _held_out_metrics(scorer: QualityScorer, split: dict[str, dict[str, list[str
     precision = tp / max(tp + fp, 1)
     recall = tp / len(hold["hq"])
     return {
-        "precision": precision, "recall": recall,
+        "precision": precision,
+        "recall": recall,
         "f1": 2 * precision * recall / max(precision + recall, 1e-12),
         "accuracy": (tp + len(hold["lq"]) - fp) / (len(hold["hq"]) + len(hold["lq"])),
         # With crawl pages as the low-quality class: the share of (held-out) crawl pages it keeps.
@@ -177,22 +202,30 @@ class QualityScorer:
             return self._model
         path = self.model_path
         if not path.is_file():
-            raise FileNotFoundError(f"quality model {path} not found; train one with `crucible quality-model` "
-                                    f"or set curation.quality_classifier.model_path")
+            raise FileNotFoundError(
+                f"quality model {path} not found; train one with `crucible quality-model` "
+                f"or set curation.quality_classifier.model_path"
+            )
         import fasttext  # from fasttext-numpy2-wheel; imported here so workers that never score skip it
+
         try:
             model = fasttext.load_model(str(path))
         except ValueError as exc:  # fastText says only "<path> has wrong file format!"
-            raise ValueError(f"quality model {path} is not a fastText model file ({exc}); retrain it with "
-                             f"`crucible quality-model`") from exc
+            raise ValueError(
+                f"quality model {path} is not a fastText model file ({exc}); retrain it with `crucible quality-model`"
+            ) from exc
         # fastText loads a truncated file without complaint and then scores every document 0.5.
         expected, size = _expected_bytes(model), path.stat().st_size
         if expected is not None and size != expected:
-            raise ValueError(f"quality model {path} is truncated or corrupt: {size} bytes, a model of its "
-                             f"shape has {expected}; retrain it with `crucible quality-model`")
+            raise ValueError(
+                f"quality model {path} is truncated or corrupt: {size} bytes, a model of its "
+                f"shape has {expected}; retrain it with `crucible quality-model`"
+            )
         if HQ not in model.get_labels():
-            raise ValueError(f"quality model {path} has labels {model.get_labels()}, not {HQ}: it was not "
-                             f"trained as a quality classifier")
+            raise ValueError(
+                f"quality model {path} has labels {model.get_labels()}, not {HQ}: it was not "
+                f"trained as a quality classifier"
+            )
         self._model = model
         return model
 

@@ -5,15 +5,17 @@ A record that cannot be used (bad JSON, not UTF-8, no text field, a truncated WA
 is not dropped silently: it comes back as a `Malformed` item that the caller counts and
 writes to `removed/`.
 """
+
 from __future__ import annotations
 
 import gzip
 import io
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import pyarrow.parquet as pq
 import zstandard
@@ -70,8 +72,9 @@ def discover_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
     skipped = [p for p in candidates if p not in taken]
     folders = sorted({p.parent for p in html}) if root.is_dir() else []
     if root.is_file() and html:
-        raise InputError(f"{root} is one HTML page; point curation.input_path at its folder, whose "
-                         f"pages are read together")
+        raise InputError(
+            f"{root} is one HTML page; point curation.input_path at its folder, whose pages are read together"
+        )
     inputs = sorted(inputs + folders)
     if not inputs:
         raise InputError(
@@ -125,9 +128,7 @@ def _as_document(
         return Malformed(file, line, f"record is a JSON {type(obj).__name__}, not an object", raw, bytes_in)
     text = obj.get(text_field)
     if text is None:
-        return Malformed(
-            file, line, f"record has no '{text_field}' field (set curation.text_field)", raw, bytes_in
-        )
+        return Malformed(file, line, f"record has no '{text_field}' field (set curation.text_field)", raw, bytes_in)
     if not isinstance(text, str):
         return Malformed(file, line, f"'{text_field}' is a {type(text).__name__}, not a string", raw, bytes_in)
     doc_id = obj.get(id_field)
@@ -170,8 +171,7 @@ def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Document
                 yield _as_document(obj, name, lineno, text_field, id_field, size, raw)
     except (EOFError, OSError, zstandard.ZstdError) as exc:
         raise InputError(
-            f"{path}: cannot read the file ({exc}); the file is truncated or corrupt, "
-            f"re-create or remove it"
+            f"{path}: cannot read the file ({exc}); the file is truncated or corrupt, re-create or remove it"
         ) from exc
 
 
@@ -194,15 +194,18 @@ def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Docume
             yield _as_document(obj, str(path), row, text_field, id_field, len(raw.encode("utf-8")), raw)
 
 
-def read_documents(path: Path, text_field: str = "text", id_field: str = "id",
-                   max_page_bytes: int | None = None) -> Iterator:
+def read_documents(
+    path: Path, text_field: str = "text", id_field: str = "id", max_page_bytes: int | None = None
+) -> Iterator:
     """Items of one input in order: `Document`s and `Malformed` records of a JSONL or Parquet
     file (`line` the 1-based line or row), and for web inputs `WebPage`s and `SkippedRecord`s
     (tasks/curation/web/pages.py; `offset` the record's byte offset) for the web front end.
     A web page over `max_page_bytes` is not read into memory: it comes with no payload and
     `oversize` set, for the front end to count."""
     if path.is_dir():
-        from tasks.curation.web.html_files import read_html_folder  # FastWARC and the extractors load only for web input
+        from tasks.curation.web.html_files import (
+            read_html_folder,  # FastWARC and the extractors load only for web input
+        )
 
         return read_html_folder(path, max_page_bytes)
     if path.name.endswith(WARC_SUFFIXES):

@@ -10,6 +10,7 @@ Python on each candidate. A type whose trigger (a digit, '@', '::', a key prefix
 is absent is not scanned at all. Matched values are never logged or printed: only types
 and offsets leave this module.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -23,13 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PII_TYPES = ("email", "phone", "ipv4", "ipv6", "credit_card", "us_ssn", "iban", "secret")
 DEFAULT_TOKENS = {
-    "email": "<EMAIL>", "phone": "<PHONE>", "ipv4": "<IP_ADDRESS>", "ipv6": "<IP_ADDRESS>",
-    "credit_card": "<CREDIT_CARD>", "us_ssn": "<SSN>", "iban": "<IBAN>", "secret": "<SECRET>",
+    "email": "<EMAIL>",
+    "phone": "<PHONE>",
+    "ipv4": "<IP_ADDRESS>",
+    "ipv6": "<IP_ADDRESS>",
+    "credit_card": "<CREDIT_CARD>",
+    "us_ssn": "<SSN>",
+    "iban": "<IBAN>",
+    "secret": "<SECRET>",
 }
 # Where two detectors claim overlapping text, the longer claim wins and ties go to the
 # type listed first: the more specific, checksummed kinds beat the looser phone shape.
-_RANK = {t: i for i, t in enumerate(("secret", "iban", "credit_card", "email", "us_ssn",
-                                      "ipv6", "ipv4", "phone"))}
+_RANK = {t: i for i, t in enumerate(("secret", "iban", "credit_card", "email", "us_ssn", "ipv6", "ipv4", "phone"))}
 
 
 class RedactionConfig(BaseModel):
@@ -41,7 +47,8 @@ class RedactionConfig(BaseModel):
     types: list[str] = Field(default_factory=lambda: list(PII_TYPES))
     tokens: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_TOKENS),
-        description="Replacement per type; a partial mapping is merged over the defaults.")
+        description="Replacement per type; a partial mapping is merged over the defaults.",
+    )
 
     @field_validator("types")
     @classmethod
@@ -72,8 +79,7 @@ Spans = Iterator[tuple[int, int]]
 # --- e-mail ---------------------------------------------------------------------------
 # The pattern starts at '@', so the scan jumps from one at-sign to the next; the local
 # part (at most 64 characters by RFC 5321) is then walked backwards in Python.
-_EMAIL_DOMAIN = re.compile(
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])")
+_EMAIL_DOMAIN = re.compile(r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])")
 _EMAIL_LOCAL = frozenset(string.ascii_letters + string.digits + "._%+-")
 
 
@@ -96,16 +102,22 @@ def _emails(text: str) -> Spans:
 # so a digit run can be cut into groups one way only. An optional "(0)" or "(415)" may
 # open a group. Too many groups or trailing digits fail the lookahead without backtracking;
 # the first lookahead (eight digits ahead) keeps "+1 +1 +1 ..." from reaching Python.
-_INTL_PHONE = re.compile(r"""
+_INTL_PHONE = re.compile(
+    r"""
     \+(?<![\w+]\+)(?=(?:[ .()-]{0,3}[0-9]){8})[1-9][0-9]{0,14}+
     (?:[ .-]?\([0-9]{1,5}\)[ .-]?[0-9]{1,12}+ | [ .-][0-9]{1,12}+){0,6}+
-    (?![\w(]|[ .-][0-9])""", re.VERBOSE)
+    (?![\w(]|[ .-][0-9])""",
+    re.VERBOSE,
+)
 # North American national numbers: area code and exchange cannot start with 0 or 1, which
 # rules out most dashed order numbers; both separators must agree (no 415-555.0123).
-_NANP_PHONE = re.compile(r"""
+_NANP_PHONE = re.compile(
+    r"""
     (?<![\w+.-])(?:1[ .-])?
     (?:\([2-9][0-9]{2}\)[ ]?[2-9][0-9]{2}[-. ] | [2-9][0-9]{2}(?P<sep>[-.])[2-9][0-9]{2}(?P=sep))
-    [0-9]{4}(?![\w]|[.-][0-9])""", re.VERBOSE)
+    [0-9]{4}(?![\w]|[.-][0-9])""",
+    re.VERBOSE,
+)
 _NANP_SHAPE = re.compile(r"[0-9]{3}[-.) ]{1,2}[0-9]{3}[-. ][0-9]{4}")
 _ISO_DATE = re.compile(r"\+[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DIGIT_RUN = re.compile(r"[0-9]+")
@@ -124,8 +136,7 @@ def _plausible_international(number: str) -> bool:
 
 def _phones(text: str) -> Spans:
     if "+" in text:
-        yield from (m.span() for m in _INTL_PHONE.finditer(text)
-                    if _plausible_international(m.group()))
+        yield from (m.span() for m in _INTL_PHONE.finditer(text) if _plausible_international(m.group()))
     # The full pattern opens with a lookbehind, which the engine must try at every offset,
     # so it runs only in a small window around each hit of the cheap shape.
     last_end = 0
@@ -142,17 +153,20 @@ def _phones(text: str) -> Spans:
 # octet values are checked in Python.
 _IPV4 = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
 _VERSION_BEFORE = re.compile(
-    r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\brev\.?|\brevision|\bpatch|\bfirmware|\bkernel)\s{0,3}$")
+    r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\brev\.?|\brevision|\bpatch|\bfirmware|\bkernel)\s{0,3}$"
+)
 # A pre-release or build suffix makes a dotted quad a version ("3.7.9.8-rc", "1.2.3.4+git",
 # "2.0.1.7-beta2", "4.1.0.3~dev"); a bare "-4" (a range) or trailing "-"/"." leaves it an address.
 _VERSION_AFTER = re.compile(
     r"(?i)[-+~](?:rc|alpha|beta|dev|pre|preview|post|snapshot|final|stable|release|git|build|nightly|lts"
-    r"|[ab][0-9])(?![a-z])")
+    r"|[ab][0-9])(?![a-z])"
+)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # Groups end with ':' so the split is unique; the tail is an IPv4 or a last hex group.
 _IPV6 = re.compile(
     rf"(?<![\w:.])(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:{_OCTET}(?:\.{_OCTET}){{3}}|[0-9A-Fa-f]{{1,4}})?"
-    r"(?![\w:]|\.[0-9])")
+    r"(?![\w:]|\.[0-9])"
+)
 _IPV6_FULL_SHAPE = re.compile(r":[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")  # without "::"
 
 
@@ -169,8 +183,11 @@ def _ipv4s(text: str) -> Spans:
     if "." not in text:
         return
     for m in _IPV4.finditer(text):
-        if (_ipv4_ok(m.group()) and not _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start())
-                and not _VERSION_AFTER.match(text, m.end())):
+        if (
+            _ipv4_ok(m.group())
+            and not _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start())
+            and not _VERSION_AFTER.match(text, m.end())
+        ):
             yield m.span()
 
 
@@ -192,16 +209,14 @@ def _ipv6_plausible(address: str) -> bool:
     # "Db::Add". Two groups count only if one is a full four-digit group with a decimal
     # digit in it ("fe80::1", "2001:db8::").
     groups = [g for g in address.split(":") if g]
-    return (len(groups) >= 3 or "." in address
-            or any(len(g) == 4 and any(c.isdigit() for c in g) for g in groups))
+    return len(groups) >= 3 or "." in address or any(len(g) == 4 and any(c.isdigit() for c in g) for g in groups)
 
 
 # --- credit cards ---------------------------------------------------------------------
 # A maximal run of 13-19 digits with single space/dash separators: a start is admitted only
 # where no word character (or digit + separator) precedes, and the possessive count cannot
 # give digits back, so a longer run fails at once instead of being tried at every offset.
-_CARD = re.compile(
-    r"[0-9](?<!\w[0-9])(?<![0-9][ -][0-9])(?:[ -]?[0-9]){12,18}+(?![\w]|[ -][0-9])")
+_CARD = re.compile(r"[0-9](?<!\w[0-9])(?<![0-9][ -][0-9])(?:[ -]?[0-9]){12,18}+(?![\w]|[ -][0-9])")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -249,16 +264,95 @@ def _ssns(text: str) -> Spans:
 # Lengths from the SWIFT IBAN registry. Codes outside it are rejected rather than checked
 # by mod-97 alone, which one random uppercase token in 97 would pass.
 _IBAN_LENGTH = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
-    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
-    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
-    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28,
-    "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28,
-    "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22,
-    "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23,
-    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24,
-    "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
-    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BI": 27,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DJ": 27,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FK": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HN": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "LY": 25,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MN": 20,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NI": 28,
+    "NL": 18,
+    "NO": 15,
+    "OM": 23,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "RU": 33,
+    "SA": 24,
+    "SC": 31,
+    "SD": 18,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "SO": 23,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
+    "YE": 30,
 }
 # Candidates may run on into following capitals ("... 7034 AND"); the country's length
 # decides where the IBAN ends.
@@ -280,15 +374,14 @@ def _ibans(text: str) -> Spans:
         length = _IBAN_LENGTH.get(candidate[:2], 0)
         # Either written solid, or in the printed form's groups of four.
         if candidate[4:5] == " ":
-            printed = candidate[:length + (length - 1) // 4]
+            printed = candidate[: length + (length - 1) // 4]
             gaps = printed[4::5]
             well_formed = gaps.count(" ") == len(gaps) == printed.count(" ")
         else:
             printed = candidate[:length]
             well_formed = " " not in printed
         end = m.start() + len(printed)
-        if (not well_formed or len(printed.replace(" ", "")) != length
-                or (end < len(text) and text[end].isalnum())):
+        if not well_formed or len(printed.replace(" ", "")) != length or (end < len(text) and text[end].isalnum()):
             continue
         if _iban_ok(printed.replace(" ", "")):
             yield m.start(), end
@@ -308,8 +401,7 @@ class _SecretPattern:
 
 
 def _mixed_case_and_digit(value: str) -> bool:
-    return (any(c.isdigit() for c in value) and any(c.isupper() for c in value)
-            and any(c.islower() for c in value))
+    return any(c.isdigit() for c in value) and any(c.isupper() for c in value) and any(c.islower() for c in value)
 
 
 def _has_digit(value: str) -> bool:
@@ -343,22 +435,30 @@ _SECRETS = (
     _SecretPattern((), re.compile(r"A(?<![A-Za-z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])")),
     _SecretPattern((), re.compile(r"gh(?<!\wgh)[pousr]_[A-Za-z0-9]{36,251}+(?!\w)")),
     _SecretPattern(("github_pat_",), re.compile(r"(?<!\w)github_pat_[A-Za-z0-9_]{22,244}+(?!\w)")),
-    _SecretPattern(("xox",), re.compile(r"(?<![\w-])xox[abpors]-[A-Za-z0-9-]{10,250}+(?![\w-])"),
-                   _has_digit),
+    _SecretPattern(("xox",), re.compile(r"(?<![\w-])xox[abpors]-[A-Za-z0-9-]{10,250}+(?![\w-])"), _has_digit),
     _SecretPattern(("AIza",), re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
     _SecretPattern(("k_live_",), re.compile(r"(?<!\w)[rs]k_live_[0-9A-Za-z]{20,247}+(?!\w)")),
     # OpenAI-style keys ("sk-" + 48, "sk-proj-..."); kebab-case slugs lack digits or capitals.
-    _SecretPattern(("sk-",), re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{32,256}+(?![\w-])"),
-                   _mixed_case_and_digit),
-    _SecretPattern(("aws",), re.compile(
-        r"aws[_-]?secret[_-]?(?:access[_-]?)?key" + _ASSIGN
-        + r"""["']?(?P<v>[a-z0-9/+=]{40})(?![a-z0-9/+=])"""), lowercase=True),
-    _SecretPattern(_SECRET_WORDS, re.compile(
-        _SECRET_NAME + _ASSIGN + r"""(?P<q>["'])(?P<v>[^\s"'\\]{8,256}+)(?P=q)"""),
-        _assigned_value_ok, lowercase=True),
-    _SecretPattern(_SECRET_WORDS, re.compile(
-        _SECRET_NAME + _ASSIGN + r"(?P<v>[a-z0-9_+/=-]{16,256}+)(?![\w(\[.])"),
-        _bare_value_ok, lowercase=True),
+    _SecretPattern(("sk-",), re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{32,256}+(?![\w-])"), _mixed_case_and_digit),
+    _SecretPattern(
+        ("aws",),
+        re.compile(
+            r"aws[_-]?secret[_-]?(?:access[_-]?)?key" + _ASSIGN + r"""["']?(?P<v>[a-z0-9/+=]{40})(?![a-z0-9/+=])"""
+        ),
+        lowercase=True,
+    ),
+    _SecretPattern(
+        _SECRET_WORDS,
+        re.compile(_SECRET_NAME + _ASSIGN + r"""(?P<q>["'])(?P<v>[^\s"'\\]{8,256}+)(?P=q)"""),
+        _assigned_value_ok,
+        lowercase=True,
+    ),
+    _SecretPattern(
+        _SECRET_WORDS,
+        re.compile(_SECRET_NAME + _ASSIGN + r"(?P<v>[a-z0-9_+/=-]{16,256}+)(?![\w(\[.])"),
+        _bare_value_ok,
+        lowercase=True,
+    ),
 )
 _PEM_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = re.compile(r"-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
@@ -412,8 +512,14 @@ def _lowered(text: str) -> str:
 # --- driver ---------------------------------------------------------------------------
 _NEEDS_DIGIT = frozenset({"phone", "ipv4", "credit_card", "us_ssn", "iban"})
 _FINDERS: dict[str, Callable[[str], Spans]] = {
-    "email": _emails, "phone": _phones, "ipv4": _ipv4s, "ipv6": _ipv6s,
-    "credit_card": _cards, "us_ssn": _ssns, "iban": _ibans, "secret": _secrets,
+    "email": _emails,
+    "phone": _phones,
+    "ipv4": _ipv4s,
+    "ipv6": _ipv6s,
+    "credit_card": _cards,
+    "us_ssn": _ssns,
+    "iban": _ibans,
+    "secret": _secrets,
 }
 _ANY_DIGIT = re.compile(r"[0-9]")
 
@@ -423,8 +529,7 @@ def find_pii(text: str, cfg: RedactionConfig) -> list[PIIMatch]:
     if not cfg.enabled or not text:
         return []
     has_digit = _ANY_DIGIT.search(text) is not None
-    found = [PIIMatch(t, s, e) for t in cfg.types if has_digit or t not in _NEEDS_DIGIT
-             for s, e in _FINDERS[t](text)]
+    found = [PIIMatch(t, s, e) for t in cfg.types if has_digit or t not in _NEEDS_DIGIT for s, e in _FINDERS[t](text)]
     found.sort(key=lambda m: m.start)
     merged: list[PIIMatch] = []
     for m in found:
@@ -444,7 +549,7 @@ def redact(text: str, cfg: RedactionConfig) -> tuple[str, Counter[str]]:
     parts: list[str] = []
     pos = 0
     for m in find_pii(text, cfg):
-        parts += (text[pos:m.start], cfg.tokens[m.type])
+        parts += (text[pos : m.start], cfg.tokens[m.type])
         counts[m.type] += 1
         pos = m.end
     if not counts:

@@ -3,6 +3,7 @@
 Words are lower-cased runs of letters and digits, so punctuation, case and spacing edits do
 not change a document's shingles; near-exact copies therefore have identical signatures.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,7 +20,7 @@ def shingles(text: str, n: int = 5) -> set[str]:
     words = normalized_words(text)
     if len(words) <= n:
         return {" ".join(words)} if words else set()
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

@@ -5,6 +5,7 @@ at Jaccard 0.7 with 14 x 8 bands), so unverified buckets would merge documents w
 it. The filter pass stores each document's sorted shingle hashes; a candidate pair is kept
 only if the exact Jaccard of those sets reaches `min_similarity`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,9 +27,8 @@ def write_shingle_sets(sets: list[np.ndarray], stem: Path) -> None:
     offsets[1:] = np.cumsum([len(s) for s in sets])
     flat = np.concatenate(sets) if sets else np.empty(0, dtype=np.uint64)
     for arr, dest in zip((flat, offsets), _files(stem)):
-        with atomic_path(dest) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
+        with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
 
 
 class ShingleSets:
@@ -42,10 +42,12 @@ class ShingleSets:
         shard, row = split_doc_id(doc)
         if shard not in self._open:
             flat, offsets = _files(self._path_of_shard(shard))
-            self._open[shard] = (np.load(flat, mmap_mode="r", allow_pickle=False),
-                                 np.load(offsets, mmap_mode="r", allow_pickle=False))
+            self._open[shard] = (
+                np.load(flat, mmap_mode="r", allow_pickle=False),
+                np.load(offsets, mmap_mode="r", allow_pickle=False),
+            )
         flat, offsets = self._open[shard]
-        return np.asarray(flat[offsets[row]:offsets[row + 1]])
+        return np.asarray(flat[offsets[row] : offsets[row + 1]])
 
 
 def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,9 +57,9 @@ def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
-def verify_pairs(src: np.ndarray, dst: np.ndarray, sets: ShingleSets,
-                 min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+def verify_pairs(
+    src: np.ndarray, dst: np.ndarray, sets: ShingleSets, min_similarity: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean mask of pairs whose exact Jaccard >= min_similarity, and their Jaccards."""
-    sims = np.array([jaccard_sorted(sets.get(int(a)), sets.get(int(b))) for a, b in zip(src, dst)],
-                    dtype=np.float64)
+    sims = np.array([jaccard_sorted(sets.get(int(a)), sets.get(int(b))) for a, b in zip(src, dst)], dtype=np.float64)
     return sims >= min_similarity, sims

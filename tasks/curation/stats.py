@@ -1,9 +1,11 @@
 """Document accounting: every document in is either kept or removed for a named reason."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 
 @dataclass
@@ -30,7 +32,7 @@ class StageStats:
         self.removed_docs[reason] += 1
         self.removed_bytes[reason] += nbytes
 
-    def merge(self, other: "StageStats") -> "StageStats":
+    def merge(self, other: StageStats) -> StageStats:
         self.docs_in += other.docs_in
         self.bytes_in += other.bytes_in
         self.docs_kept += other.docs_kept
@@ -59,15 +61,14 @@ class StageStats:
             "docs_removed": sum(self.removed_docs.values()),
             "bytes_removed": sum(self.removed_bytes.values()),
             "removed_by_reason": {
-                r: {"docs": self.removed_docs[r], "bytes": self.removed_bytes[r]}
-                for r in sorted(self.removed_docs)
+                r: {"docs": self.removed_docs[r], "bytes": self.removed_bytes[r]} for r in sorted(self.removed_docs)
             },
             "redactions": dict(sorted(self.redactions.items())),
             "changes": dict(sorted(self.changes.items())),
         }
 
     @classmethod
-    def total(cls, parts: "Iterable[dict[str, Any]]") -> "StageStats":
+    def total(cls, parts: Iterable[dict[str, Any]]) -> StageStats:
         """The sum of per-shard stats as `to_dict` wrote them."""
         out = cls()
         for part in parts:
@@ -75,7 +76,7 @@ class StageStats:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StageStats":
+    def from_dict(cls, d: dict[str, Any]) -> StageStats:
         by_reason = d.get("removed_by_reason", {})
         return cls(
             docs_in=d["docs_in"],
@@ -95,12 +96,12 @@ def combine_steps(steps: dict[str, StageStats]) -> StageStats:
     for prev, nxt in zip(names, names[1:]):
         if steps[prev].docs_kept != steps[nxt].docs_in:
             raise RuntimeError(
-                f"step '{nxt}' received {steps[nxt].docs_in} documents but '{prev}' kept "
-                f"{steps[prev].docs_kept}"
+                f"step '{nxt}' received {steps[nxt].docs_in} documents but '{prev}' kept {steps[prev].docs_kept}"
             )
     first, last = steps[names[0]], steps[names[-1]]
-    total = StageStats(docs_in=first.docs_in, bytes_in=first.bytes_in,
-                       docs_kept=last.docs_kept, bytes_kept=last.bytes_kept)
+    total = StageStats(
+        docs_in=first.docs_in, bytes_in=first.bytes_in, docs_kept=last.docs_kept, bytes_kept=last.bytes_kept
+    )
     for s in steps.values():
         total.removed_docs.update(s.removed_docs)
         total.removed_bytes.update(s.removed_bytes)

@@ -1,5 +1,6 @@
 """The inputs some curation steps build before filtering: planted noise, the fastText
 quality model's training sets, and the benchmark n-gram index for decontamination."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,10 @@ import logging
 import random
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from infra.core.storage import atomic_path
 from tasks.corpus.web_demo import REFERENCE_NAME, reference_pages
@@ -18,8 +20,7 @@ from tasks.curation.decontam import benchmark_ngram_hashes, save_index
 from tasks.curation.layout import CurationPaths
 from tasks.curation.noise import inject_noise, spam_documents
 from tasks.curation.quality_model import train_quality_model
-from tasks.curation.reader import (INPUT_SUFFIXES, Document, InputError, discover_inputs, is_web_input,
-                                   read_documents)
+from tasks.curation.reader import INPUT_SUFFIXES, Document, InputError, discover_inputs, is_web_input, read_documents
 from tasks.curation.web.pages import WebPage
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ def build_noisy_input(source: Path, cfg: CurationConfig, paths: CurationPaths) -
     assert cfg.noise is not None
     files, _ = discover_inputs(source)
     if any(is_web_input(f) for f in files):
-        raise InputError(f"curation.noise plants labelled documents beside JSONL/Parquet input, but {source} "
-                         f"holds WARC or HTML input; set curation.noise to null")
+        raise InputError(
+            f"curation.noise plants labelled documents beside JSONL/Parquet input, but {source} "
+            f"holds WARC or HTML input; set curation.noise to null"
+        )
     docs = [{"id": d.id, "text": d.text, "source": d.source} for d in iter_documents(source, cfg)]
     noisy, labels = inject_noise(docs, cfg.noise)
     out = paths.noise_input
@@ -99,8 +102,9 @@ def sample_documents(source: Path, cfg: CurationConfig, n: int, seed: int) -> li
     return [d.text for d in docs if isinstance(d, Document)]
 
 
-def train_quality(source: Path, cfg: CurationConfig, paths: CurationPaths,
-                  model_path: Path | None = None) -> dict[str, Any]:
+def train_quality(
+    source: Path, cfg: CurationConfig, paths: CurationPaths, model_path: Path | None = None
+) -> dict[str, Any]:
     """Train the fastText classifier. For a crawl (WARC/HTML input), hq_path names the
     reference corpus and, without lq_path, pages drawn at random from the crawl are the
     low-quality class (GPT-3, DCLM). Otherwise, without hq_path a sample of the input is
@@ -109,9 +113,11 @@ def train_quality(source: Path, cfg: CurationConfig, paths: CurationPaths,
     files, _ = discover_inputs(source)
     crawl = any(is_web_input(f) for f in files)
     if crawl and not qc.hq_path:
-        raise InputError(f"{source} is a crawl: its own pages cannot be the quality classifier's good class. Set "
-                         f"curation.quality_classifier.hq_path to curated reference text (JSONL/Parquet/HTML), or "
-                         f"turn the classifier off")
+        raise InputError(
+            f"{source} is a crawl: its own pages cannot be the quality classifier's good class. Set "
+            f"curation.quality_classifier.hq_path to curated reference text (JSONL/Parquet/HTML), or "
+            f"turn the classifier off"
+        )
     hq_path = qc.hq_path
     if hq_path == REFERENCE_NAME:
         hq_path = str(reference_pages())
@@ -125,10 +131,19 @@ def train_quality(source: Path, cfg: CurationConfig, paths: CurationPaths,
         lq_source = "noise injector spam"
     model_path = model_path or paths.quality_model
     metrics = train_quality_model(hq, lq, model_path, qc)
-    log.info("quality classifier: held-out precision %.3f, recall %.3f, keeps %.1f%% of held-out %s",
-             metrics["precision"], metrics["recall"], 100 * metrics["lq_kept_share"], lq_source)
-    return {"model": str(model_path), "metrics": metrics, "hq_source": qc.hq_path or "input sample",
-            "lq_source": lq_source}
+    log.info(
+        "quality classifier: held-out precision %.3f, recall %.3f, keeps %.1f%% of held-out %s",
+        metrics["precision"],
+        metrics["recall"],
+        100 * metrics["lq_kept_share"],
+        lq_source,
+    )
+    return {
+        "model": str(model_path),
+        "metrics": metrics,
+        "hq_source": qc.hq_path or "input sample",
+        "lq_source": lq_source,
+    }
 
 
 def build_decontam_index(cfg: CurationConfig, paths: CurationPaths) -> dict[str, Any]:
@@ -141,5 +156,8 @@ def build_decontam_index(cfg: CurationConfig, paths: CurationPaths) -> dict[str,
         return {"index": None, "benchmarks": {}, "missing": missing}
     hashes = benchmark_ngram_hashes(present, dc.ngram)
     save_index(hashes, paths.decontam_index, n=dc.ngram)
-    return {"index": str(paths.decontam_index), "benchmarks": {k: len(v) for k, v in hashes.items()},
-            "missing": missing}
+    return {
+        "index": str(paths.decontam_index),
+        "benchmarks": {k: len(v) for k, v in hashes.items()},
+        "missing": missing,
+    }

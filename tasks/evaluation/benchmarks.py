@@ -6,13 +6,15 @@ index, and the plain question stem that the letter format lists its options unde
 Templates, preprocessing, splits and few-shot pools follow the harness's task YAMLs
 (arc_easy, arc_challenge, hellaswag, mmlu / mmlu_continuation, truthfulqa_mc1/mc2).
 """
+
 from __future__ import annotations
 
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -51,21 +53,31 @@ def hellaswag_preprocess(text: str) -> str:
 
 def _arc(rec: dict[str, Any]) -> Doc:
     labels = list(rec["choices"]["label"])
-    return Doc(query=f"Question: {rec['question']}\nAnswer:", choices=list(rec["choices"]["text"]),
-               gold=labels.index(rec["answerKey"]), stem=rec["question"])
+    return Doc(
+        query=f"Question: {rec['question']}\nAnswer:",
+        choices=list(rec["choices"]["text"]),
+        gold=labels.index(rec["answerKey"]),
+        stem=rec["question"],
+    )
 
 
 def _hellaswag(rec: dict[str, Any]) -> Doc:
     ctx = rec["ctx_a"] + " " + rec["ctx_b"].capitalize()
     query = hellaswag_preprocess(rec["activity_label"] + ": " + ctx)
-    return Doc(query=query, choices=[hellaswag_preprocess(e) for e in rec["endings"]],
-               gold=int(rec["label"]), stem=query)
+    return Doc(
+        query=query, choices=[hellaswag_preprocess(e) for e in rec["endings"]], gold=int(rec["label"]), stem=query
+    )
 
 
 def _mmlu(rec: dict[str, Any]) -> Doc:
     q = rec["question"].strip()
-    return Doc(query=f"Question: {q}\nAnswer:", choices=list(rec["choices"]), gold=int(rec["answer"]),
-               stem=q, subject=rec["subject"])
+    return Doc(
+        query=f"Question: {q}\nAnswer:",
+        choices=list(rec["choices"]),
+        gold=int(rec["answer"]),
+        stem=q,
+        subject=rec["subject"],
+    )
 
 
 TRUTHFULQA_PROMPT = (
@@ -88,8 +100,14 @@ def _truthfulqa(targets: str) -> Callable[[dict[str, Any]], Doc]:
     def render(rec: dict[str, Any]) -> Doc:
         t = rec[targets]
         # The first mc1 choice is the true one; mc2 marks every true choice in `labels`.
-        return Doc(query=f"{TRUTHFULQA_PROMPT}\n\nQ: {rec['question']}\nA:", choices=list(t["choices"]),
-                   gold=0, stem=rec["question"], labels=[int(x) for x in t["labels"]])
+        return Doc(
+            query=f"{TRUTHFULQA_PROMPT}\n\nQ: {rec['question']}\nA:",
+            choices=list(t["choices"]),
+            gold=0,
+            stem=rec["question"],
+            labels=[int(x) for x in t["labels"]],
+        )
+
     return render
 
 
@@ -101,18 +119,52 @@ def mmlu_description(doc: Doc, letters: bool) -> str:
 ARC_FIELDS = ("question", "choices", "answerKey")
 TASKS: dict[str, TaskSpec] = {
     "arc_easy": TaskSpec("arc_easy", "arc_easy", "test", "train", "random", ARC_FIELDS, _arc, ("acc", "acc_norm")),
-    "arc_challenge": TaskSpec("arc_challenge", "arc_challenge", "test", "train", "random", ARC_FIELDS, _arc,
-                              ("acc", "acc_norm")),
-    "hellaswag": TaskSpec("hellaswag", "hellaswag", "validation", "train", "random",
-                          ("activity_label", "ctx_a", "ctx_b", "endings", "label"), _hellaswag,
-                          ("acc", "acc_norm"), fewshot_excludes_doc=True),
+    "arc_challenge": TaskSpec(
+        "arc_challenge", "arc_challenge", "test", "train", "random", ARC_FIELDS, _arc, ("acc", "acc_norm")
+    ),
+    "hellaswag": TaskSpec(
+        "hellaswag",
+        "hellaswag",
+        "validation",
+        "train",
+        "random",
+        ("activity_label", "ctx_a", "ctx_b", "endings", "label"),
+        _hellaswag,
+        ("acc", "acc_norm"),
+        fewshot_excludes_doc=True,
+    ),
     # Cloze form is the harness's mmlu_continuation; the letter form is its default `mmlu`.
-    "mmlu": TaskSpec("mmlu", "mmlu", "test", "dev", "first_n", ("question", "subject", "choices", "answer"),
-                     _mmlu, ("acc", "acc_norm"), description=mmlu_description),
-    "truthfulqa_mc1": TaskSpec("truthfulqa_mc1", "truthfulqa", "validation", None, "random",
-                               ("question", "mc1_targets"), _truthfulqa("mc1_targets"), ("mc1",)),
-    "truthfulqa_mc2": TaskSpec("truthfulqa_mc2", "truthfulqa", "validation", None, "random",
-                               ("question", "mc2_targets"), _truthfulqa("mc2_targets"), ("mc2",)),
+    "mmlu": TaskSpec(
+        "mmlu",
+        "mmlu",
+        "test",
+        "dev",
+        "first_n",
+        ("question", "subject", "choices", "answer"),
+        _mmlu,
+        ("acc", "acc_norm"),
+        description=mmlu_description,
+    ),
+    "truthfulqa_mc1": TaskSpec(
+        "truthfulqa_mc1",
+        "truthfulqa",
+        "validation",
+        None,
+        "random",
+        ("question", "mc1_targets"),
+        _truthfulqa("mc1_targets"),
+        ("mc1",),
+    ),
+    "truthfulqa_mc2": TaskSpec(
+        "truthfulqa_mc2",
+        "truthfulqa",
+        "validation",
+        None,
+        "random",
+        ("question", "mc2_targets"),
+        _truthfulqa("mc2_targets"),
+        ("mc2",),
+    ),
 }
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -132,7 +184,11 @@ def as_letters(doc: Doc) -> Doc:
         random.Random(seed).shuffle(order)
     choices = [doc.choices[i] for i in order]
     options = "".join(f"\n{LETTERS[k]}. {c}" for k, c in enumerate(choices))
-    return Doc(query=f"{doc.stem}{options}\nAnswer:", choices=list(LETTERS[: len(choices)]),
-               gold=order.index(doc.gold), stem=doc.stem,
-               labels=None if doc.labels is None else [doc.labels[i] for i in order], subject=doc.subject)
-
+    return Doc(
+        query=f"{doc.stem}{options}\nAnswer:",
+        choices=list(LETTERS[: len(choices)]),
+        gold=order.index(doc.gold),
+        stem=doc.stem,
+        labels=None if doc.labels is None else [doc.labels[i] for i in order],
+        subject=doc.subject,
+    )

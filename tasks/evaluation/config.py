@@ -1,4 +1,5 @@
 """Typed configuration of the evaluation stage."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,15 +7,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TaskName = Literal["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2",
-                   "truthfulqa_gen"]
-ALL_TASKS: list[TaskName] = ["arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2",
-                             "truthfulqa_gen"]
+TaskName = Literal[
+    "arc_easy", "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2", "truthfulqa_gen"
+]
+ALL_TASKS: list[TaskName] = [
+    "arc_easy",
+    "arc_challenge",
+    "hellaswag",
+    "mmlu",
+    "truthfulqa_mc1",
+    "truthfulqa_mc2",
+    "truthfulqa_gen",
+]
 GENERATIVE: tuple[str, ...] = ("truthfulqa_gen",)  # generated and scored by BLEU/ROUGE and judges, not by choices
 
 
 class GenerationFile(BaseModel):
     """A user's open-ended task: a JSON-lines file of {"prompt", "references"[, "incorrect_references", "id"]}."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The task's name in results and the report.")
@@ -30,16 +40,21 @@ class GenerationFile(BaseModel):
 
 class JudgeConfig(BaseModel):
     """A model that rates each generation as truthful (or informative), with a probability."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["causal_lm", "classifier"] = Field(
         description="causal_lm: a Hugging Face causal LM, prompted with `template`, comparing its next-token "
-        "probabilities of `yes` and `no`; classifier: a Hugging Face sequence classifier on `template`'s text.")
+        "probabilities of `yes` and `no`; classifier: a Hugging Face sequence classifier on `template`'s text."
+    )
     model: str = Field(description="A Hugging Face model folder (nothing is downloaded).")
     aspect: Literal["truthful", "informative"] = "truthful"
-    template: str | None = Field(None, description="Python format string over {question}, {references}, "
-                                 "{answer}; None = the built-in one for the kind and aspect.")
+    template: str | None = Field(
+        None,
+        description="Python format string over {question}, {references}, "
+        "{answer}; None = the built-in one for the kind and aspect.",
+    )
     yes: str = Field(" yes", description="causal_lm: the word meaning the answer has the aspect.")
     no: str = Field(" no")
     positive_label: str | int = Field(1, description="classifier: the label (name or index) meaning it has it.")
@@ -52,35 +67,47 @@ class EvaluationConfig(BaseModel):
     benchmarks_dir: str | None = Field(
         "../shared/benchmarks",
         description="Folder of <dataset>/<split>.jsonl files in the Hugging Face schemas "
-        "(arc_easy, arc_challenge, hellaswag, mmlu, truthfulqa).")
+        "(arc_easy, arc_challenge, hellaswag, mmlu, truthfulqa).",
+    )
     samples_dir: str | None = Field(
         "tests/fixtures/eval",
         description="A few items of each benchmark, and text.txt, in this repository (a relative path is "
         "taken from the repository's root): used, with a warning, when benchmarks_dir or text_file does not "
-        "exist, so the demo evaluates on a machine without the real files; null = fail instead.")
+        "exist, so the demo evaluates on a machine without the real files; null = fail instead.",
+    )
     allow_hub: bool = Field(True, description="Load a split missing locally from the Hugging Face hub.")
     tasks: list[TaskName] = Field(default_factory=lambda: list(ALL_TASKS))
     formulations: list[Literal["cloze", "letters"]] = Field(
         default_factory=lambda: ["cloze", "letters"],
         description="'cloze' scores each choice's text (the harness's prompts); 'letters' lists the "
-        "options as A/B/C/D and scores the letter.")
+        "options as A/B/C/D and scores the letter.",
+    )
     num_fewshot: dict[TaskName, int] = Field(
-        default_factory=dict, description="Few-shot examples per task; 0 (the harness's default) if absent.")
+        default_factory=dict, description="Few-shot examples per task; 0 (the harness's default) if absent."
+    )
     limit: int | None = Field(200, ge=1, description="First N items per task (MMLU: per subject); None = all.")
-    batch_size: int = Field(16, ge=1, description="Rows per batch for perplexity (benchmark questions "
-                            "are batched by a token budget).")
+    batch_size: int = Field(
+        16, ge=1, description="Rows per batch for perplexity (benchmark questions are batched by a token budget)."
+    )
     perplexity_max_rows: int = Field(512, ge=1, description="Validation rows scored.")
     text_file: str | None = Field(None, description="Also report perplexity and bits per byte on this text file.")
-    generation_limit: int | None = Field(100, ge=1, description="First N items of each generation task "
-                                         "(each costs up to max_gen_toks forward passes); None = all.")
+    generation_limit: int | None = Field(
+        100,
+        ge=1,
+        description="First N items of each generation task (each costs up to max_gen_toks forward passes); None = all.",
+    )
     generation_batch_size: int = Field(16, ge=1, description="Prompts generated together (longest first).")
     generation_files: list[GenerationFile] = Field(default_factory=list)
     judges: list[JudgeConfig] = Field(default_factory=list)
-    logits_mb: int = Field(256, ge=1, description="text_file: MB of fp32 logits held at once; the output head "
-                           "runs a slice of positions at a time (a 49k vocabulary x 8k window x 16 rows is 25 GB)")
+    logits_mb: int = Field(
+        256,
+        ge=1,
+        description="text_file: MB of fp32 logits held at once; the output head "
+        "runs a slice of positions at a time (a 49k vocabulary x 8k window x 16 rows is 25 GB)",
+    )
 
     @model_validator(mode="after")
-    def _fewshot(self) -> "EvaluationConfig":
+    def _fewshot(self) -> EvaluationConfig:
         fixed = [t for t, n in self.num_fewshot.items() if n and t.startswith("truthfulqa")]
         if fixed:
             raise ValueError(f"{fixed} are 0-shot only: their prompt already holds six fixed examples")
@@ -97,8 +124,9 @@ class EvaluationConfig(BaseModel):
         for j in self.judges:
             unknown = sorted(set(j.tasks or []) - known)
             if unknown:
-                raise ValueError(f"judge {j.name}: tasks {unknown} are not generation tasks of this config "
-                                 f"(have {sorted(known)})")
+                raise ValueError(
+                    f"judge {j.name}: tasks {unknown} are not generation tasks of this config (have {sorted(known)})"
+                )
         return self
 
     def generation_tasks(self) -> list[str]:
@@ -132,6 +160,7 @@ class EvaluationConfig(BaseModel):
     def benchmark_files(self) -> list[str]:
         """The local files this config evaluates on (curation decontaminates against them)."""
         from tasks.evaluation.benchmarks import TASKS
+
         root = self.benchmarks_root()
         if root is None:
             return []

@@ -4,12 +4,14 @@ A local folder holds one JSONL file per dataset and split, `<dir>/<dataset>/<spl
 (../shared/benchmarks is one). When a file is missing and the hub is allowed, the split is
 loaded with `datasets`; otherwise the error names the file and the command that makes it.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,29 +44,33 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise BenchmarkDataError(f"{path}, line {line_no}: not valid JSON ({e.msg}); fix or "
-                                         f"re-download the file") from None
+                raise BenchmarkDataError(
+                    f"{path}, line {line_no}: not valid JSON ({e.msg}); fix or re-download the file"
+                ) from None
             if not isinstance(rec, dict):
-                raise BenchmarkDataError(f"{path}, line {line_no}: expected a JSON object, got "
-                                         f"{type(rec).__name__}")
+                raise BenchmarkDataError(f"{path}, line {line_no}: expected a JSON object, got {type(rec).__name__}")
             yield line_no, rec
 
 
 def check_fields(path: Path, line_no: int, rec: dict[str, Any], required: tuple[str, ...], schema: str) -> None:
     missing = [k for k in required if k not in rec]
     if missing:
-        raise BenchmarkDataError(f"{path}, line {line_no}: missing field(s) {', '.join(missing)}; "
-                                 f"expected the Hugging Face {schema} schema")
+        raise BenchmarkDataError(
+            f"{path}, line {line_no}: missing field(s) {', '.join(missing)}; expected the Hugging Face {schema} schema"
+        )
 
 
 def hub_command(ds: HubDataset, split: str, dest: Path) -> str:
     name = f", {ds.name!r}" if ds.name else ""
-    return (f"python -c \"from datasets import load_dataset; load_dataset({ds.path!r}{name}, "
-            f"split={split!r}).to_json({str(dest)!r})\"")
+    return (
+        f'python -c "from datasets import load_dataset; load_dataset({ds.path!r}{name}, '
+        f'split={split!r}).to_json({str(dest)!r})"'
+    )
 
 
-def load_split(dataset: str, split: str, root: Path | None, allow_hub: bool,
-               required: tuple[str, ...]) -> list[dict[str, Any]]:
+def load_split(
+    dataset: str, split: str, root: Path | None, allow_hub: bool, required: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """All records of one split, checked for the fields the task reads."""
     ds = DATASETS[dataset]
     path = Path(root) / ds.folder / f"{split}.jsonl" if root else None
@@ -77,6 +83,7 @@ def load_split(dataset: str, split: str, root: Path | None, allow_hub: bool,
     if allow_hub:
         try:
             from datasets import load_dataset
+
             return [dict(r) for r in load_dataset(ds.path, ds.name, split=split)]
         except Exception as exc:  # offline, or the hub refused: fall through to the local-file advice
             hub_error = f" Loading {ds.path} from the hub failed too ({type(exc).__name__}: {str(exc)[:160]})."

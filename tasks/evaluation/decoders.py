@@ -5,6 +5,7 @@ runs them once; each later step feeds one new token per row. Left padding is mas
 and every row's positions start at 0, so a row's logits match running it alone. Rows
 that finish are dropped from the batch and their cache.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,8 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     valid = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        valid[i, width - len(r):] = True
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        valid[i, width - len(r) :] = True
     return ids, valid
 
 
@@ -64,8 +65,14 @@ class HFDecoder:
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def _run(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        out = self.module(input_ids=ids, attention_mask=self.mask.long(), position_ids=positions,
-                          use_cache=True, logits_to_keep=1, **{self.cache_arg: self.cache})
+        out = self.module(
+            input_ids=ids,
+            attention_mask=self.mask.long(),
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_arg: self.cache},
+        )
         return out.logits[:, -1].float()
 
     @torch.no_grad()

@@ -4,6 +4,7 @@ A model is a Crucible run (its final checkpoint) or a Hugging Face folder. Each
 (task, formulation) is one unit of work, so units can run on separate Ray workers; the
 results are then combined into one JSON file beside the per-item samples.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,12 @@ log = logging.getLogger(__name__)
 
 def task_runs(cfg: EvaluationConfig) -> list[TaskRun]:
     """Every unit of work: each multiple-choice task in each formulation, then each generation task."""
-    choice = [TaskRun(t, f, cfg.num_fewshot.get(t, 0), cfg.limit)
-              for t in cfg.tasks if t not in GENERATIVE for f in cfg.formulations]
+    choice = [
+        TaskRun(t, f, cfg.num_fewshot.get(t, 0), cfg.limit)
+        for t in cfg.tasks
+        if t not in GENERATIVE
+        for f in cfg.formulations
+    ]
     return choice + [TaskRun(t, "generate", 0, cfg.generation_limit) for t in cfg.generation_tasks()]
 
 
@@ -48,8 +53,9 @@ def generation_unit(model: EvalModel, run: TaskRun, cfg: EvaluationConfig) -> di
         spec = next(g for g in cfg.generation_files if g.name == run.task)
         docs = file_docs(spec.name, Path(spec.file))
         settings = GenerationSettings(**{**spec.model_dump(exclude={"name", "file"}), "until": tuple(spec.until)})
-    result = run_generation(model, run.task, docs[:run.limit] if run.limit else docs, settings,
-                            cfg.generation_batch_size)
+    result = run_generation(
+        model, run.task, docs[: run.limit] if run.limit else docs, settings, cfg.generation_batch_size
+    )
     if note:
         result["references_from"] = note
     return result
@@ -60,8 +66,11 @@ def evaluate_unit(model_path: str, run: TaskRun, cfg: EvaluationConfig) -> dict[
         result = generation_unit(cached_model(model_path), run, cfg)
     else:
         result = run_task(cached_model(model_path), run, cfg.benchmarks_root(), cfg.allow_hub)
-    log.info("%s: %s", run.key, {k: round(v, 4) for k, v in result.items()
-                                 if isinstance(v, float) and not k.endswith("stderr")})
+    log.info(
+        "%s: %s",
+        run.key,
+        {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and not k.endswith("stderr")},
+    )
     return result
 
 
@@ -72,8 +81,15 @@ def validation_perplexity(run_dir: Path, cfg: EvaluationConfig) -> dict[str, Any
     check_tokenizer_matches(manifest, run.tokenizer, run.shards)
     model = cached_model(str(run_dir))
     from tasks.tokenization.bpe import load_tokenizer
-    return perplexity(model.module, TokenRows.open(run.shards, "val", manifest=manifest),
-                      load_tokenizer(run.tokenizer), manifest["eos_id"], cfg.perplexity_max_rows, cfg.batch_size)
+
+    return perplexity(
+        model.module,
+        TokenRows.open(run.shards, "val", manifest=manifest),
+        load_tokenizer(run.tokenizer),
+        manifest["eos_id"],
+        cfg.perplexity_max_rows,
+        cfg.batch_size,
+    )
 
 
 def perplexities(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[str, Any]:
@@ -81,8 +97,9 @@ def perplexities(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[s
     if is_run:
         out["validation"] = validation_perplexity(Path(model_path), cfg)
     if cfg.text_file:
-        out["text_file"] = text_perplexity(cached_model(model_path), cfg.text_path(), cfg.batch_size,
-                                            logits_mb=cfg.logits_mb)
+        out["text_file"] = text_perplexity(
+            cached_model(model_path), cfg.text_path(), cfg.batch_size, logits_mb=cfg.logits_mb
+        )
     return out
 
 

@@ -9,6 +9,7 @@
 - Greedy by default. Sampling draws each prompt's tokens from its own generator, seeded from
   `seed` and the prompt's index, so the text does not depend on how prompts were batched.
 """
+
 from __future__ import annotations
 
 import logging
@@ -86,8 +87,9 @@ def _choose(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch
     return torch.stack([torch.multinomial(p, 1, generator=g)[0] for p, g in zip(probs, gens)])
 
 
-def _run_batch(model: EvalModel, prompts: list[list[int]], indices: list[int], settings: GenerationSettings,
-               max_new: int) -> list[tuple[list[int], str]]:
+def _run_batch(
+    model: EvalModel, prompts: list[list[int]], indices: list[int], settings: GenerationSettings, max_new: int
+) -> list[tuple[list[int], str]]:
     """Generated tokens and why each row stopped, in the batch's order."""
     gens = [torch.Generator().manual_seed(settings.seed + i) for i in indices]
     decoder = _decoder(model)
@@ -117,15 +119,25 @@ def _run_batch(model: EvalModel, prompts: list[list[int]], indices: list[int], s
         logits = decoder.step(tokens)
 
 
-def generate(model: EvalModel, prompts: list[str], settings: GenerationSettings, batch_size: int = 16,
-             progress: str | None = None) -> list[Generation]:
+def generate(
+    model: EvalModel,
+    prompts: list[str],
+    settings: GenerationSettings,
+    batch_size: int = 16,
+    progress: str | None = None,
+) -> list[Generation]:
     """One generation per prompt, in the prompts' order."""
     if model.decode is None:
         raise ValueError(f"{model.name} has no decoder for its tokens; generation needs one")
     max_new = effective_max_gen_toks(model, settings)
     if max_new != settings.max_gen_toks:
-        log.warning("max_gen_toks %d does not fit %s's %d-token window: generating at most %d tokens",
-                    settings.max_gen_toks, model.name, model.max_length, max_new)
+        log.warning(
+            "max_gen_toks %d does not fit %s's %d-token window: generating at most %d tokens",
+            settings.max_gen_toks,
+            model.name,
+            model.max_length,
+            max_new,
+        )
     room = model.max_length - max_new
     encoded = [model.encode(p) for p in prompts]
     kept = [e[-room:] if len(e) > room else e for e in encoded]
@@ -134,13 +146,23 @@ def generate(model: EvalModel, prompts: list[str], settings: GenerationSettings,
     results: dict[int, Generation] = {}
     started, done = time.perf_counter(), 0
     for b in range(0, len(order), batch_size):
-        batch = order[b:b + batch_size]
+        batch = order[b : b + batch_size]
         for i, (toks, why) in zip(batch, _run_batch(model, [kept[i] for i in batch], batch, settings, max_new)):
             body = toks[:-1] if why == "eos" else toks
-            results[i] = Generation(text=cut(model.decode(body), settings.until), tokens=len(toks), stop=why,
-                                    prompt_tokens=len(kept[i]), truncated=len(encoded[i]) - len(kept[i]))
+            results[i] = Generation(
+                text=cut(model.decode(body), settings.until),
+                tokens=len(toks),
+                stop=why,
+                prompt_tokens=len(kept[i]),
+                truncated=len(encoded[i]) - len(kept[i]),
+            )
         done += len(batch)
         if progress:
-            log.info("%s: generated %d/%d (%.1f items/s)", progress, done, len(order),
-                     done / max(time.perf_counter() - started, 1e-9))
+            log.info(
+                "%s: generated %d/%d (%.1f items/s)",
+                progress,
+                done,
+                len(order),
+                done / max(time.perf_counter() - started, 1e-9),
+            )
     return [results[i] for i in range(len(prompts))]

@@ -11,6 +11,7 @@ Two sources of items:
 - A JSON-lines file of `prompt` and `references` (and optionally `incorrect_references`,
   `id`): a user's own held-out set, scored the same way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,17 +57,25 @@ def truthfulqa_doc(index: int, question: str, correct: list[str], incorrect: lis
     if NO_COMMENT not in true_refs:
         true_refs.append(NO_COMMENT)
     q = question.strip()
-    return GenDoc(id=f"truthfulqa_gen:{index}", prompt=f"{TRUTHFULQA_PROMPT}\n\nQ: {q}", question=q,
-                  references=true_refs, incorrect=format_answers(incorrect))
+    return GenDoc(
+        id=f"truthfulqa_gen:{index}",
+        prompt=f"{TRUTHFULQA_PROMPT}\n\nQ: {q}",
+        question=q,
+        references=true_refs,
+        incorrect=format_answers(incorrect),
+    )
 
 
 def truthfulqa_docs(root: Path | None, allow_hub: bool) -> tuple[list[GenDoc], str | None]:
     """The generation split's items, or the multiple-choice file's (with a note saying so)."""
     try:
-        records = load_split("truthfulqa_gen", "validation", root, allow_hub,
-                             ("question", "correct_answers", "incorrect_answers"))
-        return [truthfulqa_doc(i, r["question"], r["correct_answers"], r["incorrect_answers"])
-                for i, r in enumerate(records)], None
+        records = load_split(
+            "truthfulqa_gen", "validation", root, allow_hub, ("question", "correct_answers", "incorrect_answers")
+        )
+        return [
+            truthfulqa_doc(i, r["question"], r["correct_answers"], r["incorrect_answers"])
+            for i, r in enumerate(records)
+        ], None
     except BenchmarkDataError as missing:
         try:
             records = load_split("truthfulqa", "validation", root, False, ("question", "mc2_targets"))
@@ -76,10 +85,18 @@ def truthfulqa_docs(root: Path | None, allow_hub: bool) -> tuple[list[GenDoc], s
     for i, r in enumerate(records):
         t = r["mc2_targets"]
         labels = [int(x) for x in t["labels"]]
-        docs.append(truthfulqa_doc(i, r["question"], [c for c, y in zip(t["choices"], labels) if y],
-                                   [c for c, y in zip(t["choices"], labels) if not y]))
-    note = ("TruthfulQA's generation split is not in benchmarks_dir (truthfulqa_generation/validation.jsonl): "
-            "the true and false answers of the multiple-choice file's mc2 targets are the references")
+        docs.append(
+            truthfulqa_doc(
+                i,
+                r["question"],
+                [c for c, y in zip(t["choices"], labels) if y],
+                [c for c, y in zip(t["choices"], labels) if not y],
+            )
+        )
+    note = (
+        "TruthfulQA's generation split is not in benchmarks_dir (truthfulqa_generation/validation.jsonl): "
+        "the true and false answers of the multiple-choice file's mc2 targets are the references"
+    )
     log.warning("truthfulqa_gen: %s", note)
     return docs, note
 
@@ -87,8 +104,10 @@ def truthfulqa_docs(root: Path | None, allow_hub: bool) -> tuple[list[GenDoc], s
 def file_docs(name: str, path: Path) -> list[GenDoc]:
     """Items of a user's JSON-lines file; a bad line is an error naming the file and line."""
     if not path.is_file():
-        raise BenchmarkDataError(f"generation task {name}: {path} not found; give a JSON-lines file with "
-                                 f"one {{\"prompt\": ..., \"references\": [...]}} object a line")
+        raise BenchmarkDataError(
+            f"generation task {name}: {path} not found; give a JSON-lines file with "
+            f'one {{"prompt": ..., "references": [...]}} object a line'
+        )
     docs, seen = [], set()
     for line_no, rec in iter_jsonl(path):
         where = f"{path}, line {line_no}"
@@ -112,18 +131,35 @@ def file_docs(name: str, path: Path) -> list[GenDoc]:
     return docs
 
 
-def run_generation(model: EvalModel, task: str, docs: list[GenDoc], settings: GenerationSettings,
-                   batch_size: int) -> dict[str, Any]:
+def run_generation(
+    model: EvalModel, task: str, docs: list[GenDoc], settings: GenerationSettings, batch_size: int
+) -> dict[str, Any]:
     """Generate for every item, score each against its references, aggregate."""
     gens = generate(model, [d.prompt for d in docs], settings, batch_size, progress=task)
     per_item = [reference_scores(g.text, d.references, d.incorrect or None) for d, g in zip(docs, gens)]
-    result: dict[str, Any] = {"task": task, "formulation": "generate", "num_fewshot": 0, **aggregate(per_item),
-                              "settings": settings.as_dict(),
-                              "max_gen_toks_used": effective_max_gen_toks(model, settings),
-                              "truncated_prompts": sum(1 for g in gens if g.truncated),
-                              "stops": {w: sum(1 for g in gens if g.stop == w) for w in ("until", "eos", "length")}}
-    result["items"] = [{"id": d.id, "prompt": d.prompt, "question": d.question, "references": d.references,
-                        "incorrect_references": d.incorrect, "generation": g.text, "stop": g.stop,
-                        "tokens": g.tokens, "truncated": g.truncated, **m}
-                       for d, g, m in zip(docs, gens, per_item)]
+    result: dict[str, Any] = {
+        "task": task,
+        "formulation": "generate",
+        "num_fewshot": 0,
+        **aggregate(per_item),
+        "settings": settings.as_dict(),
+        "max_gen_toks_used": effective_max_gen_toks(model, settings),
+        "truncated_prompts": sum(1 for g in gens if g.truncated),
+        "stops": {w: sum(1 for g in gens if g.stop == w) for w in ("until", "eos", "length")},
+    }
+    result["items"] = [
+        {
+            "id": d.id,
+            "prompt": d.prompt,
+            "question": d.question,
+            "references": d.references,
+            "incorrect_references": d.incorrect,
+            "generation": g.text,
+            "stop": g.stop,
+            "tokens": g.tokens,
+            "truncated": g.truncated,
+            **m,
+        }
+        for d, g, m in zip(docs, gens, per_item)
+    ]
     return result

@@ -6,6 +6,7 @@ each choice is the continuation " " + choice. Few-shot examples come from the ta
 few-shot split: the first n (MMLU, per subject) or drawn with `random.Random(1234)`,
 advanced item by item in order, as the harness does.
 """
+
 from __future__ import annotations
 
 import random
@@ -72,8 +73,10 @@ def contexts(spec: TaskSpec, docs: list[Doc], pool: list[Doc], n: int, letters: 
             shots = by_subject[doc.subject][:n]
         elif n:
             if len(pool) < n + spec.fewshot_excludes_doc:
-                raise ValueError(f"{spec.name}: {n}-shot needs at least {n + 1} examples in the "
-                                 f"{spec.fewshot_split} split, it has {len(pool)}")
+                raise ValueError(
+                    f"{spec.name}: {n}-shot needs at least {n + 1} examples in the "
+                    f"{spec.fewshot_split} split, it has {len(pool)}"
+                )
             if spec.fewshot_excludes_doc:
                 shots = [x for x in rnd.sample(pool, n + 1) if x != doc][:n]
             else:
@@ -99,16 +102,19 @@ def load_docs(run: TaskRun, root: Path | None, allow_hub: bool) -> tuple[TaskSpe
     letters = run.formulation == "letters"
     records = load_split(spec.dataset, spec.split, root, allow_hub, spec.required)
     if not records:  # a score over no items would just be missing from the results
-        raise BenchmarkDataError(f"{spec.name}: the {spec.dataset} {spec.split} split holds no items; "
-                                 f"check the file in evaluation.benchmarks_dir or re-download it")
+        raise BenchmarkDataError(
+            f"{spec.name}: the {spec.dataset} {spec.split} split holds no items; "
+            f"check the file in evaluation.benchmarks_dir or re-download it"
+        )
     if run.limit and spec.name != "mmlu":
-        records = records[:run.limit]  # render only what is scored (MMLU limits per subject below)
+        records = records[: run.limit]  # render only what is scored (MMLU limits per subject below)
     docs = select(spec, [spec.render(r) for r in records], run.limit)
     pool: list[Doc] = []
     if run.num_fewshot:
         if spec.fewshot_split is None:
-            raise ValueError(f"{spec.name} is 0-shot only (its prompt already holds fixed examples); "
-                             f"set its num_fewshot to 0")
+            raise ValueError(
+                f"{spec.name} is 0-shot only (its prompt already holds fixed examples); set its num_fewshot to 0"
+            )
         pool = [spec.render(r) for r in load_split(spec.dataset, spec.fewshot_split, root, allow_hub, spec.required)]
     if letters:
         docs, pool = [as_letters(d) for d in docs], [as_letters(d) for d in pool]
@@ -122,9 +128,13 @@ def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool 
     scores = model.score([encode_question(model, c, d.choices) for c, d in zip(ctxs, docs)])
     metrics = spec.metrics if run.formulation == "cloze" else tuple(m for m in spec.metrics if m != "acc_norm")
     per_item = [item_metrics(d, [s.loglikelihood for s in sc], metrics) for d, sc in zip(docs, scores)]
-    result: dict[str, Any] = {"task": run.task, "formulation": run.formulation, "num_fewshot": run.num_fewshot,
-                              **aggregate(per_item),
-                              "random_chance": random_chance(docs, metrics[0])}
+    result: dict[str, Any] = {
+        "task": run.task,
+        "formulation": run.formulation,
+        "num_fewshot": run.num_fewshot,
+        **aggregate(per_item),
+        "random_chance": random_chance(docs, metrics[0]),
+    }
     if spec.name == "mmlu":
         by_subject: dict[str, list[dict[str, float]]] = defaultdict(list)
         for d, p in zip(docs, per_item):
@@ -132,7 +142,8 @@ def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool 
         result["subjects"] = {s: aggregate(v) for s, v in sorted(by_subject.items())}
         for m in metrics:
             result.update(subject_summary(result["subjects"], m))
-    result["items"] = [{"context": c, "choices": d.choices, "gold": d.gold,
-                        "loglikelihoods": [s.loglikelihood for s in sc]}
-                       for c, d, sc in zip(ctxs, docs, scores)]
+    result["items"] = [
+        {"context": c, "choices": d.choices, "gold": d.gold, "loglikelihoods": [s.loglikelihood for s in sc]}
+        for c, d, sc in zip(ctxs, docs, scores)
+    ]
     return result

@@ -6,6 +6,7 @@ TruthfulQA's mc1 choices (gold first). mc2: the probability mass of the true cho
 normalised over all choices. Standard errors: sample standard deviation (n-1) / sqrt(n);
 MMLU's subject-weighted figure uses the harness's pooled standard error over subjects.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,9 @@ def subject_summary(by_subject: dict[str, dict[str, Any]], metric: str) -> dict[
         metric: weighted,
         f"{metric}_stderr": pooled_stderr(sizes, errs) if finite else float("nan"),
         f"{metric}_subject_mean": float(np.mean(scores)),
-        f"{metric}_subject_mean_stderr": float(math.sqrt(sum(e**2 for e in errs)) / len(errs)) if finite else float("nan"),
+        f"{metric}_subject_mean_stderr": float(math.sqrt(sum(e**2 for e in errs)) / len(errs))
+        if finite
+        else float("nan"),
     }
 
 

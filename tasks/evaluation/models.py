@@ -4,11 +4,12 @@ Both are wrapped in one `EvalModel`: how to encode text (as the harness does: a 
 Face tokenizer with its default special tokens, ours with none), the end-of-text id, the
 context window, and how to get logits, so a run and a baseline are scored by the same code.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -57,11 +58,12 @@ class EvalModel:
         step = max(1, logits_bytes // (4 * b * weight.shape[0]))
         total = 0.0
         for start in range(0, t, step):
-            y = targets[:, start:start + step]
+            y = targets[:, start : start + step]
             if not bool((y != -100).any()):
                 continue
-            chunk = F.linear(hidden[:, start:start + step].float(), weight.float(),
-                             None if bias is None else bias.float())
+            chunk = F.linear(
+                hidden[:, start : start + step].float(), weight.float(), None if bias is None else bias.float()
+            )
             total += summed_nll(chunk, y)
         return total
 
@@ -92,10 +94,17 @@ def _crucible(path: Path) -> EvalModel:
     tok = load_tokenizer(tok_path)
     eos = tok.token_to_id("<|endoftext|>")
     lengths = token_byte_lengths(tok, {eos})
-    return EvalModel(name=path.name, kind="crucible", module=model.float().eval(),
-                     encode=lambda s: tok.encode(s, add_special_tokens=False).ids, eot_id=eos, pad_id=eos,
-                     max_length=meta["seq_len"], token_bytes=lambda ids: int(lengths[ids].sum()),
-                     decode=lambda ids: tok.decode(ids, skip_special_tokens=False))
+    return EvalModel(
+        name=path.name,
+        kind="crucible",
+        module=model.float().eval(),
+        encode=lambda s: tok.encode(s, add_special_tokens=False).ids,
+        eot_id=eos,
+        pad_id=eos,
+        max_length=meta["seq_len"],
+        token_bytes=lambda ids: int(lengths[ids].sum()),
+        decode=lambda ids: tok.decode(ids, skip_special_tokens=False),
+    )
 
 
 def _hf(path: Path) -> EvalModel:
@@ -105,19 +114,27 @@ def _hf(path: Path) -> EvalModel:
     config = AutoConfig.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     # The harness's window: the first of these the config has, else the tokenizer's limit, else 2048.
-    max_length = next((getattr(config, a) for a in ("n_positions", "max_position_embeddings", "n_ctx")
-                       if getattr(config, a, None)), None)
+    max_length = next(
+        (getattr(config, a) for a in ("n_positions", "max_position_embeddings", "n_ctx") if getattr(config, a, None)),
+        None,
+    )
     if max_length is None:
         max_length = tok.model_max_length if tok.model_max_length < 10**9 else 2048
     eot = tok.eos_token_id
-    return EvalModel(name=path.name, kind="hf", module=model,
-                     # The tokenizer's own default, as the harness: Llama-style ones add BOS.
-                     encode=lambda s: tok(s)["input_ids"], eot_id=eot,
-                     pad_id=tok.pad_token_id if tok.pad_token_id is not None else eot, max_length=int(max_length),
-                     token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")),
-                     # The harness decodes generations without special tokens.
-                     decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
-                     prefix=tok.bos_token_id if tok.bos_token_id is not None else eot)
+    return EvalModel(
+        name=path.name,
+        kind="hf",
+        module=model,
+        # The tokenizer's own default, as the harness: Llama-style ones add BOS.
+        encode=lambda s: tok(s)["input_ids"],
+        eot_id=eot,
+        pad_id=tok.pad_token_id if tok.pad_token_id is not None else eot,
+        max_length=int(max_length),
+        token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")),
+        # The harness decodes generations without special tokens.
+        decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
+        prefix=tok.bos_token_id if tok.bos_token_id is not None else eot,
+    )
 
 
 def load_eval_model(path: str | Path) -> EvalModel:

@@ -4,6 +4,7 @@ End-of-text and padding targets are left out of both the loss and the byte count
 boundaries, not text. A byte-level BPE token's string has one character per byte, so a
 token's byte length is the length of its vocabulary entry.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,13 +32,15 @@ def summed_nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
     over rows of the vocabulary: on CPU the (b, vocab, t) layout's kernel drifts (0.08 nats over
     678 tokens against float64, 5e-5 of the total), where this one stays within 1e-7 of the
     harness's log_softmax."""
-    return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
-                                 reduction="sum"))
+    return float(
+        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    )
 
 
 @torch.no_grad()
-def perplexity(model: torch.nn.Module, shards: TokenRows, tok: Tokenizer, eos_id: int,
-               max_rows: int, batch_size: int) -> dict[str, float]:
+def perplexity(
+    model: torch.nn.Module, shards: TokenRows, tok: Tokenizer, eos_id: int, max_rows: int, batch_size: int
+) -> dict[str, float]:
     byte_len = token_byte_lengths(tok, {eos_id})
     nll, tokens, nbytes = 0.0, 0, 0
     rows = min(max_rows, len(shards))
@@ -49,13 +52,20 @@ def perplexity(model: torch.nn.Module, shards: TokenRows, tok: Tokenizer, eos_id
         tokens += int(mask.sum())
         nbytes += int(byte_len[y[mask].numpy()].sum())
     loss = nll / tokens
-    return {"rows": rows, "tokens": tokens, "bytes": nbytes, "loss": loss,
-            "perplexity": math.exp(loss), "bits_per_byte": nll / (math.log(2) * nbytes)}
+    return {
+        "rows": rows,
+        "tokens": tokens,
+        "bytes": nbytes,
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "bits_per_byte": nll / (math.log(2) * nbytes),
+    }
 
 
 @torch.no_grad()
-def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | None = None,
-                    logits_mb: int = 256) -> dict[str, Any]:
+def text_perplexity(
+    model, path: Path, batch_size: int = 8, max_tokens: int | None = None, logits_mb: int = 256
+) -> dict[str, Any]:
     """Perplexity and bits per byte of `model` (an EvalModel) on a UTF-8 text file.
 
     As the harness's rolling log-likelihood: the text is cut into windows of the model's
@@ -79,17 +89,25 @@ def text_perplexity(model, path: Path, batch_size: int = 8, max_tokens: int | No
         windows.append((inputs[lo:e], [-100] * (s - lo) + tokens[s:e]))
     nll = 0.0
     for start in range(0, len(windows), batch_size):
-        group = windows[start:start + batch_size]
+        group = windows[start : start + batch_size]
         width = max(len(x) for x, _ in group)
         x = torch.full((len(group), width), model.pad_id, dtype=torch.long)
         y = torch.full((len(group), width), -100, dtype=torch.long)
         for r, (inp, tgt) in enumerate(group):
-            x[r, :len(inp)], y[r, :len(tgt)] = torch.tensor(inp), torch.tensor(tgt)
+            x[r, : len(inp)], y[r, : len(tgt)] = torch.tensor(inp), torch.tensor(tgt)
         nll += model.target_nll(x, y, logits_mb * 2**20)  # memory bounded by logits_mb, not by the vocabulary
     whole = len(tokens) == len(every)
     nbytes = len(text.encode("utf-8")) if whole else model.token_bytes(tokens)
     # The harness's wikitext figures count words as it does: pieces between runs of whitespace.
     words = len(re.split(r"\s+", text if whole else model.decode(tokens) if model.decode else text))
-    return {"file": str(path), "tokens": len(tokens), "bytes": nbytes, "words": words, "loss": nll / len(tokens),
-            "perplexity": math.exp(nll / len(tokens)), "bits_per_byte": nll / (math.log(2) * nbytes),
-            "word_perplexity": math.exp(nll / words), "byte_perplexity": math.exp(nll / nbytes)}
+    return {
+        "file": str(path),
+        "tokens": len(tokens),
+        "bytes": nbytes,
+        "words": words,
+        "loss": nll / len(tokens),
+        "perplexity": math.exp(nll / len(tokens)),
+        "bits_per_byte": nll / (math.log(2) * nbytes),
+        "word_perplexity": math.exp(nll / words),
+        "byte_perplexity": math.exp(nll / nbytes),
+    }

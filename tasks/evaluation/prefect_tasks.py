@@ -1,4 +1,5 @@
 """Thin Prefect task wrappers around evaluation; each (task, formulation) runs on a Ray worker."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,6 @@ from typing import Any
 from prefect import task
 
 from infra.core.resume import read_marker, write_marker
-
 from tasks.evaluation.config import EvaluationConfig, JudgeConfig
 from tasks.evaluation.evaluate import evaluate_unit, perplexities
 from tasks.evaluation.harness import TaskRun
@@ -15,10 +15,10 @@ from tasks.evaluation.judges import run_judge
 from tasks.transient import retry_transient
 
 
-@task(name="evaluate-task", task_run_name="{run.task}-{run.formulation}", retries=2,
-      retry_condition_fn=retry_transient)
-def evaluate_unit_task(model_path: str, run: TaskRun, cfg: EvaluationConfig,
-                       marker: str | None = None) -> dict[str, Any]:
+@task(name="evaluate-task", task_run_name="{run.task}-{run.formulation}", retries=2, retry_condition_fn=retry_transient)
+def evaluate_unit_task(
+    model_path: str, run: TaskRun, cfg: EvaluationConfig, marker: str | None = None
+) -> dict[str, Any]:
     """One (task, formulation); with `marker`, a retried stage reuses a unit that finished."""
     done = read_marker(Path(marker)) if marker else None
     if done is not None:

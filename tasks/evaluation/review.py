@@ -6,6 +6,7 @@ self-contained HTML page (no network) whose form saves the same CSV. `fold_ratin
 filled-in sheet row by row, then writes the human figures into results.json (and each
 item's rating into samples/), with Cohen's kappa between each judge and the people.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,17 @@ from typing import Any
 from infra.core.storage import atomic_path, read_json, write_json, write_text
 from tasks.evaluation.metrics import mean_stderr
 
-COLUMNS = ["id", "task", "question", "true_references", "false_references", "generation",
-           "truthful", "informative", "notes"]
+COLUMNS = [
+    "id",
+    "task",
+    "question",
+    "true_references",
+    "false_references",
+    "generation",
+    "truthful",
+    "informative",
+    "notes",
+]
 ASPECTS = ("truthful", "informative")
 YES, NO = {"1", "yes", "y", "true", "t"}, {"0", "no", "n", "false", "f"}
 
@@ -46,28 +56,46 @@ def generation_items(results_path: Path) -> dict[str, list[dict[str, Any]]]:
             path = results_path.parent / "samples" / f"{key}.jsonl"
             out[key] = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not out:
-        raise SheetError(f"{results_path} holds no generation task; add truthfulqa_gen to evaluation.tasks "
-                         f"or a file to evaluation.generation_files and evaluate again")
+        raise SheetError(
+            f"{results_path} holds no generation task; add truthfulqa_gen to evaluation.tasks "
+            f"or a file to evaluation.generation_files and evaluate again"
+        )
     return out
 
 
 def sheet_rows(items: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
-    return [{"id": i["id"], "task": task, "question": i["question"], "true_references": "\n".join(i["references"]),
-             "false_references": "\n".join(i.get("incorrect_references", [])), "generation": i["generation"],
-             "truthful": "", "informative": "", "notes": ""}
-            for task, its in items.items() for i in its]
+    return [
+        {
+            "id": i["id"],
+            "task": task,
+            "question": i["question"],
+            "true_references": "\n".join(i["references"]),
+            "false_references": "\n".join(i.get("incorrect_references", [])),
+            "generation": i["generation"],
+            "truthful": "",
+            "informative": "",
+            "notes": "",
+        }
+        for task, its in items.items()
+        for i in its
+    ]
 
 
 def _html(rows: list[dict[str, str]], title: str) -> str:
     cells = []
     for n, r in enumerate(rows):
-        pick = "".join(f'<td><select name="{a}"><option value=""></option><option value="yes">yes</option>'
-                       f'<option value="no">no</option></select></td>' for a in ASPECTS)
+        pick = "".join(
+            f'<td><select name="{a}"><option value=""></option><option value="yes">yes</option>'
+            f'<option value="no">no</option></select></td>'
+            for a in ASPECTS
+        )
         refs = lambda s: "<br>".join(html.escape(x) for x in s.split("\n")) if s else ""
-        cells.append(f'<tr data-row="{n}"><td>{html.escape(r["id"])}</td><td>{html.escape(r["question"])}</td>'
-                     f'<td>{refs(r["true_references"])}</td><td>{refs(r["false_references"])}</td>'
-                     f'<td class="gen">{html.escape(r["generation"])}</td>{pick}'
-                     f'<td><input name="notes" size="16"></td></tr>')
+        cells.append(
+            f'<tr data-row="{n}"><td>{html.escape(r["id"])}</td><td>{html.escape(r["question"])}</td>'
+            f"<td>{refs(r['true_references'])}</td><td>{refs(r['false_references'])}</td>"
+            f'<td class="gen">{html.escape(r["generation"])}</td>{pick}'
+            f'<td><input name="notes" size="16"></td></tr>'
+        )
     data = json.dumps(rows).replace("</", "<\\/")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -128,15 +156,19 @@ def _rating(value: str, where: str, aspect: str) -> float | None:
     raise SheetError(f"{where}: {aspect} is {value!r}; write yes/no (or 1/0), or leave it blank")
 
 
-def read_sheet(sheet: Path, items: dict[str, list[dict[str, Any]]], partial: bool) -> dict[str, dict[str, float | None]]:
+def read_sheet(
+    sheet: Path, items: dict[str, list[dict[str, Any]]], partial: bool
+) -> dict[str, dict[str, float | None]]:
     """{item id: {aspect: 1.0, 0.0 or None (unrated)}}, every row checked against the run's items."""
     known = {i["id"]: i for its in items.values() for i in its}
     with Path(sheet).open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("id", *ASPECTS, "generation") if c not in (reader.fieldnames or [])]
         if missing:
-            raise SheetError(f"{sheet}: no column(s) {missing}; the sheet needs the header written by "
-                             f"`crucible eval-sheet` ({','.join(COLUMNS)})")
+            raise SheetError(
+                f"{sheet}: no column(s) {missing}; the sheet needs the header written by "
+                f"`crucible eval-sheet` ({','.join(COLUMNS)})"
+            )
         ratings: dict[str, dict[str, float | None]] = {}
         blank: list[str] = []
         for n, row in enumerate(reader, 1):
@@ -146,13 +178,17 @@ def read_sheet(sheet: Path, items: dict[str, list[dict[str, Any]]], partial: boo
                 raise SheetError(f"{where}: more cells than columns; check for an unquoted comma")
             item_id = (row.get("id") or "").strip()
             if item_id not in known:
-                raise SheetError(f"{where}: id {item_id!r} is not an item of these results; was the sheet made "
-                                 f"from another evaluation? Make a new one with `crucible eval-sheet`")
+                raise SheetError(
+                    f"{where}: id {item_id!r} is not an item of these results; was the sheet made "
+                    f"from another evaluation? Make a new one with `crucible eval-sheet`"
+                )
             if item_id in ratings:
                 raise SheetError(f"{where}: id {item_id!r} appears twice; keep one row per item")
             if (row.get("generation") or "").replace("\r\n", "\n") != known[item_id]["generation"]:
-                raise SheetError(f"{where}: the generation of {item_id} differs from the one in the results; the "
-                                 f"sheet is from another evaluation or was edited there")
+                raise SheetError(
+                    f"{where}: the generation of {item_id} differs from the one in the results; the "
+                    f"sheet is from another evaluation or was edited there"
+                )
             rated = {a: _rating(row.get(a, ""), where, a) for a in ASPECTS}
             if None in rated.values():
                 blank.append(f"row {n} ({item_id}: {', '.join(a for a in ASPECTS if rated[a] is None)})")
@@ -161,12 +197,17 @@ def read_sheet(sheet: Path, items: dict[str, list[dict[str, Any]]], partial: boo
     if not partial and (blank or absent):
         why = []
         if blank:
-            why.append(f"{len(blank)} row(s) with blank ratings: {'; '.join(blank[:10])}"
-                       + (" …" if len(blank) > 10 else ""))
+            why.append(
+                f"{len(blank)} row(s) with blank ratings: {'; '.join(blank[:10])}" + (" …" if len(blank) > 10 else "")
+            )
         if absent:
-            why.append(f"{len(absent)} item(s) have no row: {', '.join(absent[:10])}" + (" …" if len(absent) > 10 else ""))
-        raise SheetError(f"{sheet}: {'; '.join(why)}. Rate them, or pass --partial to fold in only the rated "
-                         f"ones (the unrated are counted in the results)")
+            why.append(
+                f"{len(absent)} item(s) have no row: {', '.join(absent[:10])}" + (" …" if len(absent) > 10 else "")
+            )
+        raise SheetError(
+            f"{sheet}: {'; '.join(why)}. Rate them, or pass --partial to fold in only the rated "
+            f"ones (the unrated are counted in the results)"
+        )
     return ratings
 
 
@@ -210,8 +251,9 @@ def fold_ratings(target: str | Path, sheet: Path, partial: bool = False) -> dict
                 task_summary[f"agreement_{name}"] = sum(v == h for v, h in zip(verdicts, human)) / len(human)
         summary["tasks"][task] = task_summary
         with atomic_path(results_path.parent / "samples" / f"{task}.jsonl") as tmp:
-            tmp.write_text("".join(json.dumps({**i, "human": ratings.get(i["id"])}) + "\n" for i in its),
-                           encoding="utf-8")
+            tmp.write_text(
+                "".join(json.dumps({**i, "human": ratings.get(i["id"])}) + "\n" for i in its), encoding="utf-8"
+            )
     results["human_ratings"] = summary
     write_json(results_path.parent / "human.json", summary)
     write_json(results_path, results)

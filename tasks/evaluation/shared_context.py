@@ -17,6 +17,7 @@ Questions are batched by length, longest first, a batch closed before its paddin
 A question whose context plus a continuation exceeds the model's window is cut on the left
 exactly as the harness cuts it.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -56,8 +57,9 @@ def _batches(order: list[int], sizes: list[int], token_budget: int, overhead: in
     for i in order:
         if cur:
             padded = sizes[cur[0]] * (len(cur) + 1)
-            if ((overhead + sizes[cur[0]]) * (len(cur) + 1) > token_budget
-                    or (real + sizes[i] < MIN_FILL * padded and sizes[cur[0]] * len(cur) >= MIN_BATCH_TOKENS)):
+            if (overhead + sizes[cur[0]]) * (len(cur) + 1) > token_budget or (
+                real + sizes[i] < MIN_FILL * padded and sizes[cur[0]] * len(cur) >= MIN_BATCH_TOKENS
+            ):
                 out.append(cur)
                 cur, real = [], 0
         cur.append(i)
@@ -88,9 +90,9 @@ def _pack(questions: list[Encoded], group: list[int], offset: int = 0):
         at, per_choice = len(ctx), []
         for j, c in enumerate(conts):
             n = len(c) - 1
-            positions[r, at:at + n] = torch.arange(offset + len(ctx), offset + len(ctx) + n)
-            owner[r, at:at + n] = j
-            keep[r, at:at + n] = True
+            positions[r, at : at + n] = torch.arange(offset + len(ctx), offset + len(ctx) + n)
+            owner[r, at : at + n] = j
+            keep[r, at : at + n] = True
             # The first token is predicted from the context's last position, the rest from
             # the continuation's own positions.
             per_choice.append([len(ctx) - 1] + list(range(at, at + n)))
@@ -106,8 +108,14 @@ def _pack(questions: list[Encoded], group: list[int], offset: int = 0):
     return ids, positions, mask, keep, wanted
 
 
-def _collect(logits: torch.Tensor, keep: torch.Tensor, wanted: list[list[list[int]]],
-             questions: list[Encoded], group: list[int], results: list[list[Scored]]) -> None:
+def _collect(
+    logits: torch.Tensor,
+    keep: torch.Tensor,
+    wanted: list[list[list[int]]],
+    questions: list[Encoded],
+    group: list[int],
+    results: list[list[Scored]],
+) -> None:
     """Score each choice from `logits`, the kept positions' rows (n, vocab) in row-major order."""
     index = torch.full(keep.shape, -1, dtype=torch.long)
     index[keep] = torch.arange(int(keep.sum()))
@@ -177,8 +185,9 @@ def prefix_groups(contexts: list[list[int]], min_prefix: int = MIN_SHARED_PREFIX
 
 
 @torch.no_grad()
-def score_cached(model, questions: list[Encoded], token_budget: int = 8192,
-                 min_prefix: int = MIN_SHARED_PREFIX) -> list[list[Scored]]:
+def score_cached(
+    model, questions: list[Encoded], token_budget: int = 8192, min_prefix: int = MIN_SHARED_PREFIX
+) -> list[list[Scored]]:
     """Hugging Face causal LM: a prefix shared by many contexts run once and cached, then each
     question as one packed row (`_pack`) on top of it, through a 4D attention mask."""
     from transformers import DynamicCache
@@ -192,8 +201,13 @@ def score_cached(model, questions: list[Encoded], token_budget: int = 8192,
         if shared:
             prefix = torch.tensor([questions[members[0]][0][:shared]])
             prefix_cache = DynamicCache(config=model.config)
-            model(input_ids=prefix, position_ids=torch.arange(shared)[None], use_cache=True,
-                  **{cache_arg: prefix_cache}, **({"logits_to_keep": 1} if "logits_to_keep" in params else {}))
+            model(
+                input_ids=prefix,
+                position_ids=torch.arange(shared)[None],
+                use_cache=True,
+                **{cache_arg: prefix_cache},
+                **({"logits_to_keep": 1} if "logits_to_keep" in params else {}),
+            )
             prefix_kv = [(layer.keys, layer.values) for layer in prefix_cache.layers]
         rest = [(questions[i][0][shared:], questions[i][1]) for i in members]
         scored: list[list[Scored]] = [[] for _ in rest]
@@ -201,7 +215,10 @@ def score_cached(model, questions: list[Encoded], token_budget: int = 8192,
             ids, positions, mask, keep, wanted = _pack(rest, chunk, offset=shared)
             if shared:
                 for layer, (keys, values) in zip(prefix_cache.layers, prefix_kv):  # fresh for each chunk
-                    layer.keys, layer.values = keys.expand(len(chunk), -1, -1, -1), values.expand(len(chunk), -1, -1, -1)
+                    layer.keys, layer.values = (
+                        keys.expand(len(chunk), -1, -1, -1),
+                        values.expand(len(chunk), -1, -1, -1),
+                    )
                 cache_kw = {cache_arg: prefix_cache, "use_cache": True}
             # An additive float mask: every attention implementation reads it as it is given.
             add = torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)[:, None]
@@ -249,7 +266,7 @@ def split_overflowing(question: Encoded, max_length: int) -> list[tuple[Encoded,
         by_len.setdefault(len(c), []).append(j)
     out = []
     for k, js in by_len.items():
-        cut = ctx[-(max_length + 1 - k):] if len(ctx) + k - 1 > max_length else ctx
+        cut = ctx[-(max_length + 1 - k) :] if len(ctx) + k - 1 > max_length else ctx
         out.append(((cut, [conts[j] for j in js]), js))
     return out
 
@@ -263,7 +280,7 @@ def score_questions(model, questions: list[Encoded], max_length: int, packed: bo
         longest = max(len(c) for c in q[1])
         if longest > max_length:  # the harness refuses this too
             raise ValueError(f"a choice of {longest} tokens is longer than the model's window of {max_length}")
-        for part, js in ([(q, list(range(len(q[1]))))] if fits(q, max_length) else split_overflowing(q, max_length)):
+        for part, js in [(q, list(range(len(q[1]))))] if fits(q, max_length) else split_overflowing(q, max_length):
             parts.append(part)
             where.append([i, *js])
     scored = score_packed(model, parts) if packed else score_cached(model, parts)

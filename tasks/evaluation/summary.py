@@ -1,4 +1,5 @@
 """Tables of evaluation results: one run's figures, and several runs side by side."""
+
 from __future__ import annotations
 
 import math
@@ -30,11 +31,20 @@ def results_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for key, t in results["tasks"].items():
         for m in metrics_of(key, t):
             shots = f", {t['num_fewshot']}-shot" if t.get("num_fewshot") else ""
-            rows.append({"task": f"{key} ({t['n']} items{shots})", "metric": m, "value": t[m],
-                         "stderr": t.get(f"{m}_stderr"), "chance": t.get("random_chance")})
+            rows.append(
+                {
+                    "task": f"{key} ({t['n']} items{shots})",
+                    "metric": m,
+                    "value": t[m],
+                    "stderr": t.get(f"{m}_stderr"),
+                    "chance": t.get("random_chance"),
+                }
+            )
     for name, p in results.get("perplexity", {}).items():
-        rows += [{"task": name, "metric": m, "value": p[m], "stderr": None, "chance": None}
-                 for m in ("perplexity", "bits_per_byte")]
+        rows += [
+            {"task": name, "metric": m, "value": p[m], "stderr": None, "chance": None}
+            for m in ("perplexity", "bits_per_byte")
+        ]
     return rows
 
 
@@ -43,8 +53,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     file = path / "eval" / "results.json" if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(f"no evaluation results at {file}; run `crucible evaluate --run-id "
-                                f"{path.name}` or `crucible evaluate-model MODEL --out {file}` first")
+        raise FileNotFoundError(
+            f"no evaluation results at {file}; run `crucible evaluate --run-id "
+            f"{path.name}` or `crucible evaluate-model MODEL --out {file}` first"
+        )
     return read_json(file)
 
 
@@ -69,8 +81,7 @@ def compare_table(paths: list[str | Path]) -> str:
                 keys.append(k)
             chance.setdefault(k, row["chance"])
     lookup = [{(row["task"].split(" (")[0], row["metric"]): row for row in results_rows(r)} for r in results]
-    lines = ["| task | metric | " + " | ".join(names) + " | random chance |",
-             "|---|---|" + "---|" * (len(names) + 1)]
+    lines = ["| task | metric | " + " | ".join(names) + " | random chance |", "|---|---|" + "---|" * (len(names) + 1)]
     for k in keys:
         cells = [_cell(lk[k]["value"], lk[k]["stderr"]) if k in lk else "-" for lk in lookup]
         c = chance.get(k)

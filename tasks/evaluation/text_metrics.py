@@ -7,6 +7,7 @@ x 100, with " . " turned into sentence breaks. Each metric is the best score ove
 references (`*_max`); with false references too, `*_diff` is best-true minus best-false
 and `*_acc` is 1 when the best true reference beats the best false one.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -22,8 +23,16 @@ METRIC_FAMILIES = ("bleu", "rouge1", "rouge2", "rougeL")
 def bleu(reference: str, generation: str) -> float:
     import sacrebleu
 
-    return sacrebleu.corpus_bleu([generation], [[reference]], smooth_method="exp", smooth_value=0.0, force=False,
-                                 lowercase=False, tokenize="intl", use_effective_order=False).score
+    return sacrebleu.corpus_bleu(
+        [generation],
+        [[reference]],
+        smooth_method="exp",
+        smooth_value=0.0,
+        force=False,
+        lowercase=False,
+        tokenize="intl",
+        use_effective_order=False,
+    ).score
 
 
 @lru_cache(maxsize=1)

@@ -1,10 +1,11 @@
 """The byte-level BPE tokenizer (HF `tokenizers`): trained on curated text, or reused."""
+
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -86,5 +87,7 @@ def load_tokenizer(path: Path) -> Tokenizer:
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception for unparsable JSON
-        raise ValueError(f"tokenizer {path} cannot be read ({str(exc)[:200]}); it is not a HF "
-                         f"tokenizer.json: point tokenization.tokenizer_path at one") from None
+        raise ValueError(
+            f"tokenizer {path} cannot be read ({str(exc)[:200]}); it is not a HF "
+            f"tokenizer.json: point tokenization.tokenizer_path at one"
+        ) from None

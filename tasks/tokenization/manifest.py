@@ -1,4 +1,5 @@
 """The token-shard manifest: files with counts and checksums, totals, tokenizer figures, mixture."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,9 +34,13 @@ def build_manifest(entries: list[dict[str, Any]], tokenizer_path: Path, cfg: Tok
                 f"the train split has {t['tokens']} tokens, less than one sequence of {cfg.seq_len + 1}; "
                 f"give more data or lower tokenization.seq_len"
             )
-    sources = {split: {src: _sum([e for e in entries if e["split"] == split and e["source"] == src])
-                       for src in sorted({e["source"] for e in entries if e["split"] == split})}
-               for split in SPLITS}
+    sources = {
+        split: {
+            src: _sum([e for e in entries if e["split"] == split and e["source"] == src])
+            for src in sorted({e["source"] for e in entries if e["split"] == split})
+        }
+        for split in SPLITS
+    }
     train = sources["train"]
     val = splits["val"]
     return {
@@ -49,12 +54,15 @@ def build_manifest(entries: list[dict[str, Any]], tokenizer_path: Path, cfg: Tok
         "dtype": token_dtype(tok.get_vocab_size()).name,
         # Held-out text: validation documents were never in the BPE's training sample.
         # Their EOS tokens are not text, so they are left out of the ratio.
-        "tokenizer": {"vocab_size": tok.get_vocab_size(), "reused": cfg.tokenizer_path is not None,
-                      "val_bytes_per_token": val["text_bytes"]
-                      / max(1, val["tokens"] + val["dropped_eos"] - val["docs"])},
+        "tokenizer": {
+            "vocab_size": tok.get_vocab_size(),
+            "reused": cfg.tokenizer_path is not None,
+            "val_bytes_per_token": val["text_bytes"] / max(1, val["tokens"] + val["dropped_eos"] - val["docs"]),
+        },
         "splits": splits,
         "sources": sources,
-        "mixture": plan_mixture({s: t["rows"] for s, t in train.items()},
-                                {s: t["tokens"] for s, t in train.items()}, cfg.mixture),
+        "mixture": plan_mixture(
+            {s: t["rows"] for s, t in train.items()}, {s: t["tokens"] for s, t in train.items()}, cfg.mixture
+        ),
         "shards": sorted(entries, key=lambda e: e["file"]),
     }

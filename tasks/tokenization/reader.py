@@ -4,6 +4,7 @@ Opening maps each Arrow file and validates its size, footer, schema and (optiona
 SHA-256; rows are then gathered straight from the mapped pages, so a reader's memory does
 not grow with the data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ def read_manifest(shard_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no token shards: {path} not found; run `crucible tokenize` for this run first")
     manifest = read_json(path)
     if manifest.get("schema") != SCHEMA_VERSION:
-        raise ShardError(f"{path} was written by an older version of Crucible (schema "
-                         f"{manifest.get('schema', 1)}, expected {SCHEMA_VERSION}); {RETOKENIZE}")
+        raise ShardError(
+            f"{path} was written by an older version of Crucible (schema "
+            f"{manifest.get('schema', 1)}, expected {SCHEMA_VERSION}); {RETOKENIZE}"
+        )
     return manifest
 
 
@@ -44,6 +47,7 @@ def check_tokenizer_matches(manifest: dict[str, Any], tokenizer_path: Path, shar
         raise FileNotFoundError(f"tokenizer {tokenizer_path} not found; {RETOKENIZE}")
     if sha256_file(tokenizer_path) != manifest["tokenizer_sha256"]:
         from tasks.tokenization.bpe import load_tokenizer
+
         vocab = load_tokenizer(Path(tokenizer_path)).get_vocab_size()
         raise ShardError(
             f"tokenizer {tokenizer_path} (vocabulary {vocab}) is not the one the shards in {shard_dir} "
@@ -56,8 +60,10 @@ def _open_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any], veri
         raise ShardError(f"token shard {path} is missing; {RETOKENIZE}")
     size = path.stat().st_size
     if size != entry["bytes"]:
-        raise ShardError(f"token shard {path} is {size} bytes, the manifest says {entry['bytes']} "
-                         f"(truncated or replaced); {RETOKENIZE}")
+        raise ShardError(
+            f"token shard {path} is {size} bytes, the manifest says {entry['bytes']} "
+            f"(truncated or replaced); {RETOKENIZE}"
+        )
     if verify == "full" and sha256_file(path) != entry["sha256"]:
         raise ShardError(f"token shard {path}: checksum differs from the manifest; {RETOKENIZE}")
     try:
@@ -73,8 +79,12 @@ def _open_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any], veri
     b = batches[0]
     tokens = b.column("tokens").values.to_numpy(zero_copy_only=True).reshape(-1, manifest["row_len"])
     starts = b.column("doc_starts")
-    return (tokens, b.column("length").to_numpy(zero_copy_only=True),
-            starts.offsets.to_numpy(zero_copy_only=True), starts.values.to_numpy(zero_copy_only=True))
+    return (
+        tokens,
+        b.column("length").to_numpy(zero_copy_only=True),
+        starts.offsets.to_numpy(zero_copy_only=True),
+        starts.values.to_numpy(zero_copy_only=True),
+    )
 
 
 @dataclass
@@ -87,21 +97,30 @@ class TokenRows:
     offsets: np.ndarray  # first global row index of each file
 
     @classmethod
-    def open(cls, shard_dir: Path, split: str, source: str | None = None, verify: Verify = "size",
-             manifest: dict[str, Any] | None = None) -> "TokenRows":
+    def open(
+        cls,
+        shard_dir: Path,
+        split: str,
+        source: str | None = None,
+        verify: Verify = "size",
+        manifest: dict[str, Any] | None = None,
+    ) -> TokenRows:
         manifest = manifest or read_manifest(shard_dir)
-        opened = [_open_file(Path(shard_dir) / e["file"], e, manifest, verify)
-                  for e in manifest["shards"]
-                  if e["split"] == split and (source is None or e["source"] == source) and e["rows"]]
+        opened = [
+            _open_file(Path(shard_dir) / e["file"], e, manifest, verify)
+            for e in manifest["shards"]
+            if e["split"] == split and (source is None or e["source"] == source) and e["rows"]
+        ]
         offsets = np.cumsum([0] + [len(o[0]) for o in opened])
         return cls([o[0] for o in opened], [o[1] for o in opened], [(o[2], o[3]) for o in opened], offsets)
 
     @classmethod
-    def from_arrays(cls, rows: list[np.ndarray]) -> "TokenRows":
+    def from_arrays(cls, rows: list[np.ndarray]) -> TokenRows:
         """Full rows with no document boundaries recorded (for tests and tools)."""
         empty = [(np.zeros(len(r) + 1, np.int32), np.zeros(0, np.int32)) for r in rows]
-        return cls(rows, [np.full(len(r), r.shape[1], np.int32) for r in rows], empty,
-                   np.cumsum([0] + [len(r) for r in rows]))
+        return cls(
+            rows, [np.full(len(r), r.shape[1], np.int32) for r in rows], empty, np.cumsum([0] + [len(r) for r in rows])
+        )
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -131,13 +150,12 @@ class TokenRows:
         marks = np.zeros((len(f), row_len), dtype=np.int64)
         for i, (file, r) in enumerate(zip(f, local)):
             offs, pos = self.starts[file]
-            marks[i, pos[offs[r]:offs[r + 1]]] = 1
+            marks[i, pos[offs[r] : offs[r + 1]]] = 1
         marks[:, 0] = 0  # a row's first token belongs to segment 0 whether or not a document starts there
         return np.cumsum(marks, axis=1)
 
 
-def to_batch(tokens: np.ndarray, lengths: np.ndarray, segments: np.ndarray | None = None
-             ) -> tuple[torch.Tensor, ...]:
+def to_batch(tokens: np.ndarray, lengths: np.ndarray, segments: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
     """Inputs (row[:-1]), next-token targets (row[1:], padding set to IGNORE) and, if given, segments."""
     data = torch.from_numpy(tokens)
     x, y = data[:, :-1], data[:, 1:].clone()

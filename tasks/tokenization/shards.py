@@ -7,6 +7,7 @@ real, so no token is dropped. `doc_starts` lists, per row, where documents begin
 training can keep attention inside a document. Rows of different sources never mix: the
 mixture is applied when rows are sampled (tasks/training/data.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,9 @@ def arrow_view(arr: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.from_numpy_dtype(arr.dtype), len(arr), [None, pa.py_buffer(arr)])
 
 
-def pack_rows(stream: np.ndarray, doc_lengths: np.ndarray, row_len: int, pad_id: int
-              ) -> tuple[pa.Table, dict[str, int]]:
+def pack_rows(
+    stream: np.ndarray, doc_lengths: np.ndarray, row_len: int, pad_id: int
+) -> tuple[pa.Table, dict[str, int]]:
     """Pack documents (concatenated in `stream`, each ending in EOS) into rows; returns the
     table and its counts."""
     n = len(stream)
@@ -81,20 +83,28 @@ def pack_rows(stream: np.ndarray, doc_lengths: np.ndarray, row_len: int, pad_id:
     starts = np.cumsum(doc_lengths) - doc_lengths
     starts = starts[starts < n]
     offsets = np.searchsorted(starts // row_len, np.arange(rows + 1)).astype(np.int32)
-    table = pa.Table.from_arrays([
-        pa.FixedSizeListArray.from_arrays(arrow_view(padded), row_len),
-        arrow_view(valid),
-        pa.ListArray.from_arrays(arrow_view(offsets), arrow_view((starts % row_len).astype(np.int32))),
-    ], names=["tokens", "length", "doc_starts"])
-    counts = {"docs": len(doc_lengths), "tokens": int(n), "rows": int(rows),
-              "padding_tokens": int(rows * row_len - n), "dropped_eos": dropped}
+    table = pa.Table.from_arrays(
+        [
+            pa.FixedSizeListArray.from_arrays(arrow_view(padded), row_len),
+            arrow_view(valid),
+            pa.ListArray.from_arrays(arrow_view(offsets), arrow_view((starts % row_len).astype(np.int32))),
+        ],
+        names=["tokens", "length", "doc_starts"],
+    )
+    counts = {
+        "docs": len(doc_lengths),
+        "tokens": int(n),
+        "rows": int(rows),
+        "padding_tokens": int(rows * row_len - n),
+        "dropped_eos": dropped,
+    }
     return table, counts
 
 
 def utf8_lengths(texts: pa.Array) -> np.ndarray:
     """Bytes per string, read from the array's offsets (no per-document Python work)."""
     width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    offsets = np.frombuffer(texts.buffers()[1], dtype=width)[texts.offset: texts.offset + len(texts) + 1]
+    offsets = np.frombuffer(texts.buffers()[1], dtype=width)[texts.offset : texts.offset + len(texts) + 1]
     return np.diff(offsets)
 
 
@@ -112,13 +122,13 @@ def encode_with_eos(tok, texts: list[str], eos: int, dtype: np.dtype) -> tuple[n
 def write_table(table: pa.Table, dest: Path, metadata: dict[str, str]) -> None:
     """One Arrow IPC file with one record batch, written atomically."""
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
-    with atomic_path(dest) as tmp:
-        with ipc.new_file(str(tmp), table.schema) as writer:
-            writer.write_table(table, max_chunksize=max(1, table.num_rows))
+    with atomic_path(dest) as tmp, ipc.new_file(str(tmp), table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(1, table.num_rows))
 
 
-def tokenize_shard(curated: Path, index: int, tokenizer_path: Path, cfg: TokenizationConfig,
-                   out_dir: Path) -> list[dict[str, Any]]:
+def tokenize_shard(
+    curated: Path, index: int, tokenizer_path: Path, cfg: TokenizationConfig, out_dir: Path
+) -> list[dict[str, Any]]:
     """Tokenize one curated shard into one Arrow file per split and source; return manifest entries."""
     tok = cached_tokenizer(str(tokenizer_path), *file_version(tokenizer_path))
     eos = tok.token_to_id(cfg.eos_token)
@@ -142,15 +152,29 @@ def tokenize_shard(curated: Path, index: int, tokenizer_path: Path, cfg: Tokeniz
             docs = code == c
             parts[key].append((tokens[token_code == c] if len(distinct) > 1 else tokens, lengths[docs]))
             text_bytes[key] += int(nbytes[docs].sum())
-    metadata = {"crucible_schema": str(SCHEMA_VERSION), "vocab_size": str(tok.get_vocab_size()),
-                "row_len": str(cfg.seq_len + 1), "tokenizer_sha256": sha256_file(tokenizer_path)}
+    metadata = {
+        "crucible_schema": str(SCHEMA_VERSION),
+        "vocab_size": str(tok.get_vocab_size()),
+        "row_len": str(cfg.seq_len + 1),
+        "tokenizer_sha256": sha256_file(tokenizer_path),
+    }
     entries = []
     for (split, source), chunks in sorted(parts.items()):
-        table, counts = pack_rows(np.concatenate([t for t, _ in chunks]),
-                                  np.concatenate([n for _, n in chunks]), cfg.seq_len + 1, eos)
+        table, counts = pack_rows(
+            np.concatenate([t for t, _ in chunks]), np.concatenate([n for _, n in chunks]), cfg.seq_len + 1, eos
+        )
         dest = out_dir / split / source_dir(source) / f"part-{index:05d}.arrow"
         write_table(table, dest, metadata)
-        entries.append({"split": split, "source": source, "file": str(dest.relative_to(out_dir)),
-                        "source_shard": curated.name, "text_bytes": text_bytes[(split, source)],
-                        **counts, "bytes": dest.stat().st_size, "sha256": sha256_file(dest)})
+        entries.append(
+            {
+                "split": split,
+                "source": source,
+                "file": str(dest.relative_to(out_dir)),
+                "source_shard": curated.name,
+                "text_bytes": text_bytes[(split, source)],
+                **counts,
+                "bytes": dest.stat().st_size,
+                "sha256": sha256_file(dest),
+            }
+        )
     return entries

@@ -1,4 +1,5 @@
 """The train/validation split: by a hash of the document id, the same on every run."""
+
 from __future__ import annotations
 
 import hashlib

@@ -4,6 +4,7 @@ gradient accumulation that realises it on a given number of ranks.
 The global batch is a property of the run, not of the cluster: a resume on another world
 size keeps it, and the accumulation absorbs the change.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,9 +58,13 @@ def batch_plan(cfg: TrainingConfig, world: int, seq_len: int, global_batch_size:
     if problems:
         raise ValueError("; ".join(problems))
     ramp = cfg.batch_ramp
-    return BatchPlan(g, cfg.micro_batch_size, world,
-                     ramp_start=ramp.start_batch if ramp else None,
-                     ramp_samples=-(-ramp.tokens // seq_len) if ramp else 0)
+    return BatchPlan(
+        g,
+        cfg.micro_batch_size,
+        world,
+        ramp_start=ramp.start_batch if ramp else None,
+        ramp_samples=-(-ramp.tokens // seq_len) if ramp else 0,
+    )
 
 
 def batch_problems(cfg: TrainingConfig, world: int, g: int) -> list[str]:
@@ -73,10 +78,13 @@ def batch_problems(cfg: TrainingConfig, world: int, g: int) -> list[str]:
             f"the global batch of {g} sequences is not divisible by {world} rank(s) x micro-batch "
             f"{cfg.micro_batch_size}; set training.num_workers to one of {fits[:8]}, or "
             f"training.micro_batch_size to one of {micro}, or training.global_batch_size to a "
-            f"multiple of {unit}")
+            f"multiple of {unit}"
+        )
     ramp = cfg.batch_ramp
     # A start below one micro-step is run as one micro-step (so more ranks may join mid-ramp).
     if ramp is not None and ramp.start_batch >= g:
-        problems.append(f"training.batch_ramp.start_batch ({ramp.start_batch}) must be below the "
-                        f"global batch ({g}); lower it or remove training.batch_ramp")
+        problems.append(
+            f"training.batch_ramp.start_batch ({ramp.start_batch}) must be below the "
+            f"global batch ({g}); lower it or remove training.batch_ramp"
+        )
     return problems

@@ -1,5 +1,6 @@
 """The final model (`checkpoints/final/`): fp32 weights and the config that rebuilds them,
 which evaluation and export load. Training checkpoints are in `checkpoint_store.py`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,19 +15,23 @@ from models.gpt import GPT
 FINAL = "final"
 
 
-def save_state_dict(state: dict[str, torch.Tensor], model_cfg: ModelConfig, vocab_size: int, seq_len: int,
-                    step: int, dest_dir: Path) -> None:
+def save_state_dict(
+    state: dict[str, torch.Tensor], model_cfg: ModelConfig, vocab_size: int, seq_len: int, step: int, dest_dir: Path
+) -> None:
     """Write fp32 weights plus the config needed to rebuild the model (weights first, so a
     model.json never describes weights that are not there)."""
     state = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
     with atomic_path(dest_dir / "model.pt") as tmp:
         torch.save(state, tmp)
-    write_json(dest_dir / "model.json", {"model": model_cfg.model_dump(), "vocab_size": vocab_size,
-                                         "seq_len": seq_len, "step": step})
+    write_json(
+        dest_dir / "model.json",
+        {"model": model_cfg.model_dump(), "vocab_size": vocab_size, "seq_len": seq_len, "step": step},
+    )
 
 
-def save_model(model: torch.nn.Module, model_cfg: ModelConfig, vocab_size: int, seq_len: int,
-               step: int, dest_dir: Path) -> None:
+def save_model(
+    model: torch.nn.Module, model_cfg: ModelConfig, vocab_size: int, seq_len: int, step: int, dest_dir: Path
+) -> None:
     save_state_dict(model.state_dict(), model_cfg, vocab_size, seq_len, step, dest_dir)
 
 

@@ -14,15 +14,17 @@ crash mid-save can leave a pointer to a half-written tag. Here nothing is publis
 every rank has finished and the manifest is written; a resume walks the published tags
 from the newest and takes the first whose files all match their manifest.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from infra.core.storage import read_json, sha256_file, write_json, write_text
 
@@ -77,10 +79,13 @@ def hash_files(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     return {n: {"bytes": (folder / n).stat().st_size, "sha256": sha256_file(folder / n)} for n in names}
 
 
-def write_manifest(folder: Path, step: int, world_size: int, files: dict[str, dict[str, Any]],
-                   extra: dict[str, Any]) -> None:
-    write_json(folder / MANIFEST, {"format": FORMAT, "step": step, "world_size": world_size,
-                                   "files": files, "written_at": time.time(), **extra})
+def write_manifest(
+    folder: Path, step: int, world_size: int, files: dict[str, dict[str, Any]], extra: dict[str, Any]
+) -> None:
+    write_json(
+        folder / MANIFEST,
+        {"format": FORMAT, "step": step, "world_size": world_size, "files": files, "written_at": time.time(), **extra},
+    )
 
 
 def read_seal(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -172,8 +177,16 @@ def to_universal(root: Path, ckpt: Published, log_fn: Callable[[str], None] = lo
         return out.name
     shutil.rmtree(out, ignore_errors=True)
     log_fn(f"converting {ckpt.tag} (written by {ckpt.world_size} ranks) to a universal checkpoint")
-    ds_to_universal(Namespace(input_folder=str(root / ckpt.tag), output_folder=str(out),
-                              num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False,
-                              strict=True, inject_missing_state=False))
+    ds_to_universal(
+        Namespace(
+            input_folder=str(root / ckpt.tag),
+            output_folder=str(out),
+            num_extract_workers=1,
+            num_merge_workers=1,
+            keep_temp_folder=False,
+            strict=True,
+            inject_missing_state=False,
+        )
+    )
     write_text(out / "done", ckpt.tag)
     return out.name

@@ -2,6 +2,7 @@
 
 Each problem names the fix; all are gathered and raised together.
 """
+
 from __future__ import annotations
 
 from models.config import ModelConfig
@@ -20,8 +21,13 @@ def resolve_device(cfg: TrainingConfig, cluster_gpus: float) -> str:
     return "cuda" if cluster_gpus >= cfg.num_workers * cfg.gpus_per_worker else "cpu"
 
 
-def check_training(cfg: TrainingConfig, model: ModelConfig, device: str | None = None,
-                   precision: str | None = None, cluster_gpus: float | None = None) -> None:
+def check_training(
+    cfg: TrainingConfig,
+    model: ModelConfig,
+    device: str | None = None,
+    precision: str | None = None,
+    cluster_gpus: float | None = None,
+) -> None:
     """Raise TrainingConfigError listing every problem of running `cfg` on `device`.
 
     Without a device (the CLI, before Ray has said what the cluster holds), only the checks
@@ -36,27 +42,37 @@ def check_training(cfg: TrainingConfig, model: ModelConfig, device: str | None =
     dp = max(1, cfg.num_workers // (p * t))
     problems += batch_problems(cfg, dp, global_batch(cfg, dp))
     if precision == "fp16" and device == "cpu":
-        problems.append("fp16 needs a GPU (DeepSpeed refuses it on CPU); set training.precision "
-                        "to bf16 or fp32, or train on cuda")
+        problems.append(
+            "fp16 needs a GPU (DeepSpeed refuses it on CPU); set training.precision to bf16 or fp32, or train on cuda"
+        )
     if precision in ("bf16", "fp16") and cfg.zero_stage == 0 and p == 1:
-        problems.append(f"{precision} without ZeRO runs DeepSpeed's fp16-style optimizer, which "
-                        f"accumulates and all-reduces gradients in {precision} and writes no fp32 master "
-                        f"weights to its checkpoints; set training.zero_stage=1, or precision=fp32")
+        problems.append(
+            f"{precision} without ZeRO runs DeepSpeed's fp16-style optimizer, which "
+            f"accumulates and all-reduces gradients in {precision} and writes no fp32 master "
+            f"weights to its checkpoints; set training.zero_stage=1, or precision=fp32"
+        )
     if cfg.offload_optimizer and cfg.zero_stage == 0:
         problems.append("training.offload_optimizer needs ZeRO; set training.zero_stage to 1, 2 or 3")
     if cfg.offload_params and cfg.zero_stage != 3:
-        problems.append("training.offload_params needs ZeRO-3 (only stage 3 partitions the "
-                        "parameters); set training.zero_stage=3")
+        problems.append(
+            "training.offload_params needs ZeRO-3 (only stage 3 partitions the parameters); set training.zero_stage=3"
+        )
     if (cfg.offload_optimizer or cfg.offload_params) and device == "cpu":
-        problems.append("offload moves state from GPU to CPU memory, and the ranks already run on "
-                        "cpu; set training.offload_optimizer and offload_params to false")
+        problems.append(
+            "offload moves state from GPU to CPU memory, and the ranks already run on "
+            "cpu; set training.offload_optimizer and offload_params to false"
+        )
     if device == "cuda" and cluster_gpus is not None and cluster_gpus < cfg.num_workers * cfg.gpus_per_worker:
-        problems.append(f"training.device is cuda but the cluster has {cluster_gpus:g} GPU(s) for "
-                        f"{cfg.num_workers} worker(s) x {cfg.gpus_per_worker:g}; lower "
-                        f"training.num_workers or gpus_per_worker, or set training.device=cpu")
+        problems.append(
+            f"training.device is cuda but the cluster has {cluster_gpus:g} GPU(s) for "
+            f"{cfg.num_workers} worker(s) x {cfg.gpus_per_worker:g}; lower "
+            f"training.num_workers or gpus_per_worker, or set training.device=cpu"
+        )
     if cfg.zero_stage == 3 and cfg.compile:
-        problems.append("training.compile with ZeRO-3 is not supported here (its parameter "
-                        "gathering hooks break the graph); set training.compile=false or zero_stage<=2")
+        problems.append(
+            "training.compile with ZeRO-3 is not supported here (its parameter "
+            "gathering hooks break the graph); set training.compile=false or zero_stage<=2"
+        )
     if problems:
         raise TrainingConfigError("training cannot start:\n  - " + "\n  - ".join(problems))
 
@@ -70,37 +86,54 @@ def layout_problems(cfg: TrainingConfig, model: ModelConfig) -> list[str]:
     p, t = cfg.parallel.pipeline, cfg.parallel.tensor
     problems = []
     if cfg.num_workers % (p * t):
-        problems.append(f"training.num_workers ({cfg.num_workers}) must be a multiple of pipeline x tensor "
-                        f"({p} x {t} = {p * t}): the data-parallel degree is num_workers / (pipeline x tensor); "
-                        f"set num_workers to {p * t * max(1, cfg.num_workers // (p * t))} or {p * t * (cfg.num_workers // (p * t) + 1)}")
+        problems.append(
+            f"training.num_workers ({cfg.num_workers}) must be a multiple of pipeline x tensor "
+            f"({p} x {t} = {p * t}): the data-parallel degree is num_workers / (pipeline x tensor); "
+            f"set num_workers to {p * t * max(1, cfg.num_workers // (p * t))} or {p * t * (cfg.num_workers // (p * t) + 1)}"
+        )
     if model.n_layer % p:
-        problems.append(f"training.parallel.pipeline ({p}) must divide model.n_layer ({model.n_layer}) so every "
-                        f"stage holds as many blocks; use one of {_divisors(model.n_layer)}")
-    widths = {"model.n_head": model.n_head, "the key/value heads (model.n_kv_head)": model.kv_heads,
-              "the MLP width (d_model x mlp_ratio)": model.mlp_hidden}
+        problems.append(
+            f"training.parallel.pipeline ({p}) must divide model.n_layer ({model.n_layer}) so every "
+            f"stage holds as many blocks; use one of {_divisors(model.n_layer)}"
+        )
+    widths = {
+        "model.n_head": model.n_head,
+        "the key/value heads (model.n_kv_head)": model.kv_heads,
+        "the MLP width (d_model x mlp_ratio)": model.mlp_hidden,
+    }
     bad = [f"{name} ({n})" for name, n in widths.items() if n % t]
     if t > 1 and bad:
         fits = [d for d in _divisors(model.n_head) if model.kv_heads % d == 0 and model.mlp_hidden % d == 0]
-        problems.append(f"training.parallel.tensor ({t}) must divide {', '.join(bad)}: each shard takes whole "
-                        f"heads and an equal slice of the MLP; use one of {fits}")
+        problems.append(
+            f"training.parallel.tensor ({t}) must divide {', '.join(bad)}: each shard takes whole "
+            f"heads and an equal slice of the MLP; use one of {fits}"
+        )
     if p * t > 1:
         if cfg.zero_stage >= 2:
-            problems.append(f"ZeRO stage {cfg.zero_stage} partitions gradients, which DeepSpeed's pipeline engine "
-                            f"(which also runs tensor parallelism here) cannot use; set training.zero_stage=1, which "
-                            f"still shards the optimizer states over the data-parallel replicas")
+            problems.append(
+                f"ZeRO stage {cfg.zero_stage} partitions gradients, which DeepSpeed's pipeline engine "
+                f"(which also runs tensor parallelism here) cannot use; set training.zero_stage=1, which "
+                f"still shards the optimizer states over the data-parallel replicas"
+            )
         elif cfg.zero_stage == 0:
-            problems.append("training.zero_stage=0 with pipeline or tensor parallelism: DeepSpeed's gradient "
-                            "clipping without ZeRO counts the unsplit parameters of the first stage only, so the "
-                            "clipped step would differ from a 1-rank run's; set training.zero_stage=1")
+            problems.append(
+                "training.zero_stage=0 with pipeline or tensor parallelism: DeepSpeed's gradient "
+                "clipping without ZeRO counts the unsplit parameters of the first stage only, so the "
+                "clipped step would differ from a 1-rank run's; set training.zero_stage=1"
+            )
         if cfg.compile:
-            problems.append("training.compile with pipeline or tensor parallelism is not supported here (the "
-                            "stages' send/receive and the shards' all-reduces break the graph); set "
-                            "training.compile=false")
+            problems.append(
+                "training.compile with pipeline or tensor parallelism is not supported here (the "
+                "stages' send/receive and the shards' all-reduces break the graph); set "
+                "training.compile=false"
+            )
         if cfg.offload_params:
             problems.append("training.offload_params needs ZeRO-3, which pipeline/tensor parallelism cannot use")
     dropout = cfg.dropout if cfg.dropout is not None else model.dropout
     if t > 1 and dropout > 0:
-        problems.append(f"dropout {dropout} with tensor parallelism: the tensor ranks share one random stream (the "
-                        f"activations they hold whole must drop alike), so attention dropout would draw the same "
-                        f"mask for every rank's heads; set training.dropout=0 (large-model pretraining uses none)")
+        problems.append(
+            f"dropout {dropout} with tensor parallelism: the tensor ranks share one random stream (the "
+            f"activations they hold whole must drop alike), so attention dropout would draw the same "
+            f"mask for every rank's heads; set training.dropout=0 (large-model pretraining uses none)"
+        )
     return problems

@@ -4,6 +4,7 @@ The DeepSpeed JSON is derived from it in `tasks/training/deepspeed_config.py`; c
 checks that need the world size or the cluster (batch vs ranks, precision vs device) are in
 `tasks/training/checks.py`.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -34,8 +35,9 @@ class SpikeConfig(BaseModel):
     window: int = Field(50, ge=2, description="Recent steps whose losses form the reference.")
     min_history: int = Field(10, ge=2, description="Steps seen before spikes are looked for.")
     factor: float | None = Field(3.0, gt=1, description="Spike: loss above the window mean x this.")
-    sigmas: float | None = Field(6.0, gt=0, description="Spike: loss above the window mean + this many "
-                                                         "standard deviations.")
+    sigmas: float | None = Field(
+        6.0, gt=0, description="Spike: loss above the window mean + this many standard deviations."
+    )
     max_rollbacks: int = Field(3, ge=0, description="Roll-backs before the run stops with an error.")
 
 
@@ -54,27 +56,33 @@ class TrainingConfig(BaseModel):
     # Workers and their resources. The device is decided from the cluster's resources, not
     # from the driver's hardware (a CPU-only head node still trains on the workers' GPUs).
     num_workers: int = Field(2, ge=1, description="Ray Train workers (one DeepSpeed rank each).")
-    device: Device = Field("auto", description="'auto': cuda when the cluster has a GPU for every "
-                                               "worker, else cpu.")
+    device: Device = Field("auto", description="'auto': cuda when the cluster has a GPU for every worker, else cpu.")
     gpus_per_worker: float = Field(1, gt=0, description="GPUs each worker reserves (cuda only).")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs each worker reserves.")
     parallel: ParallelConfig = ParallelConfig()
 
     # Batch.
     micro_batch_size: int = Field(8, ge=1, description="Sequences per rank per micro-step.")
-    grad_accum_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step (ignored "
-                                                       "when global_batch_size is set).")
+    grad_accum_steps: int = Field(
+        1, ge=1, description="Micro-steps per optimizer step (ignored when global_batch_size is set)."
+    )
     global_batch_size: int | None = Field(
-        None, ge=1, description="Sequences per optimizer step over all ranks; the accumulation is "
-        "derived from it, so a resume on another number of ranks keeps the same batch.")
+        None,
+        ge=1,
+        description="Sequences per optimizer step over all ranks; the accumulation is "
+        "derived from it, so a resume on another number of ranks keeps the same batch.",
+    )
     batch_ramp: BatchRamp | None = None
 
     # Optimizer and schedule.
     max_steps: int = Field(300, ge=1, description="Optimizer steps.")
     lr: float = Field(1e-3, gt=0)
-    schedule: Schedule = Field("cosine", description="'cosine': warm-up then cosine to "
-                               "min_lr_ratio; 'wsd': warm-up, stable, then linear decay over the "
-                               "last decay_fraction of the steps; 'constant': warm-up then flat.")
+    schedule: Schedule = Field(
+        "cosine",
+        description="'cosine': warm-up then cosine to "
+        "min_lr_ratio; 'wsd': warm-up, stable, then linear decay over the "
+        "last decay_fraction of the steps; 'constant': warm-up then flat.",
+    )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="The schedule decays to lr x this.")
     warmup_steps: int = Field(30, ge=0)
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of max_steps spent decaying.")
@@ -96,16 +104,20 @@ class TrainingConfig(BaseModel):
     )
     initial_loss_scale_power: int = Field(16, ge=0, le=32, description="fp16: start at 2^this.")
     zero_bucket_size: int = Field(
-        50_000_000, ge=1_000_000, description="ZeRO's reduce and all-gather buckets, in elements. "
+        50_000_000,
+        ge=1_000_000,
+        description="ZeRO's reduce and all-gather buckets, in elements. "
         "DeepSpeed's 5e8 lets a bucket grow to a full copy of the gradients of a model below 500M "
-        "parameters; Megatron's DDP uses 4e7.")
+        "parameters; Megatron's DDP uses 4e7.",
+    )
     activation_checkpointing: bool = Field(False, description="Recompute each block in the backward pass.")
     compile: bool = Field(False, description="torch.compile the model.")
 
     # Checkpoints.
     checkpoint_every: int = Field(100, ge=1, description="Save a checkpoint every N steps.")
     checkpoint_every_minutes: float | None = Field(
-        None, gt=0, description="Also save when this many minutes passed since the last save.")
+        None, gt=0, description="Also save when this many minutes passed since the last save."
+    )
     keep_last: int = Field(2, ge=1, description="Checkpoints kept (plus the best by validation loss).")
     keep_best: bool = Field(True, description="Also keep the checkpoint with the lowest validation loss.")
 
@@ -113,39 +125,59 @@ class TrainingConfig(BaseModel):
     eval_every: int = Field(50, ge=1, description="Validation loss every M steps.")
     eval_batches: int = Field(8, ge=1, description="Validation micro-batches per rank.")
     peak_flops: float | None = Field(
-        None, gt=0, description="Peak FLOP/s of one device for MFU; default: the GPU's from a table "
-        "of common GPUs (none for CPUs).")
+        None,
+        gt=0,
+        description="Peak FLOP/s of one device for MFU; default: the GPU's from a table "
+        "of common GPUs (none for CPUs).",
+    )
     tensorboard: bool = Field(True, description="Write TensorBoard event files to runs/ID/tensorboard.")
 
     spike: SpikeConfig = SpikeConfig()
     seed: int = 1234
-    document_mask: bool = Field(
-        False, description="Keep attention inside each document of a packed sequence.")
+    document_mask: bool = Field(False, description="Keep attention inside each document of a packed sequence.")
     verify_shards: Literal["full", "size"] = Field(
-        "full", description="At start, check token shards against the manifest: 'full' SHA-256 "
-        "(each rank hashes its share of the files) or 'size' and Arrow footer only.")
-    max_failures: int = Field(1, ge=0, description="Restarts of the ranks after a rank or its host is lost, "
-                                                  "each from the newest valid checkpoint.")
-    host_wait_s: float = Field(300, ge=0, description="After a lost rank: how long to wait for the cluster "
-                                                     "to have room for num_workers ranks again (the host "
-                                                     "restarting) before continuing on the ranks that fit.")
-    min_workers: int = Field(1, ge=1, description="The fewest ranks a run continues on after losing hosts; "
-                                                 "set it to num_workers to wait for the full world forever.")
-    init_from_previous: bool = Field(False, description="Continued pre-training: start from the final model of "
-                                                       "previous_run (or a served deployment's newest finished "
-                                                       "run) instead of random weights, with its tokenizer; the "
-                                                       "optimizer and schedule start over.")
-    retries: int = Field(1, ge=0, description="Retries of the training task, with backoff, after a transient "
-                                             "failure that Ray Train's restarts did not absorb (a lost "
-                                             "cluster connection, a timed-out server); each resumes from "
-                                             "the newest valid checkpoint.")
+        "full",
+        description="At start, check token shards against the manifest: 'full' SHA-256 "
+        "(each rank hashes its share of the files) or 'size' and Arrow footer only.",
+    )
+    max_failures: int = Field(
+        1,
+        ge=0,
+        description="Restarts of the ranks after a rank or its host is lost, each from the newest valid checkpoint.",
+    )
+    host_wait_s: float = Field(
+        300,
+        ge=0,
+        description="After a lost rank: how long to wait for the cluster "
+        "to have room for num_workers ranks again (the host "
+        "restarting) before continuing on the ranks that fit.",
+    )
+    min_workers: int = Field(
+        1,
+        ge=1,
+        description="The fewest ranks a run continues on after losing hosts; "
+        "set it to num_workers to wait for the full world forever.",
+    )
+    init_from_previous: bool = Field(
+        False,
+        description="Continued pre-training: start from the final model of "
+        "previous_run (or a served deployment's newest finished "
+        "run) instead of random weights, with its tokenizer; the "
+        "optimizer and schedule start over.",
+    )
+    retries: int = Field(
+        1,
+        ge=0,
+        description="Retries of the training task, with backoff, after a transient "
+        "failure that Ray Train's restarts did not absorb (a lost "
+        "cluster connection, a timed-out server); each resumes from "
+        "the newest valid checkpoint.",
+    )
 
     @model_validator(mode="after")
-    def _warmup(self) -> "TrainingConfig":
+    def _warmup(self) -> TrainingConfig:
         if self.warmup_steps >= self.max_steps:
-            raise ValueError(
-                f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})"
-            )
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})")
         if self.min_workers > self.num_workers:
             raise ValueError(f"min_workers ({self.min_workers}) must not exceed num_workers ({self.num_workers})")
         return self
@@ -157,14 +189,24 @@ RESUMABLE_CHANGES = {
     "num_workers": "the world size: ZeRO shards are converted (universal checkpoint)",
     "grad_accum_steps": "absorbs a change of world size; the global batch is checked separately",
     "global_batch_size": "only to the checkpoint's own global batch (checked separately), as a run "
-                         "continuing on fewer ranks sets it",
-    "device": "where the ranks run", "gpus_per_worker": "resources", "cpus_per_worker": "resources",
-    "checkpoint_every": "save cadence", "checkpoint_every_minutes": "save cadence",
-    "keep_last": "retention", "keep_best": "retention",
-    "eval_every": "validation cadence", "eval_batches": "validation size",
-    "peak_flops": "MFU reporting", "tensorboard": "metrics sinks", "verify_shards": "start-up checks",
-    "max_failures": "restart budget", "retries": "retry budget", "spike": "spike policy",
-    "host_wait_s": "host-loss policy", "min_workers": "host-loss policy",
+    "continuing on fewer ranks sets it",
+    "device": "where the ranks run",
+    "gpus_per_worker": "resources",
+    "cpus_per_worker": "resources",
+    "checkpoint_every": "save cadence",
+    "checkpoint_every_minutes": "save cadence",
+    "keep_last": "retention",
+    "keep_best": "retention",
+    "eval_every": "validation cadence",
+    "eval_batches": "validation size",
+    "peak_flops": "MFU reporting",
+    "tensorboard": "metrics sinks",
+    "verify_shards": "start-up checks",
+    "max_failures": "restart budget",
+    "retries": "retry budget",
+    "spike": "spike policy",
+    "host_wait_s": "host-loss policy",
+    "min_workers": "host-loss policy",
     "zero_bucket_size": "communication buckets: memory and speed only",
     "activation_checkpointing": "recomputes the same activations: memory and speed only",
     "compile": "the same computation, compiled: speed only",
@@ -173,9 +215,26 @@ RESUMABLE_CHANGES = {
 
 # Keys that change how a training runs but not the model it makes: a finished training is
 # not redone for them (flows/stages.py leaves them out of the train stage's key).
-OPERATIONAL_KEYS = frozenset({
-    "device", "gpus_per_worker", "cpus_per_worker", "checkpoint_every", "checkpoint_every_minutes",
-    "keep_last", "keep_best", "eval_every", "eval_batches", "peak_flops", "tensorboard", "verify_shards",
-    "max_failures", "retries", "zero_bucket_size", "activation_checkpointing", "compile",
-    "host_wait_s", "min_workers",
-})
+OPERATIONAL_KEYS = frozenset(
+    {
+        "device",
+        "gpus_per_worker",
+        "cpus_per_worker",
+        "checkpoint_every",
+        "checkpoint_every_minutes",
+        "keep_last",
+        "keep_best",
+        "eval_every",
+        "eval_batches",
+        "peak_flops",
+        "tensorboard",
+        "verify_shards",
+        "max_failures",
+        "retries",
+        "zero_bucket_size",
+        "activation_checkpointing",
+        "compile",
+        "host_wait_s",
+        "min_workers",
+    }
+)

@@ -7,6 +7,7 @@ stream, and micro-step t of the job takes stream positions [t*W*B, (t+1)*W*B), r
 the r-th block of B. So ranks never overlap, every slot of an epoch is served exactly
 once across ranks, and the whole position is one integer: the samples consumed so far.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -109,9 +110,11 @@ class RankSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["samples"] % (self.world * self.batch):
-            raise ValueError(f"saved data position {state['samples']} is not a whole number of "
-                             f"micro-steps of {self.world} x {self.batch} rows; resume with a "
-                             f"micro-batch and worker count that divide it")
+            raise ValueError(
+                f"saved data position {state['samples']} is not a whole number of "
+                f"micro-steps of {self.world} x {self.batch} rows; resume with a "
+                f"micro-batch and worker count that divide it"
+            )
         skips = sorted((int(a), int(b)) for a, b in state.get("skips", []))
         self.position = StreamPosition(int(state["samples"]), skips)
 
@@ -123,13 +126,16 @@ class TrainingData:
         manifest = read_manifest(shard_dir)
         self.sources, counts, available = epoch_rows(manifest["mixture"])
         # Each rank checksums only its share of the files; every rank still checks sizes and footers.
-        self.rows = [TokenRows.open(shard_dir, "train", s, manifest=manifest,
-                                    verify=verify if i % world == rank else "size")
-                     for i, s in enumerate(self.sources)]
+        self.rows = [
+            TokenRows.open(shard_dir, "train", s, manifest=manifest, verify=verify if i % world == rank else "size")
+            for i, s in enumerate(self.sources)
+        ]
         for s, r, n in zip(self.sources, self.rows, available):
             if len(r) != n:
-                raise ValueError(f"source {s!r} has {len(r)} rows in {shard_dir}, the manifest plans "
-                                 f"{n}; re-run `crucible tokenize` for this run")
+                raise ValueError(
+                    f"source {s!r} has {len(r)} rows in {shard_dir}, the manifest plans "
+                    f"{n}; re-run `crucible tokenize` for this run"
+                )
         self.stream = MixtureStream(counts, available, seed)
         self.row_len = manifest["row_len"]
 
@@ -160,6 +166,7 @@ class TrainingData:
         e = self.stream._perm(self.stream.epoch_len, 0, full)  # only the source is needed: one permutation
         for start in range(0, rest, chunk):
             j = e(np.arange(start, min(rest, start + chunk)))
-            count = count + np.bincount(np.searchsorted(self.stream.bounds, j, side="right") - 1,
-                                        minlength=len(self.sources))
+            count = count + np.bincount(
+                np.searchsorted(self.stream.bounds, j, side="right") - 1, minlength=len(self.sources)
+            )
         return {s: int(c) for s, c in zip(self.sources, count)}

@@ -1,4 +1,5 @@
 """The DeepSpeed JSON, derived from the training config in one place (never kept beside it)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,9 @@ def resolve_precision(requested: str, device: str) -> str:
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
-def deepspeed_config(cfg: TrainingConfig, world_size: int, precision: str, device: str,
-                     grad_accum: int, load_universal: bool = False) -> dict[str, Any]:
+def deepspeed_config(
+    cfg: TrainingConfig, world_size: int, precision: str, device: str, grad_accum: int, load_universal: bool = False
+) -> dict[str, Any]:
     """`precision` and `device` are the resolved ones; `grad_accum` the step's accumulation
     (from `tasks.training.batch.BatchPlan`, which also absorbs a change of world size)."""
     zero: dict[str, Any] = {"stage": cfg.zero_stage}
@@ -43,9 +45,14 @@ def deepspeed_config(cfg: TrainingConfig, world_size: int, precision: str, devic
         "gradient_accumulation_steps": grad_accum,
         "gradient_clipping": cfg.grad_clip,
         "bf16": {"enabled": precision == "bf16"},
-        "fp16": {"enabled": precision == "fp16", "loss_scale": 0,  # 0 = dynamic loss scaling
-                 "initial_scale_power": cfg.initial_loss_scale_power, "loss_scale_window": 1000,
-                 "hysteresis": 2, "min_loss_scale": 1},
+        "fp16": {
+            "enabled": precision == "fp16",
+            "loss_scale": 0,  # 0 = dynamic loss scaling
+            "initial_scale_power": cfg.initial_loss_scale_power,
+            "loss_scale_window": 1000,
+            "hysteresis": 2,
+            "min_loss_scale": 1,
+        },
         "zero_optimization": zero,
         "optimizer": {
             "type": "AdamW",

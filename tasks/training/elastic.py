@@ -15,13 +15,15 @@ divides are acceptable.
 
 Every event goes to the run's train_events.jsonl; the report and train_summary.json show them.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from infra.core.storage import RunDir
 from tasks.training.batch import batch_problems, global_batch, replicas
@@ -79,42 +81,66 @@ def last_step(run: RunDir) -> int | None:
 def shrunk_config(cfg: TrainingConfig, world: int) -> TrainingConfig:
     """`cfg` on `world` ranks with the same global batch (fixed at its full-world size)."""
     g = cfg.global_batch_size or global_batch(cfg, replicas(cfg, cfg.num_workers))
-    return cfg.model_copy(update={"num_workers": world, "global_batch_size": g,
-                                  "min_workers": min(cfg.min_workers, world)})
+    return cfg.model_copy(
+        update={"num_workers": world, "global_batch_size": g, "min_workers": min(cfg.min_workers, world)}
+    )
 
 
-def choose_world(cfg: TrainingConfig, resources: dict[str, float], run: RunDir, events: TrainEvents,
-                 acceptable: Callable[[TrainingConfig], list[str]], poll_s: float = 5.0) -> TrainingConfig:
+def choose_world(
+    cfg: TrainingConfig,
+    resources: dict[str, float],
+    run: RunDir,
+    events: TrainEvents,
+    acceptable: Callable[[TrainingConfig], list[str]],
+    poll_s: float = 5.0,
+) -> TrainingConfig:
     """After a lost rank: the config to restart with. Waits up to `host_wait_s` for the full
     world; then takes the most ranks that fit and that `acceptable` (the resume checks) allows."""
     full = cfg.num_workers
-    events.record("waiting", f"waiting up to {cfg.host_wait_s:.0f}s for room for {full} rank(s)",
-                  world=full, nodes=sorted(alive_nodes().values()))
+    events.record(
+        "waiting",
+        f"waiting up to {cfg.host_wait_s:.0f}s for room for {full} rank(s)",
+        world=full,
+        nodes=sorted(alive_nodes().values()),
+    )
     deadline = time.monotonic() + cfg.host_wait_s
     while True:
         if room_for(full, resources, min(poll_s, max(1.0, deadline - time.monotonic()))):
-            events.record("restarting", f"room for all {full} rank(s): restarting them from the newest valid "
-                                        f"checkpoint", world=full, nodes=sorted(alive_nodes().values()))
+            events.record(
+                "restarting",
+                f"room for all {full} rank(s): restarting them from the newest valid checkpoint",
+                world=full,
+                nodes=sorted(alive_nodes().values()),
+            )
             return cfg
         if time.monotonic() >= deadline:
             break
     g = cfg.global_batch_size or global_batch(cfg, replicas(cfg, full))
     model_ranks = cfg.parallel.pipeline * cfg.parallel.tensor
     for world in range(full - 1, cfg.min_workers - 1, -1):
-        if world % model_ranks or batch_problems(cfg, replicas(cfg, world), g) or not room_for(world, resources, poll_s):
+        if (
+            world % model_ranks
+            or batch_problems(cfg, replicas(cfg, world), g)
+            or not room_for(world, resources, poll_s)
+        ):
             continue
         smaller = shrunk_config(cfg, world)
         problems = acceptable(smaller)
         if problems:
             log.info("not continuing on %d rank(s): %s", world, "; ".join(problems))
             continue
-        events.record("continuing_smaller",
-                      f"no room for {full} rank(s) after {cfg.host_wait_s:.0f}s: continuing on {world} rank(s) "
-                      f"from the newest valid checkpoint, with the same global batch of {g}",
-                      world=world, previous_world=full, nodes=sorted(alive_nodes().values()))
+        events.record(
+            "continuing_smaller",
+            f"no room for {full} rank(s) after {cfg.host_wait_s:.0f}s: continuing on {world} rank(s) "
+            f"from the newest valid checkpoint, with the same global batch of {g}",
+            world=world,
+            previous_world=full,
+            nodes=sorted(alive_nodes().values()),
+        )
         return smaller
     raise RuntimeError(
         f"training lost ranks and the cluster has no room for {full} rank(s), nor for any smaller world "
         f"of at least training.min_workers={cfg.min_workers} rank(s) that the global batch of {g} divides and the "
         f"checkpoint can resume on (a pipeline/tensor-parallel one: only its own number of ranks), "
-        f"after waiting {cfg.host_wait_s:.0f}s; bring the lost host back and run `crucible resume {run.root.name}`")
+        f"after waiting {cfg.host_wait_s:.0f}s; bring the lost host back and run `crucible resume {run.root.name}`"
+    )

@@ -1,5 +1,6 @@
 """The DeepSpeed engine around the single-device model: ZeRO-3 construction, the seeded
 initialisation, activation checkpointing and compilation. Nothing here knows of Ray."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -22,9 +23,16 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_model(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, seq_len: int,
-                ds_config: dict[str, Any], rank: int, device: str = "cpu",
-                initial: dict[str, torch.Tensor] | None = None) -> GPT:
+def build_model(
+    model_cfg: ModelConfig,
+    cfg: TrainingConfig,
+    vocab_size: int,
+    seq_len: int,
+    ds_config: dict[str, Any],
+    rank: int,
+    device: str = "cpu",
+    initial: dict[str, torch.Tensor] | None = None,
+) -> GPT:
     """The model with the run's seeded initialisation (or the `initial` weights of an earlier
     model: continued pre-training), partitioned at construction under ZeRO-3.
 
@@ -74,7 +82,9 @@ def build_engine(model: GPT, cfg: TrainingConfig, ds_config: dict[str, Any]):
     import deepspeed
 
     engine, _, _, _ = deepspeed.initialize(
-        model=model, model_parameters=param_groups(model, cfg.weight_decay), config=ds_config,
+        model=model,
+        model_parameters=param_groups(model, cfg.weight_decay),
+        config=ds_config,
         lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
     )
     if cfg.zero_stage == 0 and engine.dp_world_size == 1:

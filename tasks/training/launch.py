@@ -4,6 +4,7 @@ drills; `trainer.py` runs the same loop on Ray Train.
 
     python -m tasks.training.launch --rank R --world W --port P --job job.json [--faults f.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,23 +32,49 @@ class LocalJob:
     """`world` rank processes on this machine; `wait` stops the others when one rank dies
     (as a launcher would), so nothing hangs."""
 
-    def __init__(self, job: TrainJob, world: int, faults: Faults | None = None,
-                 log_dir: Path | None = None, threads_per_rank: int = 1):
+    def __init__(
+        self,
+        job: TrainJob,
+        world: int,
+        faults: Faults | None = None,
+        log_dir: Path | None = None,
+        threads_per_rank: int = 1,
+    ):
         port = free_port()
         log_dir = Path(log_dir or Path(job.run_dir) / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         spec = log_dir / f"job-{port}.json"
         spec.write_text(json.dumps({"job": asdict(job), "faults": asdict(faults) if faults else None}))
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_rank), "DS_ACCELERATOR": os.environ.get(
-            "DS_ACCELERATOR", "cuda" if job.device == "cuda" else "cpu")}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads_per_rank),
+            "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cuda" if job.device == "cuda" else "cpu"),
+        }
         self.logs = [log_dir / f"rank{rank}.log" for rank in range(world)]
         self.procs = []
         for rank in range(world):
             with open(self.logs[rank], "ab") as out:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "tasks.training.launch", "--rank", str(rank), "--world", str(world),
-                     "--port", str(port), "--spec", str(spec)],
-                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2]))
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "tasks.training.launch",
+                            "--rank",
+                            str(rank),
+                            "--world",
+                            str(world),
+                            "--port",
+                            str(port),
+                            "--spec",
+                            str(spec),
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=Path(__file__).resolve().parents[2],
+                    )
+                )
 
     def signal(self, signum: int) -> None:
         for p in self.procs:
@@ -73,8 +100,14 @@ class LocalJob:
             time.sleep(0.2)
 
 
-def run_local(job: TrainJob, world: int, faults: Faults | None = None, timeout: float = 900,
-              log_dir: Path | None = None, threads_per_rank: int = 1) -> list[int]:
+def run_local(
+    job: TrainJob,
+    world: int,
+    faults: Faults | None = None,
+    timeout: float = 900,
+    log_dir: Path | None = None,
+    threads_per_rank: int = 1,
+) -> list[int]:
     """Run `world` rank processes to the end; returns their exit codes."""
     return LocalJob(job, world, faults, log_dir, threads_per_rank).wait(timeout)
 
@@ -93,15 +126,27 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
     faults = Faults(**spec["faults"]) if spec["faults"] else None
     if faults and faults.poison_samples:
         faults.poison_samples = tuple(faults.poison_samples)
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     if job.device == "cuda":
         torch.cuda.set_device(rank)
         device = torch.device("cuda", rank)
     else:
         device = torch.device("cpu")
-    dist.init_process_group("nccl" if job.device == "cuda" else "gloo", rank=rank, world_size=world,
-                            **({"device_id": device} if job.device == "cuda" else {}))
+    dist.init_process_group(
+        "nccl" if job.device == "cuda" else "gloo",
+        rank=rank,
+        world_size=world,
+        **({"device_id": device} if job.device == "cuda" else {}),
+    )
     try:
         train(RankContext(rank, world, device, node_label(node_identity())), job, faults)
     finally:

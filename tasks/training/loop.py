@@ -6,6 +6,7 @@ metrics; every rank takes part in checkpoints. Set-up, the step, checkpoints and
 are separate pieces so that pipeline and tensor parallelism can replace the step and the
 engine without touching the rest.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,9 +15,10 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +80,7 @@ class Faults:
     kill_once_marker: str | None = None  # if set, the kill happens only while this file is absent
 
     @classmethod
-    def drill(cls, run_dir: str) -> "Faults | None":
+    def drill(cls, run_dir: str) -> Faults | None:
         """The fault drill CRUCIBLE_DRILL_KILL_AT_STEP=N asks for: rank 0 SIGKILLs itself when
         step N begins, once per run directory, so that its retry or resume can finish."""
         step = os.environ.get("CRUCIBLE_DRILL_KILL_AT_STEP")
@@ -169,10 +171,21 @@ def setup(ctx: RankContext, job: TrainJob) -> Setup:
     check_tokenizer_matches(manifest, run.tokenizer, run.shards)
     train = TrainingData(run.shards, cfg.seed, cfg.verify_shards, ctx.rank, ctx.world)
     layout = Layout.of(cfg, ctx.world)
-    return Setup(ctx, run, cfg, model_cfg, job, manifest, sha256_file(run.manifest), train,
-                 TokenRows.open(run.shards, "val", manifest=manifest),
-                 training_flops_per_token(model_cfg, manifest["vocab_size"], manifest["seq_len"]),
-                 device_peak_flops(job.device, cfg.peak_flops), layout, layout.coords(ctx.rank))
+    return Setup(
+        ctx,
+        run,
+        cfg,
+        model_cfg,
+        job,
+        manifest,
+        sha256_file(run.manifest),
+        train,
+        TokenRows.open(run.shards, "val", manifest=manifest),
+        training_flops_per_token(model_cfg, manifest["vocab_size"], manifest["seq_len"]),
+        device_peak_flops(job.device, cfg.peak_flops),
+        layout,
+        layout.coords(ctx.rank),
+    )
 
 
 def newest_valid(s: Setup, before_step: int | None = None) -> store.Published | None:
@@ -180,13 +193,16 @@ def newest_valid(s: Setup, before_step: int | None = None) -> store.Published | 
     manifest, checked by every rank together (each hashes a share of the files); a warning
     names each newer one that did not match."""
     ctx, root = s.ctx, s.run.checkpoints
-    candidates = _broadcast([(n, p.name) for n, p in store.published_steps(root)
-                             if before_step is None or n < before_step] if ctx.rank == 0 else None)
+    candidates = _broadcast(
+        [(n, p.name) for n, p in store.published_steps(root) if before_step is None or n < before_step]
+        if ctx.rank == 0
+        else None
+    )
     for step, tag in candidates:
         manifest, problem = _broadcast(store.read_seal(root / tag) if ctx.rank == 0 else None)
         if problem is None:
             names = sorted(manifest["files"])
-            share = {n: manifest["files"][n] for n in names[ctx.rank::ctx.world]}
+            share = {n: manifest["files"][n] for n in names[ctx.rank :: ctx.world]}
             found: list[Any] = [None] * ctx.world
             dist.all_gather_object(found, store.check_files(root / tag, share))
             problem = next((p for p in found if p), None)
@@ -195,8 +211,10 @@ def newest_valid(s: Setup, before_step: int | None = None) -> store.Published | 
         _log0(ctx, "checkpoint %s is not usable: %s; looking for an older one", tag, problem, level=logging.WARNING)
         if before_step is None and step == candidates[-1][0]:
             # None is usable: starting over would silently throw away the trained steps.
-            raise ValueError(f"none of the {len(candidates)} checkpoint(s) in {root} is usable (the oldest: "
-                             f"{problem}); move them away to train this run from step 0, or start a new --run-id")
+            raise ValueError(
+                f"none of the {len(candidates)} checkpoint(s) in {root} is usable (the oldest: "
+                f"{problem}); move them away to train this run from step 0, or start a new --run-id"
+            )
     return None
 
 
@@ -214,8 +232,9 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
     # Without ZeRO every rank's checkpoint holds the whole model and optimizer, which any
     # number of ranks can load as it is; ZeRO's shards are converted first.
     universal = found is not None and found.world_size != ctx.world and found.manifest["training"]["zero_stage"] > 0
-    ds_config = deepspeed_config(cfg, dp, s.job.precision, s.job.device,
-                                 plan.accumulation(samples), load_universal=universal)
+    ds_config = deepspeed_config(
+        cfg, dp, s.job.precision, s.job.device, plan.accumulation(samples), load_universal=universal
+    )
     # A fresh start of continued pre-training takes the earlier model's weights; a resume
     # overwrites whatever the model starts with from its checkpoint.
     initial = None
@@ -224,11 +243,13 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
         if ctx.rank == 0:
             log.info("continued pre-training: starting from the weights of %s", s.job.init_from)
     if s.layout.model_parallel:
-        engine = build_parallel_engine(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config,
-                                             s.layout, ctx.rank, s.job.device, initial)
+        engine = build_parallel_engine(
+            s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, s.layout, ctx.rank, s.job.device, initial
+        )
     else:
-        model = build_model(s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank,
-                            s.job.device, initial)
+        model = build_model(
+            s.model_cfg, cfg, s.manifest["vocab_size"], s.seq_len, ds_config, ctx.rank, s.job.device, initial
+        )
         engine = build_engine(model, cfg, ds_config)
     sampler = s.train.sampler(s.coords.replica, dp, cfg.micro_batch_size)
     detector = SpikeDetector(cfg.spike)
@@ -254,8 +275,13 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
     if found.world_size != ctx.world:
         # Other ranks, other streams: OLMo-core likewise re-seeds rather than restore them.
         rng.seed_all(cfg.seed + seed_rank + 1_000_003 * found.step)
-        _log0(ctx, "world size %d -> %d: random generators re-seeded (data order is unaffected)",
-              found.world_size, ctx.world, level=logging.WARNING)
+        _log0(
+            ctx,
+            "world size %d -> %d: random generators re-seeded (data order is unaffected)",
+            found.world_size,
+            ctx.world,
+            level=logging.WARNING,
+        )
     else:
         rng.restore(torch.load(rng_file, weights_only=True))
     _log0(ctx, "resumed from %s at step %d", root / found.tag, found.step)
@@ -272,26 +298,44 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
     dist.barrier()
     from deepspeed.checkpoint import constants as ds
 
-    client = {"step": step, "rollbacks": state.rollbacks, "spike_history": a.detector.state_dict(),
-              "data": {**a.sampler.state_dict(), "manifest_sha256": s.manifest_sha}}
+    client = {
+        "step": step,
+        "rollbacks": state.rollbacks,
+        "spike_history": a.detector.state_dict(),
+        "data": {**a.sampler.state_dict(), "manifest_sha256": s.manifest_sha},
+    }
     if not s.layout.model_parallel:
         # Declares the model convertible to a universal checkpoint (no tensor-parallel
         # slicing to undo), for a resume on another number of ranks.
-        client[ds.UNIVERSAL_CHECKPOINT_INFO] = {ds.UNIVERSAL_CHECKPOINT_VERSION_KEY: ds.UNIVERSAL_CHECKPOINT_VERSION_VALUE}
+        client[ds.UNIVERSAL_CHECKPOINT_INFO] = {
+            ds.UNIVERSAL_CHECKPOINT_VERSION_KEY: ds.UNIVERSAL_CHECKPOINT_VERSION_VALUE
+        }
     a.engine.save_checkpoint(str(root), tag=tmp.name, client_state=client, save_latest=False)
     tmp.mkdir(parents=True, exist_ok=True)
     torch.save(rng.capture(), tmp / f"rng-rank{ctx.rank}.pt")
     dist.barrier()
     names = _broadcast(store.files_to_seal(tmp) if ctx.rank == 0 else None)  # one listing (NFS may lag)
     hashed: list[Any] = [None] * ctx.world
-    dist.all_gather_object(hashed, store.hash_files(tmp, names[ctx.rank::ctx.world]))
+    dist.all_gather_object(hashed, store.hash_files(tmp, names[ctx.rank :: ctx.world]))
     if ctx.rank == 0:
         files = {k: v for part in hashed for k, v in part.items()}
-        store.write_manifest(tmp, step, ctx.world, files, {
-            "training": s.cfg.model_dump(mode="json"), "model": s.model_cfg.model_dump(mode="json"),
-            "global_batch": a.plan.global_batch, "device": s.job.device, "precision": s.job.precision,
-            "parallel": s.layout.describe(),
-            "val_loss": val_loss, "data": client["data"], "config_file": str(s.run.config)})
+        store.write_manifest(
+            tmp,
+            step,
+            ctx.world,
+            files,
+            {
+                "training": s.cfg.model_dump(mode="json"),
+                "model": s.model_cfg.model_dump(mode="json"),
+                "global_batch": a.plan.global_batch,
+                "device": s.job.device,
+                "precision": s.job.precision,
+                "parallel": s.layout.describe(),
+                "val_loss": val_loss,
+                "data": client["data"],
+                "config_file": str(s.run.config),
+            },
+        )
         store.publish(root, step)
         removed = store.retain(root, s.cfg.keep_last, s.cfg.keep_best, step)
         if removed:
@@ -307,11 +351,13 @@ def validation_loss(s: Setup, engine) -> float:
     engine.eval()
     # The same number of rows on every rank: under ZeRO-3 each forward pass is a collective.
     per_rank = min(cfg.eval_batches * cfg.micro_batch_size, len(s.val) // ctx.world)
-    rows = np.arange(len(s.val))[ctx.rank::ctx.world][:per_rank]
+    rows = np.arange(len(s.val))[ctx.rank :: ctx.world][:per_rank]
     total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     for start in range(0, len(rows), cfg.micro_batch_size):
-        sel = rows[start:start + cfg.micro_batch_size]
-        x, y, *seg = (t.to(ctx.device) for t in to_batch(*s.val.rows(sel), s.val.segments(sel) if cfg.document_mask else None))
+        sel = rows[start : start + cfg.micro_batch_size]
+        x, y, *seg = (
+            t.to(ctx.device) for t in to_batch(*s.val.rows(sel), s.val.segments(sel) if cfg.document_mask else None)
+        )
         total[0] += engine(x, y, *seg).double()
         total[1] += 1
     engine.train()
@@ -350,8 +396,9 @@ def _loss_scale(engine) -> float | None:
     return float(scale) if isinstance(scale, (int, float, torch.Tensor)) and engine.fp16_enabled() else None
 
 
-def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                      float, int]:
+def train_step(
+    s: Setup, a: Attempt, faults: Faults | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]:
     """One optimizer step of `accumulation` micro-steps. The loss sum, the number of losses
     in it and the real-token count stay on the device (no host sync here); returns them with
     the data-wait seconds and the micro-steps."""
@@ -371,12 +418,17 @@ def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tenso
         t0 = time.perf_counter()
         src, rows = sampler.next_batch()
         end = sampler.position.samples
-        x, y, *seg = (t.to(ctx.device, non_blocking=True)
-                      for t in s.train.gather(src, rows, segments=cfg.document_mask))
+        x, y, *seg = (
+            t.to(ctx.device, non_blocking=True) for t in s.train.gather(src, rows, segments=cfg.document_mask)
+        )
         wait += time.perf_counter() - t0
         loss = engine(x, y, seg[0] if seg else None, cfg.z_loss)  # the model's fused head + loss
-        if faults and faults.poison_samples and faults.poison_samples[0] < end \
-                and end - a.plan.unit < faults.poison_samples[1]:
+        if (
+            faults
+            and faults.poison_samples
+            and faults.poison_samples[0] < end
+            and end - a.plan.unit < faults.poison_samples[1]
+        ):
             loss = loss * 1000.0  # a corrupt batch: its loss and gradients blow up
         engine.backward(loss)
         engine.step()  # DeepSpeed only updates at the accumulation boundary
@@ -385,8 +437,9 @@ def train_step(s: Setup, a: Attempt, faults: Faults | None) -> tuple[torch.Tenso
     return loss_sum, torch.tensor(float(accum), device=ctx.device), tokens, wait, accum
 
 
-def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, signals: _Signals,
-              faults: Faults | None) -> tuple[str, Any]:
+def run_steps(
+    s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, signals: _Signals, faults: Faults | None
+) -> tuple[str, Any]:
     """Train until max_steps ('done'), a bad step ('spike', (step, reason, skipped range)) or
     SIGTERM ('preempted', step)."""
     cfg, ctx, engine = s.cfg, s.ctx, a.engine
@@ -400,17 +453,24 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
         lr = float(engine.get_lr()[0])  # the rate this step uses; the scheduler advances after it
         loss_sum, losses, tokens, wait, accum = train_step(s, a, faults)
         gn = engine.get_global_grad_norm()
-        due_time = cfg.checkpoint_every_minutes is not None and ctx.rank == 0 and \
-            time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
+        due_time = (
+            cfg.checkpoint_every_minutes is not None
+            and ctx.rank == 0
+            and time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
+        )
         f64 = {"dtype": torch.float64, "device": ctx.device}  # exact token counts at any batch size
         summed = torch.stack([loss_sum.double(), losses.double(), tokens.double(), torch.tensor(wait, **f64)])
         dist.all_reduce(summed)
         flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], **f64)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        gn_t = gn.detach().reshape(1).to(**f64) if isinstance(gn, torch.Tensor) else \
-            torch.tensor([float("nan") if gn is None else float(gn)], **f64)
-        loss_total, loss_count, tokens_total, wait_total, peak_mb, term, due, grad_norm = \
-            torch.cat([summed, flags, gn_t]).tolist()  # the step's one host sync
+        gn_t = (
+            gn.detach().reshape(1).to(**f64)
+            if isinstance(gn, torch.Tensor)
+            else torch.tensor([float("nan") if gn is None else float(gn)], **f64)
+        )
+        loss_total, loss_count, tokens_total, wait_total, peak_mb, term, due, grad_norm = torch.cat(
+            [summed, flags, gn_t]
+        ).tolist()  # the step's one host sync
         loss = loss_total / loss_count
         if gn is None:  # DeepSpeed keeps no norm for an fp32 optimizer without ZeRO
             grad_norm = None
@@ -421,19 +481,33 @@ def run_steps(s: Setup, a: Attempt, state: RunState, sink: MetricsSink | None, s
             return "spike", (a.step, reason, (samples_before, a.sampler.position.samples))
         elapsed = time.perf_counter() - t0
         tps = tokens_total / elapsed
-        record = {"step": a.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps,
-                  "mfu": mfu(s.flops_per_token, tps, ctx.world, s.peak_flops), "peak_mem_mb": peak_mb,
-                  "data_wait_s": wait_total / ctx.world, "loss_scale": _loss_scale(engine),
-                  "skipped_steps": int(engine.skipped_steps), "batch": accum * a.plan.unit,
-                  "tokens": int(tokens_total), "samples": a.sampler.position.samples,
-                  "rollbacks": state.rollbacks}
+        record = {
+            "step": a.step,
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens_per_s": tps,
+            "mfu": mfu(s.flops_per_token, tps, ctx.world, s.peak_flops),
+            "peak_mem_mb": peak_mb,
+            "data_wait_s": wait_total / ctx.world,
+            "loss_scale": _loss_scale(engine),
+            "skipped_steps": int(engine.skipped_steps),
+            "batch": accum * a.plan.unit,
+            "tokens": int(tokens_total),
+            "samples": a.sampler.position.samples,
+            "rollbacks": state.rollbacks,
+        }
         if a.step % cfg.eval_every == 0 or a.step == cfg.max_steps:
             record["val_loss"] = validation_loss(s, engine)
         if sink is not None:
             sink.write(record)
             if a.step % max(1, cfg.max_steps // 20) == 0 or "val_loss" in record:
-                log.info("step %d/%d %s", a.step, cfg.max_steps, " ".join(
-                    f"{k} {v:.4g}" for k, v in record.items() if k != "step" and isinstance(v, float)))
+                log.info(
+                    "step %d/%d %s",
+                    a.step,
+                    cfg.max_steps,
+                    " ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "step" and isinstance(v, float)),
+                )
         if a.step % cfg.checkpoint_every == 0 or a.step == cfg.max_steps or due or term:
             save(s, a, state, record.get("val_loss"))
             last_save = time.monotonic()
@@ -464,11 +538,17 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
                 else:
                     sink.truncate(a.step)
                 if a.step == 0:
-                    log.info("training a %s-parameter model (%s training FLOPs per token) on %d sequences "
-                             "for %d steps on %d %s rank(s) in %s",
-                             f"{parameter_count(s.model_cfg, s.manifest['vocab_size'], s.seq_len):,}",
-                             f"{s.flops_per_token:,}", s.train.stream.epoch_len, s.cfg.max_steps, ctx.world,
-                             job.device, job.precision)
+                    log.info(
+                        "training a %s-parameter model (%s training FLOPs per token) on %d sequences "
+                        "for %d steps on %d %s rank(s) in %s",
+                        f"{parameter_count(s.model_cfg, s.manifest['vocab_size'], s.seq_len):,}",
+                        f"{s.flops_per_token:,}",
+                        s.train.stream.epoch_len,
+                        s.cfg.max_steps,
+                        ctx.world,
+                        job.device,
+                        job.precision,
+                    )
             outcome, detail = run_steps(s, a, state, sink, signals, faults)
             if outcome != "spike":
                 break
@@ -477,28 +557,47 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
             state.spike_steps.append(step)
             state.skips.append(skipped)
             if ctx.rank == 0:  # kept until a checkpoint holds it: a crash now must not replay the spike
-                write_json(s.run.checkpoints / SKIPS, {"skips": state.skips, "rollbacks": state.rollbacks,
-                                                       "spike_steps": state.spike_steps})
+                write_json(
+                    s.run.checkpoints / SKIPS,
+                    {"skips": state.skips, "rollbacks": state.rollbacks, "spike_steps": state.spike_steps},
+                )
             found = newest_valid(s, before_step=step)
             to = None if found is None else found.step
-            event = {"step": step, "event": "spike", "reason": reason, "rolled_back_to": to,
-                     "skipped_samples": list(skipped), "rollback": state.rollbacks}
+            event = {
+                "step": step,
+                "event": "spike",
+                "reason": reason,
+                "rolled_back_to": to,
+                "skipped_samples": list(skipped),
+                "rollback": state.rollbacks,
+            }
             if sink is not None:
                 sink.write(event)
-            _log0(ctx, "step %d: %s; rolling back to step %s and skipping its batches (samples %d-%d)",
-                  step, reason, to, *skipped, level=logging.WARNING)
+            _log0(
+                ctx,
+                "step %d: %s; rolling back to step %s and skipping its batches (samples %d-%d)",
+                step,
+                reason,
+                to,
+                *skipped,
+                level=logging.WARNING,
+            )
             if state.rollbacks > s.cfg.spike.max_rollbacks:
                 raise DivergenceError(
                     f"training diverged: bad steps {state.spike_steps} after {s.cfg.spike.max_rollbacks} "
                     f"roll-back(s) ({reason}); lower training.lr, raise warmup_steps, enable z_loss, or "
-                    f"inspect the batches at stream samples {skipped[0]}-{skipped[1]}")
+                    f"inspect the batches at stream samples {skipped[0]}-{skipped[1]}"
+                )
             if to is None:
-                raise DivergenceError(f"step {step}: {reason}, before any checkpoint to roll back to; "
-                                      f"lower training.lr or checkpoint more often (training.checkpoint_every)")
+                raise DivergenceError(
+                    f"step {step}: {reason}, before any checkpoint to roll back to; "
+                    f"lower training.lr or checkpoint more often (training.checkpoint_every)"
+                )
             del a  # free the engine before the next one is built
         if outcome == "preempted":
-            raise Preempted(f"SIGTERM at step {detail}: checkpoint saved in {s.run.checkpoints}; "
-                            f"re-run the same --run-id to resume")
+            raise Preempted(
+                f"SIGTERM at step {detail}: checkpoint saved in {s.run.checkpoints}; re-run the same --run-id to resume"
+            )
         return finish(s, a, state)
     finally:
         signals.restore()
@@ -525,15 +624,26 @@ def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
             export_check = parallel_steps.check_export(s, run.checkpoints / FINAL, probe_rows, probe)
         tokens_per_step = a.plan.global_batch * s.seq_len
         params = parameter_count(s.model_cfg, s.manifest["vocab_size"], s.seq_len)  # tied weights once
-        summary = {"steps": a.step, "parameters": params, "init_from": s.job.init_from, "world_size": ctx.world,
-                   "parallel": s.layout.describe(), "export_check": export_check, "hosts": hosts,
-                   "device": s.job.device, "precision": s.job.precision, "zero_stage": s.cfg.zero_stage,
-                   "global_batch": a.plan.global_batch, "tokens_per_step": tokens_per_step,
-                   "training_flops_per_token": s.flops_per_token,
-                   "training_flops": s.flops_per_token * s.seq_len * a.sampler.position.samples,
-                   "rollbacks": state.rollbacks, "spike_steps": state.spike_steps,
-                   "skipped_samples": [list(r) for r in a.sampler.position.skips],
-                   "data": data_summary(s.train, a.sampler.position.samples, s.manifest)}
+        summary = {
+            "steps": a.step,
+            "parameters": params,
+            "init_from": s.job.init_from,
+            "world_size": ctx.world,
+            "parallel": s.layout.describe(),
+            "export_check": export_check,
+            "hosts": hosts,
+            "device": s.job.device,
+            "precision": s.job.precision,
+            "zero_stage": s.cfg.zero_stage,
+            "global_batch": a.plan.global_batch,
+            "tokens_per_step": tokens_per_step,
+            "training_flops_per_token": s.flops_per_token,
+            "training_flops": s.flops_per_token * s.seq_len * a.sampler.position.samples,
+            "rollbacks": state.rollbacks,
+            "spike_steps": state.spike_steps,
+            "skipped_samples": [list(r) for r in a.sampler.position.skips],
+            "data": data_summary(s.train, a.sampler.position.samples, s.manifest),
+        }
         write_json(run.train_summary, summary)
     dist.barrier()
     return summary
@@ -557,6 +667,10 @@ def data_summary(train: TrainingData, samples: int, manifest: dict[str, Any]) ->
     avail = manifest["mixture"]["sources"]
     tokens = {s: round(n * avail[s]["available_tokens"] / max(1, avail[s]["available_rows"])) for s, n in rows.items()}
     total = sum(tokens.values()) or 1
-    return {"samples": samples, "epochs": samples / train.stream.epoch_len, "rows_by_source": rows,
-            "tokens_by_source": tokens, "share_by_source": {s: t / total for s, t in tokens.items()}}
-
+    return {
+        "samples": samples,
+        "epochs": samples / train.stream.epoch_len,
+        "rows_by_source": rows,
+        "tokens_by_source": tokens,
+        "share_by_source": {s: t / total for s, t in tokens.items()},
+    }

@@ -1,5 +1,6 @@
 """Per-step training metrics: MFU against a table of device peaks, and the sinks they go to
 (metrics.jsonl, TensorBoard event files). Rank 0 writes; the record's keys are fixed."""
+
 from __future__ import annotations
 
 import json

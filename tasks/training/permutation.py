@@ -5,6 +5,7 @@ instead the position of each sample is computed on demand by a Feistel network o
 next power of four, with "cycle walking" to stay inside 0..n-1 (each step is itself a
 bijection, so the walk ends and the result stays a permutation).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
 """Thin Prefect task wrapper around training (it drives Ray Train from the flow's process),
 with live progress: the Prefect UI shows a progress artifact and a metrics table that are
 updated while the ranks train, read from the run's metrics.jsonl."""
+
 from __future__ import annotations
 
 import contextvars
@@ -10,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.tasks import exponential_backoff
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.tasks import exponential_backoff
 
 from infra.core.storage import RunDir
 from models.config import ModelConfig
@@ -27,8 +28,7 @@ TABLE_KEYS = ("step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mf
 def metrics_table(records: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Validation steps (and the last step), plus one row per spike event."""
     rows = [{k: r.get(k) for k in TABLE_KEYS} for r in records if "val_loss" in r or r is records[-1]]
-    rows += [{**dict.fromkeys(TABLE_KEYS), "step": e["step"], "event": f"{e['event']}: {e['reason']}"}
-             for e in events]
+    rows += [{**dict.fromkeys(TABLE_KEYS), "step": e["step"], "event": f"{e['event']}: {e['reason']}"} for e in events]
     return sorted(rows, key=lambda r: r["step"])
 
 
@@ -40,11 +40,12 @@ class LiveProgress:
         self.run, self.max_steps, self.every_s = run, max_steps, every_s
         self._stop = threading.Event()
         self._seen = -1
-        self.artifact_id = create_progress_artifact(0.0, key="training-progress",
-                                                    description=f"steps done of {max_steps}")
+        self.artifact_id = create_progress_artifact(
+            0.0, key="training-progress", description=f"steps done of {max_steps}"
+        )
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._poll,), daemon=True)
 
-    def __enter__(self) -> "LiveProgress":
+    def __enter__(self) -> LiveProgress:
         self._thread.start()
         return self
 
@@ -70,15 +71,19 @@ class LiveProgress:
         self._seen = len(records) + len(events)
         update_progress_artifact(self.artifact_id, 100.0 * records[-1]["step"] / self.max_steps)
         last = records[-1]
-        create_table_artifact(key="training-metrics", table=metrics_table(records, events),
-                              description=f"step {last['step']}/{self.max_steps}, loss {last['loss']:.4g}"
-                                          + (f", {len(events)} spike event(s)" if events else ""))
+        create_table_artifact(
+            key="training-metrics",
+            table=metrics_table(records, events),
+            description=f"step {last['step']}/{self.max_steps}, loss {last['loss']:.4g}"
+            + (f", {len(events)} spike event(s)" if events else ""),
+        )
 
 
 # Retries (TrainingConfig.retries, set by the flow) only for transient failures.
 @task(name="deepspeed-train", retry_condition_fn=retry_transient, retry_delay_seconds=exponential_backoff(10))
-def train_task(run_dir: str, model_cfg: ModelConfig, cfg: TrainingConfig,
-               init_from: str | None = None) -> dict[str, Any]:
+def train_task(
+    run_dir: str, model_cfg: ModelConfig, cfg: TrainingConfig, init_from: str | None = None
+) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
     with LiveProgress(run, cfg.max_steps):
         return run_training(run.root, model_cfg, cfg, Path(init_from) if init_from else None)

@@ -3,6 +3,7 @@
 Saved as plain lists and tensors, so the file loads with `torch.load(weights_only=True)`:
 nothing in a checkpoint is unpickled as arbitrary objects.
 """
+
 from __future__ import annotations
 
 import random

@@ -7,6 +7,7 @@ All three start with a linear warm-up to the peak:
   length, so a run can be extended (a larger max_steps) while it has not begun to decay;
 - constant: then flat at the peak.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,9 @@ import torch
 from tasks.training.config import TrainingConfig
 
 
-def lr_multiplier(step: int, warmup: int, total: int, min_ratio: float, kind: str = "cosine",
-                  decay_fraction: float = 0.2) -> float:
+def lr_multiplier(
+    step: int, warmup: int, total: int, min_ratio: float, kind: str = "cosine", decay_fraction: float = 0.2
+) -> float:
     """Fraction of the peak rate for 0-based optimizer step `step` of `total`.
 
     Warm-up reaches the peak on step `warmup - 1`; cosine and wsd end at exactly `min_ratio`.
@@ -44,6 +46,12 @@ def decay_start(total: int, warmup: int, decay_fraction: float) -> int:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    fn = partial(lr_multiplier, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio,
-                 kind=cfg.schedule, decay_fraction=cfg.decay_fraction)
+    fn = partial(
+        lr_multiplier,
+        warmup=cfg.warmup_steps,
+        total=cfg.max_steps,
+        min_ratio=cfg.min_lr_ratio,
+        kind=cfg.schedule,
+        decay_fraction=cfg.decay_fraction,
+    )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

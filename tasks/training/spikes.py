@@ -5,6 +5,7 @@ the recent ones: above the window's mean x `factor`, or above the mean plus `sig
 standard deviations (OLMo-core's rule). Bad steps never enter the window, so a spike does
 not raise the bar for the next one.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,10 @@ class SpikeDetector:
             return f"loss {loss:.4g} is above {self.cfg.factor:g}x the mean of the last {n} steps ({mean:.4g})"
         std = math.sqrt(sum((v - mean) ** 2 for v in self.history) / (n - 1))
         if self.cfg.sigmas is not None and std > 0 and loss > mean + self.cfg.sigmas * std:
-            return (f"loss {loss:.4g} is {(loss - mean) / std:.1f} standard deviations above the mean "
-                    f"of the last {n} steps ({mean:.4g})")
+            return (
+                f"loss {loss:.4g} is {(loss - mean) / std:.1f} standard deviations above the mean "
+                f"of the last {n} steps ({mean:.4g})"
+            )
         return None
 
     def state_dict(self) -> list[float]:

@@ -4,6 +4,7 @@ Everything that can be checked is checked here, in the driver, before a worker s
 the config's cross-field rules against the cluster's resources, and a resume's config
 against the newest checkpoint's. The device comes from the cluster, not the driver.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from infra.core.resume import changed_keys
 from infra.core.node import node_identity, node_label
+from infra.core.resume import changed_keys
 from infra.core.storage import RunDir, read_json, sha256_file, write_json
 from models.config import ModelConfig
 from tasks.training.checks import TrainingConfigError, check_training, resolve_device
@@ -44,23 +45,37 @@ def ray_train_worker(config: dict[str, Any]) -> None:
         # which must then index the visible devices, not the node's (ray-project/ray#37212).
         os.environ["LOCAL_RANK"] = str(device.index or 0)
     rank = ctx.get_world_rank()
-    train(RankContext(rank, ctx.get_world_size(), device, node_label(node_identity()),
-                      report=lambda metrics: ray.train.report(metrics)), job, Faults.drill(job.run_dir))
+    train(
+        RankContext(
+            rank,
+            ctx.get_world_size(),
+            device,
+            node_label(node_identity()),
+            report=lambda metrics: ray.train.report(metrics),
+        ),
+        job,
+        Faults.drill(job.run_dir),
+    )
 
 
 def check_init_from(run: RunDir, model_cfg: ModelConfig, seq_len: int, init_from: Path) -> None:
     """Continued pre-training needs the earlier model's shape and its tokenizer."""
     meta_path = init_from / "model.json"
     if not meta_path.is_file():
-        raise TrainingConfigError(f"continued pre-training: {init_from} holds no final model (model.json); "
-                                  f"the previous run must have finished training")
+        raise TrainingConfigError(
+            f"continued pre-training: {init_from} holds no final model (model.json); "
+            f"the previous run must have finished training"
+        )
     meta = read_json(meta_path)
-    problems = [f"model.{k}: {a!r} there, {b!r} here" for k, (a, b) in
-                changed_keys(meta["model"], model_cfg.model_dump(mode="json")).items()]
+    problems = [
+        f"model.{k}: {a!r} there, {b!r} here"
+        for k, (a, b) in changed_keys(meta["model"], model_cfg.model_dump(mode="json")).items()
+    ]
     manifest = read_json(run.manifest)
     if meta["vocab_size"] != manifest["vocab_size"] or meta["seq_len"] != seq_len:
-        problems.append(f"vocabulary/context {meta['vocab_size']}/{meta['seq_len']} there, "
-                        f"{manifest['vocab_size']}/{seq_len} here")
+        problems.append(
+            f"vocabulary/context {meta['vocab_size']}/{meta['seq_len']} there, {manifest['vocab_size']}/{seq_len} here"
+        )
     earlier_tokenizer = init_from.parents[1] / "tokenizer" / "tokenizer.json"
     if earlier_tokenizer.is_file() and sha256_file(earlier_tokenizer) != sha256_file(run.tokenizer):
         problems.append("another tokenizer: set tokenization.tokenizer_path to the earlier run's tokenizer.json")
@@ -68,8 +83,9 @@ def check_init_from(run: RunDir, model_cfg: ModelConfig, seq_len: int, init_from
         raise TrainingConfigError(f"cannot continue pre-training from {init_from}:\n  - " + "\n  - ".join(problems))
 
 
-def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_gpus: float,
-             init_from: Path | None = None) -> TrainJob:
+def plan_job(
+    run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_gpus: float, init_from: Path | None = None
+) -> TrainJob:
     """Resolve device and precision and run every check that needs no worker."""
     if not run.manifest.is_file():
         raise FileNotFoundError(f"no token shards in {run.shards}; run `crucible tokenize` for this run first")
@@ -80,16 +96,26 @@ def plan_job(run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_g
     precision = "auto" if device == "cuda" and cfg.precision == "auto" else resolve_precision(cfg.precision, device)
     check_training(cfg, model_cfg, device, None if precision == "auto" else precision, cluster_gpus)
     if cfg.num_workers == 1 and cfg.zero_stage > 0:
-        log.warning("ZeRO stage %d on one rank partitions nothing and cost 18%% of the tokens/s of stage 0 "
-                    "here (benchmarks/training_overhead.py); set training.zero_stage=0 unless the run will "
-                    "resume on more ranks", cfg.zero_stage)
+        log.warning(
+            "ZeRO stage %d on one rank partitions nothing and cost 18%% of the tokens/s of stage 0 "
+            "here (benchmarks/training_overhead.py); set training.zero_stage=0 unless the run will "
+            "resume on more ranks",
+            cfg.zero_stage,
+        )
     check_resumable(run, cfg, model_cfg, precision if device == "cpu" else None)
-    return TrainJob(str(run.root), cfg.model_dump(mode="json"), model_cfg.model_dump(mode="json"), device, precision,
-                    str(init_from) if init_from else None)
+    return TrainJob(
+        str(run.root),
+        cfg.model_dump(mode="json"),
+        model_cfg.model_dump(mode="json"),
+        device,
+        precision,
+        str(init_from) if init_from else None,
+    )
 
 
-def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig,
-                 init_from: Path | None = None) -> dict[str, Any]:
+def run_training(
+    run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig, init_from: Path | None = None
+) -> dict[str, Any]:
     """Train (or resume from the run's newest valid checkpoint) and return the training summary.
     `init_from`: a final model folder whose weights a fresh start begins from. A lost rank
     or host is handled by tasks/training/elastic.py."""
@@ -112,11 +138,15 @@ def run_training(run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig,
             failures += 1
             lost = sorted(set(before.values()) - set(alive_nodes().values()))
             step = last_step(run)
-            events.record("ranks_lost", f"the ranks failed after step {step} ({type(exc).__name__}); "
-                                        f"restart {failures} of {cfg.max_failures}"
-                                        + (f"; node(s) gone: {', '.join(lost)}" if lost else ""),
-                          step=step, world=cfg.num_workers, nodes_gone=lost,
-                          error=str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+            events.record(
+                "ranks_lost",
+                f"the ranks failed after step {step} ({type(exc).__name__}); "
+                f"restart {failures} of {cfg.max_failures}" + (f"; node(s) gone: {', '.join(lost)}" if lost else ""),
+                step=step,
+                world=cfg.num_workers,
+                nodes_gone=lost,
+                error=str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__,
+            )
 
             def acceptable(smaller: TrainingConfig) -> list[str]:
                 try:
@@ -142,10 +172,12 @@ def _fit(run: RunDir, job: TrainJob, cfg: TrainingConfig, resources: dict[str, f
     trainer = TorchTrainer(
         ray_train_worker,
         train_loop_config={"job": asdict(job)},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=job.device == "cuda",
-                                     resources_per_worker=resources),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=job.device == "cuda", resources_per_worker=resources
+        ),
         # Restarts are run_training's (elastic.py): it may wait for a host or change the world.
-        run_config=RunConfig(name=f"train-{attempt}", storage_path=str(run.ray_storage),
-                             failure_config=FailureConfig(max_failures=0)),
+        run_config=RunConfig(
+            name=f"train-{attempt}", storage_path=str(run.ray_storage), failure_config=FailureConfig(max_failures=0)
+        ),
     )
     trainer.fit()

@@ -1,5 +1,6 @@
 """The debug pipeline run once through a real Prefect server, real Ray and real DeepSpeed,
 shared by the end-to-end modules (the operations tests compare their runs against it)."""
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,22 @@ def prefect_api(tmp_path_factory):
 def pipeline_run(prefect_api, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     result = subprocess.run(
-        [CRUCIBLE, "run", "-c", "debug", "--run-id", "e2e", "--set", f"runs_dir={runs}",
-         "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True, text=True, timeout=1200, cwd=ROOT,
+        [
+            CRUCIBLE,
+            "run",
+            "-c",
+            "debug",
+            "--run-id",
+            "e2e",
+            "--set",
+            f"runs_dir={runs}",
+            "--set",
+            f"runtime.prefect_port={PORT}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     match = re.search(rf"flow run: http://127.0.0.1:{PORT}/v2/runs/flow-run/([0-9a-f-]+)", result.stdout)

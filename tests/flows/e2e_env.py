@@ -1,13 +1,15 @@
 """What the end-to-end tests share: where the CLI and the debug preset's relative paths are,
 their Prefect server's port, a client of it, and a `crucible serve` running in the background."""
+
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 CRUCIBLE = str(Path(sys.executable).parent / "crucible")
 ROOT = Path(__file__).resolve().parents[2]  # the debug preset's paths are relative to it
@@ -38,10 +40,14 @@ def serving(api: str, name: str, args: list[str], log: Path, env: dict[str, str]
     """`crucible serve -c debug --name NAME ARGS...` until the block ends (then SIGINT, as a
     user's Ctrl-C); yields the deployment."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen([CRUCIBLE, "serve", "-c", "debug", "--name", name,
-                                 "--set", f"runtime.prefect_port={PORT}", *args],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-                                env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            [CRUCIBLE, "serve", "-c", "debug", "--name", name, "--set", f"runtime.prefect_port={PORT}", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     try:
         wait_for(lambda: "being served" in log.read_text(errors="replace") or proc.poll() is not None, 180, "serve")
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]

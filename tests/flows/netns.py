@@ -9,6 +9,7 @@ on one host, to make a node that does not see the shared storage.
 Only addresses assigned inside these namespaces are used, and everything is removed when
 the cluster is closed, whatever the test's outcome.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,10 @@ class Cluster:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.token = secrets.token_hex(16)
-        self.hosts = [Host(f"cr{tag}h{i}", f"10.213.{subnet}.{i + 1}", f"cr{tag}v{i}",
-                           list(hide_on_worker or []) if i else []) for i in range(2)]
+        self.hosts = [
+            Host(f"cr{tag}h{i}", f"10.213.{subnet}.{i + 1}", f"cr{tag}v{i}", list(hide_on_worker or []) if i else [])
+            for i in range(2)
+        ]
         self._made: list[str] = []
 
     @property
@@ -84,19 +87,38 @@ class Cluster:
     def env(self, host: Host) -> dict[str, str]:
         """What every process of a host runs with: Ray's token auth on, gloo on the host's own
         interface (a real host with several interfaces needs the same), no usage reports."""
-        return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN": self.token, "GLOO_SOCKET_IFNAME": host.iface, "RAY_USAGE_STATS_ENABLED": "0",
-                "PYTHONUNBUFFERED": "1"}
+        return {
+            **os.environ,
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "GLOO_SOCKET_IFNAME": host.iface,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         try:
             head, worker = self.hosts
             for host in self.hosts:
                 _sh("ip", "netns", "add", host.name)
                 self._made.append(host.name)
             # One veth pair, an end in each host: a cable between two machines.
-            _sh("ip", "link", "add", head.iface, "netns", head.name, "type", "veth",
-                "peer", "name", worker.iface, "netns", worker.name)
+            _sh(
+                "ip",
+                "link",
+                "add",
+                head.iface,
+                "netns",
+                head.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                worker.iface,
+                "netns",
+                worker.name,
+            )
             for host in self.hosts:
                 _sh("ip", "-n", host.name, "addr", "add", f"{host.address}/24", "dev", host.iface)
                 _sh("ip", "-n", host.name, "link", "set", host.iface, "up")
@@ -111,25 +133,59 @@ class Cluster:
     def start(self, host: Host) -> None:
         """Start (or restart) the host's Ray node, on a fresh /tmp/ray as after a reboot."""
         is_head = host is self.head
-        ray = [str(VENV_BIN / "ray"), "start", "--block", "--num-cpus", "1", "--node-ip-address", host.address,
-               "--disable-usage-stats"]
-        ray += (["--head", "--port", "6379", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1"]
-                if is_head else ["--address", self.ray_address])
+        ray = [
+            str(VENV_BIN / "ray"),
+            "start",
+            "--block",
+            "--num-cpus",
+            "1",
+            "--node-ip-address",
+            host.address,
+            "--disable-usage-stats",
+        ]
+        ray += (
+            ["--head", "--port", "6379", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1"]
+            if is_head
+            else ["--address", self.ray_address]
+        )
         mounts = " && ".join(f"mount -t tmpfs -o size=64m crucible-hidden {p}" for p in host.hide)
-        script = "mkdir -p /tmp/ray && mount -t tmpfs -o size=2g crucible-ray /tmp/ray" + (
-            f" && {mounts}" if mounts else "") + ' && exec "$@"'
+        script = (
+            "mkdir -p /tmp/ray && mount -t tmpfs -o size=2g crucible-ray /tmp/ray"
+            + (f" && {mounts}" if mounts else "")
+            + ' && exec "$@"'
+        )
         log = open(self.log_dir / f"{host.name}-ray.log", "ab")
         host.proc = subprocess.Popen(
-            ["ip", "netns", "exec", host.name, "unshare", "--mount", "--propagation", "private", "--",
-             "sh", "-c", script, "sh", *ray], stdout=log, stderr=subprocess.STDOUT, env=self.env(host),
-            start_new_session=True)
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.name,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                *ray,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(host),
+            start_new_session=True,
+        )
         self.wait_nodes(len([h for h in self.hosts if h.proc and h.proc.poll() is None]), 120)
 
     def wait_nodes(self, n: int, timeout: float) -> None:
         """Until the head's GCS lists `n` alive nodes."""
         deadline = time.monotonic() + timeout
-        probe = ("import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False); "
-                 "print(sum(x['Alive'] for x in ray.nodes()))")
+        probe = (
+            "import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+            "print(sum(x['Alive'] for x in ray.nodes()))"
+        )
         while time.monotonic() < deadline:
             if self.head.proc and self.head.proc.poll() is not None:
                 raise RuntimeError(f"the head's `ray start` exited; see {self.log_dir}")
@@ -142,18 +198,29 @@ class Cluster:
     def command(self, host: Host, cmd: list[str], cwd: Path | None = None) -> list[str]:
         """`cmd` inside the host's network and mount namespaces (where its Ray node's sockets are)."""
         assert host.proc is not None
-        return ["nsenter", "--target", str(host.proc.pid), "--net", "--mount", f"--wd={cwd or os.getcwd()}",
-                "--", *cmd]
+        return ["nsenter", "--target", str(host.proc.pid), "--net", "--mount", f"--wd={cwd or os.getcwd()}", "--", *cmd]
 
     def run(self, host: Host, cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(host, cmd), capture_output=True, text=True, timeout=timeout,
-                              env=kw.pop("env", self.env(host)), **kw)
+        return subprocess.run(
+            self.command(host, cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=kw.pop("env", self.env(host)),
+            **kw,
+        )
 
-    def popen(self, host: Host, cmd: list[str], log: Path, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen:
+    def popen(
+        self, host: Host, cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen:
         out = open(log, "ab")
-        return subprocess.Popen(self.command(host, cmd, cwd), stdout=out, stderr=subprocess.STDOUT,
-                                env={**self.env(host), **(env or {})}, start_new_session=True)
+        return subprocess.Popen(
+            self.command(host, cmd, cwd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**self.env(host), **(env or {})},
+            start_new_session=True,
+        )
 
     def kill_host(self, host: Host) -> int:
         """SIGKILL every process of the host, as a power cut would; returns how many there were."""

@@ -1,4 +1,5 @@
 """What the Ray workers are told about the Prefect API, and how task placement is counted."""
+
 from flows.cluster import workers_api_url
 from flows.config import RuntimeConfig
 from flows.placement import task_nodes

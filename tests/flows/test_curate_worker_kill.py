@@ -1,6 +1,7 @@
 """Failures in the middle of curation: a killed Ray worker is retried and the flow completes;
 a killed run resumes, skipping finished tasks. Either way the output equals that of an
 undisturbed run on the same input."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,12 @@ FIXTURE = ROOT / "tests" / "fixtures" / "corpus"
 
 def _make_input(dest: Path, files: int = 4, copies: int = 6) -> None:
     """Enough fixture-derived text that each filter task runs for a few seconds."""
-    docs = [json.loads(line) for f in sorted(FIXTURE.glob("*.jsonl")) for line in f.open()
-            if line.strip().startswith("{") and line.strip().endswith("}")]
+    docs = [
+        json.loads(line)
+        for f in sorted(FIXTURE.glob("*.jsonl"))
+        for line in f.open()
+        if line.strip().startswith("{") and line.strip().endswith("}")
+    ]
     rng = random.Random(0)
     dest.mkdir(parents=True)
     for i in range(files):
@@ -46,10 +51,28 @@ def _make_input(dest: Path, files: int = 4, copies: int = 6) -> None:
 
 def _curate(runs: Path, run_id: str, input_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(  # its own session, so the whole run (driver and Ray) can be killed
-        [CRUCIBLE, "curate", "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}",
-         "--set", f"runtime.prefect_port={PORT}", "--set", f"curation.input_path={input_dir}",
-         "--set", "curation.noise=null"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True)
+        [
+            CRUCIBLE,
+            "curate",
+            "-c",
+            "debug",
+            "--run-id",
+            run_id,
+            "--set",
+            f"runs_dir={runs}",
+            "--set",
+            f"runtime.prefect_port={PORT}",
+            "--set",
+            f"curation.input_path={input_dir}",
+            "--set",
+            "curation.noise=null",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def _ray_workers_running(task_name: str) -> list[int]:
@@ -65,10 +88,16 @@ def _ray_workers_running(task_name: str) -> list[int]:
 
 
 def _outputs(run: Path) -> tuple[list, list]:
-    kept = [(r["id"], r["text"]) for p in sorted((run / "curated").glob("part-*.parquet"))
-            for r in pq.read_table(p).to_pylist()]
-    removed = sorted((r["id"], r["reason"]) for p in sorted((run / "curated" / "removed").glob("*.parquet"))
-                     for r in pq.read_table(p).to_pylist())
+    kept = [
+        (r["id"], r["text"])
+        for p in sorted((run / "curated").glob("part-*.parquet"))
+        for r in pq.read_table(p).to_pylist()
+    ]
+    removed = sorted(
+        (r["id"], r["reason"])
+        for p in sorted((run / "curated" / "removed").glob("*.parquet"))
+        for r in pq.read_table(p).to_pylist()
+    )
     return kept, removed
 
 

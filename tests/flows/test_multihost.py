@@ -5,6 +5,7 @@ training step, and either comes back or stays down.
 
 Skipped, with the reason, where namespaces cannot be made (not root, no iproute2).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,34 @@ def shared(tmp_path_factory):
     return tmp_path_factory.mktemp("shared-runs")
 
 
-def _start(cluster: Cluster, runs: Path, run_id: str, *sets: str, command: str = "run") -> tuple[subprocess.Popen, Path]:
+def _start(
+    cluster: Cluster, runs: Path, run_id: str, *sets: str, command: str = "run"
+) -> tuple[subprocess.Popen, Path]:
     log = runs / f"{run_id}.log"
     home = runs / f"prefect-home-{run_id}"
-    proc = cluster.popen(cluster.head, [
-        CRUCIBLE, command, "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}",
-        "--set", f"runtime.ray_address={cluster.ray_address}",
-        "--set", f"runtime.prefect_host={cluster.head.address}", "--set", "runtime.prefect_port=4300", *sets,
-    ], log, env={"PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(home)}, cwd=ROOT)
+    proc = cluster.popen(
+        cluster.head,
+        [
+            CRUCIBLE,
+            command,
+            "-c",
+            "debug",
+            "--run-id",
+            run_id,
+            "--set",
+            f"runs_dir={runs}",
+            "--set",
+            f"runtime.ray_address={cluster.ray_address}",
+            "--set",
+            f"runtime.prefect_host={cluster.head.address}",
+            "--set",
+            "runtime.prefect_port=4300",
+            *sets,
+        ],
+        log,
+        env={"PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(home)},
+        cwd=ROOT,
+    )
     return proc, log
 
 
@@ -114,6 +135,7 @@ def _kill_worker_at_step(cluster: Cluster, run: RunDir, proc: subprocess.Popen) 
     def reached() -> bool:
         assert proc.poll() is None, "the run ended before the step at which the worker host is killed"
         return run.metrics.is_file() and any(r["step"] >= KILL_AFTER_STEP for r in _steps(run))
+
     wait_for(reached, 900, f"training step {KILL_AFTER_STEP}", poll=0.2)
     return cluster.kill_host(cluster.hosts[1])
 
@@ -175,7 +197,9 @@ def test_a_worker_that_cannot_see_the_run_directory_is_named_before_any_work(tmp
         proc.wait(timeout=600)
         text = log.read_text(errors="replace")
     assert proc.returncode != 0
-    assert f"node {c.hosts[1].address}" in text and f"cannot see the run directory {runs / 'unshared'}" in text, text[-4000:]
+    assert f"node {c.hosts[1].address}" in text and f"cannot see the run directory {runs / 'unshared'}" in text, text[
+        -4000:
+    ]
     assert "shared filesystem" in text
     run = RunDir(runs / "unshared")
     assert not run.curation_stats.exists() and not (run.curated / "work").exists()

@@ -3,11 +3,12 @@ pipeline served as a deployment, a training worker SIGKILLed at step 8 of a depl
 run, and that flow run finished from its step-6 checkpoint by `prefect flow-run retry` and
 by `crucible resume`; a SIGKILLed `crucible run` shown Crashed and resumed. Every finished
 run's losses equal the uninterrupted run's, bit for bit."""
+
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import time
@@ -28,6 +29,7 @@ def _wait_final(api: str, flow_run_id: uuid.UUID, timeout: float = 600):
         with prefect_client(api) as client:
             fr = client.read_flow_run(flow_run_id)
         return fr if fr.state and fr.state.is_final() else None
+
     return wait_for(final, timeout, f"flow run {flow_run_id} to finish")
 
 
@@ -39,9 +41,24 @@ def _losses(run: RunDir) -> list[float]:
 def test_a_sigkilled_run_shows_crashed_and_resumes(pipeline_run, prefect_api, tmp_path):
     reference = pipeline_run[0]
     run = RunDir(tmp_path / "crash")
-    proc = subprocess.Popen([CRUCIBLE, "run", "-c", "debug", "--run-id", "crash", "--set", f"runs_dir={tmp_path}",
-                             "--set", f"runtime.prefect_port={PORT}"], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            CRUCIBLE,
+            "run",
+            "-c",
+            "debug",
+            "--run-id",
+            "crash",
+            "--set",
+            f"runs_dir={tmp_path}",
+            "--set",
+            f"runtime.prefect_port={PORT}",
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     while not (run.checkpoints / "step6" / "manifest.json").is_file():
         assert proc.poll() is None and time.monotonic() < deadline
@@ -51,9 +68,13 @@ def test_a_sigkilled_run_shows_crashed_and_resumes(pipeline_run, prefect_api, tm
     flow_run_id = uuid.UUID(read_json(run.root / "run.lock")["flow_run_id"])
     with prefect_client(prefect_api) as client:
         assert client.read_flow_run(flow_run_id).state.type.value == "RUNNING"  # what the UI showed
-    result = subprocess.run([CRUCIBLE, "resume", "crash", "--runs-dir", str(tmp_path),
-                             "--set", f"runtime.prefect_port={PORT}"], capture_output=True, text=True,
-                            timeout=900, cwd=ROOT)
+    result = subprocess.run(
+        [CRUCIBLE, "resume", "crash", "--runs-dir", str(tmp_path), "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "marked Crashed" in out
@@ -69,8 +90,16 @@ def served(prefect_api, tmp_path_factory):
     retry, so a killed worker fails its flow run."""
     runs = tmp_path_factory.mktemp("served")
     log = runs / "serve.log"
-    args = ["--interval", "86400", "--set", f"runs_dir={runs}", "--set", "training.max_failures=0",
-            "--set", "training.retries=0"]
+    args = [
+        "--interval",
+        "86400",
+        "--set",
+        f"runs_dir={runs}",
+        "--set",
+        "training.max_failures=0",
+        "--set",
+        "training.retries=0",
+    ]
     with serving(prefect_api, "drill", args, log, {"CRUCIBLE_DRILL_KILL_AT_STEP": str(KILL_AT)}) as deployment:
         yield runs, deployment.id, log
 
@@ -100,8 +129,13 @@ def test_prefect_flow_run_retry_finishes_a_killed_deployment_run(served, pipelin
     runs, deployment_id, log = served
     reference = pipeline_run[0]
     failed, run, made = _killed_deployment_run(prefect_api, runs, deployment_id)
-    retry = subprocess.run([str(Path(CRUCIBLE).parent / "prefect"), "flow-run", "retry", str(failed.id)],
-                           capture_output=True, text=True, timeout=120, env={**os.environ, "PREFECT_API_URL": prefect_api})
+    retry = subprocess.run(
+        [str(Path(CRUCIBLE).parent / "prefect"), "flow-run", "retry", str(failed.id)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+    )
     assert retry.returncode == 0, retry.stdout + retry.stderr
     done = _wait_final(prefect_api, failed.id)  # the same flow run, run again by the serving process
     assert done.state.type.value == "COMPLETED", done.state
@@ -112,8 +146,13 @@ def test_crucible_resume_finishes_a_killed_deployment_run(served, pipeline_run, 
     runs, deployment_id, _ = served
     reference = pipeline_run[0]
     failed, run, made = _killed_deployment_run(prefect_api, runs, deployment_id)
-    result = subprocess.run([CRUCIBLE, "resume", str(run.root), "--set", f"runtime.prefect_port={PORT}"],
-                            capture_output=True, text=True, timeout=900, cwd=ROOT)
+    result = subprocess.run(
+        [CRUCIBLE, "resume", str(run.root), "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert f"/v2/runs/flow-run/{failed.id}" in result.stdout  # the same flow run, not a new one
@@ -135,8 +174,14 @@ def test_a_process_work_pool_worker_runs_the_deployed_pipeline(prefect_api, pipe
         return done
 
     sh("work-pool", "create", "crucible", "--type", "process", "--overwrite")
-    deployed = subprocess.run([prefect, "--no-prompt", "deploy", "--prefect-file", "infra/deploy/prefect.yaml", "--all"],
-                              capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    deployed = subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--prefect-file", "infra/deploy/prefect.yaml", "--all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
     out = deployed.stdout + deployed.stderr
     # Prefect 3.8.8's deploy command ends with a check for online workers whose request (a null
     # limit) its own server rejects: the deployment is made, the command then reports a 422.

@@ -1,5 +1,6 @@
 """End to end: `crucible run` on the debug preset through a real Prefect server, real Ray and
 real DeepSpeed, then a resumed training run from the last checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import math
 import re
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import httpx
@@ -84,9 +84,11 @@ def test_tokenize_rerun_skips_finished_shards(pipeline_run):
     files = {p: p.stat().st_mtime_ns for p in run.shards.rglob("*.arrow")}
     manifest = run.manifest.read_bytes()
     result = subprocess.run(
-        [CRUCIBLE, "tokenize", "--run-id", "e2e", "--set", f"runs_dir={runs}",
-         "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [CRUCIBLE, "tokenize", "--run-id", "e2e", "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     shards = len(list(run.curated.glob("part-*.parquet")))
@@ -149,26 +151,37 @@ def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     _, flow_run_id, _ = pipeline_run
-    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
-        with get_client(sync_client=True) as client:
-            parent = client.read_flow_run(flow_run_id)
-            assert parent.state.is_completed()
-            # Subflows are linked to the parent through a task run of the parent.
-            children = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
-                sort=FlowRunSort.START_TIME_ASC, limit=50,
-            )
-            names = {client.read_flow(r.flow_id).name: r.state.type.value for r in children}
-            child_ids = {str(r.id) for r in children}
-            # Over plain HTTP: this client version sends null filters, which the server rejects.
-            body = {"artifacts": {"key": {"exists_": True}, "flow_run_id": {"any_": sorted(child_ids)}},
-                    "limit": 50, "offset": 0, "sort": "KEY_ASC"}
-            response = httpx.post(f"{prefect_api}/artifacts/filter", json=body, timeout=30)
-            response.raise_for_status()
-            keys = {a["key"] for a in response.json()}
-    assert names == {s: "COMPLETED" for s in ("curate", "tokenize", "train", "evaluate")}
-    assert {"curation-stats", "tokenization-stats", "data-mixture", "training-metrics", "training-progress",
-            "loss-curve", "evaluation-results"} <= keys
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+        parent = client.read_flow_run(flow_run_id)
+        assert parent.state.is_completed()
+        # Subflows are linked to the parent through a task run of the parent.
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+            sort=FlowRunSort.START_TIME_ASC,
+            limit=50,
+        )
+        names = {client.read_flow(r.flow_id).name: r.state.type.value for r in children}
+        child_ids = {str(r.id) for r in children}
+        # Over plain HTTP: this client version sends null filters, which the server rejects.
+        body = {
+            "artifacts": {"key": {"exists_": True}, "flow_run_id": {"any_": sorted(child_ids)}},
+            "limit": 50,
+            "offset": 0,
+            "sort": "KEY_ASC",
+        }
+        response = httpx.post(f"{prefect_api}/artifacts/filter", json=body, timeout=30)
+        response.raise_for_status()
+        keys = {a["key"] for a in response.json()}
+    assert names == dict.fromkeys(("curate", "tokenize", "train", "evaluate"), "COMPLETED")
+    assert {
+        "curation-stats",
+        "tokenization-stats",
+        "data-mixture",
+        "training-metrics",
+        "training-progress",
+        "loss-curve",
+        "evaluation-results",
+    } <= keys
 
 
 def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run):
@@ -182,9 +195,11 @@ def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run)
     victim.write_bytes(victim.read_bytes()[:100])  # truncated
     run.train_summary.unlink()  # the pipeline's train stage is no longer finished
     result = subprocess.run(
-        [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}",
-         "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
+        [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
@@ -202,9 +217,22 @@ def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run)
 def test_a_resume_that_would_reshape_the_schedule_is_refused_before_training(pipeline_run):
     run, _, runs = pipeline_run
     result = subprocess.run(
-        [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}",
-         "--set", f"runtime.prefect_port={PORT}", "--set", "training.max_steps=16"],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
+        [
+            CRUCIBLE,
+            "train",
+            "--run-id",
+            "e2e",
+            "--set",
+            f"runs_dir={runs}",
+            "--set",
+            f"runtime.prefect_port={PORT}",
+            "--set",
+            "training.max_steps=16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
     )
     assert result.returncode != 0
     assert "max_steps 12 -> 16 would reshape the cosine schedule" in result.stdout + result.stderr
@@ -212,8 +240,13 @@ def test_a_resume_that_would_reshape_the_schedule_is_refused_before_training(pip
 
 
 def _crucible(*args: str, runs: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CRUCIBLE, *args, "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
-                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+    return subprocess.run(
+        [CRUCIBLE, *args, "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
 
 
 def test_an_unchanged_rerun_does_nothing_and_starts_nothing(pipeline_run):
@@ -228,8 +261,10 @@ def test_an_unchanged_rerun_does_nothing_and_starts_nothing(pipeline_run):
 
 def test_an_evaluation_change_redoes_only_evaluation(pipeline_run):
     run, _, runs = pipeline_run
-    made = {p: p.stat().st_mtime_ns for p in (run.curation_stats, run.manifest, run.train_summary,
-                                              run.checkpoints / "final" / "model.pt")}
+    made = {
+        p: p.stat().st_mtime_ns
+        for p in (run.curation_stats, run.manifest, run.train_summary, run.checkpoints / "final" / "model.pt")
+    }
     result = _crucible("run", "--run-id", "e2e", "--set", "evaluation.limit=4", runs=runs)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
@@ -258,8 +293,18 @@ def test_tensor_parallel_training_through_ray_matches_the_data_parallel_run(pipe
     tp = RunDir(runs / "e2e-tp")
     for part in ("curated", "tokenizer", "shards"):
         shutil.copytree(run.root / part, tp.root / part)
-    result = _crucible("train", "-c", "debug", "--run-id", "e2e-tp", "--set", "training.parallel.tensor=2",
-                       "--set", "training.global_batch_size=8", runs=runs)
+    result = _crucible(
+        "train",
+        "-c",
+        "debug",
+        "--run-id",
+        "e2e-tp",
+        "--set",
+        "training.parallel.tensor=2",
+        "--set",
+        "training.global_batch_size=8",
+        runs=runs,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     summary = read_json(tp.train_summary)
     assert summary["parallel"] == {"pipeline": 1, "tensor": 2, "data": 1}
@@ -274,14 +319,21 @@ def test_tensor_parallel_training_through_ray_matches_the_data_parallel_run(pipe
 def _tiny_judge(kind: str, tokenizer: Path, dest: Path) -> Path:
     """A random two-layer GPT-2 judge with the run's own tokenizer (nothing comes from a hub)."""
     import transformers
-
     from tokenizers import Tokenizer
 
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(tokenizer)), eos_token="<|endoftext|>",
-                                               pad_token="<|endoftext|>")
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_file(str(tokenizer)), eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=2,
-                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    cfg = transformers.GPT2Config(
+        vocab_size=len(tok),
+        n_positions=512,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
     model = (transformers.GPT2LMHeadModel if kind == "causal_lm" else transformers.GPT2ForSequenceClassification)(cfg)
     model.save_pretrained(dest)
     tok.save_pretrained(dest)
@@ -297,14 +349,34 @@ def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, prefect_ap
     judge = _tiny_judge("causal_lm", run.tokenizer, tmp_path / "judge")
     classifier = _tiny_judge("classifier", run.tokenizer, tmp_path / "classifier")
     held_out = ROOT / "tests" / "fixtures" / "generation" / "held_out.jsonl"
-    judges = (f"[{{name: tiny, kind: causal_lm, model: '{judge}'}}, "
-              f"{{name: cls, kind: classifier, model: '{classifier}', aspect: informative, tasks: [held_out]}}]")
+    judges = (
+        f"[{{name: tiny, kind: causal_lm, model: '{judge}'}}, "
+        f"{{name: cls, kind: classifier, model: '{classifier}', aspect: informative, tasks: [held_out]}}]"
+    )
     result = subprocess.run(
-        [CRUCIBLE, "evaluate", "--run-id", "e2e-gen", "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}",
-         "--set", "evaluation.tasks=[arc_easy, truthfulqa_gen]", "--set", "evaluation.formulations=[cloze]",
-         "--set", f"evaluation.generation_files=[{{name: held_out, file: '{held_out}', max_gen_toks: 12}}]",
-         "--set", f"evaluation.judges={judges}"],
-        capture_output=True, text=True, timeout=900, cwd=ROOT)
+        [
+            CRUCIBLE,
+            "evaluate",
+            "--run-id",
+            "e2e-gen",
+            "--set",
+            f"runs_dir={runs}",
+            "--set",
+            f"runtime.prefect_port={PORT}",
+            "--set",
+            "evaluation.tasks=[arc_easy, truthfulqa_gen]",
+            "--set",
+            "evaluation.formulations=[cloze]",
+            "--set",
+            f"evaluation.generation_files=[{{name: held_out, file: '{held_out}', max_gen_toks: 12}}]",
+            "--set",
+            f"evaluation.judges={judges}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     tasks = read_json(copy.eval_results)["tasks"]
     assert set(tasks) == {"arc_easy", "truthfulqa_gen", "held_out"}
@@ -325,19 +397,23 @@ def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, prefect_ap
     assert "### Generations: truthfulqa_gen" in report and "### Generations: held_out" in report
     assert "Judge `tiny` (causal_lm" in report and "| truthfulqa_gen (3 items) | bleu_max |" in report
 
-    out = subprocess.run([CRUCIBLE, "eval-sheet", str(copy.root)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = subprocess.run(
+        [CRUCIBLE, "eval-sheet", str(copy.root)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     sheet = copy.eval_results.parent / "review" / "sheet.csv"
     assert (sheet.parent / "sheet.html").is_file()
     import csv
+
     with sheet.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6
     for i, r in enumerate(rows):
         r["truthful"], r["informative"] = ("yes" if i % 2 else "no"), "yes"
     filled = _write_csv(tmp_path / "filled.csv", rows)
-    out = subprocess.run([CRUCIBLE, "eval-ratings", str(copy.root), str(filled)], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
+    out = subprocess.run(
+        [CRUCIBLE, "eval-ratings", str(copy.root), str(filled)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     tasks = read_json(copy.eval_results)["tasks"]
     for task in ("truthfulqa_gen", "held_out"):
@@ -347,8 +423,9 @@ def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, prefect_ap
     assert "human_truthful" in copy.report.read_text()
     rows[0]["truthful"] = "perhaps"
     _write_csv(filled, rows)
-    out = subprocess.run([CRUCIBLE, "eval-ratings", str(copy.root), str(filled)], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
+    out = subprocess.run(
+        [CRUCIBLE, "eval-ratings", str(copy.root), str(filled)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert out.returncode != 0 and "row 1" in out.stderr + out.stdout and "'perhaps'" in out.stderr + out.stdout
 
 

@@ -1,5 +1,6 @@
 """The local Ray that Crucible starts: its processes listen on every interface (Ray 2.60 has
 no setting to keep them on loopback), so it must refuse clients without its token."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ PROBE = "import ray, sys; ray.init(address=sys.argv[1]); print('connected', ray.
 
 
 def _client(address: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE, address], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, address], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
 
 
 def test_a_client_without_the_clusters_token_is_refused(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """One writer per run directory; the lock goes with its process, however it ends."""
+
 from __future__ import annotations
 
 import signal
@@ -27,9 +28,8 @@ def test_a_second_writer_is_refused_naming_the_first_until_it_dies(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         assert is_held(run.root)
-        with pytest.raises(RunLocked, match=rf"being written by pid {holder.pid} on "):
-            with run_lock(run):
-                pass
+        with pytest.raises(RunLocked, match=rf"being written by pid {holder.pid} on "), run_lock(run):
+            pass
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

@@ -2,6 +2,7 @@
 creates the runs): it runs on its own; the second run curates only the file added after the
 first one curated, removes the repeat of an earlier document, and continues pre-training
 from the first run's model; a run with nothing new skips the later stages."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,11 @@ def _deployment_runs(api: str, deployment_id) -> list:
     from prefect.client.schemas.sorting import FlowRunSort
 
     with prefect_client(api) as client:
-        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-                                     sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=50)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=50,
+        )
     return [r for r in runs if r.state and r.state.type.value != "SCHEDULED"]
 
 
@@ -44,9 +48,20 @@ def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(prefect_
         shutil.copy(FIXTURES / name, inputs / name)
     runs = tmp_path / "runs"
     started = time.monotonic()
-    args = ["--interval", "20", "--set", f"runs_dir={runs}", "--set", f"curation.input_path={inputs}",
-            "--set", "curation.noise=null", "--set", "curation.incremental=true",
-            "--set", "training.init_from_previous=true"]
+    args = [
+        "--interval",
+        "20",
+        "--set",
+        f"runs_dir={runs}",
+        "--set",
+        f"curation.input_path={inputs}",
+        "--set",
+        "curation.noise=null",
+        "--set",
+        "curation.incremental=true",
+        "--set",
+        "training.init_from_previous=true",
+    ]
     with serving(prefect_api, "every20s", args, tmp_path / "serve.log") as deployment:
         first = wait_for(lambda: _deployment_runs(prefect_api, deployment.id), 180, "the first scheduled run")[0]
         print(f"time from crucible serve to the first scheduled run: {time.monotonic() - started:.0f} s")
@@ -56,12 +71,17 @@ def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(prefect_
         wait_for(lambda: run1.curation_stats.is_file(), 300, "the first run's curation")
         kept = json.loads((FIXTURES / "part-0.jsonl").read_text().splitlines()[0])
         new_file = inputs / "part-2.jsonl"
-        new_file.write_text((FIXTURES / "part-2.jsonl").read_text().rstrip("\n") + "\n"
-                            + json.dumps({**kept, "id": "repeat-of-" + kept["id"]}) + "\n")
+        new_file.write_text(
+            (FIXTURES / "part-2.jsonl").read_text().rstrip("\n")
+            + "\n"
+            + json.dumps({**kept, "id": "repeat-of-" + kept["id"]})
+            + "\n"
+        )
 
         def finished_runs():
             done = [r for r in _deployment_runs(prefect_api, deployment.id) if r.state.is_final()]
             return done if len(done) >= 3 else None
+
         finished = wait_for(finished_runs, 900, "three finished runs")
     assert [r.state.type.value for r in finished[:3]] == ["COMPLETED"] * 3, [r.state for r in finished[:3]]
     first, second, third = (_run_dir(runs, r) for r in finished[:3])
@@ -75,7 +95,9 @@ def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(prefect_
     gone = {r["id"]: r for p in second.removed.glob("dedup-*.parquet") for r in pq.read_table(p).to_pylist()}
     repeat = gone["repeat-of-" + kept["id"]]  # last week's document is removed this week too
     assert repeat["reason"] == "previous_run_duplicate" and repeat["detail"] == f"duplicate of {kept['id']}"
-    assert removed["previous_run_duplicate"]["docs"] == sum(r["reason"] == "previous_run_duplicate" for r in gone.values())
+    assert removed["previous_run_duplicate"]["docs"] == sum(
+        r["reason"] == "previous_run_duplicate" for r in gone.values()
+    )
     assert s2["totals"]["docs_in"] == s2["totals"]["docs_kept"] + sum(v["docs"] for v in removed.values())
     # Continued pre-training: the first run's model and tokenizer, so training starts lower.
     summary = read_json(second.train_summary)

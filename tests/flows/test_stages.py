@@ -1,5 +1,6 @@
 """Stage keys: a re-run skips exactly the unchanged stages, and a change under a trained
 model is refused with what changed, never silently skipped or redone."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,8 +37,14 @@ def test_a_change_moves_the_key_of_its_stage_and_of_every_later_one():
 
 def test_settings_that_do_not_change_the_model_leave_the_train_key_alone():
     base = stages.expected_keys(_cfg())["train"].key
-    for override in ("training.checkpoint_every=3", "training.keep_last=5", "training.eval_every=4",
-                     "training.retries=0", "training.max_failures=3", "training.tensorboard=true"):
+    for override in (
+        "training.checkpoint_every=3",
+        "training.keep_last=5",
+        "training.eval_every=4",
+        "training.retries=0",
+        "training.max_failures=3",
+        "training.tensorboard=true",
+    ):
         assert stages.expected_keys(_cfg(override))["train"].key == base, override
     assert stages.expected_keys(_cfg("training.seed=1"))["train"].key != base
 
@@ -76,8 +83,11 @@ def test_only_evaluation_is_redone_after_an_evaluation_change(tmp_path):
 
 def test_a_training_change_on_a_finished_run_is_refused_naming_it(tmp_path):
     run = _finished_run(tmp_path, _cfg())
-    with pytest.raises(stages.StageChangeRefused, match=r"(?s)training finished.*training.lr: 0.005 -> 0.001"
-                                                        r".*another --run-id"):
+    with pytest.raises(
+        stages.StageChangeRefused,
+        match=r"(?s)training finished.*training.lr: 0.005 -> 0.001"
+        r".*another --run-id",
+    ):
         stages.plan(run, _cfg("training.lr=0.001"))
     # A stage command is held to the same rule.
     with pytest.raises(stages.StageChangeRefused, match="training.lr"):

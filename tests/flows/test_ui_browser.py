@@ -2,6 +2,7 @@
 chromedriver), served on a non-default port: a finished debug run shows its four subflows
 and every artifact, the loss curve renders, and a failed run names its stage and reason.
 Screenshots go to $CRUCIBLE_SCREENSHOTS (default: the test's temporary folder)."""
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,17 @@ def browser():
 
     options = Options()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(60)
@@ -60,7 +69,9 @@ def _wait_text(driver, *needles: str, timeout: float = 45) -> str:
 
 
 def _tab(driver, name: str) -> None:
-    driver.find_element("xpath", f"//button[normalize-space()='{name}'] | //*[@role='tab' and normalize-space()='{name}']").click()
+    driver.find_element(
+        "xpath", f"//button[normalize-space()='{name}'] | //*[@role='tab' and normalize-space()='{name}']"
+    ).click()
 
 
 def _open_run(driver, flow_run_id, tab: str, *needles: str) -> str:
@@ -76,9 +87,11 @@ def _subflows(flow_run_id) -> dict:
     from prefect.client.schemas.sorting import FlowRunSort
 
     with prefect_client(f"{UI}/api") as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
-            sort=FlowRunSort.START_TIME_ASC, limit=50)
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+            sort=FlowRunSort.START_TIME_ASC,
+            limit=50,
+        )
         return {client.read_flow(r.flow_id).name: r.id for r in runs}
 
 
@@ -87,8 +100,12 @@ def test_a_finished_run_shows_its_subflows_and_artifacts(browser, pipeline_run, 
     _open_run(browser, flow_run_id, "Subflow Runs", "4 Subflow runs", "curate", "tokenize", "train", "evaluate")
     browser.save_screenshot(str(shots / "ui-pipeline-subflows.png"))
     _open_run(browser, flow_run_id, "Artifacts", "run-directory")
-    expected = {"curate": ["curation-stats"], "tokenize": ["tokenization-stats", "data-mixture"],
-                "train": ["training-progress", "training-metrics", "loss-curve"], "evaluate": ["evaluation-results"]}
+    expected = {
+        "curate": ["curation-stats"],
+        "tokenize": ["tokenization-stats", "data-mixture"],
+        "train": ["training-progress", "training-metrics", "loss-curve"],
+        "evaluate": ["evaluation-results"],
+    }
     subflows = _subflows(flow_run_id)
     for stage, keys in expected.items():
         _open_run(browser, subflows[stage], "Artifacts", *keys)
@@ -105,13 +122,17 @@ def test_a_finished_run_shows_its_subflows_and_artifacts(browser, pipeline_run, 
     while True:
         widths = browser.execute_script(
             "return Array.from(document.images).filter(i => i.src.startsWith('data:image/png'))"
-            ".map(i => i.naturalWidth)")
+            ".map(i => i.naturalWidth)"
+        )
         if widths or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     browser.save_screenshot(str(shots / "ui-loss-curve.png"))
-    assert widths and min(widths) > 100, (browser.current_url, browser.execute_script(
-        "return Array.from(document.images).map(i => i.src.slice(0, 40))"), _text(browser)[-1500:])
+    assert widths and min(widths) > 100, (
+        browser.current_url,
+        browser.execute_script("return Array.from(document.images).map(i => i.src.slice(0, 40))"),
+        _text(browser)[-1500:],
+    )
 
 
 def test_a_failed_run_names_its_stage_and_reason(browser, prefect_api, tmp_path, shots):
@@ -119,10 +140,29 @@ def test_a_failed_run_names_its_stage_and_reason(browser, prefect_api, tmp_path,
     bad.mkdir()
     (bad / "part-0.jsonl").write_text('{"id": "a", "text": 5}\n{broken\n')  # nothing survives curation
     result = subprocess.run(
-        [CRUCIBLE, "run", "-c", "debug", "--run-id", "bad", "--set", f"runs_dir={tmp_path}",
-         "--set", f"runtime.prefect_port={PORT}", "--set", f"curation.input_path={bad}",
-         "--set", "curation.noise=null", "--set", "curation.quality_classifier.enabled=false"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
+        [
+            CRUCIBLE,
+            "run",
+            "-c",
+            "debug",
+            "--run-id",
+            "bad",
+            "--set",
+            f"runs_dir={tmp_path}",
+            "--set",
+            f"runtime.prefect_port={PORT}",
+            "--set",
+            f"curation.input_path={bad}",
+            "--set",
+            "curation.noise=null",
+            "--set",
+            "curation.quality_classifier.enabled=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "crucible resume bad" in result.stderr
     flow_run_id = result.stdout.split("/v2/runs/flow-run/")[1].split()[0]

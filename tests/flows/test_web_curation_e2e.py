@@ -1,5 +1,6 @@
 """End to end: `crucible curate` on WARC files and a folder of HTML pages, through a real
 Prefect server and real Ray, every record accounted for and every removed one in removed/."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from infra.core.storage import RunDir, read_json
 from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tasks" / "curation" / "web"))
-from warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc  # noqa: E402
+from warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +24,51 @@ def test_a_crawl_is_curated_through_ray_with_every_record_accounted_for(prefect_
     crawl = tmp_path / "crawl"
     (crawl / "saved").mkdir(parents=True)
     pages = [article(f"Town {i}", ENGLISH_PARAGRAPHS[i:] + ENGLISH_PARAGRAPHS[:i]) for i in range(4)]
-    write_warc(crawl / "a.warc.gz", [record("request", "https://example.com/0", b""),
-                                     *[record("response", f"https://example.com/{i}", p.encode())
-                                       for i, p in enumerate(pages[:3])],
-                                     record("response", "https://example.com/fr", article("Moulin", [FRENCH]).encode())])
-    cut = write_warc(crawl / "b.warc", [record("response", "https://adult.example/xxx", pages[3].encode()),
-                                        record("response", "https://example.com/last", pages[3].encode())])
+    write_warc(
+        crawl / "a.warc.gz",
+        [
+            record("request", "https://example.com/0", b""),
+            *[record("response", f"https://example.com/{i}", p.encode()) for i, p in enumerate(pages[:3])],
+            record("response", "https://example.com/fr", article("Moulin", [FRENCH]).encode()),
+        ],
+    )
+    cut = write_warc(
+        crawl / "b.warc",
+        [
+            record("response", "https://adult.example/xxx", pages[3].encode()),
+            record("response", "https://example.com/last", pages[3].encode()),
+        ],
+    )
     cut.write_bytes(cut.read_bytes()[:-30])
     (crawl / "saved" / "page.html").write_text(pages[3], encoding="utf-8")
     (crawl / "saved" / "empty.html").write_text("", encoding="utf-8")
     runs = tmp_path / "runs"
     result = subprocess.run(
-        [CRUCIBLE, "curate", "-c", "debug", "--run-id", "web", "--set", f"runs_dir={runs}",
-         "--set", f"runtime.prefect_port={PORT}", "--set", f"curation.input_path={crawl}",
-         "--set", "curation.noise=null", "--set", "curation.quality_classifier.enabled=false",
-         "--set", "curation.minhash.enabled=false"],
-        capture_output=True, text=True, timeout=900, cwd=ROOT)
+        [
+            CRUCIBLE,
+            "curate",
+            "-c",
+            "debug",
+            "--run-id",
+            "web",
+            "--set",
+            f"runs_dir={runs}",
+            "--set",
+            f"runtime.prefect_port={PORT}",
+            "--set",
+            f"curation.input_path={crawl}",
+            "--set",
+            "curation.noise=null",
+            "--set",
+            "curation.quality_classifier.enabled=false",
+            "--set",
+            "curation.minhash.enabled=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = RunDir(runs / "web")
     total = read_json(run.curation_stats)["totals"]

@@ -1,6 +1,7 @@
 """The deployment files in infra/deploy: each is checked against what reads it (Prefect's
 project-file model and parameter schema, Ray's cluster-launcher validation, KubeRay's
 conventions, Crucible's own CLI), without a server, a cluster or the network."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,6 +48,7 @@ def _deployment() -> dict[str, Any]:
 
 # --- every file ---------------------------------------------------------------------------
 
+
 def test_every_deploy_yaml_parses_to_a_mapping() -> None:
     found = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml"))
     assert {PREFECT_FILE, RAY_CLUSTER_FILE, KUBERAY_CLUSTER_FILE, KUBERAY_JOB_FILE} <= set(found)
@@ -55,6 +57,7 @@ def test_every_deploy_yaml_parses_to_a_mapping() -> None:
 
 
 # --- prefect.yaml ---------------------------------------------------------------------------
+
 
 def test_prefect_file_passes_prefect_deploys_own_validation() -> None:
     from prefect.cli.deploy._models import PrefectYamlModel
@@ -133,7 +136,7 @@ def test_pull_step_sets_the_working_directory_from_the_workers_environment(monke
 
     steps = _deployment()["pull"]
     assert len(steps) == 1
-    (name, inputs), = steps[0].items()
+    ((name, inputs),) = steps[0].items()
     assert name == "prefect.deployments.steps.set_working_directory"
     var = re.fullmatch(r"\{\{ *\$(\w+) *\}\}", inputs["directory"])
     assert var, "the directory must be an environment placeholder, filled in on the worker"
@@ -150,12 +153,13 @@ def test_schedule_is_weekly_cron_in_utc() -> None:
     (schedule,) = _deployment()["schedules"]
     CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     assert schedule["timezone"] == "UTC"
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     dates = asyncio.run(ServerCronSchedule(cron=schedule["cron"], timezone="UTC").get_dates(n=3, start=start))
     assert [b - a for a, b in zip(dates, dates[1:])] == [dt.timedelta(days=7)] * 2
 
 
 # --- ray-cluster.yaml ---------------------------------------------------------------------
+
 
 def _commands(cmds: list[str]) -> list[list[str]]:
     return [shlex.split(c) for c in cmds]
@@ -201,15 +205,20 @@ def test_ray_cluster_runs_ray_from_the_environment_it_installs_crucible_into() -
 
 # --- kuberay/ ---------------------------------------------------------------------------
 
+
 def _containers(pod_template: dict[str, Any]) -> list[dict[str, Any]]:
     return pod_template["spec"]["containers"]
 
 
 def _pvc_mounts(pod_template: dict[str, Any], claim: str) -> list[str]:
-    volumes = {v["name"] for v in pod_template["spec"].get("volumes", [])
-               if v.get("persistentVolumeClaim", {}).get("claimName") == claim}
-    return [m["mountPath"] for c in _containers(pod_template) for m in c.get("volumeMounts", [])
-            if m["name"] in volumes]
+    volumes = {
+        v["name"]
+        for v in pod_template["spec"].get("volumes", [])
+        if v.get("persistentVolumeClaim", {}).get("claimName") == claim
+    }
+    return [
+        m["mountPath"] for c in _containers(pod_template) for m in c.get("volumeMounts", []) if m["name"] in volumes
+    ]
 
 
 def test_raycluster_head_ports_and_ray_version() -> None:
@@ -254,6 +263,10 @@ def test_rayjob_runs_crucible_on_the_raycluster() -> None:
     head = cluster["spec"]["headGroupSpec"]["template"]
     assert cfg.runs_dir in _pvc_mounts(head, "crucible-runs")
     # The config file is read on the head (where Ray runs a job's entrypoint), from the ConfigMap.
-    config_mounts = [m["mountPath"] for c in _containers(head) for m in c.get("volumeMounts", [])
-                     if m["name"] in {v["name"] for v in head["spec"]["volumes"] if "configMap" in v}]
+    config_mounts = [
+        m["mountPath"]
+        for c in _containers(head)
+        for m in c.get("volumeMounts", [])
+        if m["name"] in {v["name"] for v in head["spec"]["volumes"] if "configMap" in v}
+    ]
     assert any(Path(args.config).parent == Path(m) for m in config_mounts)

@@ -1,5 +1,6 @@
 """The production set-up: infra/deploy/postgres.sh installs and prepares PostgreSQL, and the
 debug pipeline runs against a Prefect server on it. Its runs are in PostgreSQL, not SQLite."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,13 @@ RECIPE = ROOT / "infra" / "deploy" / "postgres.sh"
 
 
 def _psql(db: str, sql: str) -> str:
-    return subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-d", db, "-tAc", sql],
-                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-d", db, "-tAc", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
 
 
 def test_the_debug_pipeline_runs_on_a_prefect_server_backed_by_postgresql(tmp_path, monkeypatch):
@@ -38,15 +44,33 @@ def test_the_debug_pipeline_runs_on_a_prefect_server_backed_by_postgresql(tmp_pa
     server = start_or_reuse("127.0.0.1", PORT, tmp_path / "logs")
     try:
         result = subprocess.run(
-            [CRUCIBLE, "run", "-c", "debug", "--run-id", "pg", "--set", f"runs_dir={tmp_path / 'runs'}",
-             "--set", f"runtime.prefect_port={PORT}"], capture_output=True, text=True, timeout=1200, cwd=ROOT)
+            [
+                CRUCIBLE,
+                "run",
+                "-c",
+                "debug",
+                "--run-id",
+                "pg",
+                "--set",
+                f"runs_dir={tmp_path / 'runs'}",
+                "--set",
+                f"runtime.prefect_port={PORT}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            cwd=ROOT,
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         flow_run_id = re.search(r"/v2/runs/flow-run/([0-9a-f-]+)", result.stdout).group(1)
     finally:
         server.stop()
     assert _psql(db, f"SELECT state_type FROM flow_run WHERE id = '{flow_run_id}'") == "COMPLETED"
-    subflows = _psql(db, "SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id JOIN task_run t ON "
-                         f"t.id = r.parent_task_run_id WHERE t.flow_run_id = '{flow_run_id}' ORDER BY r.start_time")
+    subflows = _psql(
+        db,
+        "SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id JOIN task_run t ON "
+        f"t.id = r.parent_task_run_id WHERE t.flow_run_id = '{flow_run_id}' ORDER BY r.start_time",
+    )
     assert subflows.split() == ["curate", "tokenize", "train", "evaluate"]
     assert not (tmp_path / "prefect-home" / "prefect.db").exists()
     subprocess.run(["runuser", "-u", "postgres", "--", "dropdb", db], check=True, timeout=60)

@@ -11,16 +11,24 @@ from tasks.tokenization.config import TokenizationConfig
 transformers = pytest.importorskip("transformers")
 
 SHAPES = {
-    "LlamaForCausalLM": dict(norm="rmsnorm", activation="swiglu", position="rope", bias=False,
-                             n_kv_head=2, tie_embeddings=False, mlp_ratio=2.5),
+    "LlamaForCausalLM": dict(
+        norm="rmsnorm",
+        activation="swiglu",
+        position="rope",
+        bias=False,
+        n_kv_head=2,
+        tie_embeddings=False,
+        mlp_ratio=2.5,
+    ),
     "GPT2LMHeadModel": {},
 }
 
 
 @pytest.fixture(scope="module")
 def tokenizer_json(tmp_path_factory):
-    tok = train_on_texts(["the cat sat on the mat and the dog sat on the log"] * 20,
-                         TokenizationConfig(vocab_size=300, min_frequency=1))
+    tok = train_on_texts(
+        ["the cat sat on the mat and the dog sat on the log"] * 20, TokenizationConfig(vocab_size=300, min_frequency=1)
+    )
     path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
     tok.save(str(path))
     return path
@@ -43,18 +51,20 @@ def test_exported_model_matches_ours(cls, tokenizer_json, tmp_path):
         diff = (ours(ids) - theirs(ids).logits).abs().max().item()
     assert diff < 1e-4
     prompt = ids[0, :5].tolist()
-    hf_out = theirs.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
-                             pad_token_id=0)[0].tolist()
+    hf_out = theirs.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False, pad_token_id=0)[0].tolist()
     assert greedy_generate(ours, prompt, 10) == hf_out
     tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert tok.eos_token == "<|endoftext|>" and tok("the cat").input_ids
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"position": "alibi"}, "position='alibi'"),
-    ({"norm_placement": "post"}, "norm_placement='post'"),
-    ({"activation": "geglu"}, "activation='geglu'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"position": "alibi"}, "position='alibi'"),
+        ({"norm_placement": "post"}, "norm_placement='post'"),
+        ({"activation": "geglu"}, "activation='geglu'"),
+    ],
+)
 def test_unrepresentable_models_are_refused(kwargs, message):
     with pytest.raises(ExportError, match=message):
         target_class(ModelConfig(n_layer=1, n_head=2, d_model=16, **kwargs))

@@ -1,4 +1,5 @@
 """The fused head + loss must equal the plain logits -> cross-entropy path, value and gradients."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,9 +12,10 @@ from tests.models.test_gpt import _loss_and_grads, _model
 
 def _plain_and_fused(hidden, weight, targets):
     out = []
-    for fn in (lambda: F.cross_entropy((hidden @ weight.t()).float().reshape(-1, weight.shape[0]),
-                                       targets.reshape(-1)),
-               lambda: linear_cross_entropy(hidden, weight, targets)):
+    for fn in (
+        lambda: F.cross_entropy((hidden @ weight.t()).float().reshape(-1, weight.shape[0]), targets.reshape(-1)),
+        lambda: linear_cross_entropy(hidden, weight, targets),
+    ):
         hidden.grad = weight.grad = None
         loss = fn()
         (loss * 3.0).backward()  # a non-unit upstream gradient must scale both gradients
@@ -56,8 +58,9 @@ def _rel_err(a, b):
 
 # Tolerances sit between what the fused path reaches and what a cast before the loss scale
 # (fp16: 2.5e-3) or bf16 accumulation over 16 chunks (5.2e-3) gives on this case.
-@pytest.mark.parametrize("dtype,loss_scale,tol", [(torch.float32, 1.0, 1e-5), (torch.bfloat16, 1.0, 4e-3),
-                                                  (torch.float16, 2.0**16, 1e-3)])
+@pytest.mark.parametrize(
+    "dtype,loss_scale,tol", [(torch.float32, 1.0, 1e-5), (torch.bfloat16, 1.0, 4e-3), (torch.float16, 2.0**16, 1e-3)]
+)
 def test_gradients_equal_cross_entropy_in_each_precision(monkeypatch, dtype, loss_scale, tol):
     """Many tokens make each logit's gradient tiny (softmax / count): in fp16 those values sit
     below the normal range unless the loss scale is applied before the cast, which the
@@ -95,7 +98,9 @@ def test_z_loss_value_and_gradients(monkeypatch, chunk_bytes):
     assert loss.item() > linear_cross_entropy(hidden, weight, targets).item()  # the penalty counts
     assert _rel_err(h.grad, ref_h) < 1e-5 and _rel_err(w.grad, ref_w) < 1e-5
     with torch.no_grad():
-        assert linear_cross_entropy(hidden, weight, targets, z_loss=1e-2).item() == pytest.approx(ref_loss.item(), abs=1e-5)
+        assert linear_cross_entropy(hidden, weight, targets, z_loss=1e-2).item() == pytest.approx(
+            ref_loss.item(), abs=1e-5
+        )
 
 
 @pytest.mark.parametrize("name", ["gpt2", "untied"])

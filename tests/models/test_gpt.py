@@ -7,8 +7,7 @@ from pydantic import ValidationError
 
 from models.config import ModelConfig, Position
 from models.gpt import GPT, lm_loss
-from models.layers import (RMSNorm, alibi_causal_bias, alibi_slopes, apply_rope, rope_tables,
-                           sinusoidal_table)
+from models.layers import RMSNorm, alibi_causal_bias, alibi_slopes, apply_rope, rope_tables, sinusoidal_table
 
 BASE = dict(n_layer=2, n_head=4, d_model=32)
 VARIANTS = {
@@ -26,8 +25,15 @@ VARIANTS = {
     "mqa": {"n_kv_head": 1},
     "untied": {"tie_embeddings": False},
     "dropout": {"dropout": 0.1},
-    "llama": {"norm": "rmsnorm", "activation": "swiglu", "position": "rope", "n_kv_head": 2,
-              "bias": False, "tie_embeddings": False, "mlp_ratio": 2.6875},
+    "llama": {
+        "norm": "rmsnorm",
+        "activation": "swiglu",
+        "position": "rope",
+        "n_kv_head": 2,
+        "bias": False,
+        "tie_embeddings": False,
+        "mlp_ratio": 2.6875,
+    },
 }
 
 
@@ -101,8 +107,8 @@ def test_rope_scores_depend_only_on_relative_position():
     q, k = torch.randn(8), torch.randn(8)
 
     def score(m: int, n: int) -> float:
-        rq = apply_rope(q.view(1, 1, 1, 8), cos[m:m + 1], sin[m:m + 1]).flatten()
-        rk = apply_rope(k.view(1, 1, 1, 8), cos[n:n + 1], sin[n:n + 1]).flatten()
+        rq = apply_rope(q.view(1, 1, 1, 8), cos[m : m + 1], sin[m : m + 1]).flatten()
+        rk = apply_rope(k.view(1, 1, 1, 8), cos[n : n + 1], sin[n : n + 1]).flatten()
         return float(rq @ rk)
 
     assert score(5, 2) == pytest.approx(score(20, 17), abs=1e-4)
@@ -113,7 +119,7 @@ def test_alibi_slopes_and_bias():
     assert torch.allclose(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
     assert len(alibi_slopes(6)) == 6
     bias = alibi_causal_bias(2, 3)
-    assert bias[0, 2, 0] == pytest.approx(-2 * 2 ** -4) and bias[0, 1, 1] == 0
+    assert bias[0, 2, 0] == pytest.approx(-2 * 2**-4) and bias[0, 1, 1] == 0
     assert bias[0, 0, 1] == float("-inf")
 
 
@@ -123,13 +129,16 @@ def test_sinusoidal_table():
     assert t[1, 0] == pytest.approx(math.sin(1.0)) and t[1, 2] == pytest.approx(math.sin(1 / 10_000 ** (2 / 6)))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"d_model": 30, "n_head": 4}, "divisible by n_head"),
-    ({"n_head": 4, "n_kv_head": 3}, "n_kv_head .3. must divide n_head .4."),
-    ({"activation": "tanh"}, "'gelu', 'relu', 'silu', 'swiglu' or 'geglu'"),
-    ({"position": "absolute"}, "'learned', 'sinusoidal', 'rope' or 'alibi'"),
-    ({"norm": "batchnorm"}, "'layernorm' or 'rmsnorm'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"d_model": 30, "n_head": 4}, "divisible by n_head"),
+        ({"n_head": 4, "n_kv_head": 3}, "n_kv_head .3. must divide n_head .4."),
+        ({"activation": "tanh"}, "'gelu', 'relu', 'silu', 'swiglu' or 'geglu'"),
+        ({"position": "absolute"}, "'learned', 'sinusoidal', 'rope' or 'alibi'"),
+        ({"norm": "batchnorm"}, "'layernorm' or 'rmsnorm'"),
+    ],
+)
 def test_bad_configs_are_rejected_with_the_valid_options(kwargs, message):
     with pytest.raises(ValidationError, match=message):
         ModelConfig(**kwargs)
@@ -193,8 +202,9 @@ def test_masked_loss_path_equals_masked_logits_path(position):
     model = _positional(position).train()
     x, segments = _two_documents()
     targets = torch.roll(x, -1, dims=1)
-    (l1, g1), (l2, g2) = _loss_and_grads(model, lambda: lm_loss(model(x, segments=segments), targets),
-                                         lambda: model(x, targets, segments))
+    (l1, g1), (l2, g2) = _loss_and_grads(
+        model, lambda: lm_loss(model(x, segments=segments), targets), lambda: model(x, targets, segments)
+    )
     assert l1 == pytest.approx(l2, abs=1e-5)
     with torch.no_grad():  # the mask really reaches the loss
         assert model(x, targets).item() != pytest.approx(l2, abs=1e-5)
@@ -207,9 +217,9 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(name):
     model = _model(name).train()
     data = torch.randint(0, 64, (2, 17))
     x, y = data[:, :-1], data[:, 1:]
-    (l1, g1), = _loss_and_grads(model, lambda: model(x, y))
+    ((l1, g1),) = _loss_and_grads(model, lambda: model(x, y))
     model.checkpoint_activations = True
-    (l2, g2), = _loss_and_grads(model, lambda: model(x, y))
+    ((l2, g2),) = _loss_and_grads(model, lambda: model(x, y))
     assert l1 == l2
     assert all(torch.allclose(g1[n], g2[n], atol=1e-7) for n in g1)
 

@@ -1,4 +1,5 @@
 """Only transient failures are retried: lost workers and connections, not user errors or bugs."""
+
 from __future__ import annotations
 
 import httpx

@@ -3,6 +3,7 @@
 pipeline runs them. The first failing rule names the reason a document is dropped; the
 reason names are stable because removal statistics are counted by them.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -16,8 +17,16 @@ from tasks.curation.rules.fineweb import FineWebConfig
 from tasks.curation.rules.gopher import GopherQualityConfig, GopherRepetitionConfig
 from tasks.curation.rules.text import Segments
 
-__all__ = ["C4Config", "FineWebConfig", "GopherQualityConfig", "GopherRepetitionConfig",
-           "HeuristicsConfig", "RuleOutcome", "apply_heuristics", "reason_names"]
+__all__ = [
+    "C4Config",
+    "FineWebConfig",
+    "GopherQualityConfig",
+    "GopherRepetitionConfig",
+    "HeuristicsConfig",
+    "RuleOutcome",
+    "apply_heuristics",
+    "reason_names",
+]
 
 
 class HeuristicsConfig(BaseModel):
@@ -42,8 +51,7 @@ class RuleOutcome:
 
 def reason_names(cfg: HeuristicsConfig) -> list[str]:
     """Every reason apply_heuristics can return under `cfg`, in checking order."""
-    return [*gopher.repetition_reasons(cfg.gopher_repetition), *gopher.quality_reasons(),
-            *c4.REASONS, *fineweb.REASONS]
+    return [*gopher.repetition_reasons(cfg.gopher_repetition), *gopher.quality_reasons(), *c4.REASONS, *fineweb.REASONS]
 
 
 def apply_heuristics(text: str, cfg: HeuristicsConfig) -> RuleOutcome:

@@ -18,6 +18,7 @@ Kept lines are stripped, as in C4, but blank lines between them stay (runs colla
 one) where C4 joins its kept lines with "\\n": paragraph breaks survive, and a document
 that loses no line comes back as it went in, up to whitespace.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tasks.curation.rules.text import count_sentences
 
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
-POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies",
-                     "use of cookies", "use cookies")
+POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 REASONS = ("c4.lorem_ipsum", "c4.curly_bracket", "c4.too_few_sentences")
 
 
@@ -45,7 +45,8 @@ class C4Config(BaseModel):
     # Off by default, as in FineWeb's recipe: with it on, every line FineWeb's line_punct_ratio
     # rule sees ends in punctuation, so that rule could never fire.
     remove_no_terminal_punct: bool = Field(
-        False, description="Drop lines not ending in terminal_punctuation (C4's original rule).")
+        False, description="Drop lines not ending in terminal_punctuation (C4's original rule)."
+    )
     terminal_punctuation: tuple[str, ...] = (".", "?", "!", '"', "'")
     min_words_per_line: int = Field(3, ge=0)
     drop_lorem_ipsum: bool = True
@@ -74,8 +75,7 @@ def _line_fault(line: str, cfg: C4Config) -> str | None:
     words = line.split()
     if cfg.max_word_length and any(len(w) > cfg.max_word_length for w in words):
         return "too_long_word"
-    if cfg.remove_no_terminal_punct and (
-            not line.endswith(cfg.terminal_punctuation) or line.endswith("...")):
+    if cfg.remove_no_terminal_punct and (not line.endswith(cfg.terminal_punctuation) or line.endswith("...")):
         return "no_terminal_punct"
     if len(words) < cfg.min_words_per_line:
         return "too_few_words"
@@ -114,8 +114,7 @@ def apply_c4(text: str, cfg: C4Config) -> C4Result:
         kept.append(line)
         sentences += count_sentences(line)
     if sentences < cfg.min_sentences:
-        return C4Result(text, ("c4.too_few_sentences",
-                               f"{sentences} sentences on kept lines < {cfg.min_sentences}"))
+        return C4Result(text, ("c4.too_few_sentences", f"{sentences} sentences on kept lines < {cfg.min_sentences}"))
     changes: Counter[str] = Counter({f"c4.lines_removed.{k}": v for k, v in removed.items()})
     if removed:
         changes["c4.lines_removed"] = sum(removed.values())

@@ -17,6 +17,7 @@ Differences from datatrove, all so that layout alone cannot fail a document:
 Words come from text.words, where datatrove uses a language tokenizer that also counts
 punctuation tokens, so the per-word ratio reads slightly higher here.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -26,8 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.curation.rules.text import Segments, duplicates
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
-REASONS = ("fineweb.line_punct_ratio", "fineweb.short_line_ratio", "fineweb.char_dup_ratio",
-           "fineweb.list_ratio")
+REASONS = ("fineweb.line_punct_ratio", "fineweb.short_line_ratio", "fineweb.char_dup_ratio", "fineweb.list_ratio")
 
 
 class FineWebConfig(BaseModel):
@@ -52,16 +52,22 @@ def check_fineweb(seg: Segments, cfg: FineWebConfig) -> tuple[str, str] | None:
     n = len(lines)
     punct = sum(1 for line in lines if line.endswith(cfg.terminal_punctuation)) / n
     if punct < cfg.min_line_punct_fraction:
-        return ("fineweb.line_punct_ratio",
-                f"lines ending in punctuation {punct:.3f} < {cfg.min_line_punct_fraction:g}")
+        return (
+            "fineweb.line_punct_ratio",
+            f"lines ending in punctuation {punct:.3f} < {cfg.min_line_punct_fraction:g}",
+        )
     short = sum(1 for line in lines if len(line) <= cfg.short_line_max_chars) / n
     if short > cfg.max_short_line_fraction:
-        return ("fineweb.short_line_ratio",
-                f"lines of <= {cfg.short_line_max_chars} chars {short:.3f} > {cfg.max_short_line_fraction:g}")
+        return (
+            "fineweb.short_line_ratio",
+            f"lines of <= {cfg.short_line_max_chars} chars {short:.3f} > {cfg.max_short_line_fraction:g}",
+        )
     dup = duplicates(lines)[1] / sum(map(len, lines))
     if dup > cfg.max_dup_line_char_fraction:
-        return ("fineweb.char_dup_ratio",
-                f"characters in duplicated lines {dup:.3f} > {cfg.max_dup_line_char_fraction:g}")
+        return (
+            "fineweb.char_dup_ratio",
+            f"characters in duplicated lines {dup:.3f} > {cfg.max_dup_line_char_fraction:g}",
+        )
     per_word = (n - 1) / max(len(seg.words), 1)
     if per_word > cfg.max_newline_word_ratio:
         return "fineweb.list_ratio", f"line breaks per word {per_word:.3f} > {cfg.max_newline_word_ratio:g}"

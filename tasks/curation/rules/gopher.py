@@ -23,6 +23,7 @@ GopherQualityFilter and GopherRepetitionFilter:
   repetition, and without this every document under 10 words would fail top_2_gram.
 - Stop words match case-insensitively ("The" counts); datatrove's match is case-sensitive.
 """
+
 from __future__ import annotations
 
 import re
@@ -55,7 +56,8 @@ class GopherQualityConfig(BaseModel):
     min_mean_word_length: float = Field(3, ge=0)
     max_mean_word_length: float = Field(10, gt=0)
     max_symbol_word_ratio: float = Field(
-        0.1, ge=0, description="'#' per word, and '...' or '…' per word, must each stay at or below this.")
+        0.1, ge=0, description="'#' per word, and '...' or '…' per word, must each stay at or below this."
+    )
     max_bullet_lines_fraction: Fraction = 0.9
     max_ellipsis_lines_fraction: Fraction = 0.3
     min_alpha_words_fraction: Fraction = Field(0.8, description="Words containing a letter.")
@@ -75,8 +77,10 @@ class GopherQualityConfig(BaseModel):
         if self.min_words > self.max_words:
             problems.append(f"min_words ({self.min_words}) exceeds max_words ({self.max_words})")
         if self.min_mean_word_length > self.max_mean_word_length:
-            problems.append(f"min_mean_word_length ({self.min_mean_word_length}) exceeds "
-                            f"max_mean_word_length ({self.max_mean_word_length})")
+            problems.append(
+                f"min_mean_word_length ({self.min_mean_word_length}) exceeds "
+                f"max_mean_word_length ({self.max_mean_word_length})"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -94,23 +98,36 @@ class GopherRepetitionConfig(BaseModel):
     max_dup_para_char_fraction: Fraction = 0.2
     top_ngram_max_char_fraction: dict[NgramSize, Fraction] = Field(
         default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16},
-        description="n -> most characters the most frequent n-gram may cover.")
+        description="n -> most characters the most frequent n-gram may cover.",
+    )
     dup_ngram_max_char_fraction: dict[NgramSize, Fraction] = Field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
-        description="n -> most characters repeated n-grams may cover.")
+        description="n -> most characters repeated n-grams may cover.",
+    )
 
 
 def quality_reasons() -> list[str]:
-    return [f"gopher_quality.{r}" for r in (
-        "word_count", "mean_word_length", "symbol_word_ratio", "bullet_lines",
-        "ellipsis_lines", "alpha_words", "stop_words")]
+    return [
+        f"gopher_quality.{r}"
+        for r in (
+            "word_count",
+            "mean_word_length",
+            "symbol_word_ratio",
+            "bullet_lines",
+            "ellipsis_lines",
+            "alpha_words",
+            "stop_words",
+        )
+    ]
 
 
 def repetition_reasons(cfg: GopherRepetitionConfig) -> list[str]:
     fixed = ["dup_line_fraction", "dup_para_fraction", "dup_line_char_fraction", "dup_para_char_fraction"]
     # N-gram rules are checked by increasing n, the top rule before the dup rule of one n.
-    ngram = sorted([(n, 0, "top") for n in cfg.top_ngram_max_char_fraction]
-                   + [(n, 1, "dup") for n in cfg.dup_ngram_max_char_fraction])
+    ngram = sorted(
+        [(n, 0, "top") for n in cfg.top_ngram_max_char_fraction]
+        + [(n, 1, "dup") for n in cfg.dup_ngram_max_char_fraction]
+    )
     return [f"gopher_repetition.{r}" for r in fixed + [f"{kind}_{n}_gram" for n, _, kind in ngram]]
 
 
@@ -131,26 +148,27 @@ def check_quality(seg: Segments, cfg: GopherQualityConfig) -> tuple[str, str] | 
             bounds = f"{cfg.min_mean_word_length:g}..{cfg.max_mean_word_length:g}"
             return "gopher_quality.mean_word_length", f"mean word length {mean:.2f} outside {bounds}"
         text = seg.text
-        for name, count in (("'#'", text.count("#")),
-                            ("ellipsis", text.count("...") + text.count("…"))):
+        for name, count in (("'#'", text.count("#")), ("ellipsis", text.count("...") + text.count("…"))):
             if count / n > cfg.max_symbol_word_ratio:
-                return ("gopher_quality.symbol_word_ratio",
-                        f"{name} per word {count / n:.3f} > {cfg.max_symbol_word_ratio:g}")
+                return (
+                    "gopher_quality.symbol_word_ratio",
+                    f"{name} per word {count / n:.3f} > {cfg.max_symbol_word_ratio:g}",
+                )
     lines = seg.lines
     if lines:
         bullets = sum(1 for line in lines if line.startswith(cfg.bullets)) / len(lines)
         if bullets > cfg.max_bullet_lines_fraction:
-            return ("gopher_quality.bullet_lines",
-                    f"bullet lines {bullets:.2f} > {cfg.max_bullet_lines_fraction:g}")
+            return ("gopher_quality.bullet_lines", f"bullet lines {bullets:.2f} > {cfg.max_bullet_lines_fraction:g}")
         ellipsis = sum(1 for line in lines if line.endswith(ELLIPSES)) / len(lines)
         if ellipsis > cfg.max_ellipsis_lines_fraction:
-            return ("gopher_quality.ellipsis_lines",
-                    f"lines ending in an ellipsis {ellipsis:.2f} > {cfg.max_ellipsis_lines_fraction:g}")
+            return (
+                "gopher_quality.ellipsis_lines",
+                f"lines ending in an ellipsis {ellipsis:.2f} > {cfg.max_ellipsis_lines_fraction:g}",
+            )
     if n:
         alpha = sum(1 for w in words if _has_letter(w)) / n
         if alpha < cfg.min_alpha_words_fraction:
-            return ("gopher_quality.alpha_words",
-                    f"words with a letter {alpha:.2f} < {cfg.min_alpha_words_fraction:g}")
+            return ("gopher_quality.alpha_words", f"words with a letter {alpha:.2f} < {cfg.min_alpha_words_fraction:g}")
     if cfg.min_stop_words:
         stop, hits = frozenset(cfg.stop_words), 0
         for w in words:
@@ -184,22 +202,26 @@ def _ngram_failure(words: list[str], cfg: GopherRepetitionConfig) -> tuple[str, 
     # hash collisions. Both factors are below the word count, so the key fits in int64.
     grams = np.zeros(count, dtype=np.int64)
     for n in range(1, min(max([*top, *dup]), count) + 1):
-        keys = grams[: count - n + 1] * len(vocab) + ids[n - 1:]
+        keys = grams[: count - n + 1] * len(vocab) + ids[n - 1 :]
         _, first, grams, freq = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
         if n in top:
             best = int(freq.argmax())
             if freq[best] > 1:
                 frac = _covered_chars(np.flatnonzero(grams == best), n, lengths) / total
                 if frac > top[n]:
-                    return (f"gopher_repetition.top_{n}_gram",
-                            f"most frequent {n}-gram covers {frac:.3f} of characters > {top[n]:g}")
+                    return (
+                        f"gopher_repetition.top_{n}_gram",
+                        f"most frequent {n}-gram covers {frac:.3f} of characters > {top[n]:g}",
+                    )
         if n in dup:
             repeated = np.ones(len(keys), dtype=bool)
             repeated[first] = False
             frac = _covered_chars(np.flatnonzero(repeated), n, lengths) / total
             if frac > dup[n]:
-                return (f"gopher_repetition.dup_{n}_gram",
-                        f"repeated {n}-grams cover {frac:.3f} of characters > {dup[n]:g}")
+                return (
+                    f"gopher_repetition.dup_{n}_gram",
+                    f"repeated {n}-grams cover {frac:.3f} of characters > {dup[n]:g}",
+                )
     return None
 
 

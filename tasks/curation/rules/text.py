@@ -10,6 +10,7 @@ Lines are stripped and blank lines dropped, so layout (indentation, trailing spa
 lines between paragraphs, \\r\\n) does not change a verdict. Paragraphs are separated by
 one or more blank lines.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Typed configuration of curation's web front end: URL filter, main-text extraction, language."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -7,8 +8,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Words that, as a whole word of a URL (split on anything not a letter or digit), mark a page
 # as adult or gambling content, RefinedWeb's "hard" words. A short default that a user extends.
-DEFAULT_BLOCKED_WORDS = ("porn", "porno", "xxx", "sex", "sexcam", "escort", "escorts", "hentai", "casino",
-                         "camgirl", "camgirls", "nsfw")
+DEFAULT_BLOCKED_WORDS = (
+    "porn",
+    "porno",
+    "xxx",
+    "sex",
+    "sexcam",
+    "escort",
+    "escorts",
+    "hentai",
+    "casino",
+    "camgirl",
+    "camgirls",
+    "nsfw",
+)
 
 
 class UrlFilterConfig(BaseModel):
@@ -18,10 +31,13 @@ class UrlFilterConfig(BaseModel):
 
     enabled: bool = True
     blocked_domains: list[str] = Field(
-        default_factory=list, description="Domains whose pages are removed, with all their subdomains.")
+        default_factory=list, description="Domains whose pages are removed, with all their subdomains."
+    )
     blocked_domains_file: str | None = Field(
-        None, description="A text file of more blocked domains, one per line (# starts a comment), "
-        "e.g. the UT1 blacklist's adult/domains.")
+        None,
+        description="A text file of more blocked domains, one per line (# starts a comment), "
+        "e.g. the UT1 blacklist's adult/domains.",
+    )
     blocked_words: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_WORDS))
 
     @field_validator("blocked_domains", "blocked_words")
@@ -50,11 +66,17 @@ class ExtractionConfig(BaseModel):
     deduplicate: bool = Field(False, description="trafilatura: drop text segments already seen in the process.")
     include_tables: bool = True
     max_page_bytes: int = Field(
-        2_000_000, ge=1, description="Larger pages (HTML, or a WET record's text) are removed as "
-        "`page_too_large`, without being read into memory or parsed.")
+        2_000_000,
+        ge=1,
+        description="Larger pages (HTML, or a WET record's text) are removed as "
+        "`page_too_large`, without being read into memory or parsed.",
+    )
     timeout_s: float = Field(
-        10.0, ge=0, description="A page whose extraction takes longer is removed as `extraction_timeout` "
-        "(0: no limit). Enforced with a timer signal where extraction runs in a main thread, as in Ray tasks.")
+        10.0,
+        ge=0,
+        description="A page whose extraction takes longer is removed as `extraction_timeout` "
+        "(0: no limit). Enforced with a timer signal where extraction runs in a main thread, as in Ray tasks.",
+    )
 
 
 class LanguageConfig(BaseModel):
@@ -64,10 +86,10 @@ class LanguageConfig(BaseModel):
 
     enabled: bool = True
     keep: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes to keep.")
-    threshold: float = Field(0.65, ge=0, le=1, description="Least probability of a kept language "
-                             "(FineWeb keeps English at 0.65).")
-    all_inputs: bool = Field(False, description="Also identify and filter JSONL/Parquet documents, "
-                             "not only web pages.")
+    threshold: float = Field(
+        0.65, ge=0, le=1, description="Least probability of a kept language (FineWeb keeps English at 0.65)."
+    )
+    all_inputs: bool = Field(False, description="Also identify and filter JSONL/Parquet documents, not only web pages.")
 
 
 class WebConfig(BaseModel):

@@ -1,6 +1,7 @@
 """Main text of an HTML page: decoded by its declared charset, then trafilatura's `extract`
 (as datatrove's Trafilatura step does) or Resiliparse's main-content HTML-to-text (as DCLM
 does), which drop navigation, boilerplate, scripts and styles."""
+
 from __future__ import annotations
 
 import codecs
@@ -75,10 +76,16 @@ class Extractor:
             from resiliparse.extract.html2text import extract_plain_text
             from resiliparse.parse.html import HTMLTree
 
-            return extract_plain_text(HTMLTree.parse(html), main_content=True, alt_texts=False, links=False,
-                                      noscript=False, list_bullets=True).strip()
+            return extract_plain_text(
+                HTMLTree.parse(html), main_content=True, alt_texts=False, links=False, noscript=False, list_bullets=True
+            ).strip()
         from trafilatura import extract
 
-        text = extract(html, favor_precision=self.cfg.favor_precision, include_comments=False,
-                       include_tables=self.cfg.include_tables, deduplicate=self.cfg.deduplicate)
+        text = extract(
+            html,
+            favor_precision=self.cfg.favor_precision,
+            include_comments=False,
+            include_tables=self.cfg.include_tables,
+            deduplicate=self.cfg.deduplicate,
+        )
         return text or ""

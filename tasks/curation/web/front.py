@@ -1,6 +1,7 @@
 """A crawled page to a document, or the reason it yields none, in FineWeb's order: the URL
 filter, then main-text extraction, then language identification. The document-level rules,
 quality classifier and dedup run afterwards as for any input."""
+
 from __future__ import annotations
 
 import json
@@ -52,17 +53,26 @@ class WebFront:
             try:
                 text = self.extract(html)
             except ExtractionTimeout:
-                return PageRemoved("extraction_timeout", f"extraction took over "
-                                   f"web.extraction.timeout_s={self.cfg.extraction.timeout_s} s")
+                return PageRemoved(
+                    "extraction_timeout",
+                    f"extraction took over web.extraction.timeout_s={self.cfg.extraction.timeout_s} s",
+                )
             if not text.strip():
-                return PageRemoved("no_main_text", "the extractor found no main text (navigation, "
-                                   "scripts or boilerplate only)")
+                return PageRemoved(
+                    "no_main_text", "the extractor found no main text (navigation, scripts or boilerplate only)"
+                )
         if self.language is not None:
             lang, prob, why = self.language.verdict(text)
             self.languages[lang] += 1
             meta.update(language=lang, language_score=round(prob, 4))
             if why:
                 return PageRemoved("language", why, text)
-        return Document(id=page.record_id or f"{page.file}@{page.offset}", text=text, source="web",
-                        metadata=json.dumps(meta, ensure_ascii=False, sort_keys=True), bytes_in=page.bytes_in,
-                        file=page.file, line=page.offset)
+        return Document(
+            id=page.record_id or f"{page.file}@{page.offset}",
+            text=text,
+            source="web",
+            metadata=json.dumps(meta, ensure_ascii=False, sort_keys=True),
+            bytes_in=page.bytes_in,
+            file=page.file,
+            line=page.offset,
+        )

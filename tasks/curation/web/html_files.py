@@ -3,11 +3,12 @@
 A folder is one input (one curation task), not one input per page: a documentation tree
 holds thousands of small pages. Its URL is the file's path under the folder, as `file:` URL.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from tasks.curation.reader import is_html_page
 from tasks.curation.web.pages import WebPage
@@ -23,7 +24,18 @@ def read_html_folder(folder: Path, max_page_bytes: int | None = None) -> Iterato
         st = page.stat()
         oversize = max_page_bytes is not None and st.st_size > max_page_bytes
         payload = b"" if oversize else page.read_bytes()
-        mtime = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc).isoformat()
-        yield WebPage(url=page.resolve().as_uri(), date=mtime, content_type="text/html", charset=None,
-                      record_id=None, status=None, payload=payload, is_text=False, file=str(page),
-                      offset=0, bytes_in=st.st_size if oversize else len(payload), oversize=oversize)
+        mtime = datetime.fromtimestamp(st.st_mtime, tz=UTC).isoformat()
+        yield WebPage(
+            url=page.resolve().as_uri(),
+            date=mtime,
+            content_type="text/html",
+            charset=None,
+            record_id=None,
+            status=None,
+            payload=payload,
+            is_text=False,
+            file=str(page),
+            offset=0,
+            bytes_in=st.st_size if oversize else len(payload),
+            oversize=oversize,
+        )

@@ -1,5 +1,6 @@
 """Language identification with py3langid: its model ships inside the PyPI package, so
 nothing is downloaded at run time. Probabilities are normalized over its 97 languages."""
+
 from __future__ import annotations
 
 from tasks.curation.web.config import LanguageConfig

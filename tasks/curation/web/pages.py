@@ -1,4 +1,5 @@
 """A web page as read from a crawl, before its main text is extracted."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ class WebPage:
     oversize: bool = False
 
     def metadata(self) -> dict[str, str]:
-        meta = {"url": self.url, "crawl_date": self.date, "content_type": self.content_type,
-                "warc_record_id": self.record_id}
+        meta = {
+            "url": self.url,
+            "crawl_date": self.date,
+            "content_type": self.content_type,
+            "warc_record_id": self.record_id,
+        }
         return {k: v for k, v in meta.items() if v is not None}
 
 

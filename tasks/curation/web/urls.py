@@ -1,5 +1,6 @@
 """URL filtering as RefinedWeb does it: a domain block list (a domain blocks its subdomains)
 and words that may not appear as a whole word of the URL."""
+
 from __future__ import annotations
 
 import re

@@ -6,10 +6,12 @@ or one FastWARC cannot parse comes back as `Malformed` with its file and byte of
 reading goes on from the next record: the next line starting `WARC/1.` in a plain file, the
 next gzip member in a .gz file (Common Crawl compresses each record as its own member).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator
 
@@ -31,10 +33,10 @@ def _next_sync(fh: BinaryIO, start: int, magic: bytes) -> int | None:
         while (at := buf.find(magic, at)) != -1:
             pos = base - len(tail) + at
             # A plain record starts a line; a gzip member can start anywhere.
-            if magic is _GZIP_MAGIC or pos == 0 or buf[at - 1:at] == b"\n":
+            if magic is _GZIP_MAGIC or pos == 0 or buf[at - 1 : at] == b"\n":
                 return pos
             at += 1
-        tail = buf[-(len(magic) - 1):]
+        tail = buf[-(len(magic) - 1) :]
         base += len(chunk)
     return None
 
@@ -87,9 +89,14 @@ def read_warc(path: Path, max_page_bytes: int | None = None) -> Iterator[WebPage
             else:  # nothing readable after the last good record: the rest of the file is lost
                 bad, resume = lo, None
             end = size if resume is None else resume
-            yield Malformed(name, bad, f"unreadable WARC record at byte {bad} ({detail}); skipped "
-                            f"{end - bad} bytes to {'the next record' if resume else 'the end of the file'}",
-                            "", end - bad)
+            yield Malformed(
+                name,
+                bad,
+                f"unreadable WARC record at byte {bad} ({detail}); skipped "
+                f"{end - bad} bytes to {'the next record' if resume else 'the end of the file'}",
+                "",
+                end - bad,
+            )
             start = resume
 
 
@@ -110,21 +117,48 @@ def _record(rec, name: str, offset: int, limit: int | None) -> WebPage | Skipped
     url = rec.headers.get("WARC-Target-URI")
     if kind == "unknown":  # no WARC-Type, or one the standard does not define
         rec.reader.consume()
-        return Malformed(name, offset, f"record at byte {offset} has no valid WARC-Type header "
-                         f"({rec.headers.get('WARC-Type')!r}); the file is corrupt here", "", rec.content_length)
+        return Malformed(
+            name,
+            offset,
+            f"record at byte {offset} has no valid WARC-Type header "
+            f"({rec.headers.get('WARC-Type')!r}); the file is corrupt here",
+            "",
+            rec.content_length,
+        )
     if kind not in PAGE_TYPES:
         rec.reader.consume()
         return SkippedRecord(kind, url, name, offset, rec.content_length)
     body, size, oversize = _read_body(rec, limit)
     if size < rec.content_length:
-        return Malformed(name, offset, f"{kind} record for {url or 'an unnamed page'} at byte {offset} is "
-                         f"truncated: {size} of {rec.content_length} bytes; the file was cut short, "
-                         f"re-download it", "", size)
+        return Malformed(
+            name,
+            offset,
+            f"{kind} record for {url or 'an unnamed page'} at byte {offset} is "
+            f"truncated: {size} of {rec.content_length} bytes; the file was cut short, "
+            f"re-download it",
+            "",
+            size,
+        )
     if rec.is_http:
-        content_type, charset, status = _media_type(rec.http_content_type), rec.http_charset, rec.http_headers.status_code
+        content_type, charset, status = (
+            _media_type(rec.http_content_type),
+            rec.http_charset,
+            rec.http_headers.status_code,
+        )
     else:
         content_type, charset, status = _media_type(rec.headers.get("Content-Type")), None, None
     date = rec.record_date
-    return WebPage(url=url, date=date.isoformat() if date else None, content_type=content_type,
-                   charset=charset, record_id=rec.record_id, status=status, payload=body,
-                   is_text=kind == "conversion", file=name, offset=offset, bytes_in=size, oversize=oversize)
+    return WebPage(
+        url=url,
+        date=date.isoformat() if date else None,
+        content_type=content_type,
+        charset=charset,
+        record_id=rec.record_id,
+        status=status,
+        payload=body,
+        is_text=kind == "conversion",
+        file=name,
+        offset=offset,
+        bytes_in=size,
+        oversize=oversize,
+    )

@@ -2,6 +2,7 @@
 in DeepSpeed's pipeline engine (which also runs data parallelism and ZeRO-1 over the
 replicas). Used whenever training.parallel asks for pipeline or tensor parallelism; a
 plain data-parallel run keeps DeepSpeed's ordinary engine (tasks/training/engine.py)."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -18,9 +19,17 @@ from tasks.training.parallel.tensor import shard_model
 from tasks.training.schedule import make_scheduler
 
 
-def build_parallel_engine(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_size: int, seq_len: int,
-                          ds_config: dict[str, Any], layout: Layout, rank: int, device: str,
-                          initial: dict[str, torch.Tensor] | None = None) -> Any:
+def build_parallel_engine(
+    model_cfg: ModelConfig,
+    cfg: TrainingConfig,
+    vocab_size: int,
+    seq_len: int,
+    ds_config: dict[str, Any],
+    layout: Layout,
+    rank: int,
+    device: str,
+    initial: dict[str, torch.Tensor] | None = None,
+) -> Any:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
@@ -32,6 +41,9 @@ def build_parallel_engine(model_cfg: ModelConfig, cfg: TrainingConfig, vocab_siz
     pipe = build_pipeline(model, grid.topology, cfg.z_loss, cfg.activation_checkpointing)
     del model  # build_pipeline let go of the other stages' layers
     engine, _, _, _ = deepspeed.initialize(
-        model=pipe, model_parameters=param_groups(pipe, cfg.weight_decay), config=ds_config,
-        lr_scheduler=partial(make_scheduler, cfg=cfg))
+        model=pipe,
+        model_parameters=param_groups(pipe, cfg.weight_decay),
+        config=ds_config,
+        lr_scheduler=partial(make_scheduler, cfg=cfg),
+    )
     return engine

@@ -7,6 +7,7 @@ host, tensor parallelism (an all-reduce per layer) stays on the fast intra-node 
 and only the pipeline's point-to-point sends and the data-parallel gradient all-reduce
 cross hosts (Megatron-LM's placement).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ class Layout:
     data: int
 
     @classmethod
-    def of(cls, cfg: TrainingConfig, world: int) -> "Layout":
+    def of(cls, cfg: TrainingConfig, world: int) -> Layout:
         p, t = cfg.parallel.pipeline, cfg.parallel.tensor
         if world % (p * t):  # checks.py refuses this before any worker starts
             raise ValueError(f"{world} rank(s) do not divide into pipeline {p} x tensor {t}")
@@ -37,7 +38,7 @@ class Layout:
     def world(self) -> int:
         return self.pipeline * self.tensor * self.data
 
-    def coords(self, rank: int) -> "Coords":
+    def coords(self, rank: int) -> Coords:
         stage, rest = divmod(rank, self.data * self.tensor)
         replica, tp_rank = divmod(rest, self.tensor)
         return Coords(stage, tp_rank, replica)
@@ -63,8 +64,7 @@ class Grid:
         from deepspeed.runtime.pipe.topology import PipelineParallelGrid, PipeModelDataParallelTopology
 
         self.layout, self.coords = layout, layout.coords(rank)
-        self.topology = PipeModelDataParallelTopology(num_pp=layout.pipeline, num_mp=layout.tensor,
-                                                      num_dp=layout.data)
+        self.topology = PipeModelDataParallelTopology(num_pp=layout.pipeline, num_mp=layout.tensor, num_dp=layout.data)
         self.mpu: Any = PipelineParallelGrid(topology=self.topology)
         # Our coordinates and DeepSpeed's must name the same ranks, or shards would be cut
         # for one group and reduced over another.

@@ -14,6 +14,7 @@ step), and the loss reads the last stage's copy as the output head, through the 
 fused head + cross-entropy as the single-device model. Stages split the blocks evenly
 (`partition_method="type:BlockPipe"`): the embedding joins the first, the norm the last.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -99,12 +100,16 @@ def build_pipeline(model: GPT, topology: Any, z_loss: float, activation_checkpoi
     from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
 
     tied = model.cfg.tie_embeddings
-    embed = (TiedLayerSpec(TIED, EmbeddingPipe, model, tied_weight_attr=["tok_emb.weight"]) if tied
-             else LayerSpec(EmbeddingPipe, model))
+    embed = (
+        TiedLayerSpec(TIED, EmbeddingPipe, model, tied_weight_attr=["tok_emb.weight"])
+        if tied
+        else LayerSpec(EmbeddingPipe, model)
+    )
     layers = [embed, *(LayerSpec(BlockPipe, b, i) for i, b in enumerate(model.blocks)), LayerSpec(FinalNormPipe, model)]
     if tied:
-        layers.append(TiedLayerSpec(TIED, EmbeddingPipe, model, forward_fn=_passthrough,
-                                    tied_weight_attr=["tok_emb.weight"]))
+        layers.append(
+            TiedLayerSpec(TIED, EmbeddingPipe, model, forward_fn=_passthrough, tied_weight_attr=["tok_emb.weight"])
+        )
     loss = HeadLoss(z_loss)
     # dynamic_shape: stages re-send the activations' shape with each micro-batch (a few
     # bytes), because validation's last micro-batch and the export probe are smaller than a
@@ -112,16 +117,25 @@ def build_pipeline(model: GPT, topology: Any, z_loss: float, activation_checkpoi
     # checkpointable_layers: only blocks are recomputed. DeepSpeed's default would also wrap
     # the embedding, whose integer input needs no gradient, so its reentrant checkpoint would
     # cut every gradient of the first stage off.
-    pipe = PipelineModule(layers=layers, topology=topology, loss_fn=loss, partition_method="type:BlockPipe",
-                          activation_checkpoint_interval=1 if activation_checkpointing else 0,
-                          checkpointable_layers=["BlockPipe"], dynamic_shape=True)
+    pipe = PipelineModule(
+        layers=layers,
+        topology=topology,
+        loss_fn=loss,
+        partition_method="type:BlockPipe",
+        activation_checkpoint_interval=1 if activation_checkpointing else 0,
+        checkpointable_layers=["BlockPipe"],
+        dynamic_shape=True,
+    )
     for spec in pipe._layer_specs:
         # The specs hold the whole model as constructor arguments; DeepSpeed reads them only
         # while partitioning, so dropping them frees the other stages' layers on this rank.
         spec.module_args, spec.module_kwargs = (), {}
     if pipe._grid.is_last_stage:
-        loss.weight = (pipe.tied_modules[TIED].tok_emb.weight if tied
-                       else next(m for m in pipe.forward_funcs if isinstance(m, FinalNormPipe)).head.weight)
+        loss.weight = (
+            pipe.tied_modules[TIED].tok_emb.weight
+            if tied
+            else next(m for m in pipe.forward_funcs if isinstance(m, FinalNormPipe)).head.weight
+        )
     return pipe
 
 

@@ -21,6 +21,7 @@ the data-parallel gradient reduction, at NVLink speed inside a node and the netw
 between nodes, none of it assumed overlapped with compute. It is an estimate for ranking
 layouts, not a prediction of wall-clock time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -86,21 +87,24 @@ def shape_for_parameters(params: float, vocab_size: int = 50257, seq_len: int = 
     """A GPT-3-like shape of about `params` parameters, for a bare count: d_model = 128 x
     layers and 128-wide heads, the ratio of GPT-3's 6.7B to 175B shapes; layers rounded to
     a multiple of 8 so that pipelines of 2, 4 and 8 stages divide them."""
-    layers = max(8, round((params / (12 * 128 ** 2)) ** (1 / 3) / 8) * 8)
+    layers = max(8, round((params / (12 * 128**2)) ** (1 / 3) / 8) * 8)
     return Shape(ModelConfig(n_layer=layers, n_head=layers, d_model=128 * layers), vocab_size, seq_len)
 
 
 def default_global_batch(seq_len: int) -> int:
     """About 4M tokens per step (Llama 2's batch), in whole sequences: a power of two."""
-    return 1 << max(0, round((4 * 2**20 / seq_len)).bit_length() - 1)
+    return 1 << max(0, round(4 * 2**20 / seq_len).bit_length() - 1)
 
 
 def model_state_bytes(params: float, dp: int, zero: int) -> dict[str, float]:
     """Bytes per GPU of weights, gradients and optimizer states for `params` parameters
     replicated over `dp` data-parallel ranks under ZeRO stage `zero`."""
     w, g, o = (params * STATE_BYTES[k] for k in ("weights", "grads", "optimizer"))
-    return {"weights": w / dp if zero >= 3 else w, "grads": g / dp if zero >= 2 else g,
-            "optimizer": o / dp if zero >= 1 else o}
+    return {
+        "weights": w / dp if zero >= 3 else w,
+        "grads": g / dp if zero >= 2 else g,
+        "optimizer": o / dp if zero >= 1 else o,
+    }
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,10 @@ class Candidate:
         return sum(self.memory.values())
 
     def label(self) -> str:
-        return (f"P={self.pipeline} T={self.tensor} DP={self.data} ZeRO-{self.zero} micro={self.micro_batch}"
-                f"{' recompute' if self.recompute else ''}")
+        return (
+            f"P={self.pipeline} T={self.tensor} DP={self.data} ZeRO-{self.zero} micro={self.micro_batch}"
+            f"{' recompute' if self.recompute else ''}"
+        )
 
 
 def _stage_params(shape: Shape, p: int, t: int) -> float:
@@ -153,8 +159,11 @@ def evaluate(shape: Shape, cl: Cluster, c: Candidate, global_batch: int) -> Cand
     """`c` with its memory per GPU and estimated step time filled in."""
     m = global_batch // (c.data * c.micro_batch)  # micro-batches per pipeline per step
     params = _stage_params(shape, c.pipeline, c.tensor)
-    memory = {**model_state_bytes(params, c.data, c.zero),
-              "activations": _activation_bytes(shape, c, m), "reserve": RESERVE_BYTES}
+    memory = {
+        **model_state_bytes(params, c.data, c.zero),
+        "activations": _activation_bytes(shape, c, m),
+        "reserve": RESERVE_BYTES,
+    }
     tokens = global_batch * shape.seq_len
     flops = training_flops_per_token(shape.model, shape.vocab_size, shape.seq_len) * tokens
     compute = flops * (4 / 3 if c.recompute else 1) / (cl.gpus * cl.peak_flops * COMPUTE_SHARE)
@@ -188,7 +197,7 @@ def candidates(shape: Shape, cl: Cluster, global_batch: int) -> list[Candidate]:
             if cl.gpus % (p * t):
                 continue
             d = cl.gpus // (p * t)
-            for zero in ((1,) if p * t > 1 else (1, 2, 3)):
+            for zero in (1,) if p * t > 1 else (1, 2, 3):
                 for micro in (1, 2, 4, 8):
                     if global_batch % (d * micro):
                         continue
@@ -224,8 +233,10 @@ def _gb(x: float) -> str:
 
 def _memory_line(c: Candidate) -> str:
     m = c.memory
-    return (f"{_gb(c.total_memory)} = weights {_gb(m['weights'])} + gradients {_gb(m['grads'])} + optimizer "
-            f"{_gb(m['optimizer'])} + activations {_gb(m['activations'])} + reserve {_gb(m['reserve'])}")
+    return (
+        f"{_gb(c.total_memory)} = weights {_gb(m['weights'])} + gradients {_gb(m['grads'])} + optimizer "
+        f"{_gb(m['optimizer'])} + activations {_gb(m['activations'])} + reserve {_gb(m['reserve'])}"
+    )
 
 
 def reasons(plan: LayoutPlan, c: Candidate) -> list[str]:
@@ -233,19 +244,29 @@ def reasons(plan: LayoutPlan, c: Candidate) -> list[str]:
     cl, parts = plan.cluster, c.parts_s
     out = [f"fits in {cl.memory_gb:g} GB: {_memory_line(c)}"]
     if c.tensor > 1:
-        where = ("inside one node (NVLink)" if c.tensor <= cl.gpus_per_node and cl.gpus_per_node % c.tensor == 0
-                 else "across nodes (slow: the network)")
+        where = (
+            "inside one node (NVLink)"
+            if c.tensor <= cl.gpus_per_node and cl.gpus_per_node % c.tensor == 0
+            else "across nodes (slow: the network)"
+        )
         out.append(f"T={c.tensor}: each block's attention heads and MLP split {c.tensor} ways, all-reduces {where}")
     if c.pipeline > 1:
         m = plan.global_batch // (c.data * c.micro_batch)
-        out.append(f"P={c.pipeline}: {plan.shape.model.n_layer // c.pipeline} blocks per stage; bubble "
-                   f"(P-1)/m = {c.pipeline - 1}/{m} = {(c.pipeline - 1) / m:.1%} of compute")
+        out.append(
+            f"P={c.pipeline}: {plan.shape.model.n_layer // c.pipeline} blocks per stage; bubble "
+            f"(P-1)/m = {c.pipeline - 1}/{m} = {(c.pipeline - 1) / m:.1%} of compute"
+        )
     if c.recompute:
-        out.append("activation checkpointing on: recomputing each block costs 1/3 more compute but saves the "
-                   "activations that would not fit otherwise")
+        out.append(
+            "activation checkpointing on: recomputing each block costs 1/3 more compute but saves the "
+            "activations that would not fit otherwise"
+        )
     total = c.step_s
-    out.append("estimated step " + ", ".join(f"{k.replace('_', ' ')} {v / total:.0%}" for k, v in parts.items() if v)
-               + f"; model-FLOPs utilisation ~{c.mfu:.0%}")
+    out.append(
+        "estimated step "
+        + ", ".join(f"{k.replace('_', ' ')} {v / total:.0%}" for k, v in parts.items() if v)
+        + f"; model-FLOPs utilisation ~{c.mfu:.0%}"
+    )
     return out
 
 
@@ -253,24 +274,37 @@ def describe_layout(plan: LayoutPlan, runners_up: int = 4) -> str:
     shape, cl = plan.shape, plan.cluster
     n = shape.parameters
     states = model_state_bytes(n, 1, 0)
-    lines = [f"{n / 1e9:,.1f}B parameters on {cl.gpus} GPUs of {cl.memory_gb:g} GB ({cl.gpus_per_node} per node), "
-             f"global batch {plan.global_batch} x {shape.seq_len} tokens",
-             f"  whole model: bf16 weights {_gb(states['weights'])}; with gradients and Adam states "
-             f"{_gb(sum(states.values()))} (16 bytes per parameter) before activations"]
+    lines = [
+        f"{n / 1e9:,.1f}B parameters on {cl.gpus} GPUs of {cl.memory_gb:g} GB ({cl.gpus_per_node} per node), "
+        f"global batch {plan.global_batch} x {shape.seq_len} tokens",
+        f"  whole model: bf16 weights {_gb(states['weights'])}; with gradients and Adam states "
+        f"{_gb(sum(states.values()))} (16 bytes per parameter) before activations",
+    ]
     if plan.best is None:
         smallest = plan.too_big[0] if plan.too_big else None
-        lines.append("no layout fits" + (f": the smallest, {smallest.label()}, needs {_memory_line(smallest)}"
-                                         if smallest else " (no layout divides the GPUs and the batch)"))
+        lines.append(
+            "no layout fits"
+            + (
+                f": the smallest, {smallest.label()}, needs {_memory_line(smallest)}"
+                if smallest
+                else " (no layout divides the GPUs and the batch)"
+            )
+        )
         lines.append("  add GPUs, use GPUs with more memory, or a smaller global batch or model")
         return "\n".join(lines)
     best = plan.best
-    lines += ["", f"recommended: {best.label()}",
-              f"  training.parallel.pipeline={best.pipeline} training.parallel.tensor={best.tensor} "
-              f"training.num_workers={cl.gpus} training.zero_stage={best.zero} training.micro_batch_size="
-              f"{best.micro_batch} training.activation_checkpointing={str(best.recompute).lower()}"]
+    lines += [
+        "",
+        f"recommended: {best.label()}",
+        f"  training.parallel.pipeline={best.pipeline} training.parallel.tensor={best.tensor} "
+        f"training.num_workers={cl.gpus} training.zero_stage={best.zero} training.micro_batch_size="
+        f"{best.micro_batch} training.activation_checkpointing={str(best.recompute).lower()}",
+    ]
     lines += [f"  - {r}" for r in reasons(plan, best)]
-    lines.append(f"  - host memory: each rank builds the whole model in fp32 once at start "
-                 f"({_gb(4 * n)}) before keeping its stage and shard")
+    lines.append(
+        f"  - host memory: each rank builds the whole model in fp32 once at start "
+        f"({_gb(4 * n)}) before keeping its stage and shard"
+    )
     lines += ["", "runners-up:"]
     seen = {(best.pipeline, best.tensor)}
     for c in plan.fits[1:]:

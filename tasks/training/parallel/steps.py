@@ -5,12 +5,14 @@ of each micro-step, exactly as data-parallel rank r of a plain run, so a 3D run 
 batches of a plain run with as many ranks as it has replicas. The pipeline's micro-batches
 are the step's gradient-accumulation micro-steps, in stream order.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +60,9 @@ def train_step(s, a) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, i
 
 def _rows_iter(s, sel_batches: list[np.ndarray]) -> Iterator[tuple[Any, torch.Tensor]]:
     for sel in sel_batches:
-        x, y, *seg = (t.to(s.ctx.device) for t in to_batch(*s.val.rows(sel), s.val.segments(sel)
-                                                            if s.cfg.document_mask else None))
+        x, y, *seg = (
+            t.to(s.ctx.device) for t in to_batch(*s.val.rows(sel), s.val.segments(sel) if s.cfg.document_mask else None)
+        )
         yield ((x, seg[0]) if seg else x), y
 
 
@@ -68,8 +71,8 @@ def validation_loss(s, engine) -> float:
     """The mean validation loss over the replicas' rows (each replica its own share)."""
     cfg, d = s.cfg, s.layout.data
     per_replica = min(cfg.eval_batches * cfg.micro_batch_size, len(s.val) // d)
-    rows = np.arange(len(s.val))[s.coords.replica::d][:per_replica]
-    sel = [rows[i:i + cfg.micro_batch_size] for i in range(0, len(rows), cfg.micro_batch_size)]
+    rows = np.arange(len(s.val))[s.coords.replica :: d][:per_replica]
+    sel = [rows[i : i + cfg.micro_batch_size] for i in range(0, len(rows), cfg.micro_batch_size)]
     if not sel:
         return float("nan")
     # Equal counts on every replica: eval_batch averages over the data-parallel group.
@@ -118,8 +121,9 @@ def probe_logits(s, a, rows: np.ndarray) -> torch.Tensor | None:
     """The distributed model's logits for validation `rows`, on rank 0 (None elsewhere):
     the check that the gathered single-device model computes the same function."""
     x, y = to_batch(*s.val.rows(rows))[:2]
-    _, hidden = a.engine.eval_batch(iter([(x.to(s.ctx.device), y.to(s.ctx.device))]), return_logits=True,
-                                    num_micro_batches=1)
+    _, hidden = a.engine.eval_batch(
+        iter([(x.to(s.ctx.device), y.to(s.ctx.device))]), return_logits=True, num_micro_batches=1
+    )
     a.engine.train()
     logits = None
     if s.coords.stage == s.layout.pipeline - 1 and s.coords.replica == 0 and s.coords.tensor_rank == 0:
@@ -143,9 +147,14 @@ def check_export(s, final: Path, rows: np.ndarray, shard_logits: torch.Tensor) -
     scale = float(shard_logits.abs().max())
     check = {"rows": len(rows), "max_abs_diff": diff, "max_abs_logit": scale, "relative": diff / max(scale, 1e-30)}
     if s.job.precision == "fp32" and check["relative"] > 1e-5:
-        raise RuntimeError(f"the exported model's logits differ from the sharded model's by {diff:.3g} "
-                           f"(largest logit {scale:.3g}): the shards of {s.layout.describe()} were not joined "
-                           f"correctly; please report this with {final / PROBE}")
-    log.info("export check: the single-device model's logits match the %s shards' within %.2g (relative)",
-             s.layout.describe(), check["relative"])
+        raise RuntimeError(
+            f"the exported model's logits differ from the sharded model's by {diff:.3g} "
+            f"(largest logit {scale:.3g}): the shards of {s.layout.describe()} were not joined "
+            f"correctly; please report this with {final / PROBE}"
+        )
+    log.info(
+        "export check: the single-device model's logits match the %s shards' within %.2g (relative)",
+        s.layout.describe(),
+        check["relative"],
+    )
     return check

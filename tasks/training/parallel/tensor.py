@@ -16,6 +16,7 @@ without rewriting the module. Two autograd functions and a slicing rule per weig
 short, exact, and run on gloo (CPU) as on NCCL. Each sharded parameter records how its
 shards join again (`unshard`), which checkpoints' export and the final model use.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

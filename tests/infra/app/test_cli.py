@@ -1,4 +1,5 @@
 """The CLI rejects bad configuration and input before starting anything, without a traceback."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +51,21 @@ def test_plan_for_a_preset_and_a_budget():
 
 
 def test_bad_training_combination_is_refused_before_anything_starts(tmp_path):
-    r = _run("run", "-c", "debug", "--set", "training.zero_stage=0", "--set", "training.offload_optimizer=true",
-             "--set", "training.num_workers=3", "--set", "training.global_batch_size=8",
-             "--set", f"runs_dir={tmp_path}")
+    r = _run(
+        "run",
+        "-c",
+        "debug",
+        "--set",
+        "training.zero_stage=0",
+        "--set",
+        "training.offload_optimizer=true",
+        "--set",
+        "training.num_workers=3",
+        "--set",
+        "training.global_batch_size=8",
+        "--set",
+        f"runs_dir={tmp_path}",
+    )
     assert r.returncode == 2, r.stderr
     assert "training cannot start" in r.stderr
     assert "offload_optimizer needs ZeRO; set training.zero_stage to 1, 2 or 3" in r.stderr
@@ -66,8 +79,9 @@ def test_a_server_beyond_loopback_without_auth_is_refused():
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_API_AUTH_STRING"}
-    result = subprocess.run([CRUCIBLE, "server", "--host", "0.0.0.0", "--port", "4299"], capture_output=True,
-                            text=True, timeout=60, env=env)
+    result = subprocess.run(
+        [CRUCIBLE, "server", "--host", "0.0.0.0", "--port", "4299"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert result.returncode == 2
     assert "PREFECT_SERVER_API_AUTH_STRING" in result.stderr and "or bind 127.0.0.1" in result.stderr
 

@@ -1,4 +1,5 @@
 """The Prefect server: a UI that finds its API on any port, and basic auth beyond loopback."""
+
 from __future__ import annotations
 
 import httpx

@@ -13,8 +13,7 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 
 def test_failed_write_leaves_no_file_and_no_temporary(tmp_path):
     dest = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_path(dest) as tmp:
-            tmp.write_text("partial")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("crash mid-write")
     assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,6 @@
 """The web demo's crawl: every package page becomes a request and a response record, with the
 URL it is published at, and the page's known language is recorded beside the WARC files."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ def test_the_crawl_holds_every_page_once_with_its_url_and_language(tmp_path, mon
     assert len(by_url) == len(pages)
     assert by_url["https://docs.python.org/3.11/index.html"]["language"] == "en"
     assert by_url["https://www.debian.org/doc/manuals/debian-reference/ch01.fr.html"]["language"] == "fr"
-    assert by_url["https://www.debian.org/doc/manuals/developers-reference/de/best-pkging-practices.html"][
-        "language"] == "de"
+    assert (
+        by_url["https://www.debian.org/doc/manuals/developers-reference/de/best-pkging-practices.html"]["language"]
+        == "de"
+    )
     # Only the French pages of the shared debian-reference folder are French.
     assert {p["language"] for p in pages if ".fr." in p["url"]} == {"fr"}
     inputs, _ = discover_inputs(folder)

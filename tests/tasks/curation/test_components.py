@@ -1,4 +1,5 @@
 """Distributed connected components must agree with a plain union-find on random graphs."""
+
 import random
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def _union_find(edges: list[tuple[int, int]]) -> dict[int, int]:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
+
     for a, b in edges:
         ra, rb = find(a), find(b)
         if ra != rb:

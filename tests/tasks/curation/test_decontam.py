@@ -1,5 +1,6 @@
 """Decontamination must catch benchmark text copied into training documents, whatever its
 case and punctuation, and nothing that shares fewer than n consecutive words with it."""
+
 import json
 from pathlib import Path
 
@@ -33,14 +34,15 @@ def decon() -> Decontaminator:
 
 def test_every_schema_yields_context_plus_each_distinct_choice():
     arc, hs, mmlu, tqa = _rows("arc"), _rows("hellaswag"), _rows("mmlu"), _rows("truthfulqa")
-    texts = {name: list(benchmark_test_texts(BENCH / f"{name}.jsonl"))
-             for name in ("arc", "hellaswag", "mmlu", "truthfulqa")}
+    texts = {
+        name: list(benchmark_test_texts(BENCH / f"{name}.jsonl")) for name in ("arc", "hellaswag", "mmlu", "truthfulqa")
+    }
     assert texts["arc"][:4] == [f"{arc[0]['question']} {c}" for c in arc[0]["choices"]["text"]]
     assert texts["hellaswag"][:4] == [f"{hs[0]['ctx']} {e}" for e in hs[0]["endings"]]
     assert texts["mmlu"][:4] == [f"{mmlu[0]['question']} {c}" for c in mmlu[0]["choices"]]
     # TruthfulQA's mc2 repeats the mc1 choices: each distinct choice once, mc2-only ones included.
     first = list(dict.fromkeys(tqa[0]["mc1_targets"]["choices"] + tqa[0]["mc2_targets"]["choices"]))
-    assert texts["truthfulqa"][:len(first)] == [f"{tqa[0]['question']} {c}" for c in first]
+    assert texts["truthfulqa"][: len(first)] == [f"{tqa[0]['question']} {c}" for c in first]
     assert len(first) == 4 and len(texts["truthfulqa"]) == 4 + 3 + 3
     assert [len(texts[k]) for k in ("arc", "hellaswag", "mmlu")] == [12, 12, 12]
 
@@ -73,8 +75,10 @@ def test_twelve_shared_words_are_not_a_match_but_thirteen_are(decon):
 
 
 def test_clean_and_empty_documents_are_not_matched(decon):
-    clean = ("The river town held its autumn market on Saturday, where farmers sold apples, "
-             "pumpkins and honey while a brass band played near the old stone bridge.")
+    clean = (
+        "The river town held its autumn market on Saturday, where farmers sold apples, "
+        "pumpkins and honey while a brass band played near the old stone bridge."
+    )
     assert decon.match(clean) is None
     assert decon.match("") is None and decon.match("  ...  ") is None
 
@@ -132,8 +136,11 @@ def test_index_round_trips_and_refuses_another_ngram_size(tmp_path):
 def test_unknown_schema_names_file_line_and_expected_keys(tmp_path):
     bad = tmp_path / "mystery.jsonl"
     bad.write_text(json.dumps(_rows("mmlu")[0]) + "\n\n" + json.dumps({"prompt": "p", "completion": "c"}) + "\n")
-    with pytest.raises(ValueError, match=r"mystery\.jsonl, line 3: .*'completion', 'prompt'.*"
-                                         r"ARC \(question, choices \{text, label\}, answerKey\).*HellaSwag"):
+    with pytest.raises(
+        ValueError,
+        match=r"mystery\.jsonl, line 3: .*'completion', 'prompt'.*"
+        r"ARC \(question, choices \{text, label\}, answerKey\).*HellaSwag",
+    ):
         benchmark_ngram_hashes([bad], 13)
     bad.write_text("{not json\n")
     with pytest.raises(ValueError, match=r"mystery\.jsonl, line 1: not valid JSON"):
@@ -144,8 +151,9 @@ def test_unknown_schema_names_file_line_and_expected_keys(tmp_path):
 def test_index_of_the_real_benchmarks_catches_a_real_item():
     paths = sorted(REAL.glob("*/*.jsonl"))
     index = benchmark_ngram_hashes(paths, 13)
-    assert {"arc_easy/test", "arc_challenge/test", "hellaswag/validation", "mmlu/test",
-            "truthfulqa/validation"} <= set(index)
+    assert {"arc_easy/test", "arc_challenge/test", "hellaswag/validation", "mmlu/test", "truthfulqa/validation"} <= set(
+        index
+    )
     assert sum(map(len, index.values())) > 1_000_000
     decon = Decontaminator(index, 13)
     item = json.loads((REAL / "hellaswag" / "validation.jsonl").open().readline())
@@ -153,5 +161,10 @@ def test_index_of_the_real_benchmarks_catches_a_real_item():
     assert decon.match(doc) == "hellaswag/validation"
     mmlu = json.loads((REAL / "mmlu" / "test.jsonl").open().readline())
     assert decon.match(f"Exam practice. Q: {mmlu['question']} A: {mmlu['choices'][mmlu['answer']]}") == "mmlu/test"
-    assert decon.match("The river town held its autumn market on Saturday, where farmers sold apples, "
-                       "pumpkins and honey while a brass band played near the old stone bridge.") is None
+    assert (
+        decon.match(
+            "The river town held its autumn market on Saturday, where farmers sold apples, "
+            "pumpkins and honey while a brass band played near the old stone bridge."
+        )
+        is None
+    )

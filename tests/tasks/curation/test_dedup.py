@@ -13,12 +13,12 @@ def test_first_occurrence_is_kept_and_reasons_distinguish_exact_from_near_exact(
     # (near-exact key, exact key, doc): docs 0:1 and 1:0 are exact copies of 0:0; 1:1 differs
     # only in punctuation (same near-exact key, other exact key); 1:2 is unique.
     a = _exact_file(tmp_path / "a.npy", [(5, 50, doc_id(0, 0)), (9, 90, doc_id(0, 1))])
-    b = _exact_file(tmp_path / "b.npy", [(5, 50, doc_id(1, 0)), (5, 51, doc_id(1, 1)),
-                                         (7, 70, doc_id(1, 2)), (9, 90, doc_id(0, 2))])
+    b = _exact_file(
+        tmp_path / "b.npy", [(5, 50, doc_id(1, 0)), (5, 51, doc_id(1, 1)), (7, 70, doc_id(1, 2)), (9, 90, doc_id(0, 2))]
+    )
     stats = decide_exact([a, b], 0, 1, tmp_path / "drops.npy")
     drops = {int(r["doc"]): (int(r["kept"]), int(r["reason"])) for r in np.load(tmp_path / "drops.npy")}
-    assert drops == {doc_id(1, 0): (doc_id(0, 0), 0), doc_id(1, 1): (doc_id(0, 0), 1),
-                     doc_id(0, 2): (doc_id(0, 1), 0)}
+    assert drops == {doc_id(1, 0): (doc_id(0, 0), 0), doc_id(1, 1): (doc_id(0, 0), 1), doc_id(0, 2): (doc_id(0, 1), 0)}
     assert stats == {"records": 6, "exact": 2, "near_exact": 1}
 
 
@@ -33,9 +33,10 @@ def test_partitions_split_the_key_space_without_losing_records(tmp_path):
 
 
 def test_band_edges_join_each_bucket_to_its_smallest_document(tmp_path):
-    recs = np.array([(1, doc_id(2, 0)), (1, doc_id(0, 3)), (1, doc_id(1, 1)), (4, doc_id(0, 0))],
-                    dtype=BAND_DTYPE)
+    recs = np.array([(1, doc_id(2, 0)), (1, doc_id(0, 3)), (1, doc_id(1, 1)), (4, doc_id(0, 0))], dtype=BAND_DTYPE)
     write_sorted(recs, "key", tmp_path / "band.npy")
     edges = band_edges([tmp_path / "band.npy"], 0, 1)
     assert sorted(zip(edges["src"].tolist(), edges["dst"].tolist())) == [
-        (doc_id(0, 3), doc_id(1, 1)), (doc_id(0, 3), doc_id(2, 0))]
+        (doc_id(0, 3), doc_id(1, 1)),
+        (doc_id(0, 3), doc_id(2, 0)),
+    ]

@@ -26,14 +26,21 @@ from tasks.curation.shingles import jaccard, shingles
 
 EMAIL = re.compile(r"[a-z0-9._+]+@(?:[a-z0-9-]+\.)+[a-z]{2,}")
 ROOT = Path(__file__).resolve().parents[3]
-_PROSE = ("the river carried small boats past old mills while farmers watched storms gather over distant "
-          "hills and children counted geese in autumn light near quiet stone bridges a merchant sold wool "
-          "salt iron bread to travellers who crossed valley roads before winter closed every pass")
+_PROSE = (
+    "the river carried small boats past old mills while farmers watched storms gather over distant "
+    "hills and children counted geese in autumn light near quiet stone bridges a merchant sold wool "
+    "salt iron bread to travellers who crossed valley roads before winter closed every pass"
+)
 _WORDS = _PROSE.split()
-SECRET_PATTERNS = [r"AKIA[A-Z2-7]{16}", r"ghp_[A-Za-z0-9]{36}", r"xoxb-\d{10,13}-\d{10,13}-[A-Za-z0-9]{24}",
-                   r"AIza[A-Za-z0-9_-]{35}", r"sk_live_[A-Za-z0-9]{24}",
-                   r"-----BEGIN RSA PRIVATE KEY-----\n(?:[A-Za-z0-9+/=]{1,64}\n)+-----END RSA PRIVATE KEY-----",
-                   r'(api_key|API_KEY|secret_key|apiKey) = "[0-9a-f]{32}"']
+SECRET_PATTERNS = [
+    r"AKIA[A-Z2-7]{16}",
+    r"ghp_[A-Za-z0-9]{36}",
+    r"xoxb-\d{10,13}-\d{10,13}-[A-Za-z0-9]{24}",
+    r"AIza[A-Za-z0-9_-]{35}",
+    r"sk_live_[A-Za-z0-9]{24}",
+    r"-----BEGIN RSA PRIVATE KEY-----\n(?:[A-Za-z0-9+/=]{1,64}\n)+-----END RSA PRIVATE KEY-----",
+    r'(api_key|API_KEY|secret_key|apiKey) = "[0-9a-f]{32}"',
+]
 
 
 def _corpus(n: int = 200, seed: int = 0) -> list[dict]:
@@ -64,8 +71,13 @@ def _by_kind(out, labels, kind):
 def test_counts_follow_fractions_and_every_doc_has_one_label(noisy):
     docs, out, labels = noisy
     assert len(out) == len(labels) and [d["id"] for d in out] == [lab["id"] for lab in labels]
-    assert Counter(lab["kind"] for lab in labels) == {"original": 200, "exact_dup": 10, "near_dup": 10,
-                                                      "pii": 20, "spam": 10}
+    assert Counter(lab["kind"] for lab in labels) == {
+        "original": 200,
+        "exact_dup": 10,
+        "near_dup": 10,
+        "pii": 20,
+        "spam": 10,
+    }
     assert [d for d, lab in zip(out, labels) if lab["kind"] == "original"] == docs  # order and content kept
     ids = [d["id"] for d in out]
     assert len(set(ids)) == len(ids)
@@ -83,11 +95,22 @@ def test_same_seed_gives_identical_output_and_another_seed_differs():
 
 def test_output_does_not_depend_on_the_hash_seed(tmp_path):
     # Iterating a set anywhere would make the output vary between processes.
-    script = ("import json, sys; sys.path.insert(0, '.'); from tests.tasks.curation.test_noise import _corpus;"
-              "from tasks.curation.noise import NoiseConfig, inject_noise;"
-              "print(json.dumps(inject_noise(_corpus(40), NoiseConfig(seed=1, pii_fraction=0.2))))")
-    runs = [subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    script = (
+        "import json, sys; sys.path.insert(0, '.'); from tests.tasks.curation.test_noise import _corpus;"
+        "from tasks.curation.noise import NoiseConfig, inject_noise;"
+        "print(json.dumps(inject_noise(_corpus(40), NoiseConfig(seed=1, pii_fraction=0.2))))"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    ]
     assert runs[0] == runs[1] and runs[0]
 
 
@@ -124,6 +147,7 @@ def test_near_duplicate_on_a_100_word_document(target, n):
 def test_near_duplicate_scores_a_long_document_a_logarithmic_number_of_times(monkeypatch):
     # Re-scoring after every single edit would be quadratic on long documents.
     from tasks.curation import noise
+
     calls = []
     monkeypatch.setattr(noise, "shingles", lambda text, n=5: calls.append(1) or shingles(text, n))
     rng = random.Random(1)
@@ -146,10 +170,10 @@ def test_pii_spans_slice_their_values_and_every_type_appears(noisy):
         spans = [(p["start"], p["end"]) for p in lab["pii"] + lab["negatives"]]
         assert all(b <= c for (_, b), (c, _) in zip(sorted(spans), sorted(spans)[1:]))  # no overlaps
         for p in lab["pii"]:
-            assert d["text"][p["start"]:p["end"]] == p["value"]
+            assert d["text"][p["start"] : p["end"]] == p["value"]
             types[p["type"]] += 1
         for neg in lab["negatives"]:
-            assert d["text"][neg["start"]:neg["end"]] == neg["value"]
+            assert d["text"][neg["start"] : neg["end"]] == neg["value"]
             negatives[neg["kind"]] += 1
         # Inserted at boundaries: the source's words all survive, in order.
         assert set(source[lab["source"]].split()) <= set(d["text"].split())
@@ -176,7 +200,8 @@ def test_planted_pii_values_are_valid(noisy):
     _, out, labels = noisy
     planted = [p for _, lab in _by_kind(out, labels, "pii") for p in lab["pii"]]
     assert all(_check_pii(p["type"], p["value"]) for p in planted), [
-        p for p in planted if not _check_pii(p["type"], p["value"])]
+        p for p in planted if not _check_pii(p["type"], p["value"])
+    ]
 
 
 def test_generators_produce_valid_values_of_every_format():
@@ -197,18 +222,21 @@ def test_generators_produce_valid_values_of_every_format():
     assert all(not pii_samples.luhn_valid(pii_samples.order_number(rng)) for _ in range(300))
 
 
-@pytest.mark.parametrize("check, value, valid", [
-    (pii_samples.luhn_valid, "4111 1111 1111 1111", True),
-    (pii_samples.luhn_valid, "4111-1111-1111-1112", False),
-    (pii_samples.luhn_valid, "378282246310005", True),
-    (pii_samples.iban_valid, "GB82 WEST 1234 5698 7654 32", True),
-    (pii_samples.iban_valid, "DE89370400440532013000", True),
-    (pii_samples.iban_valid, "DE89370400440532013001", False),
-    (pii_samples.ssn_valid, "123-45-6789", True),
-    (pii_samples.ssn_valid, "666-45-6789", False),
-    (pii_samples.ssn_valid, "912-45-6789", False),
-    (pii_samples.ssn_valid, "123-00-6789", False),
-])
+@pytest.mark.parametrize(
+    "check, value, valid",
+    [
+        (pii_samples.luhn_valid, "4111 1111 1111 1111", True),
+        (pii_samples.luhn_valid, "4111-1111-1111-1112", False),
+        (pii_samples.luhn_valid, "378282246310005", True),
+        (pii_samples.iban_valid, "GB82 WEST 1234 5698 7654 32", True),
+        (pii_samples.iban_valid, "DE89370400440532013000", True),
+        (pii_samples.iban_valid, "DE89370400440532013001", False),
+        (pii_samples.ssn_valid, "123-45-6789", True),
+        (pii_samples.ssn_valid, "666-45-6789", False),
+        (pii_samples.ssn_valid, "912-45-6789", False),
+        (pii_samples.ssn_valid, "123-00-6789", False),
+    ],
+)
 def test_validators_agree_with_published_examples(check, value, valid):
     assert check(value) is valid
 
@@ -224,7 +252,7 @@ def test_spam_covers_every_style_and_differs_from_originals(noisy):
 def test_spam_documents_for_the_quality_classifier():
     texts = [d["text"] for d in _corpus(20)]
     made = spam_documents(texts, 25, random.Random(0))
-    assert len(made) == 25 and Counter(style for _, style in made) == {s: 5 for s in SPAM_STYLES}
+    assert len(made) == 25 and Counter(style for _, style in made) == dict.fromkeys(SPAM_STYLES, 5)
     assert made == spam_documents(texts, 25, random.Random(0))
     assert spam_documents([], 0, random.Random(0)) == []
     with pytest.raises(ValueError, match="containing words"):
@@ -242,8 +270,12 @@ def test_write_noisy_corpus_round_trips_and_replaces_stale_parts(tmp_path):
     parts = sorted((tmp_path / "a").glob("part-*.jsonl"))
     assert [p.name for p in parts] == [f"part-{i:05d}.jsonl" for i in range(-(-len(out) // 16))]
     records = [json.loads(line) for p in parts for line in p.read_text().splitlines()]
-    assert records == [{"id": d["id"], "text": d["text"], "source": d["source"]} if "source" in d
-                       else {"id": d["id"], "text": d["text"]} for d in out]
+    assert records == [
+        {"id": d["id"], "text": d["text"], "source": d["source"]}
+        if "source" in d
+        else {"id": d["id"], "text": d["text"]}
+        for d in out
+    ]
     written = [json.loads(line) for line in (tmp_path / "a" / "labels.jsonl").read_text().splitlines()]
     assert written == labels
     assert counts == {"original": 50, "exact_dup": 5, "near_dup": 2, "pii": 2, "spam": 2}
@@ -265,14 +297,17 @@ def test_short_corpus_gets_no_near_duplicates_but_the_rest():
     assert Counter(lab["kind"] for lab in labels) == {"original": 40, "exact_dup": 2, "pii": 2, "spam": 2}
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("pii_fraction", 1.5, "less than or equal to 1"),
-    ("spam_fraction", -0.1, "greater than or equal to 0"),
-    ("near_dup_jaccards", [0.9, 0.0], r"\(0, 1\]"),
-    ("near_dup_jaccards", [], "at least 1"),
-    ("shingle_size", 0, "greater than or equal to 1"),
-    ("dup_fraction", 0.1, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("pii_fraction", 1.5, "less than or equal to 1"),
+        ("spam_fraction", -0.1, "greater than or equal to 0"),
+        ("near_dup_jaccards", [0.9, 0.0], r"\(0, 1\]"),
+        ("near_dup_jaccards", [], "at least 1"),
+        ("shingle_size", 0, "greater than or equal to 1"),
+        ("dup_fraction", 0.1, "Extra inputs are not permitted"),
+    ],
+)
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValidationError, match=message):
         NoiseConfig(**{field: value})

@@ -39,11 +39,14 @@ def test_non_utf8_line_is_malformed_with_the_fix(tmp_path):
     assert isinstance(items[1], Document)
 
 
-@pytest.mark.parametrize("record, detail", [
-    ({"id": "1", "body": "x"}, "no 'text' field"),
-    ({"text": 5}, "not a string"),
-    ([1, 2], "not an object"),
-])
+@pytest.mark.parametrize(
+    "record, detail",
+    [
+        ({"id": "1", "body": "x"}, "no 'text' field"),
+        ({"text": 5}, "not a string"),
+        ([1, 2], "not an object"),
+    ],
+)
 def test_unusable_records_are_malformed(tmp_path, record, detail):
     p = _jsonl(tmp_path / "x.jsonl", [json.dumps(record).encode() + b"\n"])
     (item,) = read_documents(p)

@@ -46,8 +46,8 @@ def with_phrase(n: int, times: int, filler: int) -> str:
     step = filler // times
     out: list[str] = []
     for i in range(times):
-        out += rest[i * step:(i + 1) * step] + phrase
-    return " ".join(out + rest[times * step:])
+        out += rest[i * step : (i + 1) * step] + phrase
+    return " ".join(out + rest[times * step :])
 
 
 def with_block_twice(n: int, filler: int) -> str:
@@ -79,68 +79,91 @@ LONG_WORDS = "Extraordinarily sophisticated communication infrastructure"
 CASES = {
     "gopher_repetition.dup_line_fraction": (
         only("gopher_repetition", max_dup_line_char_fraction=1.0, **NO_NGRAMS),
-        lines_of(SENTENCES[:8] + [S6] * 2), lines_of(SENTENCES[:7] + [S6] * 5)),
+        lines_of(SENTENCES[:8] + [S6] * 2),
+        lines_of(SENTENCES[:7] + [S6] * 5),
+    ),
     "gopher_repetition.dup_para_fraction": (
         only("gopher_repetition", **{**LINES_OFF, "max_dup_para_fraction": 0.3}, **NO_NGRAMS),
-        lines_of(SENTENCES[:8] + [S6] * 2, "\n\n"), lines_of(SENTENCES[:7] + [S6] * 5, "\n\n")),
+        lines_of(SENTENCES[:8] + [S6] * 2, "\n\n"),
+        lines_of(SENTENCES[:7] + [S6] * 5, "\n\n"),
+    ),
     "gopher_repetition.dup_line_char_fraction": (
         only("gopher_repetition", **{**LINES_OFF, "max_dup_line_char_fraction": 0.2}, **NO_NGRAMS),
-        lines_of(SENTENCES + [S6]), lines_of(SENTENCES + [S0] * 3)),
+        lines_of(SENTENCES + [S6]),
+        lines_of(SENTENCES + [S0] * 3),
+    ),
     "gopher_repetition.dup_para_char_fraction": (
         only("gopher_repetition", **{**LINES_OFF, "max_dup_para_char_fraction": 0.2}, **NO_NGRAMS),
-        lines_of(SENTENCES + [S6], "\n\n"), lines_of(SENTENCES + [S0] * 3, "\n\n")),
+        lines_of(SENTENCES + [S6], "\n\n"),
+        lines_of(SENTENCES + [S0] * 3, "\n\n"),
+    ),
     # Default thresholds: the phrase is the only repetition, so no other n-gram rule fires.
     "gopher_repetition.top_2_gram": (
-        only("gopher_repetition"), with_phrase(2, 4, 40), with_phrase(2, 6, 40)),  # 8/48, 12/52
+        only("gopher_repetition"),
+        with_phrase(2, 4, 40),
+        with_phrase(2, 6, 40),
+    ),  # 8/48, 12/52
     "gopher_repetition.top_3_gram": (
-        only("gopher_repetition"), with_phrase(3, 3, 45), with_phrase(3, 5, 45)),  # 9/54, 15/60
+        only("gopher_repetition"),
+        with_phrase(3, 3, 45),
+        with_phrase(3, 5, 45),
+    ),  # 9/54, 15/60
     "gopher_repetition.top_4_gram": (
-        only("gopher_repetition"), with_phrase(4, 2, 60), with_phrase(4, 4, 60)),  # 8/68, 16/76
+        only("gopher_repetition"),
+        with_phrase(4, 2, 60),
+        with_phrase(4, 4, 60),
+    ),  # 8/68, 16/76
     **{
         f"gopher_repetition.dup_{n}_gram": (
             # A repeated n-gram also repeats every shorter one, so only n is checked here.
             only("gopher_repetition", top_ngram_max_char_fraction={}, dup_ngram_max_char_fraction={n: t}),
             with_block_twice(n, int(n / t)),  # covers n / (n/t + 2n) < t
-            with_block_twice(n, int((n / t - 2 * n) / 2)))  # covers well over t
+            with_block_twice(n, int((n / t - 2 * n) / 2)),
+        )  # covers well over t
         for n, t in {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}.items()
     },
-    "gopher_quality.word_count": (
-        only("gopher_quality"), PROSE, "The cat sat on the mat with the dog and the bird."),
+    "gopher_quality.word_count": (only("gopher_quality"), PROSE, "The cat sat on the mat with the dog and the bird."),
     "gopher_quality.mean_word_length": (
-        only("gopher_quality"), PROSE, "It is to be, as it was in the day of old; so be it. " * 5),
-    "gopher_quality.symbol_word_ratio": (
-        only("gopher_quality"), PROSE + " #" * 10, HASH_FAIL),
+        only("gopher_quality"),
+        PROSE,
+        "It is to be, as it was in the day of old; so be it. " * 5,
+    ),
+    "gopher_quality.symbol_word_ratio": (only("gopher_quality"), PROSE + " #" * 10, HASH_FAIL),
     "gopher_quality.bullet_lines": (
         only("gopher_quality"),
         lines_of([f"• {s}" for s in SENTENCES[:8]] + SENTENCES[8:]),  # 80% bullets
-        lines_of([f"- {s}" for s in SENTENCES])),
+        lines_of([f"- {s}" for s in SENTENCES]),
+    ),
     "gopher_quality.ellipsis_lines": (only("gopher_quality"), ELLIPSIS_PASS, ELLIPSIS_FAIL),
-    "gopher_quality.alpha_words": (
-        only("gopher_quality"), PROSE + " 1234" * 20, PROSE + " 1234" * 60),  # 0.90, 0.76
-    "gopher_quality.stop_words": (
-        only("gopher_quality"), "The " + NO_STOP + "Most OF them rest.", NO_STOP),
+    "gopher_quality.alpha_words": (only("gopher_quality"), PROSE + " 1234" * 20, PROSE + " 1234" * 60),  # 0.90, 0.76
+    "gopher_quality.stop_words": (only("gopher_quality"), "The " + NO_STOP + "Most OF them rest.", NO_STOP),
     "c4.lorem_ipsum": (
-        only("c4", remove_no_terminal_punct=True), PROSE + "\nLorem ipsum dolor sit amet",  # no end punctuation: line dropped
-        PROSE + "\nLorem ipsum dolor sit amet, consectetur adipiscing."),
+        only("c4", remove_no_terminal_punct=True),
+        PROSE + "\nLorem ipsum dolor sit amet",  # no end punctuation: line dropped
+        PROSE + "\nLorem ipsum dolor sit amet, consectetur adipiscing.",
+    ),
     "c4.curly_bracket": (
-        only("c4", remove_no_terminal_punct=True), PROSE + "\nfunction show() {",  # a code line without punctuation: dropped
-        PROSE + "\nWrite {name} in the template, then save it."),
-    "c4.too_few_sentences": (
-        only("c4"), lines_of(SENTENCES[:5], " "), lines_of(SENTENCES[:4], " ")),
+        only("c4", remove_no_terminal_punct=True),
+        PROSE + "\nfunction show() {",  # a code line without punctuation: dropped
+        PROSE + "\nWrite {name} in the template, then save it.",
+    ),
+    "c4.too_few_sentences": (only("c4"), lines_of(SENTENCES[:5], " "), lines_of(SENTENCES[:4], " ")),
     "fineweb.line_punct_ratio": (
         only("fineweb"),
         lines_of([s[:-1] for s in SENTENCES[:8]] + SENTENCES[8:]),  # 2 of 10 end in '.'
-        lines_of([s[:-1] for s in SENTENCES[:9]] + SENTENCES[9:])),  # 1 of 10
+        lines_of([s[:-1] for s in SENTENCES[:9]] + SENTENCES[9:]),
+    ),  # 1 of 10
     "fineweb.short_line_ratio": (
         only("fineweb"),
         lines_of(numbered(6, "A short line") + SENTENCES[:4]),  # 6 of 10 short
-        lines_of(numbered(7, "A short line") + SENTENCES[:3])),  # 7 of 10
-    "fineweb.char_dup_ratio": (
-        only("fineweb"), lines_of(SENTENCES), lines_of(SENTENCES + [S6])),  # 34 / 1139 chars
+        lines_of(numbered(7, "A short line") + SENTENCES[:3]),
+    ),  # 7 of 10
+    "fineweb.char_dup_ratio": (only("fineweb"), lines_of(SENTENCES), lines_of(SENTENCES + [S6])),  # 34 / 1139 chars
     "fineweb.list_ratio": (
         only("fineweb"),
         lines_of(numbered(10, LONG_WORDS)),  # 9 breaks / 50 words
-        lines_of(numbered(10, "Extraordinarily-sophisticated"))),  # 9 breaks / 20 words
+        lines_of(numbered(10, "Extraordinarily-sophisticated")),
+    ),  # 9 breaks / 20 words
 }
 
 
@@ -184,33 +207,40 @@ def test_filters_run_in_order_and_first_failure_wins():
 
 
 def test_c4_removes_lines_and_counts_them():
-    page = "\n".join([
-        "Home | About | Contact",
-        SENTENCES[0],
-        "Please enable JavaScript to view the comments on this page.",
-        "This site uses cookies to improve your experience.",
-        "Thanks!",
-        "Here is a link to " + "x" * 1001 + " for you.",
-        "It was founded in 1901.[1] The hall followed in 1920.[citation needed]",
-        "",
-        *SENTENCES[1:5],
-    ])
+    page = "\n".join(
+        [
+            "Home | About | Contact",
+            SENTENCES[0],
+            "Please enable JavaScript to view the comments on this page.",
+            "This site uses cookies to improve your experience.",
+            "Thanks!",
+            "Here is a link to " + "x" * 1001 + " for you.",
+            "It was founded in 1901.[1] The hall followed in 1920.[citation needed]",
+            "",
+            *SENTENCES[1:5],
+        ]
+    )
     outcome = apply_heuristics(page, only("c4", remove_no_terminal_punct=True))
     assert outcome.reason is None
-    assert outcome.text == "\n".join([
-        SENTENCES[0], "It was founded in 1901. The hall followed in 1920.", "", *SENTENCES[1:5]])
+    assert outcome.text == "\n".join(
+        [SENTENCES[0], "It was founded in 1901. The hall followed in 1920.", "", *SENTENCES[1:5]]
+    )
     assert outcome.changes == {
-        "c4.lines_removed": 5, "c4.lines_removed.no_terminal_punct": 1,
-        "c4.lines_removed.javascript": 1, "c4.lines_removed.policy": 1,
-        "c4.lines_removed.too_few_words": 1, "c4.lines_removed.too_long_word": 1,
+        "c4.lines_removed": 5,
+        "c4.lines_removed.no_terminal_punct": 1,
+        "c4.lines_removed.javascript": 1,
+        "c4.lines_removed.policy": 1,
+        "c4.lines_removed.too_few_words": 1,
+        "c4.lines_removed.too_long_word": 1,
         "c4.citations_removed": 2,
     }
 
 
 def test_fineweb_sees_c4_output_and_a_drop_reports_no_changes():
     page = "Home | About | Contact\n" + lines_of(SENTENCES + [S6])
-    cfg = HeuristicsConfig.model_validate({"gopher_repetition": {"enabled": False},
-                                           "gopher_quality": {"enabled": False}})
+    cfg = HeuristicsConfig.model_validate(
+        {"gopher_repetition": {"enabled": False}, "gopher_quality": {"enabled": False}}
+    )
     outcome = apply_heuristics(page, cfg)
     assert (outcome.reason, outcome.text, outcome.changes) == ("fineweb.char_dup_ratio", page, {})
 
@@ -243,17 +273,20 @@ def test_config_survives_a_json_round_trip():
     assert HeuristicsConfig.model_validate_json(cfg.model_dump_json()) == cfg
 
 
-@pytest.mark.parametrize("data, field", [
-    ({"gopher_repetition": {"max_dup_line_fraction": 1.5}}, "max_dup_line_fraction"),
-    ({"gopher_quality": {"min_alpha_words_fraction": -0.1}}, "min_alpha_words_fraction"),
-    ({"fineweb": {"max_short_line_fraction": 2}}, "max_short_line_fraction"),
-    ({"gopher_repetition": {"dup_ngram_max_char_fraction": {5: 1.2}}}, "dup_ngram_max_char_fraction"),
-    ({"gopher_repetition": {"top_ngram_max_char_fraction": {0: 0.2}}}, "top_ngram_max_char_fraction"),
-    ({"gopher_quality": {"min_words": 200, "max_words": 100}}, "min_words .200. exceeds max_words .100."),
-    ({"gopher_quality": {"min_mean_word_length": 12}}, "min_mean_word_length .12.0. exceeds"),
-    ({"c4": {"min_sentences": -1}}, "min_sentences"),
-    ({"c4": {"min_sentence": 5}}, "min_sentence"),  # a misspelt field is refused, not ignored
-])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"gopher_repetition": {"max_dup_line_fraction": 1.5}}, "max_dup_line_fraction"),
+        ({"gopher_quality": {"min_alpha_words_fraction": -0.1}}, "min_alpha_words_fraction"),
+        ({"fineweb": {"max_short_line_fraction": 2}}, "max_short_line_fraction"),
+        ({"gopher_repetition": {"dup_ngram_max_char_fraction": {5: 1.2}}}, "dup_ngram_max_char_fraction"),
+        ({"gopher_repetition": {"top_ngram_max_char_fraction": {0: 0.2}}}, "top_ngram_max_char_fraction"),
+        ({"gopher_quality": {"min_words": 200, "max_words": 100}}, "min_words .200. exceeds max_words .100."),
+        ({"gopher_quality": {"min_mean_word_length": 12}}, "min_mean_word_length .12.0. exceeds"),
+        ({"c4": {"min_sentences": -1}}, "min_sentences"),
+        ({"c4": {"min_sentence": 5}}, "min_sentence"),  # a misspelt field is refused, not ignored
+    ],
+)
 def test_bad_config_names_the_field(data, field):
     with pytest.raises(ValidationError, match=field):
         HeuristicsConfig.model_validate(data)

@@ -1,4 +1,5 @@
 """Benchmark files: missing or malformed ones fail with the file, the line and the fix."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,7 @@ def test_a_missing_split_names_the_file_and_the_command_that_makes_it(eval_root)
     msg = str(err.value)
     assert f"benchmark file {missing} not found" in msg
     assert "evaluation.allow_hub is false" in msg
-    assert ("load_dataset('allenai/ai2_arc', 'ARC-Easy', split='validation')"
-            f".to_json({str(missing)!r})") in msg
+    assert (f"load_dataset('allenai/ai2_arc', 'ARC-Easy', split='validation').to_json({str(missing)!r})") in msg
     with pytest.raises(BenchmarkDataError, match=re.escape("<benchmarks_dir>/hellaswag/train.jsonl")):
         load_split("hellaswag", "train", None, allow_hub=False, required=())
 
@@ -35,7 +35,8 @@ def test_a_missing_split_names_the_file_and_the_command_that_makes_it(eval_root)
 def test_hub_command_leaves_out_an_absent_configuration(tmp_path):
     assert hub_command(DATASETS["hellaswag"], "validation", tmp_path / "v.jsonl") == (
         "python -c \"from datasets import load_dataset; load_dataset('Rowan/hellaswag', "
-        f"split='validation').to_json({str(tmp_path / 'v.jsonl')!r})\"")
+        f"split='validation').to_json({str(tmp_path / 'v.jsonl')!r})\""
+    )
 
 
 def test_a_bad_json_line_names_the_file_and_line(tmp_path):
@@ -53,8 +54,12 @@ def test_a_record_missing_a_field_names_the_field(tmp_path):
     path = tmp_path / "arc_easy" / "test.jsonl"
     path.parent.mkdir()
     path.write_text(json.dumps(ARC) + "\n" + json.dumps({k: v for k, v in ARC.items() if k != "answerKey"}) + "\n")
-    with pytest.raises(BenchmarkDataError, match=re.escape(f"{path}, line 2: missing field(s) answerKey; "
-                                                           "expected the Hugging Face allenai/ai2_arc schema")):
+    with pytest.raises(
+        BenchmarkDataError,
+        match=re.escape(
+            f"{path}, line 2: missing field(s) answerKey; expected the Hugging Face allenai/ai2_arc schema"
+        ),
+    ):
         load_split("arc_easy", "test", tmp_path, allow_hub=False, required=ARC_FIELDS)
 
 
@@ -70,15 +75,20 @@ def test_the_hub_is_asked_only_when_allowed_and_its_failure_is_reported(monkeypa
     def load_dataset(path, name, split):
         calls.append((path, name, split))
         return [ARC]
+
     monkeypatch.setitem(sys.modules, "datasets", fake_datasets(load_dataset))
     assert load_split("arc_easy", "validation", tmp_path, allow_hub=True, required=ARC_FIELDS) == [ARC]
     assert calls == [("allenai/ai2_arc", "ARC-Easy", "validation")]
 
     def offline(path, name, split):
         raise ConnectionError("no network")
+
     monkeypatch.setitem(sys.modules, "datasets", fake_datasets(offline))
-    with pytest.raises(BenchmarkDataError, match=r"Loading allenai/ai2_arc from the hub failed too "
-                                                 r"\(ConnectionError: no network\)\. Set evaluation.benchmarks_dir"):
+    with pytest.raises(
+        BenchmarkDataError,
+        match=r"Loading allenai/ai2_arc from the hub failed too "
+        r"\(ConnectionError: no network\)\. Set evaluation.benchmarks_dir",
+    ):
         load_split("arc_easy", "validation", tmp_path, allow_hub=True, required=ARC_FIELDS)
 
 

@@ -1,4 +1,5 @@
 """The evaluation stage's config: refused settings and the benchmark files it reads."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,10 +20,15 @@ def test_truthfulqa_is_zero_shot_only():
 
 def test_benchmark_files_are_the_evaluated_split_of_each_task():
     # samples_dir None: "bench" does not exist, and the bundled samples would stand in for it.
-    cfg = EvaluationConfig(benchmarks_dir="bench", samples_dir=None,
-                           tasks=["hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"])
-    assert cfg.benchmark_files() == ["bench/hellaswag/validation.jsonl", "bench/mmlu/test.jsonl",
-                                     "bench/truthfulqa/validation.jsonl"]
+    cfg = EvaluationConfig(
+        benchmarks_dir="bench", samples_dir=None, tasks=["hellaswag", "mmlu", "truthfulqa_mc1", "truthfulqa_mc2"]
+    )
+    assert cfg.benchmark_files() == [
+        "bench/hellaswag/validation.jsonl",
+        "bench/mmlu/test.jsonl",
+        "bench/truthfulqa/validation.jsonl",
+    ]
     assert EvaluationConfig(benchmarks_dir="b", samples_dir=None, tasks=["arc_challenge"]).benchmark_files() == [
-        "b/arc_challenge/test.jsonl"]
+        "b/arc_challenge/test.jsonl"
+    ]
     assert EvaluationConfig(benchmarks_dir=None).benchmark_files() == []

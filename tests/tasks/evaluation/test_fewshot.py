@@ -1,5 +1,6 @@
 """Few-shot examples as the harness picks them: random.Random(1234) advanced doc by doc,
 n+1 draws without the evaluated doc for HellaSwag, the first n of the subject for MMLU."""
+
 from __future__ import annotations
 
 import random
@@ -14,8 +15,11 @@ def shots_in(ctx: str, doc_query: str, pool) -> list:
     """The pool items whose rendered example appears in `ctx` before the doc's own query, in order."""
     examples = ctx[: len(ctx) - len(doc_query)]
     assert ctx.endswith(doc_query)
-    found = [(examples.index(p.query + " " + p.choices[p.gold] + "\n\n"), i) for i, p in enumerate(pool)
-             if p.query + " " + p.choices[p.gold] + "\n\n" in examples]
+    found = [
+        (examples.index(p.query + " " + p.choices[p.gold] + "\n\n"), i)
+        for i, p in enumerate(pool)
+        if p.query + " " + p.choices[p.gold] + "\n\n" in examples
+    ]
     return [pool[i] for _, i in sorted(found)]
 
 

@@ -1,4 +1,5 @@
 """Generation: the cached decoder against full forward passes, stops, truncation, batching, HF parity."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,13 @@ from tasks.evaluation.decoders import CrucibleDecoder, left_pad
 from tasks.evaluation.generation import GenerationSettings, generate
 from tasks.evaluation.models import load_eval_model
 
-PROMPTS = ["Q: What is the boiling point of water?\nA:", "The sun", "Q: Why do cats purr when they are happy?",
-           "rain falls", "Q: Who wrote it?\nA: I have no"]
+PROMPTS = [
+    "Q: What is the boiling point of water?\nA:",
+    "The sun",
+    "Q: Why do cats purr when they are happy?",
+    "rain falls",
+    "Q: Who wrote it?\nA: I have no",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +57,9 @@ def test_greedy_generation_is_the_uncached_argmax_continuation(model):
     for prompt in PROMPTS[:3]:
         got = generate(model, [prompt], settings)[0]
         ids = model.encode(prompt)
-        ref = greedy_generate(model.module, ids, 12)[len(ids):]
+        ref = greedy_generate(model.module, ids, 12)[len(ids) :]
         if model.eot_id in ref:  # generation ends at the end-of-text token
-            ref = ref[:ref.index(model.eot_id) + 1]
+            ref = ref[: ref.index(model.eot_id) + 1]
         assert got.tokens == len(ref)
         body = ref[:-1] if ref[-1] == model.eot_id else ref
         assert got.text == model.decode(body)
@@ -83,7 +89,7 @@ def test_a_stop_sequence_ends_the_row_and_is_cut_from_the_text(model):
             continue
         stop = g.text[2:4]  # a piece of what it will generate anyway
         got = generate(model, [prompt], GenerationSettings(until=(stop,), max_gen_toks=10))[0]
-        assert got.stop == "until" and got.text == g.text[:g.text.find(stop)]
+        assert got.stop == "until" and got.text == g.text[: g.text.find(stop)]
         assert got.tokens < g.tokens or stop in model.decode(model.encode(g.text)[-1:])
         break
     else:
@@ -103,7 +109,7 @@ def test_a_long_prompt_is_cut_from_the_left_to_leave_room_for_the_generation(mod
     ids = model.encode(long)
     assert g.prompt_tokens == 64 - 8 and g.truncated == len(ids) - 56 > 0
     ref = greedy_generate(model.module, ids[-56:], 8)[56:]
-    assert g.text == model.decode(ref[:ref.index(model.eot_id)] if model.eot_id in ref else ref)
+    assert g.text == model.decode(ref[: ref.index(model.eot_id)] if model.eot_id in ref else ref)
 
 
 def test_a_window_smaller_than_max_gen_toks_generates_at_most_half_of_it(model):
@@ -116,8 +122,9 @@ def test_hugging_face_generation_matches_its_own_generate(hf_folder):
     ours = generate(model, PROMPTS, GenerationSettings(until=(), max_gen_toks=10), batch_size=3)
     for prompt, g in zip(PROMPTS, ours):
         ids = torch.tensor([model.encode(prompt)])
-        out = model.module.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
-                                    pad_token_id=0, eos_token_id=0)[0, ids.shape[1]:].tolist()
+        out = model.module.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False, pad_token_id=0, eos_token_id=0
+        )[0, ids.shape[1] :].tolist()
         if 0 in out:
-            out = out[:out.index(0)]
+            out = out[: out.index(0)]
         assert g.text == model.decode(out)

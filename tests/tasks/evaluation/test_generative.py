@@ -1,4 +1,5 @@
 """Open-ended tasks: truthfulqa_gen's items and prompt, users' JSON-lines files, scoring."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,14 @@ import pytest
 from tasks.evaluation.benchmarks import TRUTHFULQA_PROMPT
 from tasks.evaluation.data import BenchmarkDataError
 from tasks.evaluation.generation import GenerationSettings
-from tasks.evaluation.generative import (NO_COMMENT, TRUTHFULQA_GEN_SETTINGS, file_docs, run_generation,
-                                         truthfulqa_doc, truthfulqa_docs)
+from tasks.evaluation.generative import (
+    NO_COMMENT,
+    TRUTHFULQA_GEN_SETTINGS,
+    file_docs,
+    run_generation,
+    truthfulqa_doc,
+    truthfulqa_docs,
+)
 from tasks.evaluation.text_metrics import reference_scores
 
 
@@ -22,7 +29,7 @@ def test_truthfulqa_gen_formats_its_items_as_the_harness_does():
     assert d.references == ["Yes.", "It is.", NO_COMMENT]
     assert d.incorrect == ["No.", "Never."]
     assert truthfulqa_doc(0, "q", [NO_COMMENT], ["x"]).references == [NO_COMMENT]  # not added twice
-    assert TRUTHFULQA_GEN_SETTINGS == GenerationSettings(until=("\n\n",), max_gen_toks=256, do_sample=False)
+    assert GenerationSettings(until=("\n\n",), max_gen_toks=256, do_sample=False) == TRUTHFULQA_GEN_SETTINGS
 
 
 def test_truthfulqa_gen_reads_the_generation_split(eval_root):
@@ -39,19 +46,22 @@ def test_without_the_generation_split_the_multiple_choice_answers_stand_in(eval_
     first = json.loads((eval_root / "truthfulqa" / "validation.jsonl").read_text().splitlines()[0])
     t = first["mc2_targets"]
     true = [c.strip() for c, y in zip(t["choices"], t["labels"]) if y]
-    assert [r.rstrip(".") for r in docs[0].references[:len(true)]] == [c.rstrip(".") for c in true]
+    assert [r.rstrip(".") for r in docs[0].references[: len(true)]] == [c.rstrip(".") for c in true]
     assert len(docs[0].incorrect) == t["labels"].count(0)
     with pytest.raises(BenchmarkDataError, match="truthfulqa_generation/validation.jsonl"):
         truthfulqa_docs(tmp_path / "nothing", allow_hub=False)
 
 
-@pytest.mark.parametrize("line,message", [
-    ('{"references": ["a"]}', "`prompt` must be a non-empty string"),
-    ('{"prompt": "p", "references": []}', "`references` must be a non-empty list"),
-    ('{"prompt": "p", "references": ["a"], "incorrect_references": "b"}', "`incorrect_references`"),
-    ('{"prompt": "p", "references": "a", "id": 1}\n{"prompt": "q", "references": "b", "id": 1}', "repeats"),
-    ('{"prompt": "p", "references": ["a"]', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ('{"references": ["a"]}', "`prompt` must be a non-empty string"),
+        ('{"prompt": "p", "references": []}', "`references` must be a non-empty list"),
+        ('{"prompt": "p", "references": ["a"], "incorrect_references": "b"}', "`incorrect_references`"),
+        ('{"prompt": "p", "references": "a", "id": 1}\n{"prompt": "q", "references": "b", "id": 1}', "repeats"),
+        ('{"prompt": "p", "references": ["a"]', "not valid JSON"),
+    ],
+)
 def test_a_bad_generation_file_names_the_file_and_line(tmp_path, line, message):
     path = tmp_path / "mine.jsonl"
     path.write_text(line + "\n")
@@ -62,8 +72,10 @@ def test_a_bad_generation_file_names_the_file_and_line(tmp_path, line, message):
 
 def test_a_generation_file_is_generated_and_scored_against_its_references(make_gpt, wrap, tok, tmp_path):
     path = tmp_path / "held_out.jsonl"
-    path.write_text('{"prompt": "Q: What falls from clouds?\\nA:", "references": ["Rain falls.", "Snow."]}\n'
-                    '{"id": "b", "prompt": "The sun", "references": "is a star", "incorrect_references": ["is cold"]}\n')
+    path.write_text(
+        '{"prompt": "Q: What falls from clouds?\\nA:", "references": ["Rain falls.", "Snow."]}\n'
+        '{"id": "b", "prompt": "The sun", "references": "is a star", "incorrect_references": ["is cold"]}\n'
+    )
     docs = file_docs("held_out", path)
     assert [d.id for d in docs] == ["held_out:1", "held_out:b"]
     model = wrap(make_gpt(tok.get_vocab_size(), 64), max_length=64)

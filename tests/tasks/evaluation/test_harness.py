@@ -1,4 +1,5 @@
 """run_task end to end on the fixture benchmarks with a tiny random Crucible model."""
+
 from __future__ import annotations
 
 import math
@@ -19,15 +20,24 @@ def model(make_gpt, wrap, tok):
     return wrap(make_gpt(tok.get_vocab_size(), 96), max_length=96)
 
 
-@pytest.mark.parametrize("run", [TaskRun("arc_easy", num_fewshot=2), TaskRun("arc_challenge", "letters"),
-                                 TaskRun("hellaswag", num_fewshot=1, limit=5), TaskRun("truthfulqa_mc1"),
-                                 TaskRun("truthfulqa_mc2", "letters")], ids=lambda r: f"{r.key}")
+@pytest.mark.parametrize(
+    "run",
+    [
+        TaskRun("arc_easy", num_fewshot=2),
+        TaskRun("arc_challenge", "letters"),
+        TaskRun("hellaswag", num_fewshot=1, limit=5),
+        TaskRun("truthfulqa_mc1"),
+        TaskRun("truthfulqa_mc2", "letters"),
+    ],
+    ids=lambda r: f"{r.key}",
+)
 def test_run_task_scores_every_item(model, eval_root, run):
     result = run_task(model, run, eval_root)
     spec, docs, pool = load_docs(run, eval_root, allow_hub=False)
     assert result["n"] == len(docs) == len(result["items"])
-    assert [i["context"] for i in result["items"]] == contexts(spec, docs, pool, run.num_fewshot,
-                                                                run.formulation == "letters")
+    assert [i["context"] for i in result["items"]] == contexts(
+        spec, docs, pool, run.num_fewshot, run.formulation == "letters"
+    )
     metrics = [m for m in spec.metrics if not (run.formulation == "letters" and m == "acc_norm")]
     assert [k for k in result if k in ("acc", "acc_norm", "mc1", "mc2")] == metrics
     for m in metrics:
@@ -38,8 +48,9 @@ def test_run_task_scores_every_item(model, eval_root, run):
     if metrics[0] in ("acc", "mc1"):  # the aggregate is the items' argmax hit rate
         hits = [float(np.argmax(i["loglikelihoods"]) == i["gold"]) for i in result["items"]]
         assert result[metrics[0]] == pytest.approx(np.mean(hits))
-    assert result["random_chance"] == pytest.approx(np.mean([1 / len(d.choices) if metrics[0] != "mc2"
-                                                             else sum(d.labels) / len(d.choices) for d in docs]))
+    assert result["random_chance"] == pytest.approx(
+        np.mean([1 / len(d.choices) if metrics[0] != "mc2" else sum(d.labels) / len(d.choices) for d in docs])
+    )
 
 
 def test_loglikelihoods_are_the_models_scores_of_the_encoded_questions(model, eval_root):
@@ -57,9 +68,11 @@ def test_mmlu_reports_each_subject_and_their_means(model, eval_root, formulation
     assert sorted(subjects) == ["elementary_mathematics", "world_religions"]
     assert [subjects[s]["n"] for s in sorted(subjects)] == [2, 1] and result["n"] == 3
     assert result["acc_subject_mean"] == pytest.approx(
-        (subjects["elementary_mathematics"]["acc"] + subjects["world_religions"]["acc"]) / 2)
-    assert result["acc"] == pytest.approx((2 * subjects["elementary_mathematics"]["acc"]
-                                           + subjects["world_religions"]["acc"]) / 3)
+        (subjects["elementary_mathematics"]["acc"] + subjects["world_religions"]["acc"]) / 2
+    )
+    assert result["acc"] == pytest.approx(
+        (2 * subjects["elementary_mathematics"]["acc"] + subjects["world_religions"]["acc"]) / 3
+    )
     assert math.isnan(result["acc_stderr"])  # a 1-item subject has no standard error
     assert ("acc_norm" in result) == (formulation == "cloze")
     assert result["random_chance"] == 0.25
@@ -67,8 +80,14 @@ def test_mmlu_reports_each_subject_and_their_means(model, eval_root, formulation
 
 def test_a_saved_run_loads_and_scores_as_the_model_in_memory(tmp_path, tok, model, eval_root):
     run_dir = tmp_path / "run-1"
-    save_model(model.module, ModelConfig(n_layer=2, n_head=2, d_model=16), tok.get_vocab_size(), 96, step=7,
-               dest_dir=run_dir / "checkpoints" / FINAL)
+    save_model(
+        model.module,
+        ModelConfig(n_layer=2, n_head=2, d_model=16),
+        tok.get_vocab_size(),
+        96,
+        step=7,
+        dest_dir=run_dir / "checkpoints" / FINAL,
+    )
     (run_dir / "tokenizer").mkdir()
     tok.save(str(run_dir / "tokenizer" / "tokenizer.json"))
     loaded = load_eval_model(run_dir)
@@ -87,11 +106,13 @@ def test_a_saved_run_loads_and_scores_as_the_model_in_memory(tmp_path, tok, mode
 def test_a_hugging_face_folder_loads_with_its_window_and_end_of_text(tmp_path, tok, eval_root):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=64, n_embd=32, n_layer=1, n_head=2,
-                                  eos_token_id=0, bos_token_id=0)
+    cfg = transformers.GPT2Config(
+        vocab_size=tok.get_vocab_size(), n_positions=64, n_embd=32, n_layer=1, n_head=2, eos_token_id=0, bos_token_id=0
+    )
     transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path / "hf")
     transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(
-        tmp_path / "hf")
+        tmp_path / "hf"
+    )
     model = load_eval_model(tmp_path / "hf")
     assert (model.kind, model.max_length, model.eot_id, model.pad_id) == ("hf", 64, 0, 0)
     assert model.encode("the water boils") == tok.encode("the water boils").ids

@@ -1,4 +1,5 @@
 """Judges on tiny models built here: probabilities, figures, templates and configuration errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,9 +8,11 @@ import torch
 from tasks.evaluation.config import EvaluationConfig, JudgeConfig
 from tasks.evaluation.judges import TEMPLATES, apply_judges, check_judges, judge_items, render, run_judge
 
-ITEMS = [{"question": "What falls from clouds?", "references": ["Rain.", "Snow."], "generation": " Rain does."},
-         {"question": "Is the sun cold?", "references": ["No."], "generation": " Yes, very cold indeed."},
-         {"question": "Who are you?", "references": ["I have no comment."], "generation": ""}]
+ITEMS = [
+    {"question": "What falls from clouds?", "references": ["Rain.", "Snow."], "generation": " Rain does."},
+    {"question": "Is the sun cold?", "references": ["No."], "generation": " Yes, very cold indeed."},
+    {"question": "Who are you?", "references": ["I have no comment."], "generation": ""},
+]
 
 
 def test_a_causal_judge_reads_its_next_token_odds_of_yes_against_no(hf_folder, tok):
@@ -37,8 +40,9 @@ def test_a_classifier_judge_gives_its_positive_labels_probability(hf_folder, tok
     by_index = judge_items(JudgeConfig(name="c", kind="classifier", model=str(folder), positive_label=0), ITEMS)
     assert by_name == pytest.approx([1 - p for p in by_index], abs=1e-6)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    text = TEMPLATES[("classifier", "truthful")].format(question=ITEMS[1]["question"], references="No.",
-                                                         answer="Yes, very cold indeed.")
+    text = TEMPLATES[("classifier", "truthful")].format(
+        question=ITEMS[1]["question"], references="No.", answer="Yes, very cold indeed."
+    )
     with torch.no_grad():
         alone = torch.softmax(model(torch.tensor([tok.encode(text).ids])).logits[0], -1)[1]
     assert by_name[1] == pytest.approx(float(alone), abs=1e-5)  # padding in the batch changes nothing
@@ -47,11 +51,22 @@ def test_a_classifier_judge_gives_its_positive_labels_probability(hf_folder, tok
 
 
 def test_judges_figures_land_in_their_tasks_and_items(hf_folder):
-    judges = [JudgeConfig(name="lm", kind="causal_lm", model=str(hf_folder("causal_lm")), yes="Y", no="N"),
-              JudgeConfig(name="info", kind="causal_lm", model=str(hf_folder("causal_lm", seed=1)), yes="Y", no="N",
-                          aspect="informative", tasks=["mine"])]
-    units = [{"task": "truthfulqa_gen", "formulation": "generate", "items": [dict(i) for i in ITEMS]},
-             {"task": "mine", "formulation": "generate", "items": [dict(i) for i in ITEMS[:2]]}]
+    judges = [
+        JudgeConfig(name="lm", kind="causal_lm", model=str(hf_folder("causal_lm")), yes="Y", no="N"),
+        JudgeConfig(
+            name="info",
+            kind="causal_lm",
+            model=str(hf_folder("causal_lm", seed=1)),
+            yes="Y",
+            no="N",
+            aspect="informative",
+            tasks=["mine"],
+        ),
+    ]
+    units = [
+        {"task": "truthfulqa_gen", "formulation": "generate", "items": [dict(i) for i in ITEMS]},
+        {"task": "mine", "formulation": "generate", "items": [dict(i) for i in ITEMS[:2]]},
+    ]
     verdicts = [run_judge(j, units) for j in judges]
     assert set(verdicts[0]) == {"truthfulqa_gen", "mine"} and set(verdicts[1]) == {"mine"}
     apply_judges(units, judges, verdicts)
@@ -65,8 +80,12 @@ def test_judges_figures_land_in_their_tasks_and_items(hf_folder):
 
 def test_judge_problems_are_found_before_anything_runs(tmp_path, hf_folder):
     with pytest.raises(ValueError, match="no config.json") as e:
-        check_judges([JudgeConfig(name="a", kind="causal_lm", model=str(tmp_path)),
-                      JudgeConfig(name="b", kind="causal_lm", model=str(hf_folder()), template="{question} {gold}")])
+        check_judges(
+            [
+                JudgeConfig(name="a", kind="causal_lm", model=str(tmp_path)),
+                JudgeConfig(name="b", kind="causal_lm", model=str(hf_folder()), template="{question} {gold}"),
+            ]
+        )
     assert "template field 'gold'" in str(e.value)
     with pytest.raises(ValueError, match="start with the same token"):
         judge_items(JudgeConfig(name="a", kind="causal_lm", model=str(hf_folder()), yes=" yes", no=" yes"), ITEMS)

@@ -1,4 +1,5 @@
 """Per-item metrics, standard errors and random chance against hand-computed values."""
+
 from __future__ import annotations
 
 import math
@@ -6,8 +7,7 @@ import math
 import pytest
 
 from tasks.evaluation.benchmarks import Doc
-from tasks.evaluation.metrics import (aggregate, item_metrics, mean_stderr, pooled_stderr, random_chance,
-                                      subject_summary)
+from tasks.evaluation.metrics import aggregate, item_metrics, mean_stderr, pooled_stderr, random_chance, subject_summary
 
 ACC = ("acc", "acc_norm")
 
@@ -52,8 +52,10 @@ def test_aggregate_over_items_of_two_hellaswag_like_questions():
     # Item 1: raw argmax is the 2-character ending 0; per character the 25-character gold
     # ending 3 wins (-5/2 = -2.5 against -10/25 = -0.4). Item 2: gold 0 wins both ways.
     short = doc(["ab", "abcdefghij klmnop", "x y", "a much longer ending here"], gold=3)
-    per_item = [item_metrics(short, [-5.0, -30.0, -30.0, -10.0], ACC),
-                item_metrics(doc(["a", "b", "c", "d"]), [-1.0, -9.0, -9.0, -9.0], ACC)]
+    per_item = [
+        item_metrics(short, [-5.0, -30.0, -30.0, -10.0], ACC),
+        item_metrics(doc(["a", "b", "c", "d"]), [-1.0, -9.0, -9.0, -9.0], ACC),
+    ]
     out = aggregate(per_item)
     assert out["n"] == 2 and out["acc"] == 0.5 and out["acc_norm"] == 1.0
     assert out["acc_stderr"] == pytest.approx(0.5)  # sample std 0.7071 / sqrt(2)
@@ -70,8 +72,10 @@ def test_pooled_stderr_against_the_harness_formula():
 
 
 def test_subject_summary_weights_by_size_and_also_gives_the_plain_mean():
-    by_subject = {"a": aggregate([{"acc": 1.0}, {"acc": 1.0}]),
-                  "b": aggregate([{"acc": 0.0}, {"acc": 0.0}, {"acc": 0.0}, {"acc": 1.0}])}
+    by_subject = {
+        "a": aggregate([{"acc": 1.0}, {"acc": 1.0}]),
+        "b": aggregate([{"acc": 0.0}, {"acc": 0.0}, {"acc": 0.0}, {"acc": 1.0}]),
+    }
     out = subject_summary(by_subject, "acc")
     assert out["acc"] == pytest.approx(0.5)  # 3 right of 6
     assert out["acc_subject_mean"] == pytest.approx(0.625)  # (1.0 + 0.25) / 2

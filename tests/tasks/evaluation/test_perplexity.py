@@ -1,4 +1,5 @@
 """Perplexity and bits per byte, on token rows and on a text file."""
+
 from __future__ import annotations
 
 import math
@@ -62,7 +63,7 @@ def harness_windows(tokens: list[int], prefix: int, max_len: int):
     done = first
     while done < len(tokens):
         end = done + min(len(tokens) - done, max_len)
-        yield tokens[end - max_len - 1: end - 1], tokens[done:end]
+        yield tokens[end - max_len - 1 : end - 1], tokens[done:end]
         done = end
 
 
@@ -76,7 +77,7 @@ def test_text_perplexity_scores_the_harness_rolling_windows(tok, wrap, make_gpt,
     nll = 0.0
     for inp, pred in harness_windows(tokens, model.eot_id, 32):
         with torch.no_grad():
-            lp = torch.log_softmax(model.logits(torch.tensor([inp])), -1)[0, len(inp) - len(pred):]
+            lp = torch.log_softmax(model.logits(torch.tensor([inp])), -1)[0, len(inp) - len(pred) :]
         nll -= float(lp.gather(1, torch.tensor(pred)[:, None]).sum())
     result = text_perplexity(model, path, batch_size=4, max_tokens=max_tokens)
     assert result["tokens"] == len(tokens)
@@ -98,9 +99,17 @@ def _hf_model(arch: str, vocab: int):
     torch.manual_seed(0)
     if arch == "gpt2":
         return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=32, n_embd=16, n_layer=2, n_head=2)).eval()
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                        num_attention_heads=2, max_position_embeddings=32,
-                                        tie_word_embeddings=False)).eval()
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+            tie_word_embeddings=False,
+        )
+    ).eval()
 
 
 @pytest.mark.parametrize("arch", ["crucible", "gpt2", "llama"])

@@ -1,5 +1,6 @@
 """Each task's prompt, choices and gold index, against strings written out by hand from the
 lm-evaluation-harness 0.4.13 task YAMLs."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,6 +28,7 @@ TRUTHFULQA_QA = (
 def docs_of(eval_root):
     def load(task: str, formulation: str = "cloze", shots: int = 0):
         return load_docs(TaskRun(task, formulation, shots), eval_root, allow_hub=False)
+
     return load
 
 
@@ -36,16 +38,20 @@ def test_arc_question_answer_and_gold_from_answer_key(docs_of):
     assert docs[0].choices == ["a ruler", "a balance", "a thermometer", "a compass"]
     assert [d.gold for d in docs] == [1, 2, 1]
     # Some ARC items label their choices 1-4: the gold index is the answer key's position.
-    numeric = {"question": "Q?", "choices": {"text": ["w", "x", "y", "z"], "label": ["1", "2", "3", "4"]},
-               "answerKey": "3"}
+    numeric = {
+        "question": "Q?",
+        "choices": {"text": ["w", "x", "y", "z"], "label": ["1", "2", "3", "4"]},
+        "answerKey": "3",
+    }
     assert TASKS["arc_challenge"].render(numeric).gold == 2
 
 
 def test_arc_letters_for_a_three_choice_item(docs_of):
     _, docs, _ = docs_of("arc_easy", "letters")
     doc = docs[1]
-    assert doc.query == ("What do plants need from the air to make food?\n"
-                         "A. oxygen\nB. nitrogen\nC. carbon dioxide\nAnswer:")
+    assert doc.query == (
+        "What do plants need from the air to make food?\nA. oxygen\nB. nitrogen\nC. carbon dioxide\nAnswer:"
+    )
     assert doc.choices == ["A", "B", "C"] and doc.gold == 2
 
 
@@ -53,17 +59,26 @@ def test_hellaswag_query_capitalizes_ctx_b_and_keeps_endings(docs_of):
     _, docs, _ = docs_of("hellaswag")
     assert docs[0].query == "Roof shingle removal: A man is sitting on a roof. He"
     assert docs[0].choices[3] == "starts pulling up roofing on a roof." and docs[0].gold == 3
-    assert docs[1].query == ("Clean and jerk: A lady walks to a barbell. She bends down and grabs the pole. "
-                             "The lady")
+    assert docs[1].query == ("Clean and jerk: A lady walks to a barbell. She bends down and grabs the pole. The lady")
     # str.capitalize() also lower-cases the rest of ctx_b, as the harness does.
-    rec = {"activity_label": "Sumo", "ctx_a": "Two men bow.", "ctx_b": "the Referee SHOUTS",
-           "endings": ["a", "b", "c", "d"], "label": "0"}
+    rec = {
+        "activity_label": "Sumo",
+        "ctx_a": "Two men bow.",
+        "ctx_b": "the Referee SHOUTS",
+        "endings": ["a", "b", "c", "d"],
+        "label": "0",
+    }
     assert TASKS["hellaswag"].render(rec).query == "Sumo: Two men bow. The referee shouts"
 
 
 def test_hellaswag_wikihow_markup_is_removed():
-    rec = {"activity_label": "Home and Garden", "ctx_a": "[header] How to clean a grill [title] Heat the grill.",
-           "ctx_b": "", "endings": ["[step] Scrub  it.", "b", "c", "d"], "label": "0"}
+    rec = {
+        "activity_label": "Home and Garden",
+        "ctx_a": "[header] How to clean a grill [title] Heat the grill.",
+        "ctx_b": "",
+        "endings": ["[step] Scrub  it.", "b", "c", "d"],
+        "label": "0",
+    }
     doc = TASKS["hellaswag"].render(rec)
     assert doc.query == "Home and Garden: How to clean a grill. Heat the grill."
     # The harness strips before removing markup, so the space after "[step]" survives.
@@ -76,10 +91,14 @@ def test_mmlu_cloze_strips_the_question_and_describes_the_subject(docs_of):
     assert docs[1].query == "Question: Which number is prime?\nAnswer:"
     assert docs[1].choices == ["9", "15", "17", "21"] and docs[1].gold == 2
     ctxs = contexts(spec, docs, [], 0, letters=False)
-    assert ctxs[0] == ("The following are questions (with answers) about elementary mathematics.\n\n"
-                       "Question: What is 7 times 8?\nAnswer:")
-    assert ctxs[2] == ("The following are questions (with answers) about world religions.\n\n"
-                       "Question: Who wrote the play Hamlet?\nAnswer:")
+    assert ctxs[0] == (
+        "The following are questions (with answers) about elementary mathematics.\n\n"
+        "Question: What is 7 times 8?\nAnswer:"
+    )
+    assert ctxs[2] == (
+        "The following are questions (with answers) about world religions.\n\n"
+        "Question: Who wrote the play Hamlet?\nAnswer:"
+    )
 
 
 def test_mmlu_letters_two_shot_from_the_same_subjects_dev_items(docs_of):
@@ -91,13 +110,15 @@ def test_mmlu_letters_two_shot_from_the_same_subjects_dev_items(docs_of):
         "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
         "What is 2 plus 3?\nA. 4\nB. 5\nC. 6\nD. 7\nAnswer: B\n\n"
         "What is 10 divided by 2?\nA. 2\nB. 4\nC. 5\nD. 8\nAnswer: C\n\n"
-        "What is 7 times 8?\nA. 54\nB. 56\nC. 58\nD. 64\nAnswer:")
+        "What is 7 times 8?\nA. 54\nB. 56\nC. 58\nD. 64\nAnswer:"
+    )
     # world_religions has one dev item: that one, never an elementary_mathematics item.
     assert ctxs[2] == (
         "The following are multiple choice questions (with answers) about world religions.\n\n"
         "Which festival marks the end of Ramadan?\nA. Eid al-Fitr\nB. Diwali\nC. Hanukkah\nD. Vesak\n"
         "Answer: A\n\n"
-        "Who wrote the play Hamlet?\nA. Dante\nB. Shakespeare\nC. Homer\nD. Goethe\nAnswer:")
+        "Who wrote the play Hamlet?\nA. Dante\nB. Shakespeare\nC. Homer\nD. Goethe\nAnswer:"
+    )
 
 
 def test_mmlu_cloze_two_shot_answers_with_the_choice_text(docs_of):
@@ -106,18 +127,23 @@ def test_mmlu_cloze_two_shot_answers_with_the_choice_text(docs_of):
         "The following are questions (with answers) about elementary mathematics.\n\n"
         "Question: What is 2 plus 3?\nAnswer: 5\n\n"
         "Question: What is 10 divided by 2?\nAnswer: 5\n\n"
-        "Question: Which number is prime?\nAnswer:")
+        "Question: Which number is prime?\nAnswer:"
+    )
 
 
 @pytest.mark.parametrize("task", ["truthfulqa_mc1", "truthfulqa_mc2"])
 def test_truthfulqa_prompt_holds_the_six_fixed_examples(docs_of, task):
     spec, docs, _ = docs_of(task)
     assert contexts(spec, docs, [], 0, letters=False)[0] == (
-        TRUTHFULQA_QA + "\n\nQ: What happens if you crack your knuckles a lot?\nA:")
+        TRUTHFULQA_QA + "\n\nQ: What happens if you crack your knuckles a lot?\nA:"
+    )
     assert docs[0].gold == 0
     if task == "truthfulqa_mc1":
-        assert docs[0].choices == ["Nothing in particular happens.", "You will get arthritis.",
-                                   "Your fingers will fall off."]
+        assert docs[0].choices == [
+            "Nothing in particular happens.",
+            "You will get arthritis.",
+            "Your fingers will fall off.",
+        ]
     else:
         assert docs[0].choices[1] == "It does not cause arthritis." and docs[0].labels == [1, 1, 0, 0]
 
@@ -135,12 +161,21 @@ def test_letters_shuffle_truthfulqa_and_keep_labels_with_their_choices(docs_of):
     _, again, _ = docs_of("truthfulqa_mc2", "letters")
     assert [d.query for d in again] == [d.query for d in docs]  # deterministic
     # Over the real-sized set the true answer is not always "A".
-    golds = {as_letters(TASKS["truthfulqa_mc1"].render(
-        {"question": f"Question {i}?", "mc1_targets": {"choices": ["t", "f1", "f2", "f3"], "labels": [1, 0, 0, 0]}})).gold
-        for i in range(40)}
+    golds = {
+        as_letters(
+            TASKS["truthfulqa_mc1"].render(
+                {
+                    "question": f"Question {i}?",
+                    "mc1_targets": {"choices": ["t", "f1", "f2", "f3"], "labels": [1, 0, 0, 0]},
+                }
+            )
+        ).gold
+        for i in range(40)
+    }
     assert len(golds) > 1
-    many = TASKS["arc_easy"].render({"question": "Q?", "answerKey": "A",
-                                     "choices": {"text": [str(i) for i in range(27)], "label": ["A"] * 27}})
+    many = TASKS["arc_easy"].render(
+        {"question": "Q?", "answerKey": "A", "choices": {"text": [str(i) for i in range(27)], "label": ["A"] * 27}}
+    )
     with pytest.raises(ValueError, match="27 choices are more than the letter format's 26"):
         as_letters(many)
 

@@ -1,4 +1,5 @@
 """The human review sheet: written, filled in, folded back; bad sheets name their row."""
+
 from __future__ import annotations
 
 import csv
@@ -16,16 +17,35 @@ JUDGE = [0.9, 0.2, 0.7, 0.4]  # > 0.5: judged truthful
 @pytest.fixture()
 def results(tmp_path):
     """A results file with one generation task of four items, one judge, and its samples."""
-    items = [{"id": f"t:{i}", "question": f"question {i}, with a comma", "references": ["a", "b"],
-              "incorrect_references": ["c"], "generation": g, "judges": {"j": {"aspect": "truthful", "probability": p}}}
-             for i, (g, p) in enumerate(zip(GENERATIONS, JUDGE))]
+    items = [
+        {
+            "id": f"t:{i}",
+            "question": f"question {i}, with a comma",
+            "references": ["a", "b"],
+            "incorrect_references": ["c"],
+            "generation": g,
+            "judges": {"j": {"aspect": "truthful", "probability": p}},
+        }
+        for i, (g, p) in enumerate(zip(GENERATIONS, JUDGE))
+    ]
     (tmp_path / "samples").mkdir()
     (tmp_path / "samples" / "t.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
     (tmp_path / "samples" / "arc_easy.jsonl").write_text("{}\n")
-    write_json(tmp_path / "results.json", {"model": "m", "tasks": {
-        "arc_easy": {"formulation": "cloze", "acc": 0.5, "n": 1},
-        "t": {"formulation": "generate", "n": 4, "bleu_max": 1.0,
-              "judges": {"j": {"aspect": "truthful", "kind": "causal_lm"}}}}})
+    write_json(
+        tmp_path / "results.json",
+        {
+            "model": "m",
+            "tasks": {
+                "arc_easy": {"formulation": "cloze", "acc": 0.5, "n": 1},
+                "t": {
+                    "formulation": "generate",
+                    "n": 4,
+                    "bleu_max": 1.0,
+                    "judges": {"j": {"aspect": "truthful", "kind": "causal_lm"}},
+                },
+            },
+        },
+    )
     return tmp_path / "results.json"
 
 
@@ -66,12 +86,15 @@ def test_cohen_kappa_by_hand():
     assert cohen_kappa([1, 1], [1, 1]) is None  # chance agreement is total: undefined
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda rows: rows[2].update(truthful="maybe"), r"row 3 \(ending on line \d+\): truthful is 'maybe'"),
-    (lambda rows: rows[1].update(id="t:99"), "row 2.*'t:99' is not an item"),
-    (lambda rows: rows.append(dict(rows[0])), "row 5.*appears twice"),
-    (lambda rows: rows[0].update(generation="something else"), "row 1.*differs"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda rows: rows[2].update(truthful="maybe"), r"row 3 \(ending on line \d+\): truthful is 'maybe'"),
+        (lambda rows: rows[1].update(id="t:99"), "row 2.*'t:99' is not an item"),
+        (lambda rows: rows.append(dict(rows[0])), "row 5.*appears twice"),
+        (lambda rows: rows[0].update(generation="something else"), "row 1.*differs"),
+    ],
+)
 def test_a_bad_sheet_names_the_row(results, tmp_path, edit, message):
     csv_path, _, _ = write_sheet(results)
     with pytest.raises(SheetError, match=message):

@@ -1,5 +1,6 @@
 """Scoring all choices of a question with its context computed once gives the reference
 one-row-per-choice numbers (tasks/evaluation/loglikelihood.py score_rows)."""
+
 from __future__ import annotations
 
 import functools
@@ -10,8 +11,7 @@ import torch
 
 from tasks.evaluation import shared_context
 from tasks.evaluation.loglikelihood import score_rows
-from tasks.evaluation.shared_context import (Scored, fits, score_cached, score_packed, score_questions,
-                                              split_overflowing)
+from tasks.evaluation.shared_context import Scored, fits, score_cached, score_packed, score_questions, split_overflowing
 
 
 def make_questions(vocab: int, seed: int, max_ctx: int) -> list:
@@ -21,8 +21,12 @@ def make_questions(vocab: int, seed: int, max_ctx: int) -> list:
     for i, n_ctx in enumerate([max_ctx, 1, 7, 3, max_ctx - 2, 12, 5, 2]):
         n_choices = [4, 1, 2, 5, 3, 4, 2, 3][i]
         lengths = [1] * n_choices if i in (0, 3) else [rnd.randint(1, 6) for _ in range(n_choices)]
-        qs.append(([rnd.randrange(1, vocab) for _ in range(n_ctx)],
-                   [[rnd.randrange(1, vocab) for _ in range(n)] for n in lengths]))
+        qs.append(
+            (
+                [rnd.randrange(1, vocab) for _ in range(n_ctx)],
+                [[rnd.randrange(1, vocab) for _ in range(n)] for n in lengths],
+            )
+        )
     return qs
 
 
@@ -83,8 +87,15 @@ def llama():
     the rotation, and the 4D mask the attention, as they reach GPT-2's learned table."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    cfg = transformers.LlamaConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
     return transformers.LlamaForCausalLM(cfg).eval()
 
 
@@ -94,9 +105,17 @@ def gemma2():
     through the whole model, on the columns some row scores."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.Gemma2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                    num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                    max_position_embeddings=32, final_logit_softcapping=2.0)
+    cfg = transformers.Gemma2Config(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=32,
+        final_logit_softcapping=2.0,
+    )
     model = transformers.Gemma2ForCausalLM(cfg).eval()
     assert shared_context.hf_output_head(model) is None
     return model
@@ -161,9 +180,13 @@ def test_contexts_are_grouped_by_the_prefix_they_share():
 def test_a_shared_prefix_is_run_once_and_scores_as_whole_rows(hf):
     rnd = random.Random(4)
     prefix = [rnd.randrange(1, 50) for _ in range(9)]
-    questions = [(prefix + [rnd.randrange(1, 50) for _ in range(n)],
-                  [[rnd.randrange(1, 50) for _ in range(rnd.randint(1, 5))] for _ in range(rnd.randint(1, 4))])
-                 for n in (1, 6, 3, 12, 2, 8)]
+    questions = [
+        (
+            prefix + [rnd.randrange(1, 50) for _ in range(n)],
+            [[rnd.randrange(1, 50) for _ in range(rnd.randint(1, 5))] for _ in range(rnd.randint(1, 4))],
+        )
+        for n in (1, 6, 3, 12, 2, 8)
+    ]
     questions += make_questions(50, seed=5, max_ctx=12)  # unrelated contexts beside them
     widths = []
     base = hf.base_model  # every forward pass, through the output layer or not, runs the base model

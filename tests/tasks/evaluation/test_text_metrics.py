@@ -1,4 +1,5 @@
 """BLEU and ROUGE against values worked out by hand from their definitions."""
+
 from __future__ import annotations
 
 import math

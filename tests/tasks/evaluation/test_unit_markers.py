@@ -1,4 +1,5 @@
 """A retried evaluation stage reuses the (task, formulation) units that finished before."""
+
 from __future__ import annotations
 
 from tasks.evaluation import prefect_tasks

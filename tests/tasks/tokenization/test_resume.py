@@ -1,4 +1,5 @@
 """A re-run of shard tokenization skips finished shards and rebuilds altered ones."""
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 

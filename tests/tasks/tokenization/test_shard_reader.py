@@ -1,4 +1,5 @@
 """Bad token shards, manifests and tokenizers are refused with the file named and the fix given."""
+
 import json
 
 import numpy as np
@@ -26,7 +27,9 @@ def test_intact_shards_open_with_a_full_check(shards):
 def test_truncated_shard(shards):
     out, shard = shards
     shard.write_bytes(shard.read_bytes()[:-100])
-    with pytest.raises(ShardError, match=rf"{shard.name} is \d+ bytes, the manifest says \d+ \(truncated.*crucible tokenize"):
+    with pytest.raises(
+        ShardError, match=rf"{shard.name} is \d+ bytes, the manifest says \d+ \(truncated.*crucible tokenize"
+    ):
         TokenRows.open(out, "train")
 
 
@@ -84,8 +87,11 @@ def test_tokenizer_that_does_not_match_the_shards(shards):
     check_tokenizer_matches(read_manifest(out), tok_path, out)
     other = train_on_texts(["completely different text " * 50], TokenizationConfig(vocab_size=270))
     other.save(str(tok_path))
-    with pytest.raises(ShardError, match=r"tokenizer .*tokenizer.json \(vocabulary \d+\) is not the one the "
-                                         r"shards .* were made with \(vocabulary 300\)"):
+    with pytest.raises(
+        ShardError,
+        match=r"tokenizer .*tokenizer.json \(vocabulary \d+\) is not the one the "
+        r"shards .* were made with \(vocabulary 300\)",
+    ):
         check_tokenizer_matches(read_manifest(out), tok_path, out)
 
 

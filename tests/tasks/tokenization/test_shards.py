@@ -75,14 +75,19 @@ def test_shards_are_split_by_source_and_account_for_every_document(curated, tmp_
     tok = prepare_tokenizer([curated], cfg, tok_path)
     out = tmp_path / "shards"
     entries = tokenize_shard(curated, 0, tok_path, cfg, out)
-    assert {(e["split"], e["source"]) for e in entries} == {(s, src) for s in ("train", "val") for src in ("web", "books")}
+    assert {(e["split"], e["source"]) for e in entries} == {
+        (s, src) for s in ("train", "val") for src in ("web", "books")
+    }
     assert sum(e["docs"] for e in entries) == len(TEXTS)
     manifest = build_manifest(entries, tok_path, cfg)
     eos = tok.token_to_id(cfg.eos_token)
     for e in entries:
-        expected = [t for i, text in enumerate(TEXTS)
-                    if split_of(f"d{i}", 0.2) == e["split"] and ("web" if i % 3 else "books") == e["source"]
-                    for t in tok.encode(text).ids + [eos]]
+        expected = [
+            t
+            for i, text in enumerate(TEXTS)
+            if split_of(f"d{i}", 0.2) == e["split"] and ("web" if i % 3 else "books") == e["source"]
+            for t in tok.encode(text).ids + [eos]
+        ]
         if len(expected) % 17 == 1:
             expected = expected[:-1]
         rows = TokenRows.open(out, e["split"], e["source"], verify="full", manifest=manifest)
@@ -92,9 +97,12 @@ def test_shards_are_split_by_source_and_account_for_every_document(curated, tmp_
     assert manifest["dtype"] == "uint16" and manifest["row_len"] == 17
     val = manifest["splits"]["val"]
     assert manifest["tokenizer"]["val_bytes_per_token"] == pytest.approx(
-        val["text_bytes"] / (val["tokens"] + val["dropped_eos"] - val["docs"]))
-    assert manifest["sources"]["train"]["books"]["docs"] + manifest["sources"]["train"]["web"]["docs"] \
+        val["text_bytes"] / (val["tokens"] + val["dropped_eos"] - val["docs"])
+    )
+    assert (
+        manifest["sources"]["train"]["books"]["docs"] + manifest["sources"]["train"]["web"]["docs"]
         == manifest["splits"]["train"]["docs"]
+    )
 
 
 def test_padding_targets_are_ignored_by_the_batch():

@@ -1,4 +1,5 @@
 """Bad combinations are refused before any worker starts, each naming the fix."""
+
 import pytest
 
 from models.presets import get_preset
@@ -9,20 +10,40 @@ from tasks.training.config import TrainingConfig
 MODEL = get_preset("debug").model
 
 
-@pytest.mark.parametrize("overrides,device,precision,match", [
-    ({"num_workers": 3, "global_batch_size": 16, "micro_batch_size": 4},
-     "cpu", "fp32", r"global batch of 16 sequences is not divisible by 3 rank\(s\) x micro-batch 4; "
-                    r"set training.num_workers to one of \[1, 2, 4\]"),
-    ({}, "cpu", "fp16", "fp16 needs a GPU.*set training.precision to bf16 or fp32"),
-    ({"zero_stage": 0, "offload_optimizer": True}, "cuda", "bf16", "offload_optimizer needs ZeRO; set training.zero_stage"),
-    ({"zero_stage": 2, "offload_params": True}, "cuda", "bf16", "offload_params needs ZeRO-3.*zero_stage=3"),
-    ({"zero_stage": 2, "parallel": {"pipeline": 2}}, "cuda", "bf16",
-     "ZeRO stage 2 partitions gradients, which DeepSpeed's pipeline engine .* cannot use; set training.zero_stage=1"),
-    ({"zero_stage": 0}, "cpu", "bf16", "bf16 without ZeRO.*set training.zero_stage=1"),
-    ({"zero_stage": 1, "offload_optimizer": True}, "cpu", "bf16", "the ranks already run on cpu"),
-    ({"batch_ramp": {"start_batch": 64, "tokens": 1000}, "micro_batch_size": 4}, "cpu", "fp32",
-     r"batch_ramp.start_batch \(64\) must be below the global batch \(8\); lower it"),
-])
+@pytest.mark.parametrize(
+    "overrides,device,precision,match",
+    [
+        (
+            {"num_workers": 3, "global_batch_size": 16, "micro_batch_size": 4},
+            "cpu",
+            "fp32",
+            r"global batch of 16 sequences is not divisible by 3 rank\(s\) x micro-batch 4; "
+            r"set training.num_workers to one of \[1, 2, 4\]",
+        ),
+        ({}, "cpu", "fp16", "fp16 needs a GPU.*set training.precision to bf16 or fp32"),
+        (
+            {"zero_stage": 0, "offload_optimizer": True},
+            "cuda",
+            "bf16",
+            "offload_optimizer needs ZeRO; set training.zero_stage",
+        ),
+        ({"zero_stage": 2, "offload_params": True}, "cuda", "bf16", "offload_params needs ZeRO-3.*zero_stage=3"),
+        (
+            {"zero_stage": 2, "parallel": {"pipeline": 2}},
+            "cuda",
+            "bf16",
+            "ZeRO stage 2 partitions gradients, which DeepSpeed's pipeline engine .* cannot use; set training.zero_stage=1",
+        ),
+        ({"zero_stage": 0}, "cpu", "bf16", "bf16 without ZeRO.*set training.zero_stage=1"),
+        ({"zero_stage": 1, "offload_optimizer": True}, "cpu", "bf16", "the ranks already run on cpu"),
+        (
+            {"batch_ramp": {"start_batch": 64, "tokens": 1000}, "micro_batch_size": 4},
+            "cpu",
+            "fp32",
+            r"batch_ramp.start_batch \(64\) must be below the global batch \(8\); lower it",
+        ),
+    ],
+)
 def test_refused_with_the_fix(overrides, device, precision, match):
     cfg = TrainingConfig(**overrides)
     with pytest.raises(TrainingConfigError, match=match):

@@ -1,5 +1,6 @@
 """The training stream over real token shards: disjoint ranks, exactly once per epoch,
 exact resume, and the planned mixture."""
+
 from collections import Counter
 
 import numpy as np
@@ -28,8 +29,9 @@ def test_every_training_token_is_served_once_per_epoch_across_two_ranks(make_tok
     within = epoch // 2 - batch  # items each rank draws before the first epoch can end
     assert not set(per_rank[0][:within]) & set(per_rank[1][:within])  # ranks disjoint
     # Stream positions interleave ranks block by block; put them back in stream order.
-    stream = [pair for step in range(steps) for r in range(world)
-              for pair in per_rank[r][step * batch:(step + 1) * batch]]
+    stream = [
+        pair for step in range(steps) for r in range(world) for pair in per_rank[r][step * batch : (step + 1) * batch]
+    ]
     first_epoch = stream[:epoch]
     assert len(set(first_epoch)) == epoch  # every row once
     tokens_served = Counter()

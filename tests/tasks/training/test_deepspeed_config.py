@@ -1,17 +1,19 @@
-import pytest
-
-from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
 from tasks.training.config import TrainingConfig
+from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
 
 
 def test_derived_from_training_config():
-    cfg = TrainingConfig(micro_batch_size=4, grad_accum_steps=3, lr=2e-3, zero_stage=2, precision="bf16",
-                         betas=(0.8, 0.9), eps=1e-6)
+    cfg = TrainingConfig(
+        micro_batch_size=4, grad_accum_steps=3, lr=2e-3, zero_stage=2, precision="bf16", betas=(0.8, 0.9), eps=1e-6
+    )
     ds = deepspeed_config(cfg, world_size=2, precision="bf16", device="cpu", grad_accum=3)
     assert ds["train_batch_size"] == 4 * 3 * 2
     assert ds["gradient_accumulation_steps"] == 3
-    assert ds["zero_optimization"] == {"stage": 2, "reduce_bucket_size": 50_000_000,
-                                       "allgather_bucket_size": 50_000_000}
+    assert ds["zero_optimization"] == {
+        "stage": 2,
+        "reduce_bucket_size": 50_000_000,
+        "allgather_bucket_size": 50_000_000,
+    }
     assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
     opt = ds["optimizer"]
     assert opt["type"] == "AdamW" and opt["params"]["lr"] == 2e-3
@@ -23,8 +25,9 @@ def test_derived_from_training_config():
 
 
 def test_gpu_uses_fused_adam_and_fp16_scales_dynamically():
-    cfg = TrainingConfig(zero_stage=3, offload_optimizer=True, offload_params=True, precision="fp16",
-                         initial_loss_scale_power=12)
+    cfg = TrainingConfig(
+        zero_stage=3, offload_optimizer=True, offload_params=True, precision="fp16", initial_loss_scale_power=12
+    )
     ds = deepspeed_config(cfg, world_size=8, precision="fp16", device="cuda", grad_accum=1, load_universal=True)
     assert not ds["optimizer"]["params"]["torch_adam"] and "fused" not in ds["optimizer"]["params"]
     assert ds["fp16"]["enabled"] and ds["fp16"]["loss_scale"] == 0 and ds["fp16"]["initial_scale_power"] == 12

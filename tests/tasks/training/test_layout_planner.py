@@ -1,12 +1,22 @@
 """The layout planner against published figures: ZeRO's memory table, Megatron-LM's GPT-3
 175B layout, and Llama 2 70B."""
+
 from __future__ import annotations
 
 import pytest
 
 from models.presets import get_preset
-from tasks.training.parallel.planner import (GB, Candidate, Shape, cluster, describe_layout, evaluate,
-                                             model_state_bytes, plan_layout, shape_for_parameters)
+from tasks.training.parallel.planner import (
+    GB,
+    Candidate,
+    Shape,
+    cluster,
+    describe_layout,
+    evaluate,
+    model_state_bytes,
+    plan_layout,
+    shape_for_parameters,
+)
 
 
 def _shape(name: str) -> Shape:

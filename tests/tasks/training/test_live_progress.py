@@ -1,4 +1,5 @@
 """Training progress reaches the Prefect UI while the ranks train, not only at the end."""
+
 import json
 
 import httpx
@@ -6,8 +7,8 @@ from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
 from infra.core.storage import RunDir
-from tests.flows.e2e_env import wait_for
 from tasks.training.prefect_tasks import LiveProgress
+from tests.flows.e2e_env import wait_for
 
 
 def _append(run: RunDir, record: dict) -> None:
@@ -47,8 +48,16 @@ def test_progress_and_metrics_table_update_during_training(tmp_path):
             _append(run, {"step": 1, "loss": 5.0, "lr": 1e-3})
             seen["after 1"] = _wait_for(lambda: progress(client) == 25.0 and progress(client))
             _append(run, {"step": 2, "loss": 4.0, "lr": 1e-3, "val_loss": 4.5})
-            _append(run, {"step": 3, "event": "spike", "reason": "loss is nan", "rolled_back_to": 2,
-                          "skipped_samples": [16, 24]})
+            _append(
+                run,
+                {
+                    "step": 3,
+                    "event": "spike",
+                    "reason": "loss is nan",
+                    "rolled_back_to": 2,
+                    "skipped_samples": [16, 24],
+                },
+            )
             seen["after 2"] = _wait_for(lambda: progress(client) == 50.0 and progress(client))
             seen["tables during"] = len(table_versions(client))
             _append(run, {"step": 3, "loss": 3.5, "lr": 1e-3})

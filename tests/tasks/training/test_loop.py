@@ -1,9 +1,9 @@
 """The training loop on real DeepSpeed engines over gloo, 1 and 2 CPU ranks, without Ray:
 exact resume after SIGKILL, resume on another world size, fallback from a corrupt newest
 checkpoint, spike roll-back, ZeRO-2/3 against one rank, preemption, metrics."""
+
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import time
@@ -44,13 +44,26 @@ def new_run(source, tmp_path):
         for part in ("shards", "tokenizer"):
             shutil.copytree(source / part, root / part)
         return root
+
     return make
 
 
 def _job(root: Path, world: int, precision: str = "fp32", **training) -> TrainJob:
-    cfg = {"num_workers": world, "micro_batch_size": MICRO, "grad_accum_steps": 2 // world if world < 2 else 1,
-           "max_steps": STEPS, "warmup_steps": 2, "lr": 5e-3, "checkpoint_every": EVERY, "eval_every": 4,
-           "eval_batches": 2, "zero_stage": 1, "precision": precision, "peak_flops": 1e12, **training}
+    cfg = {
+        "num_workers": world,
+        "micro_batch_size": MICRO,
+        "grad_accum_steps": 2 // world if world < 2 else 1,
+        "max_steps": STEPS,
+        "warmup_steps": 2,
+        "lr": 5e-3,
+        "checkpoint_every": EVERY,
+        "eval_every": 4,
+        "eval_batches": 2,
+        "zero_stage": 1,
+        "precision": precision,
+        "peak_flops": 1e12,
+        **training,
+    }
     return TrainJob(str(root), cfg, get_preset("debug").model.model_dump(mode="json"), "cpu", precision)
 
 
@@ -171,13 +184,14 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, new
     ckpts = RunDir(root).checkpoints
     assert sorted(p.name for p in ckpts.glob("step*")) == ["step3", "step6"]
     assert (ckpts / "latest").read_text() == "step6"
-    victim = max((p for p in (ckpts / "step6").iterdir() if p.name.endswith("optim_states.pt")),
-                 key=lambda p: p.name)
-    {"truncated": _truncate, "flipped": _flip, "no_manifest": lambda _: (ckpts / "step6" / "manifest.json").unlink()}[damage](victim)
+    victim = max((p for p in (ckpts / "step6").iterdir() if p.name.endswith("optim_states.pt")), key=lambda p: p.name)
+    {"truncated": _truncate, "flipped": _flip, "no_manifest": lambda _: (ckpts / "step6" / "manifest.json").unlink()}[
+        damage
+    ](victim)
     _train(_job(root, 2), 2)
     log = _tail(_job(root, 2))
     named = "manifest.json is missing" if damage == "no_manifest" else victim.name
-    assert f"checkpoint step6 is not usable" in log and named in log
+    assert "checkpoint step6 is not usable" in log and named in log
     assert "step3 at step 3" in log
     assert _losses(root) == _losses(reference["fp32"])  # nothing lost but time
 
@@ -212,6 +226,7 @@ def test_planted_spike_is_rolled_back_and_its_batches_skipped(reference, new_run
     summary = read_json(RunDir(root).train_summary)
     assert summary["rollbacks"] == 1 and summary["skipped_samples"] == [[32, 40]]
     from tasks.report import write_report
+
     report = write_report(root).read_text()
     assert "Loss spikes rolled back" in report and "| 5 |" in report
 
@@ -242,10 +257,11 @@ def test_zero_stages_on_two_ranks_match_one_rank(reference, new_run, zero):
 
 
 def test_zero3_bf16_exports_fp32_master_weights_that_evaluate(new_run, tmp_path):
+    from transformers import AutoModelForCausalLM
+
     from infra.app.cli import main as crucible
     from tasks.evaluation.config import EvaluationConfig
     from tasks.evaluation.evaluate import validation_perplexity
-    from transformers import AutoModelForCausalLM
 
     root = new_run("z3bf16")
     _train(_job(root, 2, "bf16", zero_stage=3), 2)

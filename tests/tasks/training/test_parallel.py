@@ -1,6 +1,7 @@
 """Pipeline and tensor parallelism on real DeepSpeed pipeline engines over gloo (CPU ranks,
 no Ray): every layout against one rank, exact resume under P=2 x T=2, and the gathered
 single-device model against the shards."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,16 +17,25 @@ from models.presets import get_preset
 from tasks.training.checkpoint import FINAL, load_model
 from tasks.training.launch import run_local
 from tasks.training.loop import Faults, TrainJob
-from tasks.training.parallel.steps import PROBE
 from tasks.training.metrics import read_metrics
+from tasks.training.parallel.steps import PROBE
 from tests.conftest import build_token_run
 
 pytestmark = pytest.mark.slow  # each case starts DeepSpeed engines in fresh processes
 
 STEPS = 10
 # Llama-shaped: a fused QKV with grouped-query heads, a gated MLP, tied embeddings.
-LLAMA = {"n_layer": 4, "n_head": 4, "n_kv_head": 2, "d_model": 48, "position": "rope", "norm": "rmsnorm",
-         "activation": "swiglu", "bias": False, "tie_embeddings": True}
+LLAMA = {
+    "n_layer": 4,
+    "n_head": 4,
+    "n_kv_head": 2,
+    "d_model": 48,
+    "position": "rope",
+    "norm": "rmsnorm",
+    "activation": "swiglu",
+    "bias": False,
+    "tie_embeddings": True,
+}
 # GPT-2-shaped: learned positions (a table the last stage's tied copy must not overwrite) and biases.
 GPT2 = {"n_layer": 4, "n_head": 4, "d_model": 48}
 # Untied head (the last stage's own weight), biases split by the tensor ranks, ALiBi's per-head
@@ -49,10 +59,22 @@ def _new_run(source: Path, root: Path) -> Path:
 
 
 def _job(root: Path, world: int, pipeline: int, tensor: int, model: dict, **training) -> TrainJob:
-    cfg = {"num_workers": world, "micro_batch_size": 2, "global_batch_size": 8, "max_steps": STEPS,
-           "warmup_steps": 2, "lr": 5e-3, "checkpoint_every": 4, "eval_every": 5, "eval_batches": 2,
-           "zero_stage": 1, "precision": "fp32", "peak_flops": 1e12,
-           "parallel": {"pipeline": pipeline, "tensor": tensor}, **training}
+    cfg = {
+        "num_workers": world,
+        "micro_batch_size": 2,
+        "global_batch_size": 8,
+        "max_steps": STEPS,
+        "warmup_steps": 2,
+        "lr": 5e-3,
+        "checkpoint_every": 4,
+        "eval_every": 5,
+        "eval_batches": 2,
+        "zero_stage": 1,
+        "precision": "fp32",
+        "peak_flops": 1e12,
+        "parallel": {"pipeline": pipeline, "tensor": tensor},
+        **training,
+    }
     full = get_preset("debug").model.model_copy(update=model).model_dump(mode="json")
     return TrainJob(str(root), cfg, full, "cpu", "fp32")
 
@@ -106,13 +128,16 @@ def _assert_same_run(root: Path, ref: Path) -> None:
         assert len(val) == 2 and np.allclose(val, ref_val, rtol=1e-4, atol=0)
 
 
-@pytest.mark.parametrize("world,pipeline,tensor,shape,recompute", [
-    (2, 1, 2, "llama", False),  # tensor parallelism alone
-    (2, 1, 2, "llama", True),  # ... recomputing each block in the backward pass
-    (2, 2, 1, "llama", False),  # pipeline alone
-    (4, 2, 1, "gpt2", False),  # pipeline x 2 data-parallel replicas
-    (4, 2, 2, "untied", True),  # pipeline x tensor: untied head, biases, ALiBi, document masks, recompute
-])
+@pytest.mark.parametrize(
+    "world,pipeline,tensor,shape,recompute",
+    [
+        (2, 1, 2, "llama", False),  # tensor parallelism alone
+        (2, 1, 2, "llama", True),  # ... recomputing each block in the backward pass
+        (2, 2, 1, "llama", False),  # pipeline alone
+        (4, 2, 1, "gpt2", False),  # pipeline x 2 data-parallel replicas
+        (4, 2, 2, "untied", True),  # pipeline x tensor: untied head, biases, ALiBi, document masks, recompute
+    ],
+)
 def test_layout_trains_as_one_rank(source, one_rank, tmp_path, world, pipeline, tensor, shape, recompute):
     root = _new_run(source, tmp_path / "run")
     model, training = SHAPES[shape]

@@ -2,6 +2,7 @@
 whole block's output and, in the backward pass, its input gradient and every weight's
 gradient (joined from the shards), for a fused QKV with grouped-query heads and a gated
 MLP, with and without biases."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ from models.gpt import Block
 from tasks.training.launch import free_port
 
 SHAPES = {
-    "llama": ModelConfig(n_layer=1, n_head=4, n_kv_head=2, d_model=16, norm="rmsnorm", activation="swiglu",
-                         position="rope", bias=False),
+    "llama": ModelConfig(
+        n_layer=1, n_head=4, n_kv_head=2, d_model=16, norm="rmsnorm", activation="swiglu", position="rope", bias=False
+    ),
     "gpt2-alibi": ModelConfig(n_layer=1, n_head=4, d_model=16, position="alibi"),
 }
 

@@ -1,4 +1,5 @@
 """The driver's checks, before any worker starts: config rules and a resume's config."""
+
 import pytest
 
 from infra.core.storage import RunDir, sha256_file, write_json
@@ -13,10 +14,18 @@ MODEL = get_preset("debug").model
 def _published(run: RunDir, step: int, cfg: TrainingConfig, world: int, global_batch: int) -> None:
     folder = run.checkpoints / f"step{step}"
     folder.mkdir(parents=True)
-    write_json(folder / "manifest.json", {"step": step, "world_size": world, "training": cfg.model_dump(mode="json"),
-                                          "model": MODEL.model_dump(mode="json"), "global_batch": global_batch,
-                                          "data": {"samples": step * global_batch,
-                                                   "manifest_sha256": sha256_file(run.manifest)}, "files": {}})
+    write_json(
+        folder / "manifest.json",
+        {
+            "step": step,
+            "world_size": world,
+            "training": cfg.model_dump(mode="json"),
+            "model": MODEL.model_dump(mode="json"),
+            "global_batch": global_batch,
+            "data": {"samples": step * global_batch, "manifest_sha256": sha256_file(run.manifest)},
+            "files": {},
+        },
+    )
 
 
 def test_a_resume_that_changes_the_run_is_refused_listing_the_keys(tmp_path):
@@ -82,7 +91,9 @@ def test_a_run_continuing_on_fewer_ranks_keeps_its_global_batch(tmp_path):
     smaller = shrunk_config(cfg, 1)
     assert (smaller.num_workers, smaller.global_batch_size, smaller.min_workers) == (1, 8, 1)
     plan_job(run, MODEL, smaller, 0.0)  # the checkpoint's batch, on one rank: accepted
-    with pytest.raises(TrainingConfigError, match="global_batch_size 16 differs from the checkpoint's global batch of 8"):
+    with pytest.raises(
+        TrainingConfigError, match="global_batch_size 16 differs from the checkpoint's global batch of 8"
+    ):
         plan_job(run, MODEL, cfg.model_copy(update={"global_batch_size": 16}), 0.0)
     with pytest.raises(ValueError, match=r"min_workers \(3\) must not exceed num_workers \(2\)"):
         TrainingConfig(num_workers=2, min_workers=3, max_steps=20, warmup_steps=2)

@@ -1,19 +1,45 @@
 """The quality classifier on a crawl: a named reference corpus against pages drawn from the crawl."""
+
 from __future__ import annotations
 
 import random
 
 import pytest
+from warc_fixtures import ENGLISH_PARAGRAPHS, article, record, write_warc
 
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
 from tasks.curation.reader import InputError
 from tasks.curation.training_sets import sample_documents, train_quality
 
-from warc_fixtures import ENGLISH_PARAGRAPHS, article, record, write_warc
-
-SALAD = ("click here buy now best price free shipping limited offer deal discount sale cheap top rated "
-         "order today win prize casino bonus subscribe login account cart").split()
+SALAD = [
+    "click",
+    "here",
+    "buy",
+    "now",
+    "best",
+    "price",
+    "free",
+    "shipping",
+    "limited",
+    "offer",
+    "deal",
+    "discount",
+    "sale",
+    "cheap",
+    "top",
+    "rated",
+    "order",
+    "today",
+    "win",
+    "prize",
+    "casino",
+    "bonus",
+    "subscribe",
+    "login",
+    "account",
+    "cart",
+]
 
 
 def salad(rnd: random.Random) -> list[str]:
@@ -23,8 +49,9 @@ def salad(rnd: random.Random) -> list[str]:
 @pytest.fixture
 def crawl_and_reference(tmp_path):
     rnd = random.Random(0)
-    recs = [record("response", f"https://shop{i}.example/p", article(f"Deal {i}", salad(rnd)).encode())
-            for i in range(40)]
+    recs = [
+        record("response", f"https://shop{i}.example/p", article(f"Deal {i}", salad(rnd)).encode()) for i in range(40)
+    ]
     crawl = tmp_path / "crawl"
     crawl.mkdir()
     write_warc(crawl / "c.warc.gz", recs)
@@ -55,8 +82,10 @@ def test_reference_text_against_random_crawl_pages(crawl_and_reference, tmp_path
 
 
 def test_crawl_pages_are_drawn_from_the_whole_input(tmp_path):
-    recs = [record("response", f"https://example.com/{i}", article(f"Page {i}", ENGLISH_PARAGRAPHS).encode())
-            for i in range(60)]
+    recs = [
+        record("response", f"https://example.com/{i}", article(f"Page {i}", ENGLISH_PARAGRAPHS).encode())
+        for i in range(60)
+    ]
     write_warc(tmp_path / "a.warc.gz", recs[:30])
     write_warc(tmp_path / "b.warc.gz", recs[30:])
     cfg = CurationConfig(web={"language": {"enabled": False}})

@@ -1,14 +1,14 @@
 """Reading WARC/WET files and HTML folders: every record accounted for, bad ones named."""
+
 from __future__ import annotations
 
 import gzip
 
 import pytest
+from warc_fixtures import ENGLISH, article, record, write_warc
 
 from tasks.curation.reader import InputError, Malformed, discover_inputs, read_documents
 from tasks.curation.web.pages import SkippedRecord, WebPage
-
-from warc_fixtures import ENGLISH, article, record, write_warc
 
 
 def pages(n: int) -> list[bytes]:
@@ -16,18 +16,31 @@ def pages(n: int) -> list[bytes]:
 
 
 def test_every_record_type_is_read_or_counted(tmp_path):
-    recs = [record("warcinfo", None, b"software: test\r\n", content_type="application/warc-fields"),
-            record("request", "https://example.com/a", b""),
-            record("response", "https://example.com/a", article("A", ENGLISH).encode()),
-            record("metadata", "https://example.com/a", b"fetchTimeMs: 12\r\n", content_type="application/warc-fields"),
-            record("resource", "file:///docs/b.html", article("B", ENGLISH).encode(), content_type="text/html"),
-            record("revisit", "https://example.com/a", b""),
-            record("conversion", "https://example.com/c", ENGLISH.encode(), content_type="text/plain")]
+    recs = [
+        record("warcinfo", None, b"software: test\r\n", content_type="application/warc-fields"),
+        record("request", "https://example.com/a", b""),
+        record("response", "https://example.com/a", article("A", ENGLISH).encode()),
+        record("metadata", "https://example.com/a", b"fetchTimeMs: 12\r\n", content_type="application/warc-fields"),
+        record("resource", "file:///docs/b.html", article("B", ENGLISH).encode(), content_type="text/html"),
+        record("revisit", "https://example.com/a", b""),
+        record("conversion", "https://example.com/c", ENGLISH.encode(), content_type="text/plain"),
+    ]
     items = list(read_documents(write_warc(tmp_path / "x.warc.gz", recs)))
-    assert [type(i).__name__ for i in items] == ["SkippedRecord", "SkippedRecord", "WebPage", "SkippedRecord",
-                                                 "WebPage", "SkippedRecord", "WebPage"]
-    assert [i.record_type for i in items if isinstance(i, SkippedRecord)] == ["warcinfo", "request", "metadata",
-                                                                             "revisit"]
+    assert [type(i).__name__ for i in items] == [
+        "SkippedRecord",
+        "SkippedRecord",
+        "WebPage",
+        "SkippedRecord",
+        "WebPage",
+        "SkippedRecord",
+        "WebPage",
+    ]
+    assert [i.record_type for i in items if isinstance(i, SkippedRecord)] == [
+        "warcinfo",
+        "request",
+        "metadata",
+        "revisit",
+    ]
     response, resource, conversion = (i for i in items if isinstance(i, WebPage))
     assert response.url == "https://example.com/a" and response.status == 200
     assert response.content_type == "text/html" and response.charset == "utf-8"
@@ -59,13 +72,16 @@ def test_a_corrupt_record_is_skipped_and_the_rest_of_the_file_read(tmp_path, nam
     path = write_warc(tmp_path / name, recs)
     data = bytearray(path.read_bytes())
     second = len(gzip.compress(recs[0])) if name.endswith(".gz") else len(recs[0])
-    data[second + 12:second + 40] = b"\x00" * 28  # inside the second record's header (or gzip stream)
+    data[second + 12 : second + 40] = b"\x00" * 28  # inside the second record's header (or gzip stream)
     path.write_bytes(bytes(data))
     items = list(read_documents(path))
     kinds = [type(i).__name__ for i in items]
     assert kinds == ["WebPage", "Malformed", "WebPage", "WebPage"]
-    assert [i.url for i in items if isinstance(i, WebPage)] == ["https://example.com/0", "https://example.com/2",
-                                                                "https://example.com/3"]
+    assert [i.url for i in items if isinstance(i, WebPage)] == [
+        "https://example.com/0",
+        "https://example.com/2",
+        "https://example.com/3",
+    ]
     bad = items[1]
     assert isinstance(bad, Malformed) and bad.line == second and 0 < bad.bytes_in <= items[2].offset - second
 
@@ -80,11 +96,14 @@ def test_damage_to_a_records_start_or_body_loses_only_that_record(tmp_path, name
     sizes = [len(gzip.compress(r)) for r in recs] if name.endswith(".gz") else [len(r) for r in recs]
     second = sizes[0]
     at = second if where == "start" else second + sizes[1] // 2
-    data[at:at + 24] = b"\xff" * 24  # the record's magic (WARC/1.1 or the gzip header), or its middle
+    data[at : at + 24] = b"\xff" * 24  # the record's magic (WARC/1.1 or the gzip header), or its middle
     path.write_bytes(bytes(data))
     items = list(read_documents(path))
-    assert [i.url for i in items if isinstance(i, WebPage)] == ["https://example.com/0", "https://example.com/2",
-                                                                "https://example.com/3"]
+    assert [i.url for i in items if isinstance(i, WebPage)] == [
+        "https://example.com/0",
+        "https://example.com/2",
+        "https://example.com/3",
+    ]
     assert sum(isinstance(i, Malformed) for i in items) == 1
 
 
@@ -93,7 +112,7 @@ def test_damage_at_the_end_of_a_file_is_counted(tmp_path):
     path = write_warc(tmp_path / "x.warc.gz", recs)
     data = bytearray(path.read_bytes())
     first = len(gzip.compress(recs[0]))
-    data[first:first + 24] = b"\xff" * 24
+    data[first : first + 24] = b"\xff" * 24
     path.write_bytes(bytes(data))
     items = list(read_documents(path))
     assert isinstance(items[0], WebPage) and isinstance(items[1], Malformed) and len(items) == 2

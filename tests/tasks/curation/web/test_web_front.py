@@ -1,10 +1,12 @@
 """From crawled pages to documents: each page kept with its metadata, or removed for a reason."""
+
 from __future__ import annotations
 
 import json
 
 import pyarrow.parquet as pq
 import pytest
+from warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
 
 from tasks.curation.config import CurationConfig
 from tasks.curation.filter_pass import filter_shard
@@ -15,14 +17,27 @@ from tasks.curation.web.extract import decode_html
 from tasks.curation.web.front import PageRemoved, WebFront
 from tasks.curation.web.pages import WebPage
 
-from warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
 
-
-def page(payload: bytes, url: str = "https://example.com/p", content_type: str | None = "text/html",
-         charset: str | None = None, status: int | None = 200) -> WebPage:
-    return WebPage(url=url, date="2024-05-06T07:08:09+00:00", content_type=content_type, charset=charset,
-                   record_id="<urn:uuid:1>", status=status, payload=payload, is_text=False, file="f.warc",
-                   offset=10, bytes_in=len(payload))
+def page(
+    payload: bytes,
+    url: str = "https://example.com/p",
+    content_type: str | None = "text/html",
+    charset: str | None = None,
+    status: int | None = 200,
+) -> WebPage:
+    return WebPage(
+        url=url,
+        date="2024-05-06T07:08:09+00:00",
+        content_type=content_type,
+        charset=charset,
+        record_id="<urn:uuid:1>",
+        status=status,
+        payload=payload,
+        is_text=False,
+        file="f.warc",
+        offset=10,
+        bytes_in=len(payload),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +82,21 @@ def test_a_non_utf8_page_is_decoded_by_its_declared_charset(front, declared_by):
     assert "\ufffd" in decode_html(payload.replace(b'<meta charset="windows-1251">', b""), None)[0]
 
 
-@pytest.mark.parametrize(("kwargs", "reason"), [
-    ({"payload": b""}, "empty_page"),
-    ({"payload": b"   \r\n"}, "empty_page"),
-    ({"payload": b"%PDF-1.4 ...", "content_type": "application/pdf"}, "not_html"),
-    ({"payload": b"<html><head><style>p {}</style></head><body><script>x()</script></body></html>"}, "no_main_text"),
-    ({"payload": b"<html>moved</html>", "status": 301}, "http_status"),
-    ({"payload": b"<html>x</html>", "url": "https://www.blocked.example/a"}, "url_blocked_domain"),
-    ({"payload": b"<html>x</html>", "url": "https://example.com/free-porn/1"}, "url_blocked_word"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"payload": b""}, "empty_page"),
+        ({"payload": b"   \r\n"}, "empty_page"),
+        ({"payload": b"%PDF-1.4 ...", "content_type": "application/pdf"}, "not_html"),
+        (
+            {"payload": b"<html><head><style>p {}</style></head><body><script>x()</script></body></html>"},
+            "no_main_text",
+        ),
+        ({"payload": b"<html>moved</html>", "status": 301}, "http_status"),
+        ({"payload": b"<html>x</html>", "url": "https://www.blocked.example/a"}, "url_blocked_domain"),
+        ({"payload": b"<html>x</html>", "url": "https://example.com/free-porn/1"}, "url_blocked_word"),
+    ],
+)
 def test_pages_without_usable_text_are_removed_for_a_reason(front, kwargs, reason):
     got = front(page(**kwargs))
     assert isinstance(got, PageRemoved) and got.reason == reason and got.detail
@@ -92,10 +113,12 @@ def test_a_page_over_the_size_limit_is_removed_loaded_or_not():
 
 def test_url_words_match_whole_words_only(front):
     # "sussex" holds "sex", "expressway" holds no blocked word: RefinedWeb splits the URL into words.
-    assert isinstance(front(page(article("Town", ENGLISH_PARAGRAPHS).encode(), url="https://sussex.example/sex-ed")),
-                      PageRemoved)
-    assert isinstance(front(page(article("Town", ENGLISH_PARAGRAPHS).encode(), url="https://sussex.example/a")),
-                      Document)
+    assert isinstance(
+        front(page(article("Town", ENGLISH_PARAGRAPHS).encode(), url="https://sussex.example/sex-ed")), PageRemoved
+    )
+    assert isinstance(
+        front(page(article("Town", ENGLISH_PARAGRAPHS).encode(), url="https://sussex.example/a")), Document
+    )
 
 
 def test_a_french_page_is_removed_by_language_and_kept_when_french_is(front):
@@ -110,28 +133,37 @@ def test_a_french_page_is_removed_by_language_and_kept_when_french_is(front):
 def test_a_warc_file_is_curated_with_every_record_accounted_for(tmp_path):
     good = [article(f"Town {i}", ENGLISH_PARAGRAPHS[i:] + ENGLISH_PARAGRAPHS[:i]).encode() for i in range(3)]
     huge = article("Huge", ENGLISH_PARAGRAPHS * 200).encode()
-    recs = [record("warcinfo", None, b"software: test\r\n", content_type="application/warc-fields"),
-            record("request", "https://example.com/0", b""),
-            *[record("response", f"https://example.com/{i}", g) for i, g in enumerate(good)],
-            record("response", "https://example.com/fr", article("Moulin", [FRENCH]).encode()),
-            record("response", "https://example.com/empty", b""),
-            record("response", "https://example.com/pdf", b"%PDF-1.4", content_type="application/pdf"),
-            record("response", "https://casino.example/xxx", good[0]),
-            record("response", "https://example.com/huge", huge),
-            record("response", "https://example.com/cut", good[1])]
+    recs = [
+        record("warcinfo", None, b"software: test\r\n", content_type="application/warc-fields"),
+        record("request", "https://example.com/0", b""),
+        *[record("response", f"https://example.com/{i}", g) for i, g in enumerate(good)],
+        record("response", "https://example.com/fr", article("Moulin", [FRENCH]).encode()),
+        record("response", "https://example.com/empty", b""),
+        record("response", "https://example.com/pdf", b"%PDF-1.4", content_type="application/pdf"),
+        record("response", "https://casino.example/xxx", good[0]),
+        record("response", "https://example.com/huge", huge),
+        record("response", "https://example.com/cut", good[1]),
+    ]
     path = write_warc(tmp_path / "crawl.warc.gz", recs)
     path.write_bytes(path.read_bytes()[:-40])  # the last record is cut short
     limit = 20_000
     assert len(huge) > limit > max(map(len, good))
-    cfg = CurationConfig(decontamination={"enabled": False}, minhash={"enabled": False},
-                         web={"extraction": {"max_page_bytes": limit}})
+    cfg = CurationConfig(
+        decontamination={"enabled": False}, minhash={"enabled": False}, web={"extraction": {"max_page_bytes": limit}}
+    )
     result = filter_shard(path, 0, cfg, tmp_path / "curated")
     stats = result["stats"]
     assert stats["docs_in"] == len(recs) and stats["docs_kept"] == 3
     assert result["languages"] == {"en": 3, "fr": 1}  # the pages that reached language ID
     assert {r: v["docs"] for r, v in stats["removed_by_reason"].items()} == {
-        "not_a_page": 2, "language": 1, "empty_page": 1, "not_html": 1, "url_blocked_word": 1, "page_too_large": 1,
-        "malformed": 1}
+        "not_a_page": 2,
+        "language": 1,
+        "empty_page": 1,
+        "not_html": 1,
+        "url_blocked_word": 1,
+        "page_too_large": 1,
+        "malformed": 1,
+    }
     assert stats["removed_by_reason"]["page_too_large"]["bytes"] == len(huge)
     paths = CurationPaths(tmp_path / "curated")
     kept = pq.read_table(paths.filtered(0)).to_pylist()

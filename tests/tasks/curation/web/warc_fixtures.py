@@ -1,4 +1,5 @@
 """WARC files written by the tests, with FastWARC's own writer."""
+
 from __future__ import annotations
 
 import gzip
@@ -22,28 +23,45 @@ ENGLISH_PARAGRAPHS = [
     "or two before the lights go out.",
 ]
 ENGLISH = " ".join(ENGLISH_PARAGRAPHS)
-FRENCH = ("La rivière passe devant le vieux moulin, où la ville garde les registres de chaque crue depuis "
-          "la construction du pont. Chaque printemps, l'eau monte sur les champs du bas, et les paysans "
-          "mènent leurs bêtes vers les pâturages de la colline jusqu'à ce que la terre soit sèche. Les "
-          "maisons près de la place ont été reconstruites après le grand incendie, en briques cette fois.")
+FRENCH = (
+    "La rivière passe devant le vieux moulin, où la ville garde les registres de chaque crue depuis "
+    "la construction du pont. Chaque printemps, l'eau monte sur les champs du bas, et les paysans "
+    "mènent leurs bêtes vers les pâturages de la colline jusqu'à ce que la terre soit sèche. Les "
+    "maisons près de la place ont été reconstruites après le grand incendie, en briques cette fois."
+)
 
 
 def article(title: str, body: str | list[str], charset: str | None = None) -> str:
     """A page with navigation, a script and a footer around an article of `body`'s paragraphs."""
     meta = f'<meta charset="{charset}">' if charset else ""
     paras = "".join(f"<p>{b}</p>" for b in ([body] if isinstance(body, str) else body))
-    return (f"<!DOCTYPE html><html><head>{meta}<title>{title}</title><script>var x = 1;</script></head>"
-            f"<body><nav><a href='/'>Home</a> | <a href='/about'>About</a></nav>"
-            f"<article><h1>{title}</h1>{paras}</article><footer>Copyright 2024 Example</footer></body></html>")
+    return (
+        f"<!DOCTYPE html><html><head>{meta}<title>{title}</title><script>var x = 1;</script></head>"
+        f"<body><nav><a href='/'>Home</a> | <a href='/about'>About</a></nav>"
+        f"<article><h1>{title}</h1>{paras}</article><footer>Copyright 2024 Example</footer></body></html>"
+    )
 
 
-def record(kind: str, url: str | None, body: bytes, *, content_type: str = "text/html; charset=utf-8",
-           status: int = 200, http: bool | None = None, date: str = "2024-05-06T07:08:09Z") -> bytes:
+def record(
+    kind: str,
+    url: str | None,
+    body: bytes,
+    *,
+    content_type: str = "text/html; charset=utf-8",
+    status: int = 200,
+    http: bool | None = None,
+    date: str = "2024-05-06T07:08:09Z",
+) -> bytes:
     """One WARC record as bytes; responses carry an HTTP status line and headers."""
-    types = {"response": WarcRecordType.response, "request": WarcRecordType.request,
-             "resource": WarcRecordType.resource, "metadata": WarcRecordType.metadata,
-             "warcinfo": WarcRecordType.warcinfo, "revisit": WarcRecordType.revisit,
-             "conversion": WarcRecordType.conversion}
+    types = {
+        "response": WarcRecordType.response,
+        "request": WarcRecordType.request,
+        "resource": WarcRecordType.resource,
+        "metadata": WarcRecordType.metadata,
+        "warcinfo": WarcRecordType.warcinfo,
+        "revisit": WarcRecordType.revisit,
+        "conversion": WarcRecordType.conversion,
+    }
     http = kind == "response" if http is None else http
     if http:
         head = f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
