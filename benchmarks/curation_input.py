@@ -111,12 +111,13 @@ def _documents(budget: int, seed: int) -> list[dict]:
     written = variant = 0
     while written < budget:
         rng, mapping = random.Random(seed * 1000 + variant), {}
-        for doc in base_documents():
+        for base in base_documents():
+            doc = base
             if variant:
                 doc = {
-                    "id": f"v{variant}:{doc['id']}",
-                    "text": _variant(doc["text"], mapping, rng),
-                    "source": doc["source"],
+                    "id": f"v{variant}:{base['id']}",
+                    "text": _variant(base["text"], mapping, rng),
+                    "source": base["source"],
                 }
             docs.append(doc)
             written += len(json.dumps(doc, ensure_ascii=False).encode("utf-8")) + 1

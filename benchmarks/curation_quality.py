@@ -116,10 +116,7 @@ def pii_quality(noisy: dict[str, str], labels: list[dict], sources: dict[str, st
             continue
         text = noisy[lab["id"]]
         spans = find_pii(text, cfg)
-        pre_existing = {
-            text_of
-            for text_of in (sources[lab["source"]][m.start : m.end] for m in find_pii(sources[lab["source"]], cfg))
-        }
+        pre_existing = {sources[lab["source"]][m.start : m.end] for m in find_pii(sources[lab["source"]], cfg)}
         for p in lab["pii"]:
             planted[p["type"]] += 1
             # Overlap, not full cover: an assigned secret (api_key = "...") is redacted value-only.
@@ -182,7 +179,7 @@ def main() -> None:
             f"(removed document, kept document); same-cluster pair precision {d['cluster_pair_precision']:.4f} "
             f"of {d['cluster_pairs']}; removed {d['reasons']}"
         )
-        sources = {i: t for i, t in noisy.items()}
+        sources = dict(noisy.items())
         p = pii_quality(noisy, labels, sources)
         for t, v in p["per_type"].items():
             print(

@@ -188,7 +188,8 @@ def main() -> None:
         )
         print(
             f"filter agreement: {len(o['filtered_out'] & d['filtered_out'])} removed by both, "
-            f"{len(o['filtered_out'] - d['filtered_out'])} only ours, {len(d['filtered_out'] - o['filtered_out'])} only datatrove"
+            f"{len(o['filtered_out'] - d['filtered_out'])} only ours, "
+            f"{len(d['filtered_out'] - o['filtered_out'])} only datatrove"
         )
 
 

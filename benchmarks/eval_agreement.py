@@ -31,8 +31,9 @@ from pathlib import Path
 
 # datasets, huggingface_hub and transformers read these when imported: set them first, so
 # nothing tries the network and the json builder's Arrow cache stays out of $HOME.
-for _var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_CACHE", str(Path(tempfile.gettempdir()) / "crucible_lmeval_datasets"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -174,7 +174,7 @@ def main() -> None:
         )
     )
     print(f"wrote {args.out}")
-    if differ or max(max(item_diff.values()), max(agg_diff.values())) >= args.tol:
+    if differ or max(*item_diff.values(), *agg_diff.values()) >= args.tol:
         print("DISAGREEMENT")
         sys.exit(1)
 

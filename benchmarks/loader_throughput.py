@@ -193,7 +193,8 @@ def main() -> None:
             print(
                 f"{size:>13,} tokens: ours {r['ours']['seq_per_s']:,.0f} seq/s "
                 f"({r['ours']['anon_peak_mb']:.0f} MB), nanoGPT {r['nanogpt']['seq_per_s']:,.0f} seq/s "
-                f"({r['nanogpt']['anon_peak_mb']:.0f} MB); ratio {r['ours']['seq_per_s'] / r['nanogpt']['seq_per_s']:.2f}x",
+                f"({r['nanogpt']['anon_peak_mb']:.0f} MB); "
+                f"ratio {r['ours']['seq_per_s'] / r['nanogpt']['seq_per_s']:.2f}x",
                 flush=True,
             )
             for f in data.rglob("*"):  # free the disk before the next size

@@ -83,21 +83,24 @@ def main() -> None:
         print(f"re-run, nothing changed: {again:.1f} s = {100 * again / first:.1f}% of the first run (goal < 10%)")
         print(f"re-run, evaluation.limit changed: {changed:.1f} s; stages redone: {', '.join(redone)}")
 
-        log = open(work / "serve.log", "wb")
-        t0 = time.monotonic()
-        proc = subprocess.Popen(
-            [CRUCIBLE, "serve", "-c", "debug", "--name", "timing", "--interval", str(args.interval), *common],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            started = _first_run_start(server.api_url, "timing")
-            print(f"crucible serve --interval {args.interval:g} -> first scheduled run started: {started - t0:.1f} s")
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=120)
+        # The server is stopped and waited for inside the block: its log can close after.
+        with open(work / "serve.log", "wb") as log:
+            t0 = time.monotonic()
+            proc = subprocess.Popen(
+                [CRUCIBLE, "serve", "-c", "debug", "--name", "timing", "--interval", str(args.interval), *common],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                started = _first_run_start(server.api_url, "timing")
+                print(
+                    f"crucible serve --interval {args.interval:g} -> first scheduled run started: {started - t0:.1f} s"
+                )
+            finally:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(timeout=120)
     finally:
         server.stop()
 

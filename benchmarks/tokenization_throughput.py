@@ -114,8 +114,8 @@ def main() -> None:
     if args.input is None:
         ap.error("--input is required")
 
-    with tempfile.TemporaryDirectory(prefix="tok-bench-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="tok-bench-") as tmp_name:
+        tmp = Path(tmp_name)
         files = sorted(args.input.glob("part-*.parquet")) or to_parquet(args.input, tmp)
         mb = sum(text_bytes(f) for f in files) / 1e6
         tokenizer = args.tokenizer

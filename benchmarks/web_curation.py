@@ -333,7 +333,8 @@ def report(result: dict, parts: set[str]) -> None:
                 f"language {lang}: {r['pages']} pages, accuracy {r['accuracy']:.3f}, identified at >= threshold "
                 f"{r['identified_at_threshold']:.3f}, confusions {r['confusions']}; {r['mostly_english_pages']} "
                 f"pages mostly English text, accuracy on the rest {r['accuracy_on_translated']:.3f}; "
-                f"{r['short_pages']} pages under {SHORT_WORDS} words, accuracy on the rest {r['accuracy_on_longer']:.3f}"
+                f"{r['short_pages']} pages under {SHORT_WORDS} words, "
+                f"accuracy on the rest {r['accuracy_on_longer']:.3f}"
             )
 
 

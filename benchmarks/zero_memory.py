@@ -117,18 +117,11 @@ def main() -> None:
     for stage in args.stages:
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
+            root = str(Path(__file__).resolve().parents[1])
             code = (
-                "import sys; sys.path.insert(0, %r); from benchmarks.zero_memory import worker; "
-                "worker(int(sys.argv[1]), %d, %d, %d, %d, sys.argv[2], %r, %r)"
-                % (
-                    str(Path(__file__).resolve().parents[1]),
-                    args.world,
-                    port,
-                    stage,
-                    args.steps,
-                    args.bucket,
-                    args.preset,
-                )
+                f"import sys; sys.path.insert(0, {root!r}); from benchmarks.zero_memory import worker; "
+                f"worker(int(sys.argv[1]), {args.world:d}, {port:d}, {stage:d}, {args.steps:d}, sys.argv[2], "
+                f"{args.bucket!r}, {args.preset!r})"
             )
             procs = [
                 subprocess.Popen(

@@ -85,10 +85,12 @@ def connect_ray(cfg: RuntimeConfig, api_url: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
-    local = {"num_cpus": cfg.ray_num_cpus, "_node_ip_address": "127.0.0.1"} if address is None else {}
+    local: dict[str, Any] = {"num_cpus": cfg.ray_num_cpus, "_node_ip_address": "127.0.0.1"} if address is None else {}
     handed = workers_api_url(api_url, cfg, address)
     ctx = ray.init(
-        address=address,
+        # "local", not None: with None, Ray joins whatever cluster a `ray start` on this machine
+        # left behind (/tmp/ray/ray_current_cluster) instead of starting the instance asked for.
+        address=address or "local",
         # The dashboard serves Ray's state API, which Ray Train polls; on loopback only.
         include_dashboard=True,
         dashboard_host="127.0.0.1",
@@ -99,7 +101,7 @@ def connect_ray(cfg: RuntimeConfig, api_url: str | None) -> bool:
     log.info(
         "%s Ray at %s%s",
         "joined" if address else "started",
-        ctx.address_info["address"],
+        ctx.address_info["address"],  # type: ignore[attr-defined]  # a RayContext; Ray annotates its base
         f"; its workers report to Prefect at {handed}" if handed != api_url else "",
     )
     return address is None

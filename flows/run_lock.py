@@ -64,7 +64,7 @@ def run_lock(run: RunDir) -> Iterator[dict[str, Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        for attempt in range(10):  # a probe by is_held() holds it for microseconds
+        for _attempt in range(10):  # a probe by is_held() holds it for microseconds
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break

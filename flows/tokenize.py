@@ -52,7 +52,7 @@ def tokenize_flow(cfg: TokenizationConfig, run_dir: str) -> dict[str, Any]:
     run.manifest.unlink(missing_ok=True)  # the stage is finished only when a new one is written
     prepare_work(
         run.shards,
-        {"config": cfg.shard_fingerprint(), "inputs": file_fingerprint(curated + extra)},
+        {"config": cfg.shard_fingerprint(), "inputs": file_fingerprint(curated + extra, run.root)},
         run.shards / "_markers",
     )
     tok = prepare_tokenizer_task([str(p) for p in curated], cfg, str(run.tokenizer), str(run.shards))

@@ -39,7 +39,7 @@ def target_class(cfg: ModelConfig) -> str:
     if cfg.dropout:
         llama = gpt2 = ["dropout must be 0 for an exact export"]
     if cfg.kv_heads != cfg.n_head:
-        gpt2 = gpt2 + [f"n_kv_head={cfg.kv_heads} (GPT-2 has no grouped-query attention)"]
+        gpt2 = [*gpt2, f"n_kv_head={cfg.kv_heads} (GPT-2 has no grouped-query attention)"]
     if not llama:
         return "llama"
     if not gpt2:
@@ -66,7 +66,7 @@ def _llama(model: GPT) -> tuple[Any, dict[str, torch.Tensor]]:
         head_dim=cfg.head_dim,
         max_position_embeddings=model.seq_len,
         rms_norm_eps=cfg.norm_eps,
-        rope_theta=cfg.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         tie_word_embeddings=cfg.tie_embeddings,
         hidden_act="silu",
         attention_bias=False,

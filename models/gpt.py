@@ -19,6 +19,12 @@ from models.layers import MLP, alibi_causal_bias, alibi_slopes, apply_rope, make
 
 
 class CausalSelfAttention(nn.Module):
+    # Buffers, registered only for the position encodings that use them.
+    cos: torch.Tensor
+    sin: torch.Tensor
+    alibi: torch.Tensor
+    slopes: torch.Tensor
+
     def __init__(self, cfg: ModelConfig, seq_len: int):
         super().__init__()
         self.cfg = cfg
@@ -105,7 +111,7 @@ class Block(nn.Module):
         cache: LayerCache | None = None,
         key_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        kw = dict(mask=mask, positions=positions, cache=cache, key_positions=key_positions)
+        kw = {"mask": mask, "positions": positions, "cache": cache, "key_positions": key_positions}
         if self.pre:  # GPT-2 onwards: normalize each sublayer's input, keep the residual clean
             x = x + self.drop(self.attn(self.ln1(x), **kw))
             return x + self.mlp(self.ln2(x))
@@ -115,6 +121,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    pos_table: torch.Tensor  # a buffer, with sinusoidal positions only
+
     def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int):
         super().__init__()
         self.cfg, self.vocab_size, self.seq_len = cfg, vocab_size, seq_len

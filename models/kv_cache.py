@@ -24,6 +24,7 @@ class LayerCache:
 
     def select(self, rows: torch.Tensor) -> None:
         if self.k is not None:
+            assert self.v is not None  # extend() sets both
             self.k, self.v = self.k[rows], self.v[rows]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from models.config import ModelConfig
 
-_LLAMA = dict(norm="rmsnorm", activation="swiglu", position="rope", bias=False, tie_embeddings=False)
+_LLAMA = {"norm": "rmsnorm", "activation": "swiglu", "position": "rope", "bias": False, "tie_embeddings": False}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ def plot_loss(metrics: list[dict[str, Any]], dest: Path) -> None:
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
-    fmt = lambda v: f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
+    def fmt(v: Any) -> str:
+        return f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows])
 
@@ -90,7 +92,7 @@ def curation_section(c: dict[str, Any]) -> list[str]:
         out.append(f"- Planted noise (labels in `curated/noise_labels.jsonl`): {d['noise']['counts']}.")
     if "nodes" in c:
         out.append(f"- Tasks per node: {_per_node(c['nodes'])}.")
-    return out + [""]
+    return [*out, ""]
 
 
 def _per_node(nodes: dict[str, Any]) -> str:

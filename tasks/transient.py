@@ -16,7 +16,7 @@ USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, PermissionErr
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception, what caused it, and what a Ray error wraps, once each."""
     seen: set[int] = set()
-    todo = [exc]
+    todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:

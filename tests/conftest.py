@@ -1,20 +1,107 @@
-"""Shared test set-up: the repository root as working directory, so preset paths resolve."""
+"""Shared test set-up: the repository root as working directory (so preset paths resolve),
+the services a session starts once (tests/services.py), and the session's debug pipeline run."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import services
+from tests.services import CRUCIBLE, PipelineRun, Services
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reverse", action="store_true", help="run the tests in reverse order (order-dependence check)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist: workers inherit this
+        shared = config._tmp_path_factory.getbasetemp() / "shared"  # type: ignore[attr-defined]  # pytest's own
+        shared.mkdir(exist_ok=True)
+        os.environ[services.SHARED_ENV] = str(shared)
+        # Every Prefect CLI and server the tests start: a home of the session's own.
+        os.environ["PREFECT_HOME"] = str(shared / "prefect-home")
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        # Joining the shared Ray head needs its token (~/.ray/auth_token), as on a real cluster.
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and services.SHARED_ENV in os.environ:
+        services.stop_all(services.shared_dir())
+
+
+TIERS = ("integration", "e2e", "root")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # every tier is slow: `-m "not slow"` stays the fast tier
+        if any(item.get_closest_marker(t) for t in TIERS) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
 @pytest.fixture(autouse=True)
 def _repo_root_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> dict:
+    """The session's Prefect server: {"port", and "database" when it runs on PostgreSQL, else "why_not"}."""
+    return services.once("prefect", services.start_prefect)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server: dict) -> str:
+    return f"http://127.0.0.1:{prefect_server['port']}/api"
+
+
+@pytest.fixture(scope="session")
+def e2e(prefect_server: dict) -> Services:
+    """The shared Prefect server and Ray head, for `crucible` commands run end to end."""
+    ray = services.once("ray", services.start_ray)
+    return Services(prefect_server["port"], ray["address"])
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(e2e: Services) -> Iterator[PipelineRun]:
+    """The debug pipeline run once, through the shared Prefect server, Ray head and real
+    DeepSpeed. Tests read it or copy it; each worker checks at its end that none changed it."""
+
+    def run() -> dict:
+        runs = services.shared_dir() / "runs"
+        done = subprocess.run(
+            [CRUCIBLE, "run", "-c", "debug", "--run-id", "e2e", "--set", f"runs_dir={runs}", *e2e.runtime_sets()],
+            capture_output=True, text=True, timeout=1200, cwd=ROOT,
+        )  # fmt: skip
+        (services.shared_dir() / "logs" / "pipeline-run.log").write_text(done.stdout + done.stderr)
+        match = re.search(rf"flow run: {e2e.ui}/v2/runs/flow-run/([0-9a-f-]+)", done.stdout)
+        if done.returncode != 0 or match is None:
+            return {"error": (done.stdout[-3000:] + done.stderr[-3000:])}
+        root = runs / "e2e"
+        return {"root": str(root), "flow_run_id": match.group(1), "snapshot": services.snapshot(root)}
+
+    info = services.once("pipeline-run", run)
+    assert "error" not in info, info["error"]
+    from infra.core.storage import RunDir
+
+    root = Path(info["root"])
+    yield PipelineRun(RunDir(root), uuid.UUID(info["flow_run_id"]))
+    now = services.snapshot(root)
+    changed = sorted(k for k in now.keys() | info["snapshot"].keys() if now.get(k) != info["snapshot"].get(k))
+    assert not changed, f"a test changed the session's pipeline run (copy it instead): {changed[:20]}"
 
 
 def _doc_texts(source: str, n: int) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from flows.config import PipelineConfig
 
@@ -61,12 +62,16 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
 
 
-def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
+def _describe(err: ErrorDetails, model: type[BaseModel]) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         parent: Any = model
         for part in err["loc"][:-1]:
-            field = parent.model_fields.get(str(part)) if isinstance(parent, type) else None
+            field = (
+                parent.model_fields.get(str(part))
+                if isinstance(parent, type) and issubclass(parent, BaseModel)
+                else None
+            )
             parent = field.annotation if field is not None else None
         valid = sorted(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
         hint = f"; valid keys here: {', '.join(valid)}" if valid else ""

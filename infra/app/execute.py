@@ -7,12 +7,15 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flows.config import PipelineConfig, dump_config
 from infra.core.storage import RunDir, write_text
 
 if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import State
+
     from infra.app.runtime import Runtime
 
 
@@ -114,8 +117,15 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
             if retried is not None:
                 from prefect.flow_engine import run_flow
 
-                state = run_flow(
-                    fn, flow_run=retried, parameters=dict(zip(("cfg", "run_dir"), fn_args)), return_type="state"
+                # Every command's function is a synchronous flow: asked for its state, it returns just that.
+                state = cast(
+                    "State[Any]",
+                    run_flow(
+                        cast("Flow[..., Any]", fn),
+                        flow_run=retried,
+                        parameters=dict(zip(("cfg", "run_dir"), fn_args)),
+                        return_type="state",
+                    ),
                 )
             else:
                 state = fn(*fn_args, return_state=True)

@@ -46,9 +46,15 @@ def once(
     return result
 
 
-def file_fingerprint(files: list[Path]) -> list[list[Any]]:
-    """Name, size and modification time of each input: cheap, and changes when a file is rewritten."""
-    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+def file_fingerprint(files: list[Path], base: Path | None = None) -> list[list[Any]]:
+    """Name, size and modification time of each input: cheap, and changes when a file is rewritten.
+    Files under `base` (the run directory) are named relative to it, so a run directory that is
+    moved or copied with its modification times (`cp -a`, `rsync -a`) keeps its finished tasks."""
+
+    def name(f: Path) -> str:
+        return str(f.relative_to(base)) if base is not None and f.is_relative_to(base) else str(f)
+
+    return [[name(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 def prepare_work(work: Path, fingerprint: dict[str, Any], markers: Path) -> None:

@@ -91,10 +91,10 @@ def _locate(src: DebianSource, unpack_root: Path) -> Path:
     debs.mkdir(parents=True, exist_ok=True)
     log.info("fetching Debian package %s (once; it is kept under %s)", src.package, unpack_root)
     download = ["apt-get", "download", src.package]
-    if subprocess.run(download, cwd=debs, capture_output=True).returncode != 0:
+    if subprocess.run(download, cwd=debs, check=False, capture_output=True).returncode != 0:
         # A fresh machine may have no package lists yet.
         subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        result = subprocess.run(download, cwd=debs, capture_output=True, text=True)
+        result = subprocess.run(download, cwd=debs, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise CorpusUnavailable(
                 f"'apt-get download {src.package}' failed: {result.stderr.strip()[-500:]}; "
@@ -119,7 +119,8 @@ def _chunks(paragraphs: list[str], limit: int) -> Iterator[str]:
 
 
 def gcide_documents(path: Path) -> Iterator[dict]:
-    text = gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        text = f.read()
     # An entry starts at column 0 after a blank line; continuation lines are indented.
     entries = [e.strip("\n") for e in re.split(r"\n\s*\n(?=\S)", text) if e.strip()]
     for i, page in enumerate(_chunks(entries, PAGE_CHARS)):

@@ -139,7 +139,8 @@ def _records(url: str, html: bytes) -> bytes:
 # More pages for benchmarks/web_curation.py, past 100 MB of HTML: PostgreSQL's and Git's manuals,
 # and the Debian Administrator's Handbook in eight more languages (the demo's reference corpus is
 # its English edition, which stays out of every crawl).
-BENCHMARK_SITES = SITES + (
+BENCHMARK_SITES = (
+    *SITES,
     _site(
         "postgresql-doc-15",
         "usr/share/doc/postgresql-doc-15/html/index.html",

@@ -83,11 +83,11 @@ def _item_parts(rec: Any) -> tuple[str, list[str]] | None:
         return rec["prompt"], ([refs] if isinstance(refs, str) else list(refs)) + list(
             rec.get("incorrect_references") or []
         )
-    choices = rec.get("choices")
-    if "question" in rec and "answerKey" in rec and isinstance(choices, dict) and "text" in choices:
-        return rec["question"], choices["text"]
-    if "question" in rec and "answer" in rec and isinstance(choices, list):
-        return rec["question"], choices
+    options = rec.get("choices")
+    if "question" in rec and "answerKey" in rec and isinstance(options, dict) and "text" in options:
+        return rec["question"], options["text"]
+    if "question" in rec and "answer" in rec and isinstance(options, list):
+        return rec["question"], options
     return None
 
 
@@ -218,7 +218,7 @@ def save_index(hashes: dict[str, np.ndarray], path: Path, n: int | None = None) 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as f:  # a file object: np.savez would append .npz to a name
-            np.savez(f, **arrays)
+            np.savez(f, allow_pickle=False, **arrays)  # integer arrays: nothing to pickle
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

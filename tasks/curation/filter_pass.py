@@ -3,7 +3,8 @@
 Read -> (web input: URL filter -> main text -> language, tasks/curation/web/) -> normalize ->
 heuristic rules (Gopher, C4, FineWeb) -> fastText quality score -> benchmark decontamination.
 Survivors are written to a scratch shard together with their dedup keys (exact / near-exact)
-and MinHash band keys, which the global dedup steps read by key range. Memory is bounded by one row group, not by the file or the corpus.
+and MinHash band keys, which the global dedup steps read by key range. Memory is bounded by
+one row group, not by the file or the corpus.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class DocumentFilter:
         self.changes.update(outcome.changes)
         if outcome.reason:
             return Verdict(outcome.text, outcome.reason, outcome.detail)
-        unedited, text, meta = text, outcome.text, {}
+        unedited, text = text, outcome.text
+        meta: dict[str, Any] = {}
         if self.scorer is not None:
             score = self.scorer.score(text)
             meta["quality_score"] = round(float(score), 4)
@@ -219,40 +221,44 @@ def filter_shard(
                 continue
             if isinstance(item, WebPage):
                 page = item
-                item = front(page)
-                if isinstance(item, PageRemoved):
-                    stats.remove(item.reason, page.bytes_in)
+                assert front is not None  # web pages come only from web input, which made the front end
+                outcome = front(page)
+                if isinstance(outcome, PageRemoved):
+                    stats.remove(outcome.reason, page.bytes_in)
                     removed.add(
                         removed_record(
-                            item.reason,
-                            item.detail,
+                            outcome.reason,
+                            outcome.detail,
                             page.file,
                             page.offset,
                             page.bytes_in,
-                            redact(item.text, cfg.redaction)[0],
+                            redact(outcome.text, cfg.redaction)[0],
                             page.record_id,
                             "web",
                             page.url,
                         )
                     )
                     continue
-            elif language is not None:  # JSONL/Parquet documents, with web.language.all_inputs
-                lang, prob, why = language.verdict(item.text)
-                if why:
-                    stats.remove("language", item.bytes_in)
-                    removed.add(removed_row(asdict(item), redact(item.text, cfg.redaction)[0], "language", why))
-                    continue
-                item.metadata = _merge_metadata(item.metadata, {"language": lang, "language_score": round(prob, 4)})
-            verdict = check(item.text)
-            row = asdict(item)
+                doc = outcome
+            else:
+                doc = item
+                if language is not None:  # JSONL/Parquet documents, with web.language.all_inputs
+                    lang, prob, why = language.verdict(doc.text)
+                    if why:
+                        stats.remove("language", doc.bytes_in)
+                        removed.add(removed_row(asdict(doc), redact(doc.text, cfg.redaction)[0], "language", why))
+                        continue
+                    doc.metadata = _merge_metadata(doc.metadata, {"language": lang, "language_score": round(prob, 4)})
+            verdict = check(doc.text)
+            row = asdict(doc)
             if verdict.reason:
-                stats.remove(verdict.reason, item.bytes_in)
+                stats.remove(verdict.reason, doc.bytes_in)
                 removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0], verdict.reason, verdict.detail))
                 continue
             keys.add(doc_id(index, kept.count), verdict.dedup_text)
             row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
             kept.add(row)
-            stats.keep(item.bytes_in)
+            stats.keep(doc.bytes_in)
     stats.changes.update(check.changes)
     stats.check_balanced(f"filter {path}")
     keys.write(paths, index)

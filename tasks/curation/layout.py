@@ -23,7 +23,7 @@ from infra.core.storage import atomic_path
 CURATED_SCHEMA = pa.schema(
     [("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("metadata", pa.string())]
 )
-WORK_SCHEMA = pa.schema(list(CURATED_SCHEMA) + [("bytes_in", pa.int64()), ("file", pa.string()), ("line", pa.int64())])
+WORK_SCHEMA = pa.schema([*CURATED_SCHEMA, ("bytes_in", pa.int64()), ("file", pa.string()), ("line", pa.int64())])
 REMOVED_SCHEMA = pa.schema(
     [
         ("id", pa.string()),

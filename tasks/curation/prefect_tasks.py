@@ -7,8 +7,9 @@ and a retried task never sees half a file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from prefect import task
 
@@ -46,8 +47,13 @@ def stage_source(input_path: str) -> str:
     return str(Path(input_path).resolve())
 
 
+class _Retry(TypedDict):
+    retries: int
+    retry_condition_fn: Callable[[Any, Any, Any], bool]
+
+
 # Retries cover a worker lost mid-task; outputs are atomic, so a retry starts clean.
-RETRY = dict(retries=2, retry_condition_fn=retry_transient)
+RETRY: _Retry = {"retries": 2, "retry_condition_fn": retry_transient}
 
 
 @task(name="inject-noise", **RETRY)

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pyarrow.parquet as pq
 import zstandard
@@ -111,7 +110,7 @@ def is_web_input(path: Path) -> bool:
     return path.is_dir() or path.name.endswith(WARC_SUFFIXES)
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _open_binary(path: Path) -> io.BufferedIOBase:
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")
     if path.name.endswith(".zst"):

@@ -480,7 +480,9 @@ def _pem_blocks(text: str) -> Spans:
         if end_mark is not None and end_mark.end() - begin.start() <= _PEM_MAX_CHARS:
             pos = end_mark.end()
         else:
-            pos = _PEM_BODY.match(text, begin.end()).end()
+            body = _PEM_BODY.match(text, begin.end())
+            assert body is not None  # the pattern also matches an empty body
+            pos = body.end()
         yield begin.start(), pos
 
 

@@ -41,10 +41,10 @@ class ShingleSets:
     def get(self, doc: int) -> np.ndarray:
         shard, row = split_doc_id(doc)
         if shard not in self._open:
-            flat, offsets = _files(self._path_of_shard(shard))
+            flat_path, offsets_path = _files(self._path_of_shard(shard))
             self._open[shard] = (
-                np.load(flat, mmap_mode="r", allow_pickle=False),
-                np.load(offsets, mmap_mode="r", allow_pickle=False),
+                np.load(flat_path, mmap_mode="r", allow_pickle=False),
+                np.load(offsets_path, mmap_mode="r", allow_pickle=False),
             )
         flat, offsets = self._open[shard]
         return np.asarray(flat[offsets[row] : offsets[row + 1]])

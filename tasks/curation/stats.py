@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 
@@ -93,7 +94,7 @@ class StageStats:
 def combine_steps(steps: dict[str, StageStats]) -> StageStats:
     """Stage totals from chained steps, checking each step takes exactly what the last kept."""
     names = list(steps)
-    for prev, nxt in zip(names, names[1:]):
+    for prev, nxt in pairwise(names):
         if steps[prev].docs_kept != steps[nxt].docs_in:
             raise RuntimeError(
                 f"step '{nxt}' received {steps[nxt].docs_in} documents but '{prev}' kept {steps[prev].docs_kept}"

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.core.storage import atomic_path
 from tasks.corpus.web_demo import REFERENCE_NAME, reference_pages
@@ -23,6 +23,9 @@ from tasks.curation.quality_model import train_quality_model
 from tasks.curation.reader import INPUT_SUFFIXES, Document, InputError, discover_inputs, is_web_input, read_documents
 from tasks.curation.web.pages import WebPage
 
+if TYPE_CHECKING:
+    from tasks.curation.web.front import WebFront
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +34,7 @@ def iter_documents(source: Path, cfg: CurationConfig) -> Iterator[Document]:
     them into documents (what it removes, and malformed records, are skipped here: these are
     training sets, the filter pass counts them)."""
     files, _ = discover_inputs(source)
-    front = None
+    front: WebFront | None = None
     for f in files:
         if is_web_input(f) and front is None:
             from tasks.curation.web.front import WebFront  # loads the extractor and language model
@@ -39,9 +42,12 @@ def iter_documents(source: Path, cfg: CurationConfig) -> Iterator[Document]:
             front = WebFront(cfg.web)
         for item in read_documents(f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
             if isinstance(item, WebPage):
-                item = front(item)
-            if isinstance(item, Document):
-                yield item
+                assert front is not None  # made above, before the first web input's records
+                doc = front(item)
+            else:
+                doc = item
+            if isinstance(doc, Document):
+                yield doc
 
 
 def build_noisy_input(source: Path, cfg: CurationConfig, paths: CurationPaths) -> dict[str, Any]:
@@ -83,7 +89,8 @@ def sample_documents(source: Path, cfg: CurationConfig, n: int, seed: int) -> li
     """Texts of `n` records drawn uniformly from the whole input (reservoir sampling), web
     pages extracted only once drawn: a crawl's random pages, not its first files' pages."""
     files, _ = discover_inputs(source)
-    rnd, reservoir, seen = random.Random(seed), [], 0
+    rnd, seen = random.Random(seed), 0
+    reservoir: list[Document | WebPage] = []
     for f in files:
         for item in read_documents(f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
             if not isinstance(item, (Document, WebPage)):
@@ -93,12 +100,12 @@ def sample_documents(source: Path, cfg: CurationConfig, n: int, seed: int) -> li
                 reservoir.append(item)
             elif (j := rnd.randrange(seen)) < n:
                 reservoir[j] = item
-    front = None
+    docs: list[object] = list(reservoir)
     if any(isinstance(i, WebPage) for i in reservoir):
         from tasks.curation.web.front import WebFront
 
         front = WebFront(cfg.web)
-    docs = [front(i) if isinstance(i, WebPage) else i for i in reservoir]
+        docs = [front(i) if isinstance(i, WebPage) else i for i in reservoir]
     return [d.text for d in docs if isinstance(d, Document)]
 
 

@@ -113,6 +113,7 @@ def _truthfulqa(targets: str) -> Callable[[dict[str, Any]], Doc]:
 
 def mmlu_description(doc: Doc, letters: bool) -> str:
     kind = "multiple choice questions" if letters else "questions"
+    assert doc.subject is not None  # every MMLU item names its subject
     return f"The following are {kind} (with answers) about {doc.subject.replace('_', ' ')}.\n\n"
 
 

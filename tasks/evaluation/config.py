@@ -19,6 +19,8 @@ ALL_TASKS: list[TaskName] = [
     "truthfulqa_mc2",
     "truthfulqa_gen",
 ]
+Formulation = Literal["cloze", "letters"]
+ALL_FORMULATIONS: list[Formulation] = ["cloze", "letters"]
 GENERATIVE: tuple[str, ...] = ("truthfulqa_gen",)  # generated and scored by BLEU/ROUGE and judges, not by choices
 
 
@@ -77,8 +79,8 @@ class EvaluationConfig(BaseModel):
     )
     allow_hub: bool = Field(True, description="Load a split missing locally from the Hugging Face hub.")
     tasks: list[TaskName] = Field(default_factory=lambda: list(ALL_TASKS))
-    formulations: list[Literal["cloze", "letters"]] = Field(
-        default_factory=lambda: ["cloze", "letters"],
+    formulations: list[Formulation] = Field(
+        default_factory=lambda: list(ALL_FORMULATIONS),
         description="'cloze' scores each choice's text (the harness's prompts); 'letters' lists the "
         "options as A/B/C/D and scores the letter.",
     )

@@ -8,9 +8,16 @@ that finish are dropped from the batch and their cache.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from models.kv_cache import KVCache
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from models.gpt import GPT
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,7 +32,7 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 
 
 class CrucibleDecoder:
-    def __init__(self, module: torch.nn.Module, pad_id: int) -> None:
+    def __init__(self, module: GPT, pad_id: int) -> None:
         self.module, self.pad_id = module, pad_id
 
     @torch.no_grad()
@@ -56,7 +63,7 @@ class CrucibleDecoder:
 class HFDecoder:
     """The same protocol over a Hugging Face causal LM and its DynamicCache."""
 
-    def __init__(self, module: torch.nn.Module, pad_id: int) -> None:
+    def __init__(self, module: PreTrainedModel, pad_id: int) -> None:
         import inspect
 
         self.module, self.pad_id = module, pad_id

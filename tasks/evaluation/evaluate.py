@@ -96,10 +96,9 @@ def perplexities(model_path: str, cfg: EvaluationConfig, is_run: bool) -> dict[s
     out: dict[str, Any] = {}
     if is_run:
         out["validation"] = validation_perplexity(Path(model_path), cfg)
-    if cfg.text_file:
-        out["text_file"] = text_perplexity(
-            cached_model(model_path), cfg.text_path(), cfg.batch_size, logits_mb=cfg.logits_mb
-        )
+    text_path = cfg.text_path()  # None without a text_file
+    if text_path is not None:
+        out["text_file"] = text_perplexity(cached_model(model_path), text_path, cfg.batch_size, logits_mb=cfg.logits_mb)
     return out
 
 

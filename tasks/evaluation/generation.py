@@ -15,12 +15,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from tasks.evaluation.decoders import CrucibleDecoder, HFDecoder
 from tasks.evaluation.models import EvalModel
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from models.gpt import GPT
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +69,11 @@ def effective_max_gen_toks(model: EvalModel, settings: GenerationSettings) -> in
     return settings.max_gen_toks if settings.max_gen_toks < model.max_length else max(1, model.max_length // 2)
 
 
-def _decoder(model: EvalModel):
+def _decoder(model: EvalModel) -> CrucibleDecoder | HFDecoder:
+    # The kind says which: a Crucible GPT, else a Hugging Face causal LM.
     if model.kind == "crucible":
-        return CrucibleDecoder(model.module, model.pad_id)
-    return HFDecoder(model.module, model.pad_id)
+        return CrucibleDecoder(cast("GPT", model.module), model.pad_id)
+    return HFDecoder(cast("PreTrainedModel", model.module), model.pad_id)
 
 
 def _choose(logits: torch.Tensor, settings: GenerationSettings, gens: list[torch.Generator]) -> torch.Tensor:
@@ -91,6 +97,7 @@ def _run_batch(
     model: EvalModel, prompts: list[list[int]], indices: list[int], settings: GenerationSettings, max_new: int
 ) -> list[tuple[list[int], str]]:
     """Generated tokens and why each row stopped, in the batch's order."""
+    assert model.decode is not None  # generate() refuses a model without one
     gens = [torch.Generator().manual_seed(settings.seed + i) for i in indices]
     decoder = _decoder(model)
     logits = decoder.start(prompts)

@@ -45,8 +45,8 @@ class GenDoc:
 def format_answers(answers: list[str]) -> list[str]:
     """The harness's `_format_answers`: stripped, blanks dropped, a final period added."""
     out = []
-    for a in answers:
-        a = a.strip()
+    for answer in answers:
+        a = answer.strip()
         if a:
             out.append(a if a[-1] == "." else a + ".")
     return out

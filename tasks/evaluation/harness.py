@@ -54,6 +54,7 @@ def select(spec: TaskSpec, docs: list[Doc], limit: int | None) -> list[Doc]:
     taken: dict[str, int] = defaultdict(int)
     out = []
     for d in docs:  # the harness runs one task per subject, each limited on its own
+        assert d.subject is not None  # every MMLU item names its subject
         if taken[d.subject] < limit:
             taken[d.subject] += 1
             out.append(d)
@@ -138,6 +139,7 @@ def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool 
     if spec.name == "mmlu":
         by_subject: dict[str, list[dict[str, float]]] = defaultdict(list)
         for d, p in zip(docs, per_item):
+            assert d.subject is not None  # every MMLU item names its subject
             by_subject[d.subject].append(p)
         result["subjects"] = {s: aggregate(v) for s, v in sorted(by_subject.items())}
         for m in metrics:

@@ -95,7 +95,7 @@ def _causal(judge: JudgeConfig, texts: list[str]) -> list[float]:
     if yes == no:
         raise ValueError(f"judge {judge.name}: {judge.yes!r} and {judge.no!r} start with the same token")
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id or 0
-    window = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048)
+    window: int = getattr(model.config, "max_position_embeddings", 0) or getattr(model.config, "n_positions", 2048)
     out = []
     for b in range(0, len(texts), BATCH):
         # Long prompts keep their end, where the answer and the question to the judge are.

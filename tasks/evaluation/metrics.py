@@ -80,5 +80,9 @@ def random_chance(docs: list[Doc], metric: str) -> float:
     if not docs:
         return float("nan")
     if metric == "mc2":
-        return float(np.mean([sum(d.labels) / len(d.choices) for d in docs]))
+        shares = []
+        for d in docs:
+            assert d.labels is not None  # every mc2 item labels its choices
+            shares.append(sum(d.labels) / len(d.choices))
+        return float(np.mean(shares))
     return float(np.mean([1 / len(d.choices) for d in docs]))

@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 
 from tasks.evaluation.perplexity import summed_nll, token_byte_lengths
 from tasks.evaluation.shared_context import Encoded, Scored, hf_output_head, score_questions
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from models.gpt import GPT
 
 
 @dataclass
@@ -71,11 +77,13 @@ class EvalModel:
         if self.kind == "crucible":
             if not hasattr(self.module, "hidden"):
                 return None
-            return self.module.hidden(ids), self.module.head.weight, None
+            gpt = cast("GPT", self.module)  # of the modules here only GPT has hidden()
+            return gpt.hidden(ids), gpt.head.weight, None
         head = hf_output_head(self.module)
         if head is None:  # models that scale or cap their logits after the head are scored whole
             return None
-        return self.module.base_model(ids).last_hidden_state, head.weight, getattr(head, "bias", None)
+        hf = cast("PreTrainedModel", self.module)  # not a Crucible model: a Hugging Face one
+        return hf.base_model(ids).last_hidden_state, head.weight, getattr(head, "bias", None)
 
     def score(self, questions: list[Encoded]) -> list[list[Scored]]:
         """Every choice of every question, each question's context computed once."""
@@ -93,6 +101,8 @@ def _crucible(path: Path) -> EvalModel:
     model, meta = load_model(ckpt)
     tok = load_tokenizer(tok_path)
     eos = tok.token_to_id("<|endoftext|>")
+    if eos is None:
+        raise ValueError(f"{tok_path} has no <|endoftext|> token: not a Crucible tokenizer")
     lengths = token_byte_lengths(tok, {eos})
     return EvalModel(
         name=path.name,
@@ -121,6 +131,13 @@ def _hf(path: Path) -> EvalModel:
     if max_length is None:
         max_length = tok.model_max_length if tok.model_max_length < 10**9 else 2048
     eot = tok.eos_token_id
+    if eot is None:
+        raise ValueError(f"the tokenizer in {path} has no end-of-text token (eos_token_id)")
+
+    def decode(ids: list[int], skip_special_tokens: bool = False) -> str:
+        # One flat list of ids decodes to one string.
+        return cast(str, tok.decode(ids, skip_special_tokens=skip_special_tokens))
+
     return EvalModel(
         name=path.name,
         kind="hf",
@@ -130,9 +147,9 @@ def _hf(path: Path) -> EvalModel:
         eot_id=eot,
         pad_id=tok.pad_token_id if tok.pad_token_id is not None else eot,
         max_length=int(max_length),
-        token_bytes=lambda ids: len(tok.decode(ids).encode("utf-8")),
+        token_bytes=lambda ids: len(decode(ids).encode("utf-8")),
         # The harness decodes generations without special tokens.
-        decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
+        decode=lambda ids: decode(ids, skip_special_tokens=True),
         prefix=tok.bos_token_id if tok.bos_token_id is not None else eot,
     )
 

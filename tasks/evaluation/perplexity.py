@@ -79,7 +79,7 @@ def text_perplexity(
     tokens = every[:max_tokens]
     if not tokens:
         raise ValueError(f"{path} holds no text to score")
-    inputs = [model.prefix_id] + tokens[:-1]
+    inputs = [model.prefix_id, *tokens[:-1]]
     windows = []
     for s in range(0, len(tokens), model.max_length):
         e = min(s + model.max_length, len(tokens))

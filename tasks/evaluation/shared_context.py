@@ -22,9 +22,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
+    from transformers.cache_utils import CacheLayerMixin
 
 Encoded = tuple[list[int], list[list[int]]]  # context ids, continuation ids per choice
 
@@ -53,7 +58,9 @@ MIN_FILL, MIN_BATCH_TOKENS = 0.85, 512
 def _batches(order: list[int], sizes: list[int], token_budget: int, overhead: int = 0) -> list[list[int]]:
     """Consecutive groups (longest first) whose padded size, rows x (overhead + longest), stays
     within `token_budget`, and whose padding stays under 1 - MIN_FILL once past MIN_BATCH_TOKENS."""
-    out, cur, real = [], [], 0
+    out: list[list[int]] = []
+    cur: list[int] = []
+    real = 0
     for i in order:
         if cur:
             padded = sizes[cur[0]] * (len(cur) + 1)
@@ -95,7 +102,7 @@ def _pack(questions: list[Encoded], group: list[int], offset: int = 0):
             keep[r, at : at + n] = True
             # The first token is predicted from the context's last position, the rest from
             # the continuation's own positions.
-            per_choice.append([len(ctx) - 1] + list(range(at, at + n)))
+            per_choice.append([len(ctx) - 1, *range(at, at + n)])
             at += n
         wanted.append(per_choice)
     idx = torch.arange(width)
@@ -184,6 +191,18 @@ def prefix_groups(contexts: list[list[int]], min_prefix: int = MIN_SHARED_PREFIX
     return groups + ([(0, alone)] if alone else [])
 
 
+def _kv_layers(cache: DynamicCache) -> list[tuple[CacheLayerMixin, torch.Tensor, torch.Tensor]]:
+    """Each layer of a cache a prefix has just filled, with its keys and values."""
+    from transformers.cache_utils import CacheLayerMixin
+
+    out = []
+    for layer in cache.layers:
+        if not isinstance(layer, CacheLayerMixin) or layer.keys is None or layer.values is None:
+            raise ValueError(f"a shared prefix needs keys and values in every cache layer, not {type(layer).__name__}")
+        out.append((layer, layer.keys, layer.values))
+    return out
+
+
 @torch.no_grad()
 def score_cached(
     model, questions: list[Encoded], token_budget: int = 8192, min_prefix: int = MIN_SHARED_PREFIX
@@ -208,13 +227,13 @@ def score_cached(
                 **{cache_arg: prefix_cache},
                 **({"logits_to_keep": 1} if "logits_to_keep" in params else {}),
             )
-            prefix_kv = [(layer.keys, layer.values) for layer in prefix_cache.layers]
+            prefix_kv = _kv_layers(prefix_cache)
         rest = [(questions[i][0][shared:], questions[i][1]) for i in members]
         scored: list[list[Scored]] = [[] for _ in rest]
         for chunk in _packed_batches(rest, token_budget, overhead=shared):
             ids, positions, mask, keep, wanted = _pack(rest, chunk, offset=shared)
             if shared:
-                for layer, (keys, values) in zip(prefix_cache.layers, prefix_kv):  # fresh for each chunk
+                for layer, keys, values in prefix_kv:  # fresh for each chunk
                     layer.keys, layer.values = (
                         keys.expand(len(chunk), -1, -1, -1),
                         values.expand(len(chunk), -1, -1, -1),
@@ -275,7 +294,7 @@ def score_questions(model, questions: list[Encoded], max_length: int, packed: bo
     """Every choice's score, in order; questions longer than the window are split by choice
     length (`split_overflowing`), which keeps the harness's left truncation exact."""
     parts: list[Encoded] = []
-    where: list[list[int] | None] = []  # per part: its question's index, then its choice indices
+    where: list[list[int]] = []  # per part: its question's index, then its choice indices
     for i, q in enumerate(questions):
         longest = max(len(c) for c in q[1])
         if longest > max_length:  # the harness refuses this too

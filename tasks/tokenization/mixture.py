@@ -45,7 +45,7 @@ def plan_mixture(rows: dict[str, int], tokens: dict[str, int], weights: dict[str
     for s in sources:
         per_row = tokens[s] / rows[s] if rows[s] else 0.0
         # Natural weights give exactly rows[s]; rounding error cannot move it by a whole row.
-        epoch_rows[s] = int(round(planned[s] * used_tokens / per_row)) if per_row else 0
+        epoch_rows[s] = round(planned[s] * used_tokens / per_row) if per_row else 0
         if planned[s] > 0 and rows[s] and epoch_rows[s] == 0:
             epoch_rows[s] = 1  # a positive weight always draws something
     realised = {s: epoch_rows[s] * (tokens[s] / rows[s]) if rows[s] else 0.0 for s in sources}
@@ -61,7 +61,7 @@ def plan_mixture(rows: dict[str, int], tokens: dict[str, int], weights: dict[str
                 "planned_share": planned[s],
                 "epoch_rows": epoch_rows[s],
                 "repeats": epoch_rows[s] / rows[s] if rows[s] else 0.0,
-                "realised_tokens": int(round(realised[s])),
+                "realised_tokens": round(realised[s]),
                 "realised_share": realised[s] / total_realised,
             }
             for s in sources

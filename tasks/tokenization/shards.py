@@ -132,6 +132,8 @@ def tokenize_shard(
     """Tokenize one curated shard into one Arrow file per split and source; return manifest entries."""
     tok = cached_tokenizer(str(tokenizer_path), *file_version(tokenizer_path))
     eos = tok.token_to_id(cfg.eos_token)
+    if eos is None:  # prepare_tokenizer checked it: only a tokenizer swapped since would lack it
+        raise ValueError(f"tokenizer {tokenizer_path} has no {cfg.eos_token!r} token (tokenization.eos_token)")
     dtype = token_dtype(tok.get_vocab_size())
     parts: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     text_bytes: dict[tuple[str, str], int] = defaultdict(int)

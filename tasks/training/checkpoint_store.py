@@ -156,9 +156,9 @@ def retain(root: Path, keep_last: int, keep_best: bool, current: int) -> list[st
             removed.append(p.name)
     for p in root.glob("tmp-step*"):  # interrupted saves: never published, never resumed
         shutil.rmtree(p, ignore_errors=True)
-    newest = steps[0][0] if steps else None
+    newest = universal_tag_for(steps[0][0]) if steps else None
     for p in root.glob("universal-step*"):  # conversions are needed only until the next save
-        if p.name != universal_tag_for(newest):
+        if p.name != newest:
             shutil.rmtree(p, ignore_errors=True)
     if not any(root.glob("universal-step*")):
         (root / "latest_universal").unlink(missing_ok=True)  # written by DeepSpeed's converter

@@ -89,7 +89,8 @@ def layout_problems(cfg: TrainingConfig, model: ModelConfig) -> list[str]:
         problems.append(
             f"training.num_workers ({cfg.num_workers}) must be a multiple of pipeline x tensor "
             f"({p} x {t} = {p * t}): the data-parallel degree is num_workers / (pipeline x tensor); "
-            f"set num_workers to {p * t * max(1, cfg.num_workers // (p * t))} or {p * t * (cfg.num_workers // (p * t) + 1)}"
+            f"set num_workers to {p * t * max(1, cfg.num_workers // (p * t))} "
+            f"or {p * t * (cfg.num_workers // (p * t) + 1)}"
         )
     if model.n_layer % p:
         problems.append(

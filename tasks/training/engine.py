@@ -14,9 +14,24 @@ from tasks.training.config import TrainingConfig
 from tasks.training.schedule import make_scheduler
 
 
+def skip_unused_cpu_ops(device: str) -> None:
+    """On CPU, keep DeepSpeed from compiling its shared-memory all-reduce op (one to three
+    minutes of g++ at the first start on each machine). That op serves only
+    `inference_all_reduce`, DeepSpeed's inference tensor parallelism, which training never
+    calls: gradients and every collective here go through torch.distributed over gloo."""
+    if device != "cpu":
+        return
+    import deepspeed.ops
+
+    compatible = getattr(deepspeed.ops, "__compatible_ops__", None)  # probed once, read by the op loader
+    if isinstance(compatible, dict):
+        compatible["deepspeed_shm_comm"] = False
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only; biases, norms and embeddings are left undecayed (GPT-2/3 practice)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         dims = len(getattr(p, "ds_shape", p.shape))  # ZeRO-3 parameters are stored flat
         (decay if dims >= 2 and "emb" not in name else no_decay).append(p)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ class LocalJob:
         while True:
             codes = [p.poll() for p in self.procs]
             if all(c is not None for c in codes):
-                return [int(c) for c in codes]
+                return [int(c) for c in codes if c is not None]
             if any(c not in (None, 0) for c in codes):
                 deadline = min(deadline, time.monotonic() + grace_s)
             if time.monotonic() > deadline:
@@ -125,7 +126,8 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
     job = TrainJob(**spec["job"])
     faults = Faults(**spec["faults"]) if spec["faults"] else None
     if faults and faults.poison_samples:
-        faults.poison_samples = tuple(faults.poison_samples)
+        start, end = faults.poison_samples  # a list after the trip through JSON
+        faults.poison_samples = (start, end)
     os.environ.update(
         {
             "RANK": str(rank),
@@ -145,7 +147,7 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any]) -> int:
         "nccl" if job.device == "cuda" else "gloo",
         rank=rank,
         world_size=world,
-        **({"device_id": device} if job.device == "cuda" else {}),
+        device_id=device if job.device == "cuda" else None,
     )
     try:
         train(RankContext(rank, world, device, node_label(node_identity())), job, faults)
@@ -162,10 +164,15 @@ def main() -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--spec", type=Path, required=True)
     args = p.parse_args()
-    code = _worker(args.rank, args.world, args.port, json.loads(args.spec.read_text()))
+    try:
+        code = _worker(args.rank, args.world, args.port, json.loads(args.spec.read_text()))
+    except Exception:
+        traceback.print_exc()  # the error and where, in the rank's log
+        code = 1
     # Everything is on disk and the process group is gone. Skip the interpreter's teardown:
-    # the C++ destructors of the communication libraries can abort a finished rank (a SIGABRT
-    # after the last step was seen once in CI), which would read as a failed run.
+    # the C++ destructors of the communication libraries can abort a rank (a SIGABRT after
+    # the last step was seen once in CI; "terminate called without an active exception"
+    # after a refused resume), which would turn a finished run or a clean error into a crash.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

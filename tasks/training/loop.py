@@ -35,7 +35,7 @@ from tasks.training.checkpoint import FINAL, save_state_dict
 from tasks.training.config import TrainingConfig
 from tasks.training.data import RankSampler, TrainingData
 from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
-from tasks.training.engine import build_engine, build_model
+from tasks.training.engine import build_engine, build_model, skip_unused_cpu_ops
 from tasks.training.metrics import MetricsSink, device_peak_flops, mfu
 from tasks.training.parallel import steps as parallel_steps
 from tasks.training.parallel.engine import build_parallel_engine
@@ -458,15 +458,17 @@ def run_steps(
             and ctx.rank == 0
             and time.monotonic() - last_save > 60 * cfg.checkpoint_every_minutes
         )
-        f64 = {"dtype": torch.float64, "device": ctx.device}  # exact token counts at any batch size
-        summed = torch.stack([loss_sum.double(), losses.double(), tokens.double(), torch.tensor(wait, **f64)])
+        f64, dev = torch.float64, ctx.device  # exact token counts at any batch size
+        summed = torch.stack(
+            [loss_sum.double(), losses.double(), tokens.double(), torch.tensor(wait, dtype=f64, device=dev)]
+        )
         dist.all_reduce(summed)
-        flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], **f64)
+        flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], dtype=f64, device=dev)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         gn_t = (
-            gn.detach().reshape(1).to(**f64)
+            gn.detach().reshape(1).to(dtype=f64, device=dev)
             if isinstance(gn, torch.Tensor)
-            else torch.tensor([float("nan") if gn is None else float(gn)], **f64)
+            else torch.tensor([float("nan") if gn is None else float(gn)], dtype=f64, device=dev)
         )
         loss_total, loss_count, tokens_total, wait_total, peak_mb, term, due, grad_norm = torch.cat(
             [summed, flags, gn_t]
@@ -520,6 +522,7 @@ def run_steps(
 
 def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict[str, Any]:
     """Train (or resume) the run in `job.run_dir` on this rank; rank 0 returns the summary."""
+    skip_unused_cpu_ops(job.device)
     s = setup(ctx, job)
     state = RunState()
     if (s.run.checkpoints / SKIPS).is_file():  # roll-backs of an earlier process of this run
@@ -621,6 +624,7 @@ def finish(s: Setup, a: Attempt, state: RunState) -> dict[str, Any]:
             state_dict = master_weights(s, a)
         save_state_dict(state_dict, s.model_cfg, s.manifest["vocab_size"], s.seq_len, a.step, run.checkpoints / FINAL)
         if s.layout.model_parallel:
+            assert probe is not None  # gathered on rank 0
             export_check = parallel_steps.check_export(s, run.checkpoints / FINAL, probe_rows, probe)
         tokens_per_step = a.plan.global_batch * s.seq_len
         params = parameter_count(s.model_cfg, s.manifest["vocab_size"], s.seq_len)  # tied weights once

@@ -101,7 +101,8 @@ class MetricsSink:
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(step records, event records) of a run's metrics.jsonl."""
-    steps, events = [], []
+    steps: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     if path.exists():
         for ln in path.read_text().splitlines():
             if ln:

@@ -8,7 +8,8 @@ import contextvars
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -40,8 +41,9 @@ class LiveProgress:
         self.run, self.max_steps, self.every_s = run, max_steps, every_s
         self._stop = threading.Event()
         self._seen = -1
-        self.artifact_id = create_progress_artifact(
-            0.0, key="training-progress", description=f"steps done of {max_steps}"
+        # Called from synchronous code: the artifact's id, not a coroutine.
+        self.artifact_id = cast(
+            UUID, create_progress_artifact(0.0, key="training-progress", description=f"steps done of {max_steps}")
         )
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._poll,), daemon=True)
 

@@ -16,6 +16,7 @@ import torch
 def capture() -> dict[str, Any]:
     py = random.getstate()
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # the global RandomState is an MT19937: its legacy state is a tuple
     state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],

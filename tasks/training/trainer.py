@@ -51,7 +51,7 @@ def ray_train_worker(config: dict[str, Any]) -> None:
             ctx.get_world_size(),
             device,
             node_label(node_identity()),
-            report=lambda metrics: ray.train.report(metrics),
+            report=ray.train.report,
         ),
         job,
         Faults.drill(job.run_dir),

@@ -1,19 +1,23 @@
-"""What the end-to-end tests share: where the CLI and the debug preset's relative paths are,
-their Prefect server's port, a client of it, and a `crucible serve` running in the background."""
+"""What the end-to-end tests share: a client of the session's Prefect server, waiting for a
+condition, and a `crucible serve` running in the background. The server, the Ray head and
+the session's pipeline run are fixtures of tests/conftest.py (started once, tests/services.py)."""
 
 import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-CRUCIBLE = str(Path(sys.executable).parent / "crucible")
-ROOT = Path(__file__).resolve().parents[2]  # the debug preset's paths are relative to it
-PORT = 4219  # not the default 4200, so a developer's own server is left alone
+from tests.services import CRUCIBLE, ROOT, Services
+
+__all__ = ["CRUCIBLE", "ROOT", "crucible", "prefect_client", "serving", "wait_for"]
+
+
+def crucible(*args: str, timeout: float = 900, **kw: Any) -> subprocess.CompletedProcess:
+    """A `crucible` command from the repository root (the debug preset's paths are relative to it)."""
+    return subprocess.run([CRUCIBLE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
 
 
 @contextlib.contextmanager
@@ -26,6 +30,8 @@ def prefect_client(api: str) -> Iterator[Any]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 1.0) -> Any:
+    import time
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -36,22 +42,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: floa
 
 
 @contextlib.contextmanager
-def serving(api: str, name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[Any]:
-    """`crucible serve -c debug --name NAME ARGS...` until the block ends (then SIGINT, as a
-    user's Ctrl-C); yields the deployment."""
+def serving(e2e: Services, name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[Any]:
+    """`crucible serve -c debug --name NAME ARGS...` on the shared server and Ray head until
+    the block ends (then SIGINT, as a user's Ctrl-C); yields the deployment. Its runner looks
+    for due runs every 2 s instead of Prefect's 10 s, so the tests wait less."""
+    run_env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "2", **(env or {})}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [CRUCIBLE, "serve", "-c", "debug", "--name", name, "--set", f"runtime.prefect_port={PORT}", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
+            [CRUCIBLE, "serve", "-c", "debug", "--name", name, *e2e.runtime_sets(), *args],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True, env=run_env,
+        )  # fmt: skip
     try:
         wait_for(lambda: "being served" in log.read_text(errors="replace") or proc.poll() is not None, 180, "serve")
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        with prefect_client(api) as client:
+        with prefect_client(e2e.api) as client:
             yield client.read_deployment_by_name(f"pipeline/{name}")
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -12,6 +12,7 @@ the cluster is closed, whatever the test's outcome.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -154,29 +155,29 @@ class Cluster:
             + (f" && {mounts}" if mounts else "")
             + ' && exec "$@"'
         )
-        log = open(self.log_dir / f"{host.name}-ray.log", "ab")
-        host.proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                host.name,
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                script,
-                "sh",
-                *ray,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env(host),
-            start_new_session=True,
-        )
+        with open(self.log_dir / f"{host.name}-ray.log", "ab") as log:  # the child keeps its own descriptor
+            host.proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    host.name,
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "--",
+                    "sh",
+                    "-c",
+                    script,
+                    "sh",
+                    *ray,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(host),
+                start_new_session=True,
+            )
         self.wait_nodes(len([h for h in self.hosts if h.proc and h.proc.poll() is None]), 120)
 
     def wait_nodes(self, n: int, timeout: float) -> None:
@@ -213,23 +214,21 @@ class Cluster:
     def popen(
         self, host: Host, cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
     ) -> subprocess.Popen:
-        out = open(log, "ab")
-        return subprocess.Popen(
-            self.command(host, cmd, cwd),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**self.env(host), **(env or {})},
-            start_new_session=True,
-        )
+        with open(log, "ab") as out:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                self.command(host, cmd, cwd),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**self.env(host), **(env or {})},
+                start_new_session=True,
+            )
 
     def kill_host(self, host: Host) -> int:
         """SIGKILL every process of the host, as a power cut would; returns how many there were."""
         pids = host.pids()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if host.proc is not None:
             host.proc.wait(timeout=30)
         return len(pids)

@@ -1,6 +1,7 @@
 """Failures in the middle of curation: a killed Ray worker is retried and the flow completes;
 a killed run resumes, skipping finished tasks. Either way the output equals that of an
-undisturbed run on the same input."""
+undisturbed run on the same input. Each run starts a Ray of its own (the test kills it) and
+reports to the session's Prefect server."""
 
 from __future__ import annotations
 
@@ -10,20 +11,16 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from infra.app.prefect_server import start_or_reuse
 from infra.core.storage import read_json
+from tests.services import CRUCIBLE, ROOT
 
-pytestmark = pytest.mark.slow
-CRUCIBLE = str(Path(sys.executable).parent / "crucible")
-ROOT = Path(__file__).resolve().parents[2]
-PORT = 4221
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 FIXTURE = ROOT / "tests" / "fixtures" / "corpus"
 
 
@@ -49,7 +46,7 @@ def _make_input(dest: Path, files: int = 4, copies: int = 6) -> None:
                     f.write(json.dumps({"id": f"{i}-{c}-{d['id']}", "text": " ".join(words)}) + "\n")
 
 
-def _curate(runs: Path, run_id: str, input_dir: Path) -> subprocess.Popen:
+def _curate(runs: Path, run_id: str, input_dir: Path, port: int) -> subprocess.Popen:
     return subprocess.Popen(  # its own session, so the whole run (driver and Ray) can be killed
         [
             CRUCIBLE,
@@ -61,7 +58,7 @@ def _curate(runs: Path, run_id: str, input_dir: Path) -> subprocess.Popen:
             "--set",
             f"runs_dir={runs}",
             "--set",
-            f"runtime.prefect_port={PORT}",
+            f"runtime.prefect_port={port}",
             "--set",
             f"curation.input_path={input_dir}",
             "--set",
@@ -75,14 +72,17 @@ def _curate(runs: Path, run_id: str, input_dir: Path) -> subprocess.Popen:
     )
 
 
-def _ray_workers_running(task_name: str) -> list[int]:
+def _ray_workers_running(task_name: str, group: int) -> list[int]:
+    """This run's workers only (its process group): another test's run may be curating too."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if (proc / "cmdline").read_bytes().startswith(f"ray::{task_name}".encode()):
+                if (proc / "cmdline").read_bytes().startswith(f"ray::{task_name}".encode()) and os.getpgid(
+                    int(proc.name)
+                ) == group:
                     pids.append(int(proc.name))
-            except OSError:
+            except (OSError, ProcessLookupError):
                 continue
     return pids
 
@@ -102,25 +102,23 @@ def _outputs(run: Path) -> tuple[list, list]:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, prefect_server):
     tmp = tmp_path_factory.mktemp("curate-failures")
-    server = start_or_reuse("127.0.0.1", PORT, tmp / "prefect-logs")
     _make_input(tmp / "input")
     runs = tmp / "runs"
-    clean = _curate(runs, "clean", tmp / "input")
+    clean = _curate(runs, "clean", tmp / "input", prefect_server["port"])
     out, _ = clean.communicate(timeout=600)
     assert clean.returncode == 0, out[-4000:]
-    yield tmp / "input", runs
-    server.stop()
+    return tmp / "input", runs, prefect_server["port"]
 
 
 def test_killed_worker_is_retried_and_output_matches(setup):
-    input_dir, runs = setup
-    proc = _curate(runs, "killed", input_dir)
+    input_dir, runs, port = setup
+    proc = _curate(runs, "killed", input_dir, port)
     killed = None
     deadline = time.time() + 300
     while killed is None and proc.poll() is None and time.time() < deadline:
-        pids = _ray_workers_running("filter-shard")
+        pids = _ray_workers_running("filter-shard", proc.pid)
         if pids:
             time.sleep(0.5)  # let it get into the shard
             os.kill(pids[0], signal.SIGKILL)
@@ -133,8 +131,8 @@ def test_killed_worker_is_retried_and_output_matches(setup):
 
 
 def test_killed_run_resumes_skipping_finished_tasks(setup):
-    input_dir, runs = setup
-    proc = _curate(runs, "resumed", input_dir)
+    input_dir, runs, port = setup
+    proc = _curate(runs, "resumed", input_dir, port)
     markers = runs / "resumed" / "curated" / "_work" / "markers"
     deadline = time.time() + 300
     while len(list(markers.glob("filter-*.json"))) < 2 and proc.poll() is None and time.time() < deadline:
@@ -143,7 +141,7 @@ def test_killed_run_resumes_skipping_finished_tasks(setup):
     proc.communicate(timeout=60)
     finished = len(list(markers.glob("*.json")))
     assert finished >= 2 and not (runs / "resumed" / "curated" / "stats.json").exists()
-    again = _curate(runs, "resumed", input_dir)
+    again = _curate(runs, "resumed", input_dir, port)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out[-4000:]
     skipped = re.search(r"resuming: (\d+) finished task\(s\) will be skipped", out)

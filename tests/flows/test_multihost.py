@@ -21,7 +21,7 @@ from infra.core.storage import RunDir, read_json
 from tests.flows.e2e_env import CRUCIBLE, ROOT, wait_for
 from tests.flows.netns import Cluster, unavailable
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(1800)]
 AUTH = "crucible:multi-host-test"
 KILL_AFTER_STEP = 8  # the debug preset checkpoints at step 6 and trains 12 steps
 
@@ -103,7 +103,7 @@ def multihost_run(cluster, shared):
 
 def test_debug_pipeline_across_two_hosts_equals_a_single_host_run(cluster, multihost_run, pipeline_run):
     run, log = multihost_run
-    single, _, _ = pipeline_run
+    single = pipeline_run.run
     both = {h.address for h in cluster.hosts}
     assert f"cluster check: 2 node(s) see {run.root}" in log
     # Curation and tokenization tasks ran on both hosts.

@@ -1,5 +1,6 @@
 """End to end: `crucible run` on the debug preset through a real Prefect server, real Ray and
-real DeepSpeed, then a resumed training run from the last checkpoint."""
+real DeepSpeed (the session's run, tests/conftest.py), then re-runs, resumes and changed
+settings, each on a copy of that run."""
 
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ import torch
 
 from infra.core.storage import RunDir, read_json
 from tasks.tokenization.reader import TokenRows
-from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
+from tests.flows.e2e_env import CRUCIBLE, ROOT, crucible
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_curation_accounts_for_every_document(pipeline_run):
-    run, _, _ = pipeline_run
+    run = pipeline_run.run
     stats = read_json(run.curation_stats)
     t = stats["totals"]
     removed = t["removed_by_reason"]
@@ -62,7 +63,7 @@ def test_curation_accounts_for_every_document(pipeline_run):
 
 
 def test_token_shards_match_their_manifest(pipeline_run):
-    run, _, _ = pipeline_run
+    run = pipeline_run.run
     m = read_json(run.manifest)
     for split, totals in m["splits"].items():
         entries = [e for e in m["shards"] if e["split"] == split]
@@ -79,17 +80,11 @@ def test_token_shards_match_their_manifest(pipeline_run):
     assert "bytes per token on held-out text" in run.report.read_text()
 
 
-def test_tokenize_rerun_skips_finished_shards(pipeline_run):
-    run, _, runs = pipeline_run
+def test_tokenize_rerun_skips_finished_shards(pipeline_run, e2e, tmp_path):
+    run = pipeline_run.copy(tmp_path / "e2e", upto="tokenize")  # a run directory moved elsewhere
     files = {p: p.stat().st_mtime_ns for p in run.shards.rglob("*.arrow")}
     manifest = run.manifest.read_bytes()
-    result = subprocess.run(
-        [CRUCIBLE, "tokenize", "--run-id", "e2e", "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    result = crucible("tokenize", "--run-id", "e2e", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     shards = len(list(run.curated.glob("part-*.parquet")))
     assert f"resuming: {shards + 1} finished task(s) will be skipped" in result.stdout + result.stderr
@@ -98,7 +93,7 @@ def test_tokenize_rerun_skips_finished_shards(pipeline_run):
 
 
 def test_training_loss_is_finite_and_falls(pipeline_run):
-    run, _, _ = pipeline_run
+    run = pipeline_run.run
     metrics = [json.loads(ln) for ln in run.metrics.read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(1, 13))
     assert all(math.isfinite(m["loss"]) and m["grad_norm"] > 0 and m["tokens_per_s"] > 0 for m in metrics)
@@ -119,7 +114,7 @@ def test_training_loss_is_finite_and_falls(pipeline_run):
 
 
 def test_evaluation_results_are_in_range(pipeline_run):
-    run, _, _ = pipeline_run
+    run = pipeline_run.run
     e = read_json(run.eval_results)
     for ppl in e["perplexity"].values():  # held-out shards and the configured text file
         assert 1 < ppl["perplexity"] < 1024 and 0 < ppl["bits_per_byte"] < 8
@@ -150,7 +145,7 @@ def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    _, flow_run_id, _ = pipeline_run
+    flow_run_id = pipeline_run.flow_run_id
     with temporary_settings(updates={PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
         parent = client.read_flow_run(flow_run_id)
         assert parent.state.is_completed()
@@ -184,23 +179,18 @@ def test_prefect_shows_four_completed_stages(pipeline_run, prefect_api):
     } <= keys
 
 
-def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run):
+def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run, e2e, tmp_path):
     """Through Ray Train: the newest checkpoint is damaged, so `crucible train` falls back to
     the one before it and trains the same steps to the same losses."""
-    run, _, runs = pipeline_run
-    before = [json.loads(ln) for ln in run.metrics.read_text().splitlines()]
-    final = torch.load(run.checkpoints / "final" / "model.pt", weights_only=True)
+    source = pipeline_run.run
+    run = pipeline_run.copy(tmp_path / "e2e", upto="train")
+    before = [json.loads(ln) for ln in source.metrics.read_text().splitlines()]
+    final = torch.load(source.checkpoints / "final" / "model.pt", weights_only=True)
     newest = run.checkpoints / "step12"
     victim = next(newest.glob("*optim_states.pt"))
     victim.write_bytes(victim.read_bytes()[:100])  # truncated
     run.train_summary.unlink()  # the pipeline's train stage is no longer finished
-    result = subprocess.run(
-        [CRUCIBLE, "train", "--run-id", "e2e", "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+    result = crucible("train", "--run-id", "e2e", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets())
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
     assert "checkpoint step12 is not usable" in out and victim.name in out
@@ -214,58 +204,36 @@ def test_training_resumes_exactly_from_the_newest_valid_checkpoint(pipeline_run)
     assert read_json(run.checkpoints / "step12" / "manifest.json")["data"]["samples"] == 12 * 2 * 4
 
 
-def test_a_resume_that_would_reshape_the_schedule_is_refused_before_training(pipeline_run):
-    run, _, runs = pipeline_run
-    result = subprocess.run(
-        [
-            CRUCIBLE,
-            "train",
-            "--run-id",
-            "e2e",
-            "--set",
-            f"runs_dir={runs}",
-            "--set",
-            f"runtime.prefect_port={PORT}",
-            "--set",
-            "training.max_steps=16",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+def test_a_resume_that_would_reshape_the_schedule_is_refused_before_training(pipeline_run, e2e, tmp_path):
+    pipeline_run.copy(tmp_path / "e2e", upto="train")
+    result = crucible(
+        "train", "--run-id", "e2e", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets(),
+        "--set", "training.max_steps=16",
+    )  # fmt: skip
     assert result.returncode != 0
     assert "max_steps 12 -> 16 would reshape the cosine schedule" in result.stdout + result.stderr
     assert "start a new --run-id" in result.stdout + result.stderr
 
 
-def _crucible(*args: str, runs: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CRUCIBLE, *args, "--set", f"runs_dir={runs}", "--set", f"runtime.prefect_port={PORT}"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
-
-
-def test_an_unchanged_rerun_does_nothing_and_starts_nothing(pipeline_run):
-    run, _, runs = pipeline_run
+def test_an_unchanged_rerun_does_nothing_and_starts_nothing(pipeline_run, e2e, tmp_path):
+    run = pipeline_run.copy(tmp_path / "e2e")
     stamps = {p: p.stat().st_mtime_ns for p in run.root.rglob("*") if p.is_file()}
-    result = _crucible("run", "--run-id", "e2e", runs=runs)
+    result = crucible("run", "--run-id", "e2e", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "every stage is unchanged since it finished" in result.stdout
     assert "Prefect UI" not in result.stdout  # no server, no Ray, no flow run
     assert {p: p.stat().st_mtime_ns for p in run.root.rglob("*") if p.is_file()} == stamps
 
 
-def test_an_evaluation_change_redoes_only_evaluation(pipeline_run):
-    run, _, runs = pipeline_run
+def test_an_evaluation_change_redoes_only_evaluation(pipeline_run, e2e, tmp_path):
+    run = pipeline_run.copy(tmp_path / "e2e")
     made = {
         p: p.stat().st_mtime_ns
         for p in (run.curation_stats, run.manifest, run.train_summary, run.checkpoints / "final" / "model.pt")
     }
-    result = _crucible("run", "--run-id", "e2e", "--set", "evaluation.limit=4", runs=runs)
+    result = crucible(
+        "run", "--run-id", "e2e", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets(), "--set", "evaluation.limit=4"
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "curate: skip; tokenize: skip; train: skip; evaluate: changed: limit: 8 -> 4" in out
@@ -274,37 +242,32 @@ def test_an_evaluation_change_redoes_only_evaluation(pipeline_run):
     assert "limit: 4" in run.config.read_text()  # config.yaml describes what the run holds now
 
 
-def test_a_training_change_on_the_finished_run_is_refused_and_config_yaml_kept(pipeline_run):
-    run, _, runs = pipeline_run
+def test_a_training_change_on_the_finished_run_is_refused_and_config_yaml_kept(pipeline_run, e2e, tmp_path):
+    run = pipeline_run.copy(tmp_path / "e2e")
     saved = run.config.read_bytes()
     for command in ("run", "train"):
-        result = _crucible(command, "--run-id", "e2e", "--set", "training.lr=0.001", runs=runs)
+        result = crucible(
+            command, "--run-id", "e2e", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets(),
+            "--set", "training.lr=0.001",
+        )  # fmt: skip
         assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
         assert "training finished with another train configuration" in result.stderr
         assert "training.lr: 0.005 -> 0.001" in result.stderr and "another --run-id" in result.stderr
         assert run.config.read_bytes() == saved
 
 
-def test_tensor_parallel_training_through_ray_matches_the_data_parallel_run(pipeline_run):
+def test_tensor_parallel_training_through_ray_matches_the_data_parallel_run(pipeline_run, e2e, tmp_path):
     """`crucible train` with training.parallel.tensor=2 on the e2e run's token shards: Ray
     Train's two workers hold one shard each of every block (bf16, document masks), and
     train the steps of the 2-replica run (the same global batch) to the same losses."""
-    run, _, runs = pipeline_run
-    tp = RunDir(runs / "e2e-tp")
+    run = pipeline_run.run
+    tp = RunDir(tmp_path / "e2e-tp")
     for part in ("curated", "tokenizer", "shards"):
         shutil.copytree(run.root / part, tp.root / part)
-    result = _crucible(
-        "train",
-        "-c",
-        "debug",
-        "--run-id",
-        "e2e-tp",
-        "--set",
-        "training.parallel.tensor=2",
-        "--set",
-        "training.global_batch_size=8",
-        runs=runs,
-    )
+    result = crucible(
+        "train", "-c", "debug", "--run-id", "e2e-tp", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets(),
+        "--set", "training.parallel.tensor=2", "--set", "training.global_batch_size=8",
+    )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     summary = read_json(tp.train_summary)
     assert summary["parallel"] == {"pipeline": 1, "tensor": 2, "data": 1}
@@ -340,12 +303,11 @@ def _tiny_judge(kind: str, tokenizer: Path, dest: Path) -> Path:
     return dest
 
 
-def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, prefect_api, tmp_path):
+def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, e2e, tmp_path):
     """`crucible evaluate` with truthfulqa_gen, a held-out file and two judges on Ray workers,
     then `crucible eval-sheet` and `crucible eval-ratings` fold people's ratings into the report."""
-    run, _, runs = pipeline_run
-    copy = RunDir(runs / "e2e-gen")
-    shutil.copytree(run.root, copy.root, ignore=shutil.ignore_patterns("eval", "report.md"))
+    run = pipeline_run.run
+    copy = pipeline_run.copy(tmp_path / "runs" / "e2e-gen", upto="train")
     judge = _tiny_judge("causal_lm", run.tokenizer, tmp_path / "judge")
     classifier = _tiny_judge("classifier", run.tokenizer, tmp_path / "classifier")
     held_out = ROOT / "tests" / "fixtures" / "generation" / "held_out.jsonl"
@@ -353,30 +315,12 @@ def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, prefect_ap
         f"[{{name: tiny, kind: causal_lm, model: '{judge}'}}, "
         f"{{name: cls, kind: classifier, model: '{classifier}', aspect: informative, tasks: [held_out]}}]"
     )
-    result = subprocess.run(
-        [
-            CRUCIBLE,
-            "evaluate",
-            "--run-id",
-            "e2e-gen",
-            "--set",
-            f"runs_dir={runs}",
-            "--set",
-            f"runtime.prefect_port={PORT}",
-            "--set",
-            "evaluation.tasks=[arc_easy, truthfulqa_gen]",
-            "--set",
-            "evaluation.formulations=[cloze]",
-            "--set",
-            f"evaluation.generation_files=[{{name: held_out, file: '{held_out}', max_gen_toks: 12}}]",
-            "--set",
-            f"evaluation.judges={judges}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+    result = crucible(
+        "evaluate", "--run-id", "e2e-gen", "--set", f"runs_dir={tmp_path / 'runs'}", *e2e.runtime_sets(),
+        "--set", "evaluation.tasks=[arc_easy, truthfulqa_gen]", "--set", "evaluation.formulations=[cloze]",
+        "--set", f"evaluation.generation_files=[{{name: held_out, file: '{held_out}', max_gen_toks: 12}}]",
+        "--set", f"evaluation.judges={judges}",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     tasks = read_json(copy.eval_results)["tasks"]
     assert set(tasks) == {"arc_easy", "truthfulqa_gen", "held_out"}
@@ -390,7 +334,7 @@ def test_generation_judges_and_human_ratings_end_to_end(pipeline_run, prefect_ap
 
     # The judges ran as tasks of the evaluate flow (each on a Ray worker of the flow's task runner).
     flow_run_id = re.search(r"flow run: http://127.0.0.1:\d+/v2/runs/flow-run/([0-9a-f-]+)", result.stdout).group(1)
-    names = _task_run_names(prefect_api, flow_run_id)
+    names = _task_run_names(e2e.api, flow_run_id)
     assert {"judge-tiny", "judge-cls"} <= names and "held_out-generate" in names
 
     report = copy.report.read_text()

@@ -12,7 +12,7 @@ import pytest
 from flows.cluster import connect_ray
 from flows.config import RuntimeConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PROBE = "import ray, sys; ray.init(address=sys.argv[1]); print('connected', ray.cluster_resources()['CPU'])"
 
 

@@ -16,7 +16,7 @@ import pytest
 from infra.core.storage import RunDir, read_json, sha256_file
 from tests.flows.e2e_env import ROOT, prefect_client, serving, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 FIXTURES = ROOT / "tests" / "fixtures" / "corpus"
 
 
@@ -41,7 +41,8 @@ def _first_loss(run: RunDir) -> float:
     return json.loads(run.metrics.read_text().splitlines()[0])["loss"]
 
 
-def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(prefect_api, tmp_path):
+def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(e2e, tmp_path):
+    prefect_api = e2e.api
     inputs = tmp_path / "input"
     inputs.mkdir()
     for name in ("part-0.jsonl", "part-1.jsonl"):
@@ -62,13 +63,13 @@ def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(prefect_
         "--set",
         "training.init_from_previous=true",
     ]
-    with serving(prefect_api, "every20s", args, tmp_path / "serve.log") as deployment:
+    with serving(e2e, "every20s", args, tmp_path / "serve.log") as deployment:
         first = wait_for(lambda: _deployment_runs(prefect_api, deployment.id), 180, "the first scheduled run")[0]
         print(f"time from crucible serve to the first scheduled run: {time.monotonic() - started:.0f} s")
         run1 = _run_dir(runs, first)
         # Once the first run has listed and curated its input, a new file arrives, holding new
         # documents and a repeat of one the first run kept.
-        wait_for(lambda: run1.curation_stats.is_file(), 300, "the first run's curation")
+        wait_for(run1.curation_stats.is_file, 300, "the first run's curation")
         kept = json.loads((FIXTURES / "part-0.jsonl").read_text().splitlines()[0])
         new_file = inputs / "part-2.jsonl"
         new_file.write_text(

@@ -90,7 +90,7 @@ def test_a_training_change_on_a_finished_run_is_refused_naming_it(tmp_path):
     ):
         stages.plan(run, _cfg("training.lr=0.001"))
     # A stage command is held to the same rule.
-    with pytest.raises(stages.StageChangeRefused, match="training.lr"):
+    with pytest.raises(stages.StageChangeRefused, match=r"training\.lr"):
         stages.plan(run, _cfg("training.lr=0.001"), ("train",))
 
 

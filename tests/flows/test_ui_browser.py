@@ -6,17 +6,15 @@ Screenshots go to $CRUCIBLE_SCREENSHOTS (default: the test's temporary folder)."
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT, prefect_client
+from tests.flows.e2e_env import crucible, prefect_client
 from tests.system_packages import ensure
 
-pytestmark = pytest.mark.slow
-UI = f"http://127.0.0.1:{PORT}"
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +72,19 @@ def _tab(driver, name: str) -> None:
     ).click()
 
 
-def _open_run(driver, flow_run_id, tab: str, *needles: str) -> str:
-    driver.get(f"{UI}/v2/runs/flow-run/{flow_run_id}")
+def _open_run(driver, ui: str, flow_run_id, tab: str, *needles: str) -> str:
+    driver.get(f"{ui}/v2/runs/flow-run/{flow_run_id}")
     _wait_text(driver, tab)
     assert "Unable to connect" not in _text(driver)  # the UI found its API on this port
     _tab(driver, tab)
     return _wait_text(driver, *needles)
 
 
-def _subflows(flow_run_id) -> dict:
+def _subflows(ui: str, flow_run_id) -> dict:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.client.schemas.sorting import FlowRunSort
 
-    with prefect_client(f"{UI}/api") as client:
+    with prefect_client(f"{ui}/api") as client:
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
             sort=FlowRunSort.START_TIME_ASC,
@@ -95,23 +93,23 @@ def _subflows(flow_run_id) -> dict:
         return {client.read_flow(r.flow_id).name: r.id for r in runs}
 
 
-def test_a_finished_run_shows_its_subflows_and_artifacts(browser, pipeline_run, shots):
-    _, flow_run_id, _ = pipeline_run
-    _open_run(browser, flow_run_id, "Subflow Runs", "4 Subflow runs", "curate", "tokenize", "train", "evaluate")
+def test_a_finished_run_shows_its_subflows_and_artifacts(browser, pipeline_run, e2e, shots):
+    flow_run_id = pipeline_run.flow_run_id
+    _open_run(browser, e2e.ui, flow_run_id, "Subflow Runs", "4 Subflow runs", "curate", "tokenize", "train", "evaluate")
     browser.save_screenshot(str(shots / "ui-pipeline-subflows.png"))
-    _open_run(browser, flow_run_id, "Artifacts", "run-directory")
+    _open_run(browser, e2e.ui, flow_run_id, "Artifacts", "run-directory")
     expected = {
         "curate": ["curation-stats"],
         "tokenize": ["tokenization-stats", "data-mixture"],
         "train": ["training-progress", "training-metrics", "loss-curve"],
         "evaluate": ["evaluation-results"],
     }
-    subflows = _subflows(flow_run_id)
+    subflows = _subflows(e2e.ui, flow_run_id)
     for stage, keys in expected.items():
-        _open_run(browser, subflows[stage], "Artifacts", *keys)
+        _open_run(browser, e2e.ui, subflows[stage], "Artifacts", *keys)
         browser.save_screenshot(str(shots / f"ui-{stage}-artifacts.png"))
     # The loss curve is an image inside its markdown artifact: it must decode, not show broken.
-    _open_run(browser, subflows["train"], "Artifacts", "loss-curve")
+    _open_run(browser, e2e.ui, subflows["train"], "Artifacts", "loss-curve")
     browser.find_element("xpath", "//*[normalize-space(text())='loss-curve']").click()  # its history
     deadline = time.monotonic() + 30
     while not browser.find_elements("xpath", "//a[contains(@href, '/artifacts/artifact/')]"):
@@ -135,37 +133,18 @@ def test_a_finished_run_shows_its_subflows_and_artifacts(browser, pipeline_run, 
     )
 
 
-def test_a_failed_run_names_its_stage_and_reason(browser, prefect_api, tmp_path, shots):
+def test_a_failed_run_names_its_stage_and_reason(browser, e2e, tmp_path, shots):
     bad = tmp_path / "input"
     bad.mkdir()
     (bad / "part-0.jsonl").write_text('{"id": "a", "text": 5}\n{broken\n')  # nothing survives curation
-    result = subprocess.run(
-        [
-            CRUCIBLE,
-            "run",
-            "-c",
-            "debug",
-            "--run-id",
-            "bad",
-            "--set",
-            f"runs_dir={tmp_path}",
-            "--set",
-            f"runtime.prefect_port={PORT}",
-            "--set",
-            f"curation.input_path={bad}",
-            "--set",
-            "curation.noise=null",
-            "--set",
-            "curation.quality_classifier.enabled=false",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    result = crucible(
+        "run", "-c", "debug", "--run-id", "bad", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets(),
+        "--set", f"curation.input_path={bad}", "--set", "curation.noise=null",
+        "--set", "curation.quality_classifier.enabled=false", timeout=600,
+    )  # fmt: skip
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "crucible resume bad" in result.stderr
     flow_run_id = result.stdout.split("/v2/runs/flow-run/")[1].split()[0]
-    text = _open_run(browser, flow_run_id, "Details", "Failed", "State Message", "stage tokenize failed")
+    text = _open_run(browser, e2e.ui, flow_run_id, "Details", "Failed", "State Message", "stage tokenize failed")
     assert "the train split has no tokens" in text
     browser.save_screenshot(str(shots / "ui-failed-run.png"))

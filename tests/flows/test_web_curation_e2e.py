@@ -4,23 +4,18 @@ Prefect server and real Ray, every record accounted for and every removed one in
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from infra.core.storage import RunDir, read_json
-from tests.flows.e2e_env import CRUCIBLE, PORT, ROOT
+from tests.flows.e2e_env import crucible
+from tests.tasks.curation.web.warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tasks" / "curation" / "web"))
-from warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_a_crawl_is_curated_through_ray_with_every_record_accounted_for(prefect_api, tmp_path):
+def test_a_crawl_is_curated_through_ray_with_every_record_accounted_for(e2e, tmp_path):
     crawl = tmp_path / "crawl"
     (crawl / "saved").mkdir(parents=True)
     pages = [article(f"Town {i}", ENGLISH_PARAGRAPHS[i:] + ENGLISH_PARAGRAPHS[:i]) for i in range(4)]
@@ -43,32 +38,11 @@ def test_a_crawl_is_curated_through_ray_with_every_record_accounted_for(prefect_
     (crawl / "saved" / "page.html").write_text(pages[3], encoding="utf-8")
     (crawl / "saved" / "empty.html").write_text("", encoding="utf-8")
     runs = tmp_path / "runs"
-    result = subprocess.run(
-        [
-            CRUCIBLE,
-            "curate",
-            "-c",
-            "debug",
-            "--run-id",
-            "web",
-            "--set",
-            f"runs_dir={runs}",
-            "--set",
-            f"runtime.prefect_port={PORT}",
-            "--set",
-            f"curation.input_path={crawl}",
-            "--set",
-            "curation.noise=null",
-            "--set",
-            "curation.quality_classifier.enabled=false",
-            "--set",
-            "curation.minhash.enabled=false",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+    result = crucible(
+        "curate", "-c", "debug", "--run-id", "web", "--set", f"runs_dir={runs}", *e2e.runtime_sets(),
+        "--set", f"curation.input_path={crawl}", "--set", "curation.noise=null",
+        "--set", "curation.quality_classifier.enabled=false", "--set", "curation.minhash.enabled=false",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = RunDir(runs / "web")
     total = read_json(run.curation_stats)["totals"]

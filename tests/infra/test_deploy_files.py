@@ -10,6 +10,7 @@ import importlib
 import os
 import re
 import shlex
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,7 @@ def test_schedule_is_weekly_cron_in_utc() -> None:
     assert schedule["timezone"] == "UTC"
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     dates = asyncio.run(ServerCronSchedule(cron=schedule["cron"], timezone="UTC").get_dates(n=3, start=start))
-    assert [b - a for a, b in zip(dates, dates[1:])] == [dt.timedelta(days=7)] * 2
+    assert [b - a for a, b in pairwise(dates)] == [dt.timedelta(days=7)] * 2
 
 
 # --- ray-cluster.yaml ---------------------------------------------------------------------

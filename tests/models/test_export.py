@@ -11,15 +11,15 @@ from tasks.tokenization.config import TokenizationConfig
 transformers = pytest.importorskip("transformers")
 
 SHAPES = {
-    "LlamaForCausalLM": dict(
-        norm="rmsnorm",
-        activation="swiglu",
-        position="rope",
-        bias=False,
-        n_kv_head=2,
-        tie_embeddings=False,
-        mlp_ratio=2.5,
-    ),
+    "LlamaForCausalLM": {
+        "norm": "rmsnorm",
+        "activation": "swiglu",
+        "position": "rope",
+        "bias": False,
+        "n_kv_head": 2,
+        "tie_embeddings": False,
+        "mlp_ratio": 2.5,
+    },
     "GPT2LMHeadModel": {},
 }
 

@@ -9,7 +9,7 @@ from models.config import ModelConfig, Position
 from models.gpt import GPT, lm_loss
 from models.layers import RMSNorm, alibi_causal_bias, alibi_slopes, apply_rope, rope_tables, sinusoidal_table
 
-BASE = dict(n_layer=2, n_head=4, d_model=32)
+BASE = {"n_layer": 2, "n_head": 4, "d_model": 32}
 VARIANTS = {
     "gpt2": {},
     "post_ln": {"norm_placement": "post"},

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from tasks.curation.reader import Document
 from tasks.curation.web.config import WebConfig
@@ -45,7 +46,7 @@ class WebFront:
         limit = self.cfg.extraction.max_page_bytes
         if page.oversize or len(page.payload) > limit:  # oversize: the reader did not load it at all
             return PageRemoved("page_too_large", f"{page.bytes_in} bytes, over web.extraction.max_page_bytes={limit}")
-        meta = page.metadata()
+        meta: dict[str, Any] = page.metadata()
         if page.is_text:
             text, _ = decode_html(page.payload, "utf-8")
         else:

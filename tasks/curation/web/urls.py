@@ -15,9 +15,9 @@ _WORDS = re.compile(r"[a-z0-9]+")
 def load_domains(path: str | Path) -> set[str]:
     domains = set()
     for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip().lower().rstrip(".")
-        if line:
-            domains.add(line)
+        domain = line.split("#", 1)[0].strip().lower().rstrip(".")
+        if domain:
+            domains.add(domain)
     return domains
 
 

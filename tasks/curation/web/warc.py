@@ -65,7 +65,7 @@ def read_warc(path: Path, max_page_bytes: int | None = None) -> Iterator[WebPage
     name = str(path)
     magic = _GZIP_MAGIC if path.name.endswith(".gz") else _WARC_MAGIC
     size = path.stat().st_size
-    start = 0
+    start: int | None = 0
     with open(path, "rb") as fh:
         while start is not None and start < size:
             fh.seek(start)
@@ -81,6 +81,7 @@ def read_warc(path: Path, max_page_bytes: int | None = None) -> Iterator[WebPage
                 detail = str(exc)
             lo = start if last is None else last + 1  # what is unreadable begins after the last good record
             found = start if last is None else _next_sync(fh, lo, magic)
+            resume: int | None
             if found is not None and last is not None and _parses_at(fh, found):
                 # The damage took the record's own start: `found` is already the next good record.
                 bad, resume = lo, found

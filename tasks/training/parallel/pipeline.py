@@ -45,7 +45,7 @@ class EmbeddingPipe(nn.Module):
     def forward(self, inputs):
         idx, *segments = inputs if isinstance(inputs, tuple) else (inputs,)
         # The model's own embedding code, run on this module's copies of its attributes.
-        x = GPT.embed(self, idx)
+        x = GPT.embed(self, idx)  # type: ignore[arg-type]  # duck-typed: it reads only attributes copied here
         return (x, *segments) if segments else x
 
 
@@ -92,6 +92,7 @@ class HeadLoss:
         self.weight: torch.Tensor | None = None  # set once the stage's modules exist
 
     def __call__(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        assert self.weight is not None  # build_pipeline sets it on the last stage, the only one with a loss
         return linear_cross_entropy(hidden, self.weight, targets, z_loss=self.z_loss)
 
 
@@ -131,19 +132,21 @@ def build_pipeline(model: GPT, topology: Any, z_loss: float, activation_checkpoi
         # while partitioning, so dropping them frees the other stages' layers on this rank.
         spec.module_args, spec.module_kwargs = (), {}
     if pipe._grid.is_last_stage:
-        loss.weight = (
-            pipe.tied_modules[TIED].tok_emb.weight
-            if tied
-            else next(m for m in pipe.forward_funcs if isinstance(m, FinalNormPipe)).head.weight
-        )
+        if tied:
+            loss.weight = pipe.tied_modules[TIED].tok_emb.weight
+        else:
+            head = next(m for m in pipe.forward_funcs if isinstance(m, FinalNormPipe)).head
+            assert head is not None  # untied: the final norm's stage holds the head
+            loss.weight = head.weight
     return pipe
 
 
-def local_layers(pipe: nn.Module) -> list[nn.Module]:
+def local_layers(pipe: Any) -> list[EmbeddingPipe | BlockPipe | FinalNormPipe]:
     """This stage's layer modules (each with `gpt_names`), tied ones included once."""
-    seen, out = set(), []
+    seen: set[int] = set()
+    out: list[EmbeddingPipe | BlockPipe | FinalNormPipe] = []
     for m in [*pipe.forward_funcs, *getattr(pipe, "tied_modules", {}).values()]:
-        if isinstance(m, nn.Module) and hasattr(m, "gpt_names") and id(m) not in seen:
+        if isinstance(m, (EmbeddingPipe, BlockPipe, FinalNormPipe)) and id(m) not in seen:
             seen.add(id(m))
             out.append(m)
     return out

@@ -190,7 +190,8 @@ def _divisors(n: int) -> list[int]:
 
 def candidates(shape: Shape, cl: Cluster, global_batch: int) -> list[Candidate]:
     """Every layout this trainer can run (checks.py's rules), evaluated."""
-    cfg, out = shape.model, []
+    cfg = shape.model
+    out: list[Candidate] = []
     tensors = [t for t in _divisors(cfg.n_head) if cfg.kv_heads % t == 0 and cfg.mlp_hidden % t == 0]
     for p in _divisors(cfg.n_layer):
         for t in tensors:
@@ -201,8 +202,10 @@ def candidates(shape: Shape, cl: Cluster, global_batch: int) -> list[Candidate]:
                 for micro in (1, 2, 4, 8):
                     if global_batch % (d * micro):
                         continue
-                    for recompute in (False, True):
-                        out.append(evaluate(shape, cl, Candidate(p, t, d, zero, micro, recompute), global_batch))
+                    out.extend(
+                        evaluate(shape, cl, Candidate(p, t, d, zero, micro, recompute), global_batch)
+                        for recompute in (False, True)
+                    )
     return out
 
 

@@ -60,9 +60,9 @@ def train_step(s, a) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, i
 
 def _rows_iter(s, sel_batches: list[np.ndarray]) -> Iterator[tuple[Any, torch.Tensor]]:
     for sel in sel_batches:
-        x, y, *seg = (
-            t.to(s.ctx.device) for t in to_batch(*s.val.rows(sel), s.val.segments(sel) if s.cfg.document_mask else None)
-        )
+        tokens, lengths = s.val.rows(sel)
+        segments = s.val.segments(sel) if s.cfg.document_mask else None
+        x, y, *seg = (t.to(s.ctx.device) for t in to_batch(tokens, lengths, segments))
         yield ((x, seg[0]) if seg else x), y
 
 
@@ -101,9 +101,9 @@ def gather_weights(s, a) -> dict[str, torch.Tensor]:
             if gpt_name is not None and gpt_name not in mine:
                 mine[gpt_name] = full.cpu()
     send = [] if coords.replica or coords.tensor_rank else [(coords.stage, mine)]
-    parts: list[Any] = [None] * s.ctx.world if s.ctx.rank == 0 else None
+    parts: list[Any] | None = [None] * s.ctx.world if s.ctx.rank == 0 else None
     dist.gather_object(send, parts, dst=0)  # to rank 0 only: one copy of the model, not one per rank
-    if s.ctx.rank != 0:
+    if parts is None:  # not rank 0
         return {}
     state: dict[str, torch.Tensor] = {}
     # The lowest stage wins a name held twice: the last stage's tied copy of the embedding
@@ -128,9 +128,9 @@ def probe_logits(s, a, rows: np.ndarray) -> torch.Tensor | None:
     logits = None
     if s.coords.stage == s.layout.pipeline - 1 and s.coords.replica == 0 and s.coords.tensor_rank == 0:
         logits = torch.nn.functional.linear(hidden.float(), a.engine.module.loss_fn.weight.float()).cpu()
-    parts: list[Any] = [None] * s.ctx.world if s.ctx.rank == 0 else None
+    parts: list[Any] | None = [None] * s.ctx.world if s.ctx.rank == 0 else None
     dist.gather_object(logits, parts, dst=0)
-    return next(p for p in parts if p is not None) if s.ctx.rank == 0 else None
+    return None if parts is None else next(p for p in parts if p is not None)
 
 
 def check_export(s, final: Path, rows: np.ndarray, shard_logits: torch.Tensor) -> dict[str, Any]:

@@ -20,6 +20,7 @@ shards join again (`unshard`), which checkpoints' export and the final model use
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -69,8 +70,8 @@ class Unshard:
 
 
 def _mark(p: nn.Parameter, how: Unshard) -> None:
-    p.unshard = how
-    p.tensor_model_parallel = True  # DeepSpeed counts it on every rank in the grad norm
+    p.unshard = how  # type: ignore[attr-defined]  # a mark on the tensor, read back by hasattr
+    p.tensor_model_parallel = True  # type: ignore[attr-defined]  # DeepSpeed counts it on every rank in the grad norm
 
 
 def _rows(weight: torch.Tensor, parts: list[int], rank: int, size: int) -> torch.Tensor:
@@ -117,8 +118,9 @@ def shard_block(block: Block, rank: int, size: int, group) -> None:
     """Replace `block`'s attention and MLP projections by this rank's shards, in place."""
     attn, cfg = block.attn, block.attn.cfg
     q_rows = cfg.n_head * cfg.head_dim
-    attn.qkv = ColumnParallelLinear(attn.qkv, [q_rows, attn.kv_rows, attn.kv_rows], rank, size, group)
-    attn.proj = RowParallelLinear(attn.proj, rank, size, group)
+    # add_module, as assignment would, swaps each nn.Linear for its shard under the same name.
+    attn.add_module("qkv", ColumnParallelLinear(attn.qkv, [q_rows, attn.kv_rows, attn.kv_rows], rank, size, group))
+    attn.add_module("proj", RowParallelLinear(attn.proj, rank, size, group))
     attn.n_head, attn.n_kv_head = cfg.n_head // size, cfg.kv_heads // size
     attn.kv_rows = attn.n_kv_head * cfg.head_dim
     heads = slice(rank * attn.n_head, (rank + 1) * attn.n_head)
@@ -127,10 +129,10 @@ def shard_block(block: Block, rank: int, size: int, group) -> None:
             attn.register_buffer(name, getattr(attn, name)[heads].clone(), persistent=False)
     mlp = block.mlp
     hidden = mlp.up.out_features
-    mlp.up = ColumnParallelLinear(mlp.up, [hidden], rank, size, group, copy_input=False)
+    mlp.add_module("up", ColumnParallelLinear(mlp.up, [hidden], rank, size, group, copy_input=False))
     if mlp.gate is not None:
-        mlp.gate = ColumnParallelLinear(mlp.gate, [hidden], rank, size, group, copy_input=False)
-    mlp.down = RowParallelLinear(mlp.down, rank, size, group)
+        mlp.add_module("gate", ColumnParallelLinear(mlp.gate, [hidden], rank, size, group, copy_input=False))
+    mlp.add_module("down", RowParallelLinear(mlp.down, rank, size, group))
     # `up` and the gate read one input: one _CopyToShards before both (a pre-hook keeps the
     # MLP's own forward, and its parameter names, unchanged).
     mlp.register_forward_pre_hook(lambda module, args: (_CopyToShards.apply(args[0], group), *args[1:]))
@@ -139,7 +141,7 @@ def shard_block(block: Block, rank: int, size: int, group) -> None:
 def shard_model(model: GPT, rank: int, size: int, group) -> GPT:
     """Shard every block of a whole model (built identically on each rank) for tensor rank `rank`."""
     for block in model.blocks:
-        shard_block(block, rank, size, group)
+        shard_block(cast(Block, block), rank, size, group)  # GPT.blocks holds only Blocks
     return model
 
 

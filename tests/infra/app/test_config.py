@@ -37,12 +37,12 @@ def test_overrides_are_typed_like_yaml():
 
 @pytest.mark.parametrize("bad", ["noequals", "=3"])
 def test_malformed_override(bad):
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         load_config("debug", [bad])
 
 
 def test_missing_file_and_unknown_preset(tmp_path):
-    with pytest.raises(ConfigError, match="not found.*preset name"):
+    with pytest.raises(ConfigError, match=r"not found.*preset name"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -66,5 +66,5 @@ def test_warmup_must_be_below_max_steps():
 def test_model_preset_expands_with_overrides_on_top():
     cfg = load_config("debug", ["model.preset=llama-1b", "model.n_layer=2"])
     assert cfg.model.norm == "rmsnorm" and cfg.model.n_kv_head == 8 and cfg.model.n_layer == 2
-    with pytest.raises(ConfigError, match="'model.preset': unknown model preset 'gpt9'; valid presets"):
+    with pytest.raises(ConfigError, match=r"'model\.preset': unknown model preset 'gpt9'; valid presets"):
         load_config("debug", ["model.preset=gpt9"])

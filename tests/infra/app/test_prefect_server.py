@@ -12,7 +12,7 @@ def test_binding_beyond_loopback_needs_an_auth_string(monkeypatch):
     monkeypatch.delenv("PREFECT_SERVER_API_AUTH_STRING", raising=False)
     for host in ("127.0.0.1", "localhost", "::1", "127.0.1.1"):
         check_bind(host)
-    with pytest.raises(ValueError, match="PREFECT_SERVER_API_AUTH_STRING='user:password'.*or bind 127.0.0.1"):
+    with pytest.raises(ValueError, match=r"PREFECT_SERVER_API_AUTH_STRING='user:password'.*or bind 127\.0\.0\.1"):
         check_bind("0.0.0.0")
     monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:s3cret")
     check_bind("0.0.0.0")
@@ -27,6 +27,7 @@ def test_the_ui_is_told_the_api_of_the_port_it_runs_on(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_a_real_server_on_a_non_default_port_with_auth(tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_UI_API_URL", raising=False)
     monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)

@@ -14,7 +14,7 @@ def _distributed(edges: list[tuple[int, int]], parts: int, root: Path) -> tuple[
     b = np.array([e[1] for e in edges], np.uint64)
     route(a, b, root, 0, 0, parts)
     rnd, previous = 0, None
-    for it in range(64):
+    for _ in range(64):
         large = [star_step("large", root, rnd, q, parts) for q in range(parts)]
         for q in range(parts):
             star_step("small", root, rnd + 1, q, parts)
@@ -28,7 +28,7 @@ def _distributed(edges: list[tuple[int, int]], parts: int, root: Path) -> tuple[
         component_drops(root, rnd, q, root / f"drops-{q}.npy")
         for rec in np.load(root / f"drops-{q}.npy"):
             drops[int(rec["doc"])] = int(rec["kept"])
-    return drops, it + 1
+    return drops, rnd // 2  # iterations run: each took two steps
 
 
 def _union_find(edges: list[tuple[int, int]]) -> dict[int, int]:

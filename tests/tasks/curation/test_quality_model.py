@@ -220,7 +220,7 @@ def test_empty_and_duplicate_documents_do_not_count(tmp_path):
 
 def test_scorer_is_lazy_and_names_a_missing_model(tmp_path):
     scorer = QualityScorer(tmp_path / "nope.bin")  # no error until first use
-    with pytest.raises(FileNotFoundError, match="nope.bin not found"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.bin not found"):
         scorer.score("text")
     with pytest.raises(FileNotFoundError, match="not found"):
         QualityScorer(tmp_path).score("text")  # a folder is not a model
@@ -229,12 +229,12 @@ def test_scorer_is_lazy_and_names_a_missing_model(tmp_path):
 def test_corrupt_or_truncated_model_named(tmp_path, trained):
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="garbage.bin is not a fastText model"):
+    with pytest.raises(ValueError, match=r"garbage\.bin is not a fastText model"):
         QualityScorer(garbage).score("text")
     # fastText itself loads a truncated file silently and then scores everything 0.5.
     truncated = tmp_path / "truncated.bin"
     truncated.write_bytes(trained[0].read_bytes()[:-1000])
-    with pytest.raises(ValueError, match="truncated.bin is truncated or corrupt"):
+    with pytest.raises(ValueError, match=r"truncated\.bin is truncated or corrupt"):
         QualityScorer(truncated).score("text")
 
 

@@ -90,7 +90,7 @@ def test_parquet_input_and_missing_column(tmp_path):
 def test_not_parquet_is_a_clear_error(tmp_path):
     p = tmp_path / "d.parquet"
     p.write_text("not parquet")
-    with pytest.raises(InputError, match="d.parquet: not a readable Parquet file"):
+    with pytest.raises(InputError, match=r"d\.parquet: not a readable Parquet file"):
         list(read_documents(p))
 
 
@@ -98,7 +98,7 @@ def test_discovery_empty_folder_and_missing_path(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(InputError, match=r"no input files in .*found 1 file\(s\) with other extensions"):
         discover_inputs(tmp_path)
-    with pytest.raises(InputError, match="does not exist.*curation.input_path"):
+    with pytest.raises(InputError, match=r"does not exist.*curation\.input_path"):
         discover_inputs(tmp_path / "missing")
 
 

@@ -89,12 +89,12 @@ CASES = {
     ),
     "gopher_repetition.dup_line_char_fraction": (
         only("gopher_repetition", **{**LINES_OFF, "max_dup_line_char_fraction": 0.2}, **NO_NGRAMS),
-        lines_of(SENTENCES + [S6]),
+        lines_of([*SENTENCES, S6]),
         lines_of(SENTENCES + [S0] * 3),
     ),
     "gopher_repetition.dup_para_char_fraction": (
         only("gopher_repetition", **{**LINES_OFF, "max_dup_para_char_fraction": 0.2}, **NO_NGRAMS),
-        lines_of(SENTENCES + [S6], "\n\n"),
+        lines_of([*SENTENCES, S6], "\n\n"),
         lines_of(SENTENCES + [S0] * 3, "\n\n"),
     ),
     # Default thresholds: the phrase is the only repetition, so no other n-gram rule fires.
@@ -158,7 +158,7 @@ CASES = {
         lines_of(numbered(6, "A short line") + SENTENCES[:4]),  # 6 of 10 short
         lines_of(numbered(7, "A short line") + SENTENCES[:3]),
     ),  # 7 of 10
-    "fineweb.char_dup_ratio": (only("fineweb"), lines_of(SENTENCES), lines_of(SENTENCES + [S6])),  # 34 / 1139 chars
+    "fineweb.char_dup_ratio": (only("fineweb"), lines_of(SENTENCES), lines_of([*SENTENCES, S6])),  # 34 / 1139 chars
     "fineweb.list_ratio": (
         only("fineweb"),
         lines_of(numbered(10, LONG_WORDS)),  # 9 breaks / 50 words
@@ -237,7 +237,7 @@ def test_c4_removes_lines_and_counts_them():
 
 
 def test_fineweb_sees_c4_output_and_a_drop_reports_no_changes():
-    page = "Home | About | Contact\n" + lines_of(SENTENCES + [S6])
+    page = "Home | About | Contact\n" + lines_of([*SENTENCES, S6])
     cfg = HeuristicsConfig.model_validate(
         {"gopher_repetition": {"enabled": False}, "gopher_quality": {"enabled": False}}
     )

@@ -38,7 +38,7 @@ def test_cached_decoding_gives_the_full_passes_logits_for_a_left_padded_batch(po
     third = dec.step(torch.tensor(list(third_tokens.values())))
     with torch.no_grad():
         for i, r in enumerate(rows):
-            full = gpt(torch.tensor([r + [second_tokens[i]]]))[0]
+            full = gpt(torch.tensor([[*r, second_tokens[i]]]))[0]
             torch.testing.assert_close(first[i], full[len(r) - 1], atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(second[i], full[len(r)], atol=1e-5, rtol=1e-4)
         for j, (i, t) in enumerate(third_tokens.items()):

@@ -48,7 +48,7 @@ def test_without_the_generation_split_the_multiple_choice_answers_stand_in(eval_
     true = [c.strip() for c, y in zip(t["choices"], t["labels"]) if y]
     assert [r.rstrip(".") for r in docs[0].references[: len(true)]] == [c.rstrip(".") for c in true]
     assert len(docs[0].incorrect) == t["labels"].count(0)
-    with pytest.raises(BenchmarkDataError, match="truthfulqa_generation/validation.jsonl"):
+    with pytest.raises(BenchmarkDataError, match=r"truthfulqa_generation/validation\.jsonl"):
         truthfulqa_docs(tmp_path / "nothing", allow_hub=False)
 
 

@@ -79,7 +79,7 @@ def test_judges_figures_land_in_their_tasks_and_items(hf_folder):
 
 
 def test_judge_problems_are_found_before_anything_runs(tmp_path, hf_folder):
-    with pytest.raises(ValueError, match="no config.json") as e:
+    with pytest.raises(ValueError, match=r"no config\.json") as e:
         check_judges(
             [
                 JudgeConfig(name="a", kind="causal_lm", model=str(tmp_path)),

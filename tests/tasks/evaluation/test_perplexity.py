@@ -25,7 +25,7 @@ class Uniform(torch.nn.Module):
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tok):
     vocab, eos = tok.get_vocab_size(), tok.token_to_id("<|endoftext|>")
     ids = tok.encode("the water boils in the pot.").ids
-    row = np.array((ids + [eos] + ids)[:9], dtype=np.uint16)
+    row = np.array([*ids, eos, *ids][:9], dtype=np.uint16)
     shards = TokenRows.from_arrays([np.stack([row, row])])
     result = perplexity(Uniform(vocab), shards, tok, eos, max_rows=10, batch_size=1)
     targets = [t for t in row[1:] if t != eos] * 2
@@ -59,7 +59,7 @@ def harness_windows(tokens: list[int], prefix: int, max_len: int):
     """lm-eval 0.4.13's get_rolling_token_windows(context_len=1): (model input, predicted tokens);
     the last len(predicted) positions of the input score them."""
     first = min(max_len, len(tokens))
-    yield [prefix] + tokens[: first - 1], tokens[:first]
+    yield [prefix, *tokens[: first - 1]], tokens[:first]
     done = first
     while done < len(tokens):
         end = done + min(len(tokens) - done, max_len)
@@ -89,7 +89,7 @@ def test_text_perplexity_refuses_a_missing_or_empty_file(tok, wrap, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"evaluation.text_file .*absent.txt not found"):
         text_perplexity(model, tmp_path / "absent.txt")
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(ValueError, match="empty.txt holds no text to score"):
+    with pytest.raises(ValueError, match=r"empty\.txt holds no text to score"):
         text_perplexity(model, tmp_path / "empty.txt")
 
 

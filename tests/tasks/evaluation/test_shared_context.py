@@ -144,7 +144,7 @@ def test_cached_padding_never_counts_positions_past_the_window(gpt2):
 
 
 def test_hf_eval_model_scores_through_the_cache_including_an_overlong_question(gpt2, wrap):
-    questions = make_questions(50, seed=3, max_ctx=20) + [(list(range(1, 32)), [[5, 6, 7], [8]])]
+    questions = [*make_questions(50, seed=3, max_ctx=20), (list(range(1, 32)), [[5, 6, 7], [8]])]
     assert not fits(questions[-1], 32)
     model = wrap(gpt2, max_length=32, kind="hf")
     assert_same(model.score(questions), reference(model.logits, questions, 32))

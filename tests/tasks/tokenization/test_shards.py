@@ -50,7 +50,7 @@ def test_an_existing_tokenizer_is_reused_and_checked(curated, tmp_path):
     with pytest.raises(ValueError, match=r"a.json has no token\(s\) \['</s>'\]"):
         prepare_tokenizer([curated], wrong, tmp_path / "run2" / "tokenizer.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json cannot be read"):
+    with pytest.raises(ValueError, match=r"bad\.json cannot be read"):
         load_tokenizer(tmp_path / "bad.json")
 
 
@@ -64,7 +64,7 @@ def test_packing_keeps_every_token_and_records_document_starts():
     assert table.column("length").to_pylist() == [5, 5, 2]
     assert table.column("doc_starts").to_pylist() == [[0, 4], [1], []]
     # A lone trailing EOS is the only token ever left out, and it is counted.
-    more = docs + [np.array([3, 3, 3, 0], np.uint16)]
+    more = [*docs, np.array([3, 3, 3, 0], np.uint16)]
     _, counts = pack_rows(np.concatenate(more), np.array([len(d) for d in more]), row_len=5, pad_id=0)
     assert counts["dropped_eos"] == 1 and counts["tokens"] == 15 and counts["rows"] == 3
 
@@ -86,7 +86,7 @@ def test_shards_are_split_by_source_and_account_for_every_document(curated, tmp_
             t
             for i, text in enumerate(TEXTS)
             if split_of(f"d{i}", 0.2) == e["split"] and ("web" if i % 3 else "books") == e["source"]
-            for t in tok.encode(text).ids + [eos]
+            for t in [*tok.encode(text).ids, eos]
         ]
         if len(expected) % 17 == 1:
             expected = expected[:-1]
@@ -128,7 +128,7 @@ def test_empty_split_is_a_clear_error(curated, tmp_path):
     cfg = TokenizationConfig(vocab_size=300, seq_len=4000, val_fraction=0.2)
     prepare_tokenizer([curated], cfg, tmp_path / "tokenizer.json")
     entries = tokenize_shard(curated, 0, tmp_path / "tokenizer.json", cfg, tmp_path / "shards")
-    with pytest.raises(ValueError, match="less than one sequence.*lower tokenization.seq_len"):
+    with pytest.raises(ValueError, match=r"less than one sequence.*lower tokenization\.seq_len"):
         build_manifest(entries, tmp_path / "tokenizer.json", cfg)
 
 

@@ -32,7 +32,8 @@ MODEL = get_preset("debug").model
             {"zero_stage": 2, "parallel": {"pipeline": 2}},
             "cuda",
             "bf16",
-            "ZeRO stage 2 partitions gradients, which DeepSpeed's pipeline engine .* cannot use; set training.zero_stage=1",
+            "ZeRO stage 2 partitions gradients, which DeepSpeed's pipeline engine .* cannot use; "
+            "set training.zero_stage=1",
         ),
         ({"zero_stage": 0}, "cpu", "bf16", "bf16 without ZeRO.*set training.zero_stage=1"),
         ({"zero_stage": 1, "offload_optimizer": True}, "cpu", "bf16", "the ranks already run on cpu"),

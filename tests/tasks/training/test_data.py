@@ -110,7 +110,7 @@ def test_mixture_weights_must_name_the_sources(caplog):
 
 def test_too_little_data_for_one_micro_step(make_token_shards):
     data = TrainingData(make_token_shards({"web": 60}), seed=1)
-    with pytest.raises(ValueError, match="cannot fill one micro-step.*lower training.micro_batch_size"):
+    with pytest.raises(ValueError, match=r"cannot fill one micro-step.*lower training\.micro_batch_size"):
         data.sampler(0, 2, data.stream.epoch_len)
 
 

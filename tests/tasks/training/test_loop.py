@@ -1,9 +1,14 @@
 """The training loop on real DeepSpeed engines over gloo, 1 and 2 CPU ranks, without Ray:
 exact resume after SIGKILL, resume on another world size, fallback from a corrupt newest
-checkpoint, spike roll-back, ZeRO-2/3 against one rank, preemption, metrics."""
+checkpoint, spike roll-back, ZeRO-2/3 against one rank, preemption, metrics.
+
+Every rank launch costs seconds, so the cases that resume, damage or convert checkpoints
+start from copies of the reference runs' checkpoints (`interrupted`), as a run killed
+after that step would have left them; the SIGKILL and SIGTERM cases kill a live run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import time
@@ -24,7 +29,7 @@ from tasks.training.metrics import read_metrics
 from tasks.training.schedule import lr_multiplier
 from tests.conftest import build_token_run
 
-pytestmark = pytest.mark.slow  # each case starts DeepSpeed engines in fresh processes (seconds)
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # each case starts DeepSpeed engines in fresh processes
 
 STEPS, EVERY, MICRO = 8, 3, 4  # checkpoints at steps 3, 6 and 8; global batch 8 on 2 ranks
 
@@ -46,6 +51,19 @@ def new_run(source, tmp_path):
         return root
 
     return make
+
+
+def _interrupted(ref: Path, root: Path, steps: tuple[int, ...], killed_at: int) -> Path:
+    """`root` as a run of `ref`'s settings left it when killed at step `killed_at`: the
+    checkpoints of `steps` (the newest in `latest`) and the metrics of the steps before."""
+    ckpts = RunDir(root).checkpoints
+    ckpts.mkdir()
+    for step in steps:
+        shutil.copytree(RunDir(ref).checkpoints / f"step{step}", ckpts / f"step{step}")
+    (ckpts / "latest").write_text(f"step{max(steps)}")
+    lines = RunDir(ref).metrics.read_text().splitlines(keepends=True)
+    RunDir(root).metrics.write_text("".join(ln for ln in lines if json.loads(ln).get("step", 0) < killed_at))
+    return root
 
 
 def _job(root: Path, world: int, precision: str = "fp32", **training) -> TrainJob:
@@ -93,15 +111,26 @@ def _losses(root: Path) -> list[float]:
 
 @pytest.fixture(scope="module")
 def reference(source, tmp_path_factory):
-    """Uninterrupted 2-rank runs, fp32 and bf16, that the other cases compare against."""
+    """Uninterrupted 2-rank runs, fp32 and bf16, that the other cases compare against. The
+    fp32 run keeps its last three checkpoints (3, 6, 8): the interrupted cases start from them."""
     out = {}
     for precision in ("fp32", "bf16"):
         root = tmp_path_factory.mktemp(f"ref-{precision}")
         for part in ("shards", "tokenizer"):
             shutil.copytree(source / part, root / part)
-        _train(_job(root, 2, precision), 2)
+        _train(_job(root, 2, precision, **({"keep_last": 3} if precision == "fp32" else {})), 2)
         out[precision] = root
     return out
+
+
+@pytest.fixture(scope="module")
+def one_rank(source, tmp_path_factory):
+    """An uninterrupted 1-rank run of the same global batch (accumulated over 2 micro-batches)."""
+    root = tmp_path_factory.mktemp("one-rank")
+    for part in ("shards", "tokenizer"):
+        shutil.copytree(source / part, root / part)
+    _train(_job(root, 1, zero_stage=1, keep_last=3), 1)
+    return root
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -125,16 +154,17 @@ def test_sigkill_then_resume_gives_the_same_losses_bit_for_bit(reference, new_ru
 def test_batch_ramp_grows_the_batch_and_resumes_exactly(new_run):
     ramp = {"global_batch_size": 32, "batch_ramp": {"start_batch": 8, "tokens": 16 * 50}}  # 50 sequences
     ref = new_run("ramp-ref")
-    _train(_job(ref, 2, **ramp), 2)
+    _train(_job(ref, 2, keep_last=3, **ramp), 2)  # keeps step 3, in the ramp, to resume from
     steps = _steps(ref)
     batches = [r["batch"] for r in steps]
     assert batches[0] == 8 and batches[-1] == 32 and batches == sorted(batches) and len(set(batches)) > 2
     assert [r["samples"] for r in steps] == list(np.cumsum(batches))
     # The optimizer (and the schedule) stepped exactly once per batch, at its end.
     assert [r["lr"] for r in steps] == pytest.approx([5e-3 * lr_multiplier(k, 2, STEPS, 0.1) for k in range(STEPS)])
-    killed = new_run("ramp-killed")
-    _train(_job(killed, 2, **ramp), 2, Faults(kill_at_step=5), expect_ok=False)
+    assert batches[2] < batches[-1]  # step 3 is inside the ramp
+    killed = _interrupted(ref, new_run("ramp-killed"), (3,), killed_at=5)
     _train(_job(killed, 2, **ramp), 2)
+    assert "step3 at step 3" in _tail(_job(killed, 2))
     assert _losses(killed) == _losses(ref) and [r["batch"] for r in _steps(killed)] == batches
 
 
@@ -145,13 +175,12 @@ def _served_positions(root: Path) -> list[int]:
 
 
 @pytest.mark.parametrize("before,after,zero", [(2, 1, 1), (1, 2, 1), (2, 1, 0)])
-def test_resume_on_another_number_of_ranks(reference, new_run, before, after, zero):
-    root = new_run(f"w{before}to{after}")
-    ref_root = reference["fp32"]
-    if before == 1 or zero == 0:  # the same global batch, through accumulation on one rank
+def test_resume_on_another_number_of_ranks(reference, one_rank, new_run, before, after, zero):
+    ref_root = reference["fp32"] if before == 2 else one_rank  # the same global batch either way
+    if zero == 0:
         ref_root = new_run("ref")
-        _train(_job(ref_root, before, zero_stage=zero), before)
-    _train(_job(root, before, zero_stage=zero), before, Faults(kill_at_step=5), expect_ok=False)
+        _train(_job(ref_root, before, zero_stage=zero, keep_last=3), before)
+    root = _interrupted(ref_root, new_run(f"w{before}to{after}"), (3,), killed_at=5)
     _train(_job(root, after, zero_stage=zero), after)
     log = _tail(_job(root, after))
     assert f"world size {before} -> {after}" in log
@@ -179,8 +208,7 @@ def _flip(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "no_manifest"])
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, new_run, damage):
-    root = new_run(damage)
-    _train(_job(root, 2), 2, Faults(kill_at_step=8), expect_ok=False)
+    root = _interrupted(reference["fp32"], new_run(damage), (3, 6), killed_at=8)
     ckpts = RunDir(root).checkpoints
     assert sorted(p.name for p in ckpts.glob("step*")) == ["step3", "step6"]
     assert (ckpts / "latest").read_text() == "step6"
@@ -196,9 +224,8 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, new
     assert _losses(root) == _losses(reference["fp32"])  # nothing lost but time
 
 
-def test_no_usable_checkpoint_is_refused_rather_than_silently_starting_over(new_run):
-    root = new_run("all-bad")
-    _train(_job(root, 2), 2, Faults(kill_at_step=8), expect_ok=False)
+def test_no_usable_checkpoint_is_refused_rather_than_silently_starting_over(reference, new_run):
+    root = _interrupted(reference["fp32"], new_run("all-bad"), (3, 6), killed_at=8)
     ckpts = RunDir(root).checkpoints
     for tag in ("step3", "step6"):
         _flip(next((ckpts / tag).glob("*model_states.pt")))
@@ -222,7 +249,7 @@ def test_planted_spike_is_rolled_back_and_its_batches_skipped(reference, new_run
     assert [r["loss"] for r in steps[:4]] == [r["loss"] for r in ref[:4]]  # replayed identically
     assert all(r["loss"] < 2 * ref[0]["loss"] for r in steps)  # the spike never reached the curve
     # Every later step reads past the skipped batch: positions 40.. instead of 32..
-    assert [r["samples"] for r in steps] == [8, 16, 24, 32] + [48, 56, 64, 72]
+    assert [r["samples"] for r in steps] == [8, 16, 24, 32, 48, 56, 64, 72]  # no step at 40
     summary = read_json(RunDir(root).train_summary)
     assert summary["rollbacks"] == 1 and summary["skipped_samples"] == [[32, 40]]
     from tasks.report import write_report
@@ -243,9 +270,8 @@ def test_persistent_divergence_stops_after_the_bound_naming_the_steps(new_run):
 
 
 @pytest.mark.parametrize("zero", [2, 3])
-def test_zero_stages_on_two_ranks_match_one_rank(reference, new_run, zero):
-    one = new_run("one")
-    _train(_job(one, 1, zero_stage=1), 1)
+def test_zero_stages_on_two_ranks_match_one_rank(one_rank, new_run, zero):
+    one = one_rank
     root = new_run(f"zero{zero}")
     _train(_job(root, 2, zero_stage=zero), 2)
     assert np.allclose(_losses(root), _losses(one), atol=1e-4, rtol=0)
@@ -315,8 +341,10 @@ def test_metrics_record_throughput_mfu_and_memory_and_checkpoints_are_retained(r
         assert r["mfu"] == pytest.approx(summary["training_flops_per_token"] * r["tokens_per_s"] / (2 * 1e12))
         assert r["loss_scale"] is None and r["skipped_steps"] == 0 and r["batch"] == 8
     assert [r["step"] for r in steps if "val_loss" in r] == [4, 8]
-    # Retention: the last two checkpoints (step 8 is also the best by validation loss).
-    assert sorted(p.name for p in run.checkpoints.glob("step*")) == ["step6", "step8"]
+    # Retention: the last two checkpoints by default (step 8 is also the best by validation
+    # loss), the last three where keep_last says so.
+    assert sorted(p.name for p in RunDir(reference["bf16"]).checkpoints.glob("step*")) == ["step6", "step8"]
+    assert sorted(p.name for p in run.checkpoints.glob("step*")) == ["step3", "step6", "step8"]
     manifest = read_json(run.checkpoints / "step8" / "manifest.json")
     assert manifest["world_size"] == 2 and manifest["training"]["lr"] == 5e-3 and manifest["val_loss"] > 0
     assert {"rng-rank0.pt", "rng-rank1.pt"} <= set(manifest["files"])

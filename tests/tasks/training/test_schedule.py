@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ def test_linear_warmup_then_cosine_to_the_floor():
     m = [lr_multiplier(s, warmup=4, total=20, min_ratio=0.1) for s in range(20)]
     assert m[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert m[4] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(m[4:], m[5:]))
+    assert all(a >= b for a, b in pairwise(m[4:]))
     assert m[-1] == pytest.approx(0.1)
     assert m[12] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 8 / 15)).item()))
 

@@ -44,10 +44,10 @@ def test_a_resume_that_changes_the_run_is_refused_listing_the_keys(tmp_path):
         plan_job(run, MODEL, cfg.model_copy(update={"max_steps": 40}), 0.0)
     with pytest.raises(TrainingConfigError, match=r"global batch of 8 sequences is not divisible by 3 rank"):
         plan_job(run, MODEL, cfg.model_copy(update={"num_workers": 3}), 0.0)
-    with pytest.raises(TrainingConfigError, match="the model differs.*model.n_layer 2 -> 3"):
+    with pytest.raises(TrainingConfigError, match=r"the model differs.*model\.n_layer 2 -> 3"):
         plan_job(run, MODEL.model_copy(update={"n_layer": 3}), cfg, 0.0)
     run.manifest.write_text('{"re-tokenized": true}')
-    with pytest.raises(TrainingConfigError, match="(?s)token shards' manifest changed.*start a new --run-id"):
+    with pytest.raises(TrainingConfigError, match=r"(?s)token shards' manifest changed.*start a new --run-id"):
         plan_job(run, MODEL, cfg, 0.0)
 
 
@@ -76,7 +76,7 @@ def test_checkpoints_without_a_manifest_are_not_silently_replaced(tmp_path):
     run.manifest.parent.mkdir(parents=True)
     run.manifest.write_text("{}")
     (run.checkpoints / "step100").mkdir(parents=True)  # e.g. written before checkpoints were sealed
-    with pytest.raises(TrainingConfigError, match="have no manifest.*move them away.*or start a new --run-id"):
+    with pytest.raises(TrainingConfigError, match=r"have no manifest.*move them away.*or start a new --run-id"):
         plan_job(run, MODEL, TrainingConfig(), 0.0)
 
 

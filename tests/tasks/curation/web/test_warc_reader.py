@@ -138,7 +138,7 @@ def test_html_folders_are_one_input_each(tmp_path):
     got = list(read_documents(tmp_path / "docs"))
     assert [p.url.rsplit("/", 2)[-1] for p in got] == ["a.html", "b.htm"]
     assert all(p.url.startswith("file://") and p.content_type == "text/html" for p in got)
-    with pytest.raises(InputError, match="point curation.input_path at its folder"):
+    with pytest.raises(InputError, match=r"point curation\.input_path at its folder"):
         discover_inputs(tmp_path / "docs" / "a.html")
 
 

@@ -72,7 +72,7 @@ def test_a_kept_page_has_its_main_text_and_metadata(front):
 @pytest.mark.parametrize("declared_by", ["http", "meta"])
 def test_a_non_utf8_page_is_decoded_by_its_declared_charset(front, declared_by):
     text = "Ĉu vi parolas? Жители города собираются на площади каждое утро."
-    html = article("Город", [text] + ENGLISH_PARAGRAPHS, charset="windows-1251" if declared_by == "meta" else None)
+    html = article("Город", [text, *ENGLISH_PARAGRAPHS], charset="windows-1251" if declared_by == "meta" else None)
     payload = html.replace("Ĉu vi parolas? ", "").encode("windows-1251")
     doc = front(page(payload, charset="windows-1251" if declared_by == "http" else None))
     assert isinstance(doc, Document)
