@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's two commands, each setting up the project virtualenv first if needed:
 #   bash infra/dev.sh demo [crucible run options]   # the whole pipeline on the built-in demo
-#   bash infra/dev.sh test [pytest options]         # the test suite
+#   bash infra/dev.sh test [pytest options]         # lint, types and the test suite
+#   bash infra/dev.sh coverage [pytest options]     # the test suite under coverage
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${CRUCIBLE_VENV:-.venv}"
@@ -25,11 +26,37 @@ setup() {
     fi
 }
 
+# Lint, format and types first (seconds), then every test tier on two pytest-xdist workers,
+# whole files per worker so module fixtures are built once; the 25 slowest tests are listed
+# at the end. Arguments go to pytest and may override these (-n 0 runs in one process).
+run_tests() {
+    "$VENV/bin/ruff" check --quiet .
+    "$VENV/bin/ruff" format --check --quiet .
+    "$VENV/bin/mypy"
+    exec "$VENV/bin/python" -m pytest -n "${CRUCIBLE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
+        --durations=25 "$@"
+}
+
+# The suite under coverage: every Python process it starts (xdist workers, the crucible CLI,
+# training ranks, Ray workers) measures itself through coverage's subprocess patch
+# (pyproject.toml); the data is combined, then reported per module, lowest first.
+run_coverage() {
+    export COVERAGE_FILE="$PWD/.coverage"
+    rm -f .coverage .coverage.*
+    status=0
+    "$VENV/bin/coverage" run -m pytest -n "${CRUCIBLE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
+        "$@" || status=$?
+    "$VENV/bin/coverage" combine --quiet
+    "$VENV/bin/coverage" report --sort=cover
+    return "$status"
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
     demo) setup; exec "$VENV/bin/crucible" run "$@" ;;
-    test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+    test) setup; run_tests "$@" ;;
+    coverage) setup; run_coverage "$@" ;;
     setup) setup ;;
-    *) echo "usage: bash infra/dev.sh {demo|test|setup} [args...]" >&2; exit 2 ;;
+    *) echo "usage: bash infra/dev.sh {demo|test|coverage|setup} [args...]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,14 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--reverse", action="store_true", help="run the tests in reverse order (order-dependence check)")
+    parser.addoption(
+        "--order",
+        choices=("tiers", "random", "reverse"),
+        default="tiers",
+        help="tiers (default): the slow tiers first, longest first (root, e2e, integration), then the fast "
+        "tier, each in pytest-randomly's order; random: pytest-randomly's order throughout; reverse: tiers, "
+        "reversed (an order-dependence check)",
+    )
 
 
 @pytest.hookimpl(trylast=True)
@@ -32,8 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # Every Prefect CLI and server the tests start: a home of the session's own.
         os.environ["PREFECT_HOME"] = str(shared / "prefect-home")
         os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-        # Joining the shared Ray head needs its token (~/.ray/auth_token), as on a real cluster.
+        # Ray's token auth, with a token of the session's own: a Ray cluster joined by address
+        # needs it (on a fresh machine there is no ~/.ray/auth_token yet), as on a real cluster.
         os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -41,14 +51,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         services.stop_all(services.shared_dir())
 
 
-TIERS = ("integration", "e2e", "root")
+TIERS = ("root", "e2e", "integration")  # the order they run in: the longest modules first
 
 
+def _tier(item: pytest.Item) -> int:
+    return next((i for i, t in enumerate(TIERS) if item.get_closest_marker(t)), len(TIERS))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which this keeps within each tier
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:  # every tier is slow: `-m "not slow"` stays the fast tier
-        if any(item.get_closest_marker(t) for t in TIERS) and not item.get_closest_marker("slow"):
+        if _tier(item) < len(TIERS) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
-    if config.getoption("--reverse"):
+    order = config.getoption("--order")
+    if order != "random":
+        # Two workers finish together when the long modules start first and the fast tier
+        # fills the gaps at the end (pytest-xdist hands out whole files in this order).
+        items.sort(key=_tier)
+    if order == "reverse":
         items.reverse()
 
 

@@ -10,6 +10,7 @@ that finishes early never pulls a server from under another.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -129,7 +130,7 @@ def start_ray() -> dict[str, Any]:
     port, dashboard = free_port(), free_port()
     temp = Path(f"/tmp/crucible-ray-{os.getpid()}")  # short: Ray's socket paths have a length limit
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--port", str(port),
-           "--node-ip-address", "127.0.0.1", "--num-cpus", "4", "--disable-usage-stats",
+           "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--disable-usage-stats",
            "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
            "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
            "--temp-dir", str(temp)]  # fmt: skip
@@ -152,25 +153,40 @@ def start_ray() -> dict[str, Any]:
     raise AssertionError(f"the Ray head did not answer within 120 s; see {log}")
 
 
-def _stop_group(pid: int) -> None:
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (not zombie) process is left in the process group."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)  # reap the leader when it is this process's own child
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _stop_group(pgid: int, grace_s: float) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `grace_s`."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if not _group_alive(pgid):
             return
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def stop_all(shared: Path) -> None:
     """Stop what the workers started, then drop the session's PostgreSQL database."""
     for pid_file in sorted((shared / "processes").glob("*.pid")):
-        _stop_group(int(pid_file.read_text()))
+        # Ray's nodes take half a minute to shut down gracefully, and nothing of them is kept.
+        _stop_group(int(pid_file.read_text()), grace_s=0 if pid_file.stem == "ray-head" else 30)
     ray = shared / "ray.json"
     if ray.exists():
         shutil.rmtree(json.loads(ray.read_text())["temp_dir"], ignore_errors=True)

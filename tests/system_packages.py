@@ -14,9 +14,6 @@ from filelock import FileLock
 
 from tests.services import shared_dir
 
-# What .ci/run installs, and what each test below finds already there in CI.
-CI_PACKAGES = ["chromium", "chromium-driver", "postgresql", "iproute2"]
-
 
 def missing(packages: list[str], binaries: list[str]) -> str | None:
     """Install `packages` unless every path or command in `binaries` exists already; the

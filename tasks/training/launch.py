@@ -174,6 +174,10 @@ def main() -> int:
     # the last step was seen once in CI; "terminate called without an active exception"
     # after a refused resume), which would turn a finished run or a clean error into a crash.
     logging.shutdown()
+    measured = sys.modules.get("coverage")  # under `infra/dev.sh coverage`: save before the hard exit
+    if measured is not None and (cov := measured.Coverage.current()) is not None:
+        cov.stop()
+        cov.save()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -46,7 +46,8 @@ def _make_input(dest: Path, files: int = 4, copies: int = 6) -> None:
                     f.write(json.dumps({"id": f"{i}-{c}-{d['id']}", "text": " ".join(words)}) + "\n")
 
 
-def _curate(runs: Path, run_id: str, input_dir: Path, port: int) -> subprocess.Popen:
+def _curate(runs: Path, run_id: str, input_dir: Path, runtime: list[str]) -> subprocess.Popen:
+    """`crucible curate`; `runtime` says which Prefect server (and Ray) it reports to."""
     return subprocess.Popen(  # its own session, so the whole run (driver and Ray) can be killed
         [
             CRUCIBLE,
@@ -57,8 +58,7 @@ def _curate(runs: Path, run_id: str, input_dir: Path, port: int) -> subprocess.P
             run_id,
             "--set",
             f"runs_dir={runs}",
-            "--set",
-            f"runtime.prefect_port={port}",
+            *runtime,
             "--set",
             f"curation.input_path={input_dir}",
             "--set",
@@ -72,18 +72,30 @@ def _curate(runs: Path, run_id: str, input_dir: Path, port: int) -> subprocess.P
     )
 
 
-def _ray_workers_running(task_name: str, group: int) -> list[int]:
-    """This run's workers only (its process group): another test's run may be curating too."""
+def _ray_workers_running(task_name: str, driver: int) -> list[int]:
+    """The workers of this run's own Ray (descendants of its driver, `driver`), running the
+    task: another test's run may be curating on the same machine."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == driver:
+                return True
+        return False
+
     pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (proc / "cmdline").read_bytes().startswith(f"ray::{task_name}".encode()) and os.getpgid(
-                    int(proc.name)
-                ) == group:
-                    pids.append(int(proc.name))
-            except (OSError, ProcessLookupError):
-                continue
+    for pid in parent:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(f"ray::{task_name}".encode()) and descends(pid):
+                pids.append(pid)
+        except OSError:
+            continue
     return pids
 
 
@@ -102,19 +114,21 @@ def _outputs(run: Path) -> tuple[list, list]:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, prefect_server):
+def setup(tmp_path_factory, e2e):
+    """The input, and the undisturbed reference run (on the shared Ray head: nothing is killed
+    there); the disturbed runs start a Ray of their own, which the tests kill."""
     tmp = tmp_path_factory.mktemp("curate-failures")
     _make_input(tmp / "input")
     runs = tmp / "runs"
-    clean = _curate(runs, "clean", tmp / "input", prefect_server["port"])
+    clean = _curate(runs, "clean", tmp / "input", e2e.runtime_sets())
     out, _ = clean.communicate(timeout=600)
     assert clean.returncode == 0, out[-4000:]
-    return tmp / "input", runs, prefect_server["port"]
+    return tmp / "input", runs, e2e.runtime_sets(ray=False)
 
 
 def test_killed_worker_is_retried_and_output_matches(setup):
-    input_dir, runs, port = setup
-    proc = _curate(runs, "killed", input_dir, port)
+    input_dir, runs, runtime = setup
+    proc = _curate(runs, "killed", input_dir, runtime)
     killed = None
     deadline = time.time() + 300
     while killed is None and proc.poll() is None and time.time() < deadline:
@@ -131,8 +145,8 @@ def test_killed_worker_is_retried_and_output_matches(setup):
 
 
 def test_killed_run_resumes_skipping_finished_tasks(setup):
-    input_dir, runs, port = setup
-    proc = _curate(runs, "resumed", input_dir, port)
+    input_dir, runs, runtime = setup
+    proc = _curate(runs, "resumed", input_dir, runtime)
     markers = runs / "resumed" / "curated" / "_work" / "markers"
     deadline = time.time() + 300
     while len(list(markers.glob("filter-*.json"))) < 2 and proc.poll() is None and time.time() < deadline:
@@ -141,7 +155,7 @@ def test_killed_run_resumes_skipping_finished_tasks(setup):
     proc.communicate(timeout=60)
     finished = len(list(markers.glob("*.json")))
     assert finished >= 2 and not (runs / "resumed" / "curated" / "stats.json").exists()
-    again = _curate(runs, "resumed", input_dir, port)
+    again = _curate(runs, "resumed", input_dir, runtime)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out[-4000:]
     skipped = re.search(r"resuming: (\d+) finished task\(s\) will be skipped", out)

@@ -9,9 +9,12 @@ Skipped, with the reason, where namespaces cannot be made (not root, no iproute2
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,11 +44,32 @@ def shared(tmp_path_factory):
     return tmp_path_factory.mktemp("shared-runs")
 
 
+@pytest.fixture(scope="module")
+def head_prefect(cluster, shared):
+    """`crucible server` on the head's address with basic auth, as an operator starts it; the
+    module's runs find it there and report to it (each would otherwise start its own)."""
+    log = shared / "prefect-server.log"
+    env = {"PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(shared / "prefect-home")}
+    proc = cluster.popen(cluster.head, [CRUCIBLE, "server", "--host", cluster.head.address, "--port", "4300"], log,
+                         env=env, cwd=ROOT)  # fmt: skip
+    probe = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/health', timeout=5)"
+    url = f"http://{cluster.head.address}:4300/api"
+    wait_for(lambda: proc.poll() is not None or cluster.run(cluster.head, [sys.executable, "-c", probe, url],
+                                                            timeout=30).returncode == 0,
+             120, "the Prefect server on the head", poll=0.5)  # fmt: skip
+    assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
 def _start(
     cluster: Cluster, runs: Path, run_id: str, *sets: str, command: str = "run"
 ) -> tuple[subprocess.Popen, Path]:
+    """`crucible COMMAND` from the head, reporting to the Prefect server on the head's address
+    (started by the command itself unless `head_prefect` runs it already)."""
     log = runs / f"{run_id}.log"
-    home = runs / f"prefect-home-{run_id}"
+    home = runs / "prefect-home"
     proc = cluster.popen(
         cluster.head,
         [
@@ -96,7 +120,7 @@ def _addresses(nodes: dict) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def multihost_run(cluster, shared):
+def multihost_run(cluster, shared, head_prefect):
     proc, log = _start(cluster, shared, "two-hosts")
     return RunDir(shared / "two-hosts"), _finish(proc, log)
 

@@ -25,7 +25,8 @@ def _client(address: str, **env: str) -> subprocess.CompletedProcess:
 def test_a_client_without_the_clusters_token_is_refused(tmp_path, monkeypatch):
     import ray
 
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # the session's token (tests/conftest.py): not this user's
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert not ray.is_initialized()
     assert connect_ray(RuntimeConfig(ray_num_cpus=1), None)
