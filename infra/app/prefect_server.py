@@ -41,9 +41,6 @@ def server_env(host: str, port: int) -> dict[str, str]:
     env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another API
     public = socket.gethostname() if host in WILDCARD else host
     env.setdefault("PREFECT_UI_API_URL", f"http://{public}:{port}/api")
-    if env.get("PREFECT_SERVER_API_AUTH_STRING"):
-        # This process and the flow runs it starts talk to the server as its clients.
-        os.environ.setdefault("PREFECT_API_AUTH_STRING", env["PREFECT_SERVER_API_AUTH_STRING"])
     return env
 
 
@@ -84,6 +81,10 @@ class PrefectServer:
 def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) -> PrefectServer:
     """Reuse a healthy server at host:port, or start one and wait until it answers."""
     check_bind(host)
+    if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+        # This process and the flow runs it starts talk to the server as its clients, whether
+        # this call starts it or finds it running (`crucible server` started by an operator).
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ["PREFECT_SERVER_API_AUTH_STRING"])
     api_url = f"http://{'127.0.0.1' if host in WILDCARD else host}:{port}/api"
     if healthy(api_url):
         log.info("reusing the Prefect server at %s", api_url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
@@ -26,11 +28,26 @@ def test_the_ui_is_told_the_api_of_the_port_it_runs_on(monkeypatch):
     assert "PREFECT_API_URL" not in env and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
 
 
+def test_a_reused_server_with_auth_is_called_with_its_credentials(monkeypatch, tmp_path):
+    """A server an operator started (`crucible server` with PREFECT_SERVER_API_AUTH_STRING):
+    the command that finds it running must send the same credentials, or every call is a 401."""
+    from infra.app import prefect_server
+
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "")  # restored (unset) after the test: the call sets it
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING")
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:s3cret")
+    monkeypatch.setattr(prefect_server, "healthy", lambda url, timeout=2.0: True)  # found running
+    server = start_or_reuse("10.0.0.5", 4300, tmp_path)
+    assert server.process is None and server.api_url == "http://10.0.0.5:4300/api"
+    assert os.environ["PREFECT_API_AUTH_STRING"] == "admin:s3cret"
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_a_real_server_on_a_non_default_port_with_auth(tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_UI_API_URL", raising=False)
-    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "")  # restored (unset) after the test: the call sets it
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING")
     monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "admin:s3cret")
     server = start_or_reuse("127.0.0.1", 4291, tmp_path)
     try:

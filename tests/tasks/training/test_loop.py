@@ -309,7 +309,7 @@ def test_zero3_bf16_exports_fp32_master_weights_that_evaluate(new_run, tmp_path)
 
 def test_sigterm_saves_a_checkpoint_then_a_rerun_resumes(reference, new_run):
     root = new_run("preempt")
-    job = _job(root, 2, max_steps=400, checkpoint_every=1000, eval_every=1000)
+    job = _job(root, 2, max_steps=200, checkpoint_every=1000, eval_every=1000)  # SIGTERM comes at step 3 or so
     running = LocalJob(job, 2)
     metrics = RunDir(root).metrics
     deadline = time.monotonic() + 300
@@ -319,11 +319,11 @@ def test_sigterm_saves_a_checkpoint_then_a_rerun_resumes(reference, new_run):
     codes = running.wait(300)
     assert codes == [1, 1], _tail(job)
     saved = sorted(int(p.name[4:]) for p in RunDir(root).checkpoints.glob("step*"))
-    assert len(saved) == 1 and 3 <= saved[0] < 400  # saved where it stood, not at a multiple of 1000
+    assert len(saved) == 1 and 3 <= saved[0] < 200  # saved where it stood, not at a multiple of 1000
     assert "Preempted: SIGTERM at step" in _tail(job)
     _train(job, 2)
     assert f"step{saved[0]} at step {saved[0]}" in _tail(job)
-    assert [r["step"] for r in _steps(root)] == list(range(1, 401))
+    assert [r["step"] for r in _steps(root)] == list(range(1, 201))
 
 
 def test_metrics_record_throughput_mfu_and_memory_and_checkpoints_are_retained(reference, source):
