@@ -55,7 +55,7 @@ def test_a_sigkilled_run_shows_crashed_and_resumes(pipeline_run, e2e, tmp_path):
     deadline = time.monotonic() + 600
     while not (run.checkpoints / "step6" / "manifest.json").is_file():
         assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
+        time.sleep(0.02)  # a step takes a fraction of a second: kill it in the middle of training
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI with its Ray and training workers, at once
     proc.wait()
     flow_run_id = uuid.UUID(read_json(run.root / "run.lock")["flow_run_id"])

@@ -238,11 +238,12 @@ HOSTILE = [
 
 
 def _best_of_3(text: str, cfg: RedactionConfig) -> float:
+    """This process's CPU time, not the wall clock: other tests share the machine's cores."""
     times = []
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.process_time()
         find_pii(text, cfg)
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return min(times)
 
 

@@ -1,14 +1,17 @@
-"""Training progress reaches the Prefect UI while the ranks train, not only at the end."""
+"""Training progress reaches the Prefect UI while the ranks train, not only at the end: on
+the session's Prefect server (tests/services.py)."""
 
 import json
 
 import httpx
+import pytest
 from prefect import flow, task
-from prefect.testing.utilities import prefect_test_harness
 
 from infra.core.storage import RunDir
 from tasks.training.prefect_tasks import LiveProgress
 from tests.flows.e2e_env import wait_for
+
+pytestmark = pytest.mark.e2e  # a real Prefect server; no Ray
 
 
 def _append(run: RunDir, record: dict) -> None:
@@ -20,16 +23,23 @@ def _wait_for(predicate, timeout=30.0):
     return wait_for(predicate, timeout, "the progress artifacts", poll=0.1)
 
 
-def test_progress_and_metrics_table_update_during_training(tmp_path):
-    from prefect.settings import PREFECT_API_URL
+def test_progress_and_metrics_table_update_during_training(tmp_path, prefect_api):
+    from prefect.runtime import flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     run = RunDir(tmp_path)
     seen = {}
 
     def artifacts(key):
         # Over plain HTTP: this client version sends null filters, which the server rejects.
-        body = {"artifacts": {"key": {"any_": [key]}}, "limit": 50, "offset": 0, "sort": "CREATED_DESC"}
-        response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=30)
+        # This flow run's only: the server is shared with runs that train at the same time.
+        body = {
+            "artifacts": {"key": {"any_": [key]}, "flow_run_id": {"any_": [str(flow_run.id)]}},
+            "limit": 50,
+            "offset": 0,
+            "sort": "CREATED_DESC",
+        }
+        response = httpx.post(f"{prefect_api}/artifacts/filter", json=body, timeout=30)
         response.raise_for_status()
         return response.json()
 
@@ -69,7 +79,7 @@ def test_progress_and_metrics_table_update_during_training(tmp_path):
     def f():
         fake_training()
 
-    with prefect_test_harness():
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
         f()
     assert seen["after 1"] == 25.0 and seen["after 2"] == 50.0 and seen["final"] == 100.0
     assert seen["tables during"] >= 2  # the table was published while "training" went on
