@@ -70,23 +70,53 @@ class TrainJob:
     init_from: str | None = None  # a final model folder: continued pre-training starts from its weights
 
 
+HOLD_LIMIT_S = 600.0  # a drill whose operator never releases it does not hang the run forever
+
+
 @dataclass
 class Faults:
     """Fault injection for drills and tests: a poisoned stretch of the data stream (its
-    batches' loss and gradients x 1000, as a corrupt batch would) and a SIGKILL."""
+    batches' loss and gradients x 1000, as a corrupt batch would), a SIGKILL, and a hold."""
 
     poison_samples: tuple[int, int] | None = None  # [start, end) stream positions
     kill_at_step: int | None = None  # rank 0 kills itself when this step begins
     kill_once_marker: str | None = None  # if set, the kill happens only while this file is absent
+    hold_at_step: int | None = None  # rank 0 waits when this step begins, once per run...
+    hold_marker: str | None = None  # ...writing this file as it starts to wait...
+    hold_release: str | None = None  # ...until this file exists (at most HOLD_LIMIT_S)
 
     @classmethod
     def drill(cls, run_dir: str) -> Faults | None:
-        """The fault drill CRUCIBLE_DRILL_KILL_AT_STEP=N asks for: rank 0 SIGKILLs itself when
-        step N begins, once per run directory, so that its retry or resume can finish."""
-        step = os.environ.get("CRUCIBLE_DRILL_KILL_AT_STEP")
-        if not step:
+        """The fault drills the environment asks for, once per run directory so that a retry
+        or resume can finish: CRUCIBLE_DRILL_KILL_AT_STEP=N, rank 0 SIGKILLs itself when step
+        N begins; CRUCIBLE_DRILL_HOLD_AT_STEP=N, rank 0 waits when step N begins (writing
+        logs/drill-holding-at-stepN) until logs/drill-release exists, so that an operator can
+        break something at a known step, such as power off a host."""
+        kill, hold = os.environ.get("CRUCIBLE_DRILL_KILL_AT_STEP"), os.environ.get("CRUCIBLE_DRILL_HOLD_AT_STEP")
+        if not kill and not hold:
             return None
-        return cls(kill_at_step=int(step), kill_once_marker=str(Path(run_dir) / "logs" / f"drill-killed-at-step{step}"))
+        logs = Path(run_dir) / "logs"
+        return cls(
+            kill_at_step=int(kill) if kill else None,
+            kill_once_marker=str(logs / f"drill-killed-at-step{kill}") if kill else None,
+            hold_at_step=int(hold) if hold else None,
+            hold_marker=str(logs / f"drill-holding-at-step{hold}") if hold else None,
+            hold_release=str(logs / "drill-release") if hold else None,
+        )
+
+    def hold(self, step: int, rank: int) -> None:
+        """Wait at the start of `hold_at_step` on rank 0 (the other ranks then wait in the
+        step's first collective) until the release file appears; once per run."""
+        if self.hold_at_step != step or rank != 0 or not self.hold_marker or not self.hold_release:
+            return
+        marker, release = Path(self.hold_marker), Path(self.hold_release)
+        if marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"rank 0 held at the start of step {step} until {release} exists\n")
+        deadline = time.monotonic() + HOLD_LIMIT_S
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def should_kill(self, step: int, rank: int) -> bool:
         if self.kill_at_step != step or rank != 0:
@@ -445,6 +475,8 @@ def run_steps(
     cfg, ctx, engine = s.cfg, s.ctx, a.engine
     last_save = time.monotonic()
     while a.step < cfg.max_steps:
+        if faults:
+            faults.hold(a.step + 1, ctx.rank)
         if faults and faults.should_kill(a.step + 1, ctx.rank):
             log.warning("fault drill: SIGKILL of rank 0 at the start of step %d", a.step + 1)
             os.kill(os.getpid(), signal.SIGKILL)

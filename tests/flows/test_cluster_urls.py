@@ -1,5 +1,7 @@
 """What the Ray workers are told about the Prefect API, and how task placement is counted."""
 
+from types import SimpleNamespace
+
 from flows.cluster import workers_api_url
 from flows.config import RuntimeConfig
 from flows.placement import task_nodes
@@ -26,3 +28,22 @@ def test_task_placement_counts_each_task_once_under_its_node():
     assert placed["tasks_by_node"] == {"10.0.0.1 (h1)": 2, "10.0.0.2 (h2)": 2, "unknown": 1}
     assert [t["task"] for t in placed["tasks"]] == ["filter-0", "filter-1", "filter-2", "finalize-0", "finalize-1"]
     assert placed["tasks"][1]["node"] == "10.0.0.2 (h2)"
+
+
+def test_a_local_ray_is_started_even_beside_a_ray_start_cluster(monkeypatch):
+    """With no address, connect_ray asks Ray for a new local instance ("local"): plain None
+    would join whatever cluster a `ray start` on this machine left behind."""
+    import ray
+
+    from flows.cluster import connect_ray
+
+    calls = []
+
+    context = SimpleNamespace(address_info={"address": "127.0.0.1:1"})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw) or context)
+    assert connect_ray(RuntimeConfig(ray_num_cpus=1), None) is True
+    assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] == 1
+    assert connect_ray(RuntimeConfig(ray_address="10.0.0.1:6379"), None) is False
+    assert calls[-1]["address"] == "10.0.0.1:6379" and "num_cpus" not in calls[-1]

@@ -26,7 +26,7 @@ from tests.flows.netns import Cluster, unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(1800)]
 AUTH = "crucible:multi-host-test"
-KILL_AFTER_STEP = 8  # the debug preset checkpoints at step 6 and trains 12 steps
+KILL_AT_STEP = 8  # the debug preset checkpoints at step 6 and trains 12 steps
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def head_prefect(cluster, shared):
 
 
 def _start(
-    cluster: Cluster, runs: Path, run_id: str, *sets: str, command: str = "run"
+    cluster: Cluster, runs: Path, run_id: str, *sets: str, command: str = "run", env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, Path]:
     """`crucible COMMAND` from the head, reporting to the Prefect server on the head's address
     (started by the command itself unless `head_prefect` runs it already)."""
@@ -90,7 +90,7 @@ def _start(
             *sets,
         ],
         log,
-        env={"PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(home)},
+        env={"PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(home), **(env or {})},
         cwd=ROOT,
     )
     return proc, log
@@ -148,20 +148,28 @@ def test_debug_pipeline_across_two_hosts_equals_a_single_host_run(cluster, multi
 
 def _train_on_its_data(cluster: Cluster, shared: Path, multihost_run, run_id: str, *sets: str):
     """`crucible train` on a copy of the two-host run's curated data and token shards: the
-    fault cases are about training, and skip re-curating and evaluating (minutes in CI)."""
+    fault cases are about training, and skip re-curating and evaluating (minutes in CI).
+    Training holds at the start of step 8 (the hold drill) until the worker host is killed."""
     source, _ = multihost_run
     for part in ("curated", "tokenizer", "shards"):
         shutil.copytree(source.root / part, shared / run_id / part)
-    return _start(cluster, shared, run_id, *sets, command="train")
+    hold = {"CRUCIBLE_DRILL_HOLD_AT_STEP": str(KILL_AT_STEP)}
+    return _start(cluster, shared, run_id, *sets, command="train", env=hold)
 
 
 def _kill_worker_at_step(cluster: Cluster, run: RunDir, proc: subprocess.Popen) -> int:
-    def reached() -> bool:
-        assert proc.poll() is None, "the run ended before the step at which the worker host is killed"
-        return run.metrics.is_file() and any(r["step"] >= KILL_AFTER_STEP for r in _steps(run))
+    """SIGKILL every process of the worker host while training holds at step 8 (after the
+    step-6 checkpoint, before the one at step 12), then let training go on into the loss."""
 
-    wait_for(reached, 900, f"training step {KILL_AFTER_STEP}", poll=0.2)
-    return cluster.kill_host(cluster.hosts[1])
+    def holding() -> bool:
+        assert proc.poll() is None, "the run ended before the step at which the worker host is killed"
+        return (run.root / "logs" / f"drill-holding-at-step{KILL_AT_STEP}").is_file()
+
+    wait_for(holding, 900, f"training to hold at step {KILL_AT_STEP}", poll=0.2)
+    assert [r["step"] for r in _steps(run)] == list(range(1, KILL_AT_STEP))
+    killed = cluster.kill_host(cluster.hosts[1])
+    (run.root / "logs" / "drill-release").write_text("the worker host is down\n")
+    return killed
 
 
 def test_worker_host_killed_then_restarted_resumes_from_the_checkpoint(cluster, shared, multihost_run):

@@ -27,7 +27,9 @@ def test_the_debug_pipeline_ran_on_a_prefect_server_backed_by_postgresql(prefect
     if "database" not in prefect_server:
         pytest.skip(prefect_server["why_not"])
     db, url = prefect_server["database"], prefect_server["url"]
-    assert url.startswith(f"postgresql+asyncpg://{db}:") and url.endswith(f"@127.0.0.1:5432/{db}")
+    clusters = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=True)
+    port = clusters.stdout.split()[2]  # the cluster's own: 5432 unless that port was taken
+    assert url.startswith(f"postgresql+asyncpg://{db}:") and url.endswith(f"@127.0.0.1:{port}/{db}")
     again = subprocess.run(["bash", str(RECIPE), db, db], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and url in again.stdout  # idempotent: the same database and password
     match = re.search(r"PREFECT_SERVER_DATABASE_CONNECTION_URL=(\S+)", again.stdout)

@@ -31,3 +31,33 @@ def test_finished_shards_are_skipped_and_altered_ones_rebuilt(tmp_path):
     assert all((out / e["file"]).stat().st_mtime_ns == files[e["file"]] for e in first[0]["entries"])
     assert [e["sha256"] for e in again[1]["entries"]] == [e["sha256"] for e in first[1]["entries"]]
     assert altered.stat().st_mtime_ns != files[first[1]["entries"][0]["file"]]  # rebuilt
+
+
+def test_a_run_directory_copied_elsewhere_keeps_its_finished_work(tmp_path):
+    """The work fingerprint names the run's own files relative to it: a run moved or copied
+    with its modification times (cp -a, rsync -a) does not discard its finished tasks."""
+    import shutil
+
+    from infra.core.resume import file_fingerprint, prepare_work
+
+    run = tmp_path / "run"
+    (run / "curated").mkdir(parents=True)
+    (run / "curated" / "part-00000.parquet").write_bytes(b"x" * 10)
+    outside = tmp_path / "tokenizer.json"
+    outside.write_text("{}")
+
+    def fingerprint(root):
+        return {"inputs": file_fingerprint([root / "curated" / "part-00000.parquet", outside], root)}
+
+    prepare_work(run / "shards", fingerprint(run), run / "shards" / "_markers")
+    (run / "shards" / "_markers").mkdir()
+    (run / "shards" / "_markers" / "0.json").write_text("{}")
+    assert fingerprint(run)["inputs"][0][0] == "curated/part-00000.parquet"
+    assert fingerprint(run)["inputs"][1][0] == str(outside)  # a file elsewhere keeps its full name
+
+    moved = shutil.copytree(run, tmp_path / "moved")  # copy2: modification times kept
+    prepare_work(moved / "shards", fingerprint(moved), moved / "shards" / "_markers")
+    assert (moved / "shards" / "_markers" / "0.json").is_file()  # kept, not discarded
+    (moved / "curated" / "part-00000.parquet").write_bytes(b"y" * 11)  # an input changed
+    prepare_work(moved / "shards", fingerprint(moved), moved / "shards" / "_markers")
+    assert not (moved / "shards" / "_markers").exists()  # discarded
