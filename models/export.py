@@ -146,9 +146,24 @@ def _gpt2(model: GPT) -> tuple[Any, dict[str, torch.Tensor]]:
     return hf, out
 
 
-def export_hf(model: GPT, tokenizer_json: Path, dest: Path, eos_token: str = "<|endoftext|>") -> str:
-    """Write `dest/` (config, safetensors weights, tokenizer); return the transformers class used."""
+EXPORT_MARKER = ".crucible-export"
+
+
+def export_hf(
+    model: GPT, tokenizer_json: Path, dest: Path, eos_token: str = "<|endoftext|>", force: bool = False
+) -> str:
+    """Write `dest/` (config, safetensors weights, tokenizer); return the transformers class used.
+
+    `dest` is replaced only if it is absent, empty or an earlier export (or `force`): see
+    infra/core/output_folder.py."""
+    import tempfile
+
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from infra.core.output_folder import claim, mark, replace_folder
+
+    dest = Path(dest)
+    claim(dest, EXPORT_MARKER, "exported model", force)  # before the slow part
 
     kind = target_class(model.cfg)
     hf_cfg, weights = (_llama if kind == "llama" else _gpt2)(model)
@@ -162,12 +177,16 @@ def export_hf(model: GPT, tokenizer_json: Path, dest: Path, eos_token: str = "<|
         raise ExportError(f"weight mapping incomplete: missing {missing}, unexpected {unexpected}")
     tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_json), eos_token=eos_token)
     hf_model.config.eos_token_id = tok.eos_token_id
-    tmp = dest.with_name(dest.name + ".tmp")
-    hf_model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if dest.exists():
-        import shutil
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        hf_model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        mark(tmp, EXPORT_MARKER, transformers_class=type(hf_model).__name__)
+        replace_folder(tmp, dest)  # the whole folder appears at once
+    finally:
+        if tmp.exists():
+            import shutil
 
-        shutil.rmtree(dest)
-    tmp.rename(dest)  # the whole folder appears at once
+            shutil.rmtree(tmp)
     return type(hf_model).__name__

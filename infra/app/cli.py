@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write a run's trained model as a Hugging Face folder")
     s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
     s.add_argument("--out", type=Path, default=None, help="destination (default: RUN_DIR/hf)")
+    s.add_argument(
+        "--force", action="store_true", help="replace --out even if it is a non-empty folder that is not an export"
+    )
     s = sub.add_parser("quality-model", help="train the fastText quality classifier from two document sets")
     s.add_argument("--hq", required=True, help="high-quality reference documents (JSONL/Parquet file or folder)")
     s.add_argument(
@@ -78,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("noise", help="copy documents with labelled duplicates, PII and spam planted in them")
     s.add_argument("--input", required=True, help="JSONL/Parquet file or folder of real documents")
     s.add_argument("--out", type=Path, required=True, help="folder for part-*.jsonl and labels.jsonl")
+    s.add_argument(
+        "--force", action="store_true", help="write into --out even if it holds files that are not a noisy corpus"
+    )
     s.add_argument("--seed", type=int, default=0)
     s = sub.add_parser(
         "resume",
@@ -194,15 +200,17 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> str:
-    from models.export import export_hf
+    from infra.core.output_folder import claim
+    from models.export import EXPORT_MARKER, export_hf
     from tasks.training.checkpoint import FINAL, load_model
 
     run = RunDir(args.run_dir)
+    claim(args.out or run.root / "hf", EXPORT_MARKER, "exported model", args.force)  # before loading
     model, _ = load_model(run.checkpoints / FINAL)
     if not run.tokenizer.is_file():
         raise ConfigError(f"{run.tokenizer} not found; is {run.root} a Crucible run directory?")
     dest = args.out or run.root / "hf"
-    cls = export_hf(model, run.tokenizer, dest)
+    cls = export_hf(model, run.tokenizer, dest, force=args.force)
     return f"wrote {dest} ({cls}); load it with transformers.AutoModelForCausalLM.from_pretrained"
 
 
@@ -279,9 +287,13 @@ def noise_command(args: argparse.Namespace) -> str:
     from tasks.curation.noise import NoiseConfig, write_noisy_corpus
     from tasks.curation.training_sets import iter_documents
 
+    from infra.core.output_folder import claim
+    from tasks.curation.noise import NOISE_MARKER
+
     cfg = CurationConfig()
+    claim(args.out, NOISE_MARKER, "noisy corpus", args.force)  # before reading the input
     docs = [{"id": d.id, "text": d.text, "source": d.source} for d in iter_documents(Path(args.input), cfg)]
-    counts = write_noisy_corpus(docs, args.out, NoiseConfig(seed=args.seed))
+    counts = write_noisy_corpus(docs, args.out, NoiseConfig(seed=args.seed), force=args.force)
     # Beside the corpus, not in it: a labels.jsonl inside would be read as input documents.
     labels = args.out.parent / f"{args.out.name}-labels.jsonl"
     (args.out / "labels.jsonl").replace(labels)

@@ -53,6 +53,12 @@ class CurationConfig(BaseModel):
     )
     text_field: str = "text"
     id_field: str = "id"
+    max_record_bytes: int = Field(
+        32 << 20,
+        ge=1024,
+        description="A JSONL line or Parquet row larger than this is not read into memory: it is "
+        "counted as record_too_large in curated/removed/ (web pages have web.extraction.max_page_bytes).",
+    )
     normalization: Literal["NFC", "NFKC"] = "NFC"
     web: WebConfig = Field(
         WebConfig(),

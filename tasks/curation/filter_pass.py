@@ -188,15 +188,18 @@ def filter_shard(
         RowSink(paths.filtered(index), WORK_SCHEMA) as kept,
         RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed,
     ):
-        for item in read_documents(path, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
+        items = read_documents(
+            path, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes, cfg.max_record_bytes
+        )
+        for item in items:
             stats.add_in(item.bytes_in)
             if isinstance(item, Malformed):
-                stats.remove("malformed", item.bytes_in)
+                stats.remove(item.reason, item.bytes_in)
                 if len(examples) < 5:
                     examples.append(f"{item.file}:{item.line}: {item.detail}")
                 removed.add(
                     removed_record(
-                        "malformed",
+                        item.reason,
                         item.detail,
                         item.file,
                         item.line,

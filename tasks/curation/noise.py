@@ -454,14 +454,26 @@ def _write_atomic(path: Path, records: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def write_noisy_corpus(docs: list[dict], out_dir: Path, cfg: NoiseConfig, docs_per_file: int = 5000) -> dict:
+NOISE_MARKER = ".crucible-noisy-corpus"
+
+
+def write_noisy_corpus(
+    docs: list[dict], out_dir: Path, cfg: NoiseConfig, docs_per_file: int = 5000, force: bool = False
+) -> dict:
     """Write the noisy corpus as out_dir/part-NNNNN.jsonl ({id, text, source?}) and its
-    labels as out_dir/labels.jsonl, each file atomically; the document count per kind."""
+    labels as out_dir/labels.jsonl, each file atomically; the document count per kind.
+
+    Parts of an earlier, larger corpus there are deleted, so `out_dir` must be absent, empty,
+    an earlier noisy corpus (or `force`): see infra/core/output_folder.py."""
+    from infra.core.output_folder import claim, mark
+
     if docs_per_file < 1:
         raise ValueError(f"docs_per_file must be at least 1, got {docs_per_file}")
-    noisy, labels = inject_noise(docs, cfg)
     out_dir = Path(out_dir)
+    claim(out_dir, NOISE_MARKER, "noisy corpus", force)
+    noisy, labels = inject_noise(docs, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
+    mark(out_dir, NOISE_MARKER, documents=len(noisy))
     written = set()
     for part, start in enumerate(range(0, max(len(noisy), 1), docs_per_file)):
         path = out_dir / f"part-{part:05d}.jsonl"

@@ -1,9 +1,12 @@
 """Read input documents from JSONL or Parquet files, plain or .gz/.zst compressed, and web
 pages from WARC/WET files and folders of HTML (tasks/curation/web/).
 
-A record that cannot be used (bad JSON, not UTF-8, no text field, a truncated WARC record)
-is not dropped silently: it comes back as a `Malformed` item that the caller counts and
-writes to `removed/`.
+A record that cannot be used (bad JSON, not UTF-8, a lone surrogate, no text field, a
+truncated WARC record, a record over `max_record_bytes`) is not dropped silently: it comes
+back as a `Malformed` item that the caller counts and writes to `removed/`. So does the
+damaged end of a file (a cut .gz or .zst, a corrupt Parquet page): the documents before it
+are read, and the damage is one counted `damaged_file` item naming where it broke. A file
+that cannot be opened at all (no Parquet footer, no text column) is an `InputError`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow.parquet as pq
 import zstandard
@@ -45,11 +49,18 @@ class Document:
 
 @dataclass
 class Malformed:
+    """A record, or the damaged end of a file, that yields no document. `reason` is the
+    removal reason it is counted under: `malformed`, `record_too_large` or `damaged_file`."""
+
     file: str
     line: int
     detail: str
     raw: str
     bytes_in: int
+    reason: str = "malformed"
+
+
+RAW_KEPT_CHARS = 2000  # how much of an oversize record removed/ keeps, to show what it was
 
 
 def discover_inputs(path: str | Path) -> tuple[list[Path], list[Path]]:
@@ -110,13 +121,83 @@ def is_web_input(path: Path) -> bool:
     return path.is_dir() or path.name.endswith(WARC_SUFFIXES)
 
 
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed bytes of every zstd frame in a file, and an error if the file ends
+    inside a frame: zstandard's stream reader returns what it has at the end of a cut file
+    without saying so, which lost the rest of the documents silently."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh  # closed with this reader
+        self._dctx = zstandard.ZstdDecompressor()
+        self._frame = self._dctx.decompressobj()
+        self._in_frame = False
+        self._out = b""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._pos >= len(self._out):
+            chunk = self._fh.read(1 << 16)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstd frame")
+                return 0
+            self._out, self._pos = self._decompress(chunk), 0
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        parts = []
+        while chunk:
+            if self._frame.eof:  # the next frame of a multi-frame file
+                self._frame = self._dctx.decompressobj()
+            parts.append(self._frame.decompress(chunk))
+            self._in_frame = not self._frame.eof
+            chunk = self._frame.unused_data if self._frame.eof else b""
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 def _open_binary(path: Path) -> io.BufferedIOBase:
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")
     if path.name.endswith(".zst"):
-        # The zstd reader has no readline; buffering it gives line iteration.
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+        return io.BufferedReader(_ZstdFrames(open(path, "rb")), buffer_size=1 << 16)
     return open(path, "rb")
+
+
+def _lines(fh: io.BufferedIOBase, limit: int | None) -> Iterator[tuple[bytes, int]]:
+    """Each line and its size; a line over `limit` bytes is not held in memory: it comes
+    back as its first `limit` bytes with its full size."""
+    while True:
+        line = fh.readline(limit + 1) if limit else fh.readline()
+        if not line:
+            return
+        size = len(line)
+        if limit and size > limit and not line.endswith(b"\n"):
+            while rest := fh.readline(1 << 20):  # skip the rest of the record, counting it
+                size += len(rest)
+                if rest.endswith(b"\n"):
+                    break
+        yield line, size
+
+
+def _fields_are_unicode(doc: Document) -> str | None:
+    """The first field holding a lone surrogate (a `\\ud800`-style escape in the JSON, which
+    Python decodes but UTF-8 cannot encode), or None."""
+    for name in ("text", "id", "source", "metadata"):
+        try:
+            getattr(doc, name).encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+    return None
 
 
 def _as_document(
@@ -134,25 +215,44 @@ def _as_document(
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         metadata = {"value": metadata}
-    return Document(
+    doc = Document(
         id=str(doc_id) if doc_id is not None else f"{Path(file).name}:{line}",
         text=text,
         source=str(obj.get("source") or "unknown"),
         metadata=json.dumps(metadata, ensure_ascii=False, sort_keys=True, default=str),
-        bytes_in=len(text.encode("utf-8")),
+        bytes_in=0,
         file=file,
         line=line,
     )
+    if (field := _fields_are_unicode(doc)) is not None:
+        detail = (
+            f"'{field}' holds a lone surrogate escape (\\ud800-\\udfff without its pair), which is not "
+            f"text; fix the producer, or replace such escapes with \\ufffd before curating"
+        )
+        return Malformed(file, line, detail, raw, bytes_in)
+    doc.bytes_in = len(text.encode("utf-8"))
+    return doc
 
 
-def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Document | Malformed]:
+def _read_jsonl(
+    path: Path, text_field: str, id_field: str, max_record_bytes: int | None
+) -> Iterator[Document | Malformed]:
     name = str(path)
+    lineno = 0
     try:
         with _open_binary(path) as fh:
-            for lineno, raw_bytes in enumerate(fh, start=1):
+            for raw_bytes, size in _lines(fh, max_record_bytes):
+                lineno += 1
+                if max_record_bytes and size > max_record_bytes:
+                    detail = (
+                        f"record of {size} bytes is over curation.max_record_bytes ({max_record_bytes}); "
+                        f"raise the limit if such records are wanted"
+                    )
+                    raw = raw_bytes[:RAW_KEPT_CHARS].decode("utf-8", "replace")
+                    yield Malformed(name, lineno, detail, raw, size, "record_too_large")
+                    continue
                 if not raw_bytes.strip():
                     continue
-                size = len(raw_bytes)
                 try:
                     raw = raw_bytes.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -167,14 +267,25 @@ def _read_jsonl(path: Path, text_field: str, id_field: str) -> Iterator[Document
                 except json.JSONDecodeError as exc:
                     yield Malformed(name, lineno, f"invalid JSON: {exc.msg} at column {exc.colno}", raw, size)
                     continue
+                except RecursionError:
+                    detail = "invalid JSON: nested deeper than Python's parser allows (an unclosed run of [ or {?)"
+                    yield Malformed(name, lineno, detail, raw[:RAW_KEPT_CHARS], size)
+                    continue
                 yield _as_document(obj, name, lineno, text_field, id_field, size, raw)
     except (EOFError, OSError, zstandard.ZstdError) as exc:
-        raise InputError(
-            f"{path}: cannot read the file ({exc}); the file is truncated or corrupt, re-create or remove it"
-        ) from exc
+        # Counted, not raised: the documents before the damage are kept, and the damage is one
+        # `damaged_file` removal that names the file and where it broke, in the run's totals.
+        log.warning("%s is truncated or corrupt after line %d (%s); the rest of it is lost", path, lineno, exc)
+        detail = (
+            f"the file is truncated or corrupt after line {lineno} ({exc}); whatever followed is lost: "
+            f"re-create or re-download it"
+        )
+        yield Malformed(name, lineno + 1, detail, "", 0, "damaged_file")
 
 
-def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Document | Malformed]:
+def _read_parquet(
+    path: Path, text_field: str, id_field: str, max_record_bytes: int | None
+) -> Iterator[Document | Malformed]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
@@ -186,21 +297,41 @@ def _read_parquet(path: Path, text_field: str, id_field: str) -> Iterator[Docume
             f"set curation.text_field to the column that holds the text"
         )
     row = 0
-    for batch in pf.iter_batches(batch_size=1024):
+    batches = pf.iter_batches(batch_size=1024)
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:  # a damaged page or column chunk behind a readable footer
+            log.warning("%s is corrupt after row %d (%s); the rest of it is lost", path, row, exc)
+            detail = f"the file is corrupt after row {row} ({exc}); whatever followed is lost: re-create it"
+            yield Malformed(str(path), row + 1, detail, "", 0, "damaged_file")
+            return
+        if batch is None:
+            return
         for obj in batch.to_pylist():
             row += 1
             raw = json.dumps(obj, ensure_ascii=False, default=str)
-            yield _as_document(obj, str(path), row, text_field, id_field, len(raw.encode("utf-8")), raw)
+            size = len(raw.encode("utf-8", "surrogatepass"))
+            if max_record_bytes and size > max_record_bytes:
+                detail = f"row of {size} bytes is over curation.max_record_bytes ({max_record_bytes})"
+                yield Malformed(str(path), row, detail, raw[:RAW_KEPT_CHARS], size, "record_too_large")
+                continue
+            yield _as_document(obj, str(path), row, text_field, id_field, size, raw)
 
 
 def read_documents(
-    path: Path, text_field: str = "text", id_field: str = "id", max_page_bytes: int | None = None
+    path: Path,
+    text_field: str = "text",
+    id_field: str = "id",
+    max_page_bytes: int | None = None,
+    max_record_bytes: int | None = None,
 ) -> Iterator:
     """Items of one input in order: `Document`s and `Malformed` records of a JSONL or Parquet
     file (`line` the 1-based line or row), and for web inputs `WebPage`s and `SkippedRecord`s
     (tasks/curation/web/pages.py; `offset` the record's byte offset) for the web front end.
     A web page over `max_page_bytes` is not read into memory: it comes with no payload and
-    `oversize` set, for the front end to count."""
+    `oversize` set, for the front end to count; a JSONL or Parquet record over
+    `max_record_bytes` is a `Malformed` item counted as `record_too_large`."""
     if path.is_dir():
         from tasks.curation.web.html_files import (
             read_html_folder,  # FastWARC and the extractors load only for web input
@@ -212,5 +343,5 @@ def read_documents(
 
         return read_warc(path, max_page_bytes)
     if path.name.endswith(PARQUET_SUFFIXES):
-        return _read_parquet(path, text_field, id_field)
-    return _read_jsonl(path, text_field, id_field)
+        return _read_parquet(path, text_field, id_field, max_record_bytes)
+    return _read_jsonl(path, text_field, id_field, max_record_bytes)

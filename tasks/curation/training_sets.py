@@ -40,7 +40,9 @@ def iter_documents(source: Path, cfg: CurationConfig) -> Iterator[Document]:
             from tasks.curation.web.front import WebFront  # loads the extractor and language model
 
             front = WebFront(cfg.web)
-        for item in read_documents(f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
+        for item in read_documents(
+            f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes, cfg.max_record_bytes
+        ):
             if isinstance(item, WebPage):
                 assert front is not None  # made above, before the first web input's records
                 doc = front(item)
@@ -92,7 +94,9 @@ def sample_documents(source: Path, cfg: CurationConfig, n: int, seed: int) -> li
     rnd, seen = random.Random(seed), 0
     reservoir: list[Document | WebPage] = []
     for f in files:
-        for item in read_documents(f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes):
+        for item in read_documents(
+            f, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes, cfg.max_record_bytes
+        ):
             if not isinstance(item, (Document, WebPage)):
                 continue
             seen += 1

@@ -12,12 +12,22 @@ from typing import Any
 
 from tests.services import CRUCIBLE, ROOT, Services
 
-__all__ = ["CRUCIBLE", "ROOT", "crucible", "prefect_client", "serving", "wait_for"]
+__all__ = ["CRUCIBLE", "ROOT", "crucible", "curate", "prefect_client", "serving", "wait_for"]
 
 
 def crucible(*args: str, timeout: float = 900, **kw: Any) -> subprocess.CompletedProcess:
     """A `crucible` command from the repository root (the debug preset's paths are relative to it)."""
     return subprocess.run([CRUCIBLE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
+
+
+def curate(e2e: Services, runs: Path, run_id: str, input_path: Path) -> subprocess.CompletedProcess:
+    """`crucible curate` of the debug preset on `input_path`, with the steps that need a corpus of
+    some size (planted noise, the quality classifier, MinHash) off: for tests of the readers."""
+    return crucible(
+        "curate", "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}", *e2e.runtime_sets(),
+        "--set", f"curation.input_path={input_path}", "--set", "curation.noise=null",
+        "--set", "curation.quality_classifier.enabled=false", "--set", "curation.minhash.enabled=false",
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from infra.core.storage import RunDir, read_json
-from tests.flows.e2e_env import crucible
+from tests.flows.e2e_env import curate
 from tests.tasks.curation.web.warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -38,11 +38,7 @@ def test_a_crawl_is_curated_through_ray_with_every_record_accounted_for(e2e, tmp
     (crawl / "saved" / "page.html").write_text(pages[3], encoding="utf-8")
     (crawl / "saved" / "empty.html").write_text("", encoding="utf-8")
     runs = tmp_path / "runs"
-    result = crucible(
-        "curate", "-c", "debug", "--run-id", "web", "--set", f"runs_dir={runs}", *e2e.runtime_sets(),
-        "--set", f"curation.input_path={crawl}", "--set", "curation.noise=null",
-        "--set", "curation.quality_classifier.enabled=false", "--set", "curation.minhash.enabled=false",
-    )  # fmt: skip
+    result = curate(e2e, runs, "web", crawl)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = RunDir(runs / "web")
     total = read_json(run.curation_stats)["totals"]

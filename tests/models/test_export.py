@@ -68,3 +68,21 @@ def test_exported_model_matches_ours(cls, tokenizer_json, tmp_path):
 def test_unrepresentable_models_are_refused(kwargs, message):
     with pytest.raises(ExportError, match=message):
         target_class(ModelConfig(n_layer=1, n_head=2, d_model=16, **kwargs))
+
+
+def test_an_export_replaces_an_earlier_export_and_nothing_else(tokenizer_json, tmp_path):
+    model = GPT(ModelConfig(n_layer=1, n_head=2, d_model=16), 300, 16).eval()
+    dest = tmp_path / "hf"
+    export_hf(model, tokenizer_json, dest)
+    (dest / "stale-from-before.bin").write_text("x")
+    export_hf(model, tokenizer_json, dest)  # an earlier export: replaced whole
+    assert (dest / "config.json").is_file() and not (dest / "stale-from-before.bin").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no staging folders left
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"not written by Crucible.*--force"):
+        export_hf(model, tokenizer_json, foreign)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    export_hf(model, tokenizer_json, foreign, force=True)
+    assert (foreign / "config.json").is_file() and not (foreign / "notes.txt").exists()

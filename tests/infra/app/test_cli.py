@@ -89,3 +89,23 @@ def test_a_server_beyond_loopback_without_auth_is_refused():
 def test_resume_of_an_unknown_run_names_where_it_looked(tmp_path):
     result = _run("resume", "nope", "--runs-dir", str(tmp_path))
     assert result.returncode == 2 and f"{tmp_path}/nope" in result.stderr and "config.yaml" in result.stderr
+
+
+def test_export_and_noise_refuse_a_folder_they_did_not_write(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    (precious / "part-00000.jsonl").write_text('{"text": "mine"}\n')
+    before = sorted((p.name, p.read_bytes()) for p in precious.iterdir())
+    (tmp_path / "in.jsonl").write_text('{"text": "a document"}\n')
+    for args in (
+        ("export", str(tmp_path / "no-such-run"), "--out", str(precious)),
+        ("noise", "--input", str(tmp_path / "in.jsonl"), "--out", str(precious)),
+    ):
+        r = _run(*args)
+        assert r.returncode == 2, r.stderr
+        assert "refusing to write the" in r.stderr and str(precious) in r.stderr and "--force" in r.stderr
+        assert "Traceback" not in r.stderr + r.stdout
+        assert sorted((p.name, p.read_bytes()) for p in precious.iterdir()) == before
+    r = _run("export", str(tmp_path / "no-such-run"), "--out", str(tmp_path.parent), "--force", cwd=tmp_path)
+    assert r.returncode == 2 and "it holds" in r.stderr  # the current directory, even with --force

@@ -262,8 +262,8 @@ def test_spam_documents_for_the_quality_classifier():
 def test_write_noisy_corpus_round_trips_and_replaces_stale_parts(tmp_path):
     docs = _corpus(50)
     cfg = NoiseConfig(seed=2, exact_dup_fraction=0.1)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "part-00099.jsonl").write_text('{"id": "stale", "text": "old run"}\n')
+    write_noisy_corpus(docs, tmp_path / "a", cfg, docs_per_file=4)  # an earlier run's, with more parts
+    assert len(list((tmp_path / "a").glob("part-*.jsonl"))) > 5
     counts = write_noisy_corpus(docs, tmp_path / "a", cfg, docs_per_file=16)
     write_noisy_corpus(docs, tmp_path / "b", cfg, docs_per_file=16)
     out, labels = inject_noise(docs, cfg)
@@ -283,6 +283,15 @@ def test_write_noisy_corpus_round_trips_and_replaces_stale_parts(tmp_path):
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "b").iterdir())  # no temp files left behind
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+
+
+def test_write_noisy_corpus_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "part-00099.jsonl").write_text('{"id": "someone else", "text": "their data"}\n')
+    with pytest.raises(ValueError, match=r"not written by Crucible.*--force"):
+        write_noisy_corpus(_corpus(10), tmp_path, NoiseConfig(seed=0))
+    assert [p.name for p in tmp_path.iterdir()] == ["part-00099.jsonl"]
+    write_noisy_corpus(_corpus(10), tmp_path, NoiseConfig(seed=0), force=True)
+    assert not (tmp_path / "part-00099.jsonl").exists()  # forced: the stale part is replaced
 
 
 def test_noise_cannot_be_planted_into_a_noisy_copy():
