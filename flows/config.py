@@ -7,9 +7,10 @@ loading it from presets, YAML and `--set` overrides is the application's job (in
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.config import ModelConfig
 from tasks.curation.config import CurationConfig
@@ -28,10 +29,15 @@ class RuntimeConfig(BaseModel):
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local Ray instance.")
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # one folder name, never a path
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    run_id: str | None = Field(None, description="Defaults to a timestamp.")
+    run_id: str | None = Field(
+        None, description="The run's folder under runs_dir: letters, digits, '.', '_' and '-'. Defaults to a timestamp."
+    )
     runs_dir: str = "runs"
     seed: int = 0
     previous_run: str | None = Field(
@@ -46,6 +52,18 @@ class PipelineConfig(BaseModel):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_is_a_folder_name(cls, value: str | None) -> str | None:
+        # Checked here, not only where the CLI loads a config: a deployment's parameters and
+        # library callers build this model too, and "../x" would leave runs_dir.
+        if value is not None and not RUN_ID.fullmatch(value):
+            raise ValueError(
+                f"run_id {value[:120]!r} may hold only letters, digits, '.', '_' and '-' (starting with a "
+                f"letter or digit, at most 100 characters)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _decontaminate_against_evaluation(self) -> PipelineConfig:

@@ -50,16 +50,34 @@ class StageFailed(RuntimeError):
     """Names the stage that failed, so the flow run's state message says where and why."""
 
 
+RUNS_ROOT_ENV = "CRUCIBLE_RUNS_ROOT"
+
+
+def confine(path: Path, what: str) -> Path:
+    """`path`, resolved, if it lies under the folder an operator confined runs to
+    (CRUCIBLE_RUNS_ROOT, which `crucible serve` sets to its runs_dir); a deployment's
+    parameters can be edited by anyone who reaches its Prefect API, and would otherwise name
+    any folder on the host to write to."""
+    path = path.resolve()
+    root = os.environ.get(RUNS_ROOT_ENV)
+    if root and not (path == Path(root).resolve() or Path(root).resolve() in path.parents):
+        raise ValueError(
+            f"{what} {path} is outside {Path(root).resolve()}, the folder this deployment's runs are confined "
+            f"to ({RUNS_ROOT_ENV}); drop the parameter, or serve with --allow-any-run-dir"
+        )
+    return path
+
+
 def _run_dir(cfg: PipelineConfig, run_dir: str | None) -> RunDir:
     if run_dir:
-        return RunDir(Path(run_dir).resolve())
+        return RunDir(confine(Path(run_dir), "run_dir"))
     from prefect.runtime import deployment, flow_run
 
     # A served run gets a directory of its own, named after its flow run: two runs of a
     # deployment never share one, and a retry of the same flow run finds its own again.
     # The id's random tail: its head is a timestamp, alike in runs created together.
     name = cfg.run_id or f"{deployment.name or 'pipeline'}-{flow_run.name}-{str(flow_run.id)[-8:]}"
-    return RunDir((Path(cfg.runs_dir) / name).resolve())
+    return RunDir(confine(Path(cfg.runs_dir) / name, "the run directory"))
 
 
 def stage_calls(cfg: PipelineConfig, run_dir: str) -> dict[str, Callable[[], Any]]:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from flows.config import PipelineConfig
+from flows.config import RUN_ID, PipelineConfig
 from infra.app.config import PRESETS, ConfigError, load_config
 from infra.core.logging_setup import setup_logging
 from infra.core.storage import RunDir
@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--cron", default=None, help="cron schedule, e.g. '0 3 * * 1' (Mondays at 03:00)")
     when.add_argument("--interval", type=float, default=None, help="seconds between runs")
     s.add_argument("--limit", type=int, default=1, help="flow runs at a time (default 1: they share the machine)")
+    s.add_argument(
+        "--allow-any-run-dir",
+        action="store_true",
+        help="let a flow run's parameters (run_dir, cfg.runs_dir) name a folder outside runs_dir",
+    )
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
@@ -162,13 +167,18 @@ def _runs_dir(overrides: list[str]) -> Path:
 
 
 def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
-    overrides = list(args.overrides) + ([f"run_id={args.run_id}"] if args.run_id else [])
+    overrides = list(args.overrides)
+    if args.run_id is not None and not RUN_ID.fullmatch(args.run_id):
+        raise ConfigError(
+            f"--run-id {args.run_id[:120]!r} is not a run name: use letters, digits, '.', '_' and '-' "
+            f"(starting with a letter or digit)"
+        )
     source = args.config
     if source is None and args.run_id:
         # A stage or a resume on an existing run uses the configuration that run was started with.
         saved = _runs_dir(overrides) / args.run_id / "config.yaml"
         source = str(saved) if saved.is_file() else None
-    cfg = load_config(source, overrides)
+    cfg = load_config(source, overrides, args.run_id)
     run_id = cfg.resolved_run_id()
     cfg = cfg.model_copy(update={"run_id": run_id})
     run = RunDir((Path(cfg.runs_dir) / run_id).resolve())
@@ -283,12 +293,10 @@ def quality_model_command(args: argparse.Namespace) -> str:
 
 
 def noise_command(args: argparse.Namespace) -> str:
-    from tasks.curation.config import CurationConfig
-    from tasks.curation.noise import NoiseConfig, write_noisy_corpus
-    from tasks.curation.training_sets import iter_documents
-
     from infra.core.output_folder import claim
-    from tasks.curation.noise import NOISE_MARKER
+    from tasks.curation.config import CurationConfig
+    from tasks.curation.noise import NOISE_MARKER, NoiseConfig, write_noisy_corpus
+    from tasks.curation.training_sets import iter_documents
 
     cfg = CurationConfig()
     claim(args.out, NOISE_MARKER, "noisy corpus", args.force)  # before reading the input
@@ -381,7 +389,12 @@ def main(argv: list[str] | None = None) -> int:
             from infra.app.serve import serve_command
 
             return serve_command(
-                load_config(args.config, args.overrides), args.name, args.cron, args.interval, args.limit
+                load_config(args.config, args.overrides),
+                args.name,
+                args.cron,
+                args.interval,
+                args.limit,
+                args.allow_any_run_dir,
             )
         if args.command == "report":
             from tasks.report import write_report

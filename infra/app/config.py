@@ -7,7 +7,7 @@ server, Ray worker or DeepSpeed engine starts.
 from __future__ import annotations
 
 import copy
-import re
+import reprlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,14 @@ class ConfigError(ValueError):
 
 
 PRESETS = ("demo", "debug", "web-demo")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error shows it, bounded: a large list or mapping given where a number
+    belongs would otherwise print whole."""
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 120, 120
+    return r.repr(value)
 
 
 def preset_path(name: str) -> Path:
@@ -44,7 +51,41 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, not {type(data).__name__}")
+    if _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(
+            f"{path} expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases that repeat one "
+            f"another?); a pipeline config has a few hundred: write the values out"
+        )
     return data
+
+
+MAX_CONFIG_VALUES = 100_000
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """How many values `node` holds once its YAML aliases are expanded, counting no further than
+    just past `limit` (an alias bomb of 340 bytes expands to billions)."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _is_text_field(parts: list[str]) -> bool:
+    """Whether the key names a field that holds only text (str or str | None)."""
+    model: Any = PipelineConfig
+    for part in parts:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return False
+        model = field.annotation
+    return model in (str, str | None)
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:
@@ -58,8 +99,12 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
         node = child
-    # YAML parsing gives ints, floats, bools, null and lists the same meaning as in files.
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    # YAML parsing gives ints, floats, bools, null and lists the same meaning as in files; a
+    # text field keeps the text as typed (run_id=20240101 is a name, not a number), but null.
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, (int, float, bool)) and _is_text_field(parts):
+        value = raw.strip()
+    node[parts[-1]] = value
 
 
 def _describe(err: ErrorDetails, model: type[BaseModel]) -> str:
@@ -76,7 +121,7 @@ def _describe(err: ErrorDetails, model: type[BaseModel]) -> str:
         valid = sorted(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
         hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
         return f"unknown key '{loc}'{hint}"
-    return f"'{loc}': {err['msg']} (got {err.get('input')!r})"
+    return f"'{loc}': {err['msg']} (got {_shown(err.get('input'))})"
 
 
 def _expand_model_preset(data: dict[str, Any]) -> None:
@@ -93,19 +138,22 @@ def _expand_model_preset(data: dict[str, Any]) -> None:
     data["model"] = {**base, **{k: v for k, v in model.items() if k != "preset"}}
 
 
-def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
-    """Load a preset name or YAML path (default: the demo preset), apply `--set` overrides, validate."""
+def load_config(
+    source: str | Path | None = None, overrides: list[str] | None = None, run_id: str | None = None
+) -> PipelineConfig:
+    """Load a preset name or YAML path (default: the demo preset), apply `--set` overrides and
+    `run_id` (taken as text, never parsed), validate."""
     source = source or "demo"
     path = preset_path(str(source)) if str(source) in PRESETS else Path(source)
     data = copy.deepcopy(_read_yaml(path))
     for item in overrides or []:
         _apply_override(data, item)
+    if run_id is not None:
+        data["run_id"] = run_id
     _expand_model_preset(data)
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         problems = [_describe(e, PipelineConfig) for e in exc.errors()]
         raise ConfigError(f"invalid configuration from {path}:\n  - " + "\n  - ".join(problems)) from None
-    if cfg.run_id is not None and not _RUN_ID.match(cfg.run_id):
-        raise ConfigError(f"run_id '{cfg.run_id}' may hold only letters, digits, '.', '_' and '-'")
     return cfg

@@ -33,7 +33,7 @@ def resolve_run(target: str, runs_dir: str | None, overrides: list[str]) -> tupl
             f"directory or the id of a run under runs_dir (--runs-dir)"
         )
     run = RunDir(path.resolve())
-    cfg = load_config(str(run.config), [*overrides, f"run_id={run.root.name}", f"runs_dir={run.root.parent}"])
+    cfg = load_config(str(run.config), [*overrides, f"runs_dir={run.root.parent}"], run.root.name)
     return cfg, run
 
 

@@ -50,8 +50,15 @@ def _drop_stale_scheduled_runs(name: str) -> None:
             log.info("deleted %d scheduled run(s) of pipeline/%s left by an earlier serve", len(stale), name)
 
 
-def serve_command(cfg: PipelineConfig, name: str, cron: str | None, interval: float | None, limit: int) -> int:
-    from flows.pipeline import pipeline_flow
+def serve_command(
+    cfg: PipelineConfig,
+    name: str,
+    cron: str | None,
+    interval: float | None,
+    limit: int,
+    allow_any_run_dir: bool = False,
+) -> int:
+    from flows.pipeline import RUNS_ROOT_ENV, pipeline_flow
     from infra.app.crashed import mark_crashed_runs
     from infra.app.runtime import embedded_runtime
 
@@ -59,6 +66,8 @@ def serve_command(cfg: PipelineConfig, name: str, cron: str | None, interval: fl
         raise ValueError("a served pipeline names a run directory per flow run; drop run_id (--run-id) from its config")
     runs = Path(cfg.runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
+    if not allow_any_run_dir:  # a run started from the UI or API writes under runs_dir only
+        os.environ[RUNS_ROOT_ENV] = str(runs.resolve())
     with embedded_runtime(cfg.runtime, runs / "_serve" / "logs") as rt:
         os.environ["RAY_ADDRESS"] = rt.ray_address  # the flow runs started below join this Ray
         mark_crashed_runs(runs)

@@ -109,3 +109,10 @@ def test_export_and_noise_refuse_a_folder_they_did_not_write(tmp_path):
         assert sorted((p.name, p.read_bytes()) for p in precious.iterdir()) == before
     r = _run("export", str(tmp_path / "no-such-run"), "--out", str(tmp_path.parent), "--force", cwd=tmp_path)
     assert r.returncode == 2 and "it holds" in r.stderr  # the current directory, even with --force
+
+
+def test_a_run_id_that_is_a_path_is_refused_before_anything_starts(tmp_path):
+    for bad in ("../../escape", "a/b"):
+        r = _run("run", "-c", "debug", "--run-id", bad, "--set", f"runs_dir={tmp_path / 'runs'}")
+        assert r.returncode == 2 and "is not a run name" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()

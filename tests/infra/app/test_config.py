@@ -1,5 +1,7 @@
 import pytest
+from pydantic import ValidationError
 
+from flows.config import PipelineConfig
 from infra.app.config import ConfigError, load_config
 
 
@@ -68,3 +70,41 @@ def test_model_preset_expands_with_overrides_on_top():
     assert cfg.model.norm == "rmsnorm" and cfg.model.n_kv_head == 8 and cfg.model.n_layer == 2
     with pytest.raises(ConfigError, match=r"'model\.preset': unknown model preset 'gpt9'; valid presets"):
         load_config("debug", ["model.preset=gpt9"])
+
+
+@pytest.mark.parametrize("bad", ["../../../tmp/x", "a/b", ".hidden", "run\n", "x" * 101, ""])
+def test_run_id_is_one_folder_name_in_the_model_itself(bad):
+    # The model checks it, so deployments and library callers cannot leave runs_dir either.
+    with pytest.raises(ValidationError, match="run_id"):
+        PipelineConfig(run_id=bad)
+    assert PipelineConfig(run_id="run-1.b_2").run_id == "run-1.b_2"
+
+
+def test_run_id_is_text_however_it_looks():
+    assert load_config("debug", run_id="20240101").run_id == "20240101"
+    assert load_config("debug", run_id="null").run_id == "null"
+    assert load_config("debug", ["run_id=20240101"]).run_id == "20240101"  # a text field keeps the text
+    assert load_config("debug", ["runs_dir=2024"]).runs_dir == "2024"
+    assert load_config("debug", ["training.lr=1e-3"]).training.lr == 1e-3  # numbers stay numbers
+    assert load_config("debug", ["previous_run=null"]).previous_run is None
+
+
+def test_a_yaml_alias_bomb_is_refused_briefly(tmp_path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size < 400
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values") as err:
+        load_config(path)
+    assert len(str(err.value)) < 500
+
+
+def test_a_large_bad_value_is_shown_briefly(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("training:\n  lr: [" + ", ".join(["[1, 2, 3, 4, 5, 6, 7, 8]"] * 5000) + "]\n")
+    with pytest.raises(ConfigError, match=r"'training.lr'") as err:
+        load_config(path)
+    assert len(str(err.value)) < 1000
