@@ -25,6 +25,12 @@ class RunLocked(RuntimeError):
     """Another live process is writing this run directory."""
 
 
+# Lock files this process holds. On NFS the client emulates flock with POSIX locks, which
+# belong to the process, not to the open file: a probe of our own lock would succeed, and
+# closing the probe's descriptor would release the lock we hold.
+_HELD: set[Path] = set()
+
+
 def lock_path(run: RunDir) -> Path:
     return run.root / "run.lock"
 
@@ -80,7 +86,11 @@ def run_lock(run: RunDir) -> Iterator[dict[str, Any]]:
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
-        yield holder
+        _HELD.add(path.resolve())
+        try:
+            yield holder
+        finally:
+            _HELD.discard(path.resolve())
     finally:
         os.close(fd)  # releases the flock
 
@@ -88,11 +98,15 @@ def run_lock(run: RunDir) -> Iterator[dict[str, Any]]:
 def is_held(run_root: Path) -> bool:
     """Whether a live process holds this run directory's lock."""
     path = run_root / "run.lock"
+    if path.resolve() in _HELD:
+        return True
     if not path.exists():
         return False
+    # A shared lock: it conflicts with the writer's exclusive one all the same, and needs only
+    # read access. On NFS an exclusive lock on a read-only descriptor fails with EBADF.
     fd = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:

@@ -22,8 +22,17 @@ log = logging.getLogger(__name__)
 
 
 def read_marker(path: Path) -> dict[str, Any] | None:
-    """The result a finished task recorded, or None if it has not finished."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """The result a finished task recorded, or None if it has not finished. A marker that
+    cannot be read (left empty by a power loss before writes were fsynced, or damaged) counts
+    as absent: the task is done again, rather than every resume failing on it."""
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable (%s); doing its work again", path, exc)
+        return None
+    return result if isinstance(result, dict) else None
 
 
 def write_marker(path: Path, result: dict[str, Any]) -> None:
@@ -60,8 +69,12 @@ def file_fingerprint(files: list[Path], base: Path | None = None) -> list[list[A
 def prepare_work(work: Path, fingerprint: dict[str, Any], markers: Path) -> None:
     """Keep finished work in `work` only if it was made from the same inputs and config."""
     stamp = work / "fingerprint.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != fingerprint:
-        log.warning("input or config changed since the last attempt: discarding its partial work in %s", work)
+    if stamp.exists() and read_marker(stamp) != fingerprint:  # an unreadable stamp proves nothing
+        log.warning(
+            "input or config changed since the last attempt (or its record is unreadable): discarding its "
+            "partial work in %s",
+            work,
+        )
         shutil.rmtree(work)
     if not stamp.exists():
         write_json(stamp, fingerprint)

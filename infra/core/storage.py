@@ -1,8 +1,10 @@
-"""Atomic writes and run-directory layout.
+"""Atomic, durable writes and run-directory layout.
 
 Every output is written to a temporary file in the destination folder and renamed into
 place, so a crash never leaves a half-written file under its final name and a re-run can
-trust any file it finds.
+trust any file it finds. The file is fsynced before the rename and its folder after: without
+that, a power loss can publish the new name with no data behind it (a zero-length marker),
+after retention has already deleted the older copy.
 """
 
 from __future__ import annotations
@@ -18,9 +20,37 @@ from pathlib import Path
 from typing import Any
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to its disk (the file may have been written by another library)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to its disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under `folder`, deepest first, and `folder` itself."""
+    for path in sorted(Path(folder).rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_symlink():
+            continue
+        (fsync_dir if path.is_dir() else fsync_file)(path)
+    fsync_dir(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."""
+    """Yield a temporary path beside `dest`; if the block succeeds, fsync it, rename it onto
+    `dest` and fsync the folder, so the new name never points at data still in memory."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
@@ -28,7 +58,9 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        fsync_file(tmp_path)
         os.replace(tmp_path, dest)
+        fsync_dir(dest.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
 

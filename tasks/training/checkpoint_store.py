@@ -18,6 +18,7 @@ from the newest and takes the first whose files all match their manifest.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.core.storage import read_json, sha256_file, write_json, write_text
+from infra.core.storage import fsync_dir, fsync_tree, read_json, sha256_file, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def published_steps(root: Path) -> list[tuple[int, Path]]:
     found = []
     for p in root.glob("step*"):
         m = _TAG.match(p.name)
-        if m and p.is_dir():
+        # A link is not a checkpoint this run wrote: resuming from it, or deleting through it
+        # at retention, would act on another folder.
+        if m and p.is_dir() and not p.is_symlink():
             found.append((int(m.group(1)), p))
     return sorted(found, reverse=True)
 
@@ -119,14 +122,20 @@ def publish(root: Path, step: int) -> None:
     """Rename the sealed temporary folder to its tag and move `latest` to it (rank 0, after
     every rank's files and the manifest are written)."""
     tmp, final = root / tmp_tag_for(step), root / tag_for(step)
+    fsync_tree(tmp)  # on disk before its name says it is finished: retention then deletes older ones
     if final.exists():  # an older, replaced save of the same step (after a roll-back)
         discard(final)
     tmp.rename(final)
+    fsync_dir(root)
     write_text(root / "latest", final.name)
 
 
 def discard(folder: Path) -> None:
-    """Remove a checkpoint, its manifest first, so a crash midway leaves it unpublished."""
+    """Remove a checkpoint, its manifest first, so a crash midway leaves it unpublished; a
+    symbolic link is removed itself, never what it points to."""
+    if folder.is_symlink():
+        folder.unlink()
+        return
     (folder / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -145,7 +154,9 @@ def retain(root: Path, keep_last: int, keep_best: bool, current: int) -> list[st
                 loss = read_json(p / MANIFEST).get("val_loss")
             except (OSError, ValueError):
                 continue
-            if loss is not None:
+            # NaN compares false with everything, so min() could pick it: a diverged
+            # evaluation is no one's best.
+            if isinstance(loss, (int, float)) and math.isfinite(loss):
                 scored.append((loss, p))
         if scored:
             keep.add(min(scored)[1])

@@ -42,3 +42,32 @@ def test_a_second_writer_is_refused_naming_the_first_until_it_dies(tmp_path):
 
 def test_a_run_directory_never_locked_is_free(tmp_path):
     assert not is_held(tmp_path)
+
+
+# How the Linux NFS client implements flock: as a POSIX lock on the whole file (fcntl/lockf),
+# which needs a descriptor open for writing to lock exclusively and belongs to the process.
+NFS_FLOCK = "import fcntl; fcntl.flock = lambda fd, op: fcntl.lockf(fd, op)\n"
+
+
+def test_the_lock_works_with_nfs_lock_semantics(tmp_path, monkeypatch):
+    import fcntl
+
+    monkeypatch.setattr(fcntl, "flock", fcntl.lockf)
+    run = RunDir(tmp_path / "r")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", NFS_FLOCK + HOLD, str(run.root)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert is_held(run.root)  # was EBADF: an exclusive probe on a read-only descriptor
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert not is_held(run.root)
+    with run_lock(run):
+        assert is_held(run.root)  # our own lock: probing it must not release it
+        taker = subprocess.run(
+            [sys.executable, "-c", NFS_FLOCK + HOLD, str(run.root)], capture_output=True, text=True, timeout=60
+        )
+        assert taker.returncode == 1 and "RunLocked" in taker.stderr and "held" not in taker.stdout
+    assert not is_held(run.root)

@@ -1,6 +1,7 @@
 import pytest
 
 from infra.core.storage import atomic_path, read_json, write_json
+from tests.syscall_log import record_fsyncs_and_renames
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -17,3 +18,36 @@ def test_failed_write_leaves_no_file_and_no_temporary(tmp_path):
         tmp.write_text("partial")
         raise RuntimeError("crash mid-write")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_is_on_disk_before_its_name_and_the_name_after(tmp_path, monkeypatch):
+    calls = record_fsyncs_and_renames(monkeypatch)
+    write_json(tmp_path / "stages.json", {"a": 1})
+    (fsync_tmp, renamed, fsync_dir) = calls
+    assert fsync_tmp[0] == "fsync" and fsync_tmp[1].startswith(str(tmp_path / ".stages.json."))
+    assert renamed == ("rename", str(tmp_path / "stages.json"))
+    assert fsync_dir == ("fsync", str(tmp_path))
+
+
+def test_an_unreadable_marker_counts_as_absent(tmp_path, caplog):
+    from infra.core.resume import once, read_marker
+
+    marker = tmp_path / "task.json"
+    marker.write_text("")  # what a power loss leaves of an un-fsynced write
+    assert read_marker(marker) is None
+    assert "unreadable" in caplog.text
+    assert once(marker, lambda: {"rows": 3})["rows"] == 3  # redone, not fatal
+    assert read_marker(marker)["rows"] == 3
+    marker.write_text("[1, 2]")  # valid JSON, not a result
+    assert read_marker(marker) is None
+
+
+def test_an_unreadable_fingerprint_discards_the_partial_work(tmp_path):
+    from infra.core.resume import prepare_work
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "fingerprint.json").write_text("")
+    (work / "part-0.bin").write_text("made from who knows what")
+    prepare_work(work, {"inputs": [1]}, work / "markers")
+    assert read_json(work / "fingerprint.json") == {"inputs": [1]} and not (work / "part-0.bin").exists()
