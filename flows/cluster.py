@@ -37,8 +37,12 @@ _PASSED_ON = (
     "CRUCIBLE_LOG_LEVEL",
     "CRUCIBLE_DRILL_KILL_AT_STEP",
     "CRUCIBLE_DRILL_HOLD_AT_STEP",
-    "PREFECT_API_AUTH_STRING",
+    "CRUCIBLE_CHECKPOINT_KEY",  # the key file's path (each node holds the file itself)
 )
+# Not passed on: PREFECT_API_AUTH_STRING. A job's runtime_env is kept in Ray's GCS, and every
+# cluster client reads it back (`ray list jobs --detail`, the dashboard's Jobs page). Workers
+# of a local Ray inherit it from this process; on a cluster, each node's environment holds it
+# (infra/deploy: a mounted secret), and check_cluster names a node that lacks it.
 WILDCARD = ("0.0.0.0", "::")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -133,6 +137,12 @@ def _probe(run_dir: str, token: str, api_url: str | None) -> dict[str, Any]:
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
                 resp.read()
+        except urllib.error.HTTPError as err:
+            problems.append(
+                f"the Prefect API at {api_url} refused this node ({err.code} {err.reason}): set "
+                f"PREFECT_API_AUTH_STRING in the environment Ray starts with on every node (Crucible does "
+                f"not pass it through Ray, where every cluster client could read it)"
+            )
         except (urllib.error.URLError, OSError) as err:
             problems.append(
                 f"cannot reach the Prefect API at {api_url} ({err}); bind the server to an address "

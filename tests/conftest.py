@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # needs it (on a fresh machine there is no ~/.ray/auth_token yet), as on a real cluster.
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+        # Checkpoints are signed with a key of the session's own, not the user's ~/.config one.
+        os.environ["CRUCIBLE_CHECKPOINT_KEY"] = str(shared / "checkpoint.key")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -107,20 +107,26 @@ def start_prefect() -> dict[str, Any]:
 
     pg = _postgres()
     port = free_port()
-    key = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
-    saved = os.environ.get(key)
-    if "url" in pg:
-        os.environ[key] = pg["url"]  # read by the server process only
+    # The server's home is its own: what the clients' PREFECT_HOME holds (an SQLite database
+    # that an in-process Prefect made) says nothing of where the server keeps its data.
+    home = shared_dir() / "prefect-server-home"
+    server_only = {
+        "PREFECT_HOME": str(home),
+        **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": pg["url"]} if "url" in pg else {}),
+    }
+    saved = {k: os.environ.get(k) for k in server_only}
+    os.environ.update(server_only)  # read by the server process only
     try:
         server = start_or_reuse("127.0.0.1", port, shared_dir() / "logs", wait_s=180)
     finally:
-        if saved is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     assert server.process is not None, f"port {port} was free a moment ago"
     _own_process("prefect-server", server.process)
-    return {"port": port, **pg}
+    return {"port": port, "home": str(home), **pg}
 
 
 def start_ray() -> dict[str, Any]:

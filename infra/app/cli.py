@@ -16,6 +16,17 @@ from infra.core.storage import RunDir
 log = logging.getLogger("crucible")
 
 
+TRUST_HELP = (
+    "a checkpoint folder (stepN) written with another checkpoint key, to accept: its manifest is re-signed "
+    "with this installation's key once its files match it (repeatable)"
+)
+
+
+def _trust_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--trust-checkpoint", dest="trust", action="append", default=[], type=Path, metavar="PATH",
+                   help=TRUST_HELP)  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crucible", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -43,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
             help="override a config value, e.g. --set training.max_steps=50 (repeatable)",
         )
         s.add_argument("--run-id", default=None, help="run directory name under runs_dir")
+        if name in ("run", "train"):
+            _trust_option(s)
     s = sub.add_parser("plan", help="compute-optimal tokens, training FLOPs, GPU-hours, cost and energy")
     what = s.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help="a model preset (exact FLOPs of its shape, attention included)")
@@ -100,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a value of the run's saved config (a change under a trained model is refused)",
     )
+    _trust_option(s)
     s = sub.add_parser(
         "serve",
         help="serve the pipeline as a Prefect deployment: scheduled (--cron/--interval) "
@@ -193,8 +207,10 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
 def run_command(args: argparse.Namespace) -> int:
     from flows.run_lock import check_free
     from infra.app.execute import execute, preflight
+    from infra.app.resume import trust_checkpoints
 
     cfg, run = _resolve(args)
+    trust_checkpoints(getattr(args, "trust", []))
     actions = preflight(args.command, cfg, run)
     if args.command == "run" and set(actions.values()) == {"skip"} and run.report.is_file():
         # Nothing to do: no server, Ray or flow run is started for it.
@@ -384,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             from infra.app.resume import resume_command
 
-            return resume_command(args.run, args.runs_dir, args.overrides)
+            return resume_command(args.run, args.runs_dir, args.overrides, args.trust)
         if args.command == "serve":
             from infra.app.serve import serve_command
 

@@ -57,6 +57,34 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def listener_uid(port: int) -> int | None:
+    """The user id owning the socket that listens on TCP `port` in this network namespace
+    (Linux's /proc/net/tcp{,6}), or None if none is found or the table is not there."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local address "ADDR:PORT" in hex, state 0A is LISTEN, then the owner's uid
+            if len(fields) > 7 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return int(fields[7])
+    return None
+
+
+def check_owner(port: int) -> None:
+    """Refuse a server on this host that another user runs: its owner reads every flow run's
+    parameters and logs, and can change what the runs do (deployments, states)."""
+    uid = listener_uid(port)
+    if uid is not None and uid != os.getuid():
+        raise RuntimeError(
+            f"the Prefect server answering on port {port} belongs to another user (uid {uid}), not to you "
+            f"(uid {os.getuid()}); set runtime.prefect_port to a free port to start your own, or "
+            f"runtime.prefect_api_url to report to that server on purpose"
+        )
+
+
 @dataclass
 class PrefectServer:
     api_url: str
@@ -79,7 +107,9 @@ class PrefectServer:
 
 
 def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) -> PrefectServer:
-    """Reuse a healthy server at host:port, or start one and wait until it answers."""
+    """Reuse a healthy server of this user's at host:port, or start one and wait until it
+    answers; a server another user runs there is refused (runtime.prefect_api_url names one
+    to use on purpose)."""
     check_bind(host)
     if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
         # This process and the flow runs it starts talk to the server as its clients, whether
@@ -87,6 +117,7 @@ def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) ->
         os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ["PREFECT_SERVER_API_AUTH_STRING"])
     api_url = f"http://{'127.0.0.1' if host in WILDCARD else host}:{port}/api"
     if healthy(api_url):
+        check_owner(port)
         log.info("reusing the Prefect server at %s", api_url)
         return PrefectServer(api_url, None)
     log_dir.mkdir(parents=True, exist_ok=True)

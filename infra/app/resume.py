@@ -65,10 +65,20 @@ def retried_flow_run(run: RunDir) -> Any:
         return client.read_flow_run(fr.id)
 
 
-def resume_command(target: str, runs_dir: str | None, overrides: list[str]) -> int:
+def trust_checkpoints(folders: list[Path]) -> None:
+    """Accept checkpoints written with another key (--trust-checkpoint), before anything loads them."""
+    if folders:
+        from tasks.training.checkpoint_key import trust
+
+        for folder in folders:
+            print(trust(folder), flush=True)
+
+
+def resume_command(target: str, runs_dir: str | None, overrides: list[str], trusted: list[Path] | None = None) -> int:
     from infra.app.execute import execute, preflight
 
     cfg, run = resolve_run(target, runs_dir, overrides)
     check_free(run)  # a run still being written needs no resume
+    trust_checkpoints(trusted or [])
     preflight("run", cfg, run)
     return execute("run", cfg, run, flow_run=retried_flow_run)

@@ -45,8 +45,16 @@ else
     (umask 077 && printf '%s' "$PASSWORD" > "$SECRET")
 fi
 
-# psql variables keep the password out of the SQL text and the process list.
-runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -p "$PORT" -v role="$ROLE" -v db="$DB" -v pw="$PASSWORD" <<'SQL'
+# The password reaches psql through its environment (readable only by root and the process's
+# own user), never its command line, which every user of the host can read in `ps`.
+export CRUCIBLE_DB_PASSWORD="$PASSWORD"
+PSQL_MAJOR="$(psql --version | sed -E 's/[^0-9]*([0-9]+).*/\1/')"
+if [ "$PSQL_MAJOR" -lt 15 ]; then
+    echo "error: psql $PSQL_MAJOR is too old (its \\getenv, which keeps the password out of the process list, needs 15)" >&2
+    exit 2
+fi
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -p "$PORT" -v role="$ROLE" -v db="$DB" <<'SQL'
+\getenv pw CRUCIBLE_DB_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')
 \gexec
 ALTER ROLE :"role" PASSWORD :'pw';
@@ -55,6 +63,21 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role') WHERE NOT EXISTS (S
 \connect :"db"
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 SQL
+unset CRUCIBLE_DB_PASSWORD
+
+# Percent-encoded, byte by byte: a password with '@', ':', '/' or '%' would otherwise end the
+# URL's user part early or change its host.
+urlencode() {
+    local LC_ALL=C s="$1" out="" c hex i
+    for ((i = 0; i < ${#s}; i++)); do
+        c="${s:i:1}"
+        case "$c" in
+            [a-zA-Z0-9.~_-]) out+="$c" ;;
+            *) printf -v hex '%%%02X' "'$c"; out+="$hex" ;;
+        esac
+    done
+    printf '%s' "$out"
+}
 
 echo "PostgreSQL $VERSION ($CLUSTER) on 127.0.0.1:$PORT, database $DB, role $ROLE; now run:" >&2
-echo "export PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB"
+echo "export PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://$ROLE:$(urlencode "$PASSWORD")@127.0.0.1:$PORT/$DB"

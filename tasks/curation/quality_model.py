@@ -208,6 +208,9 @@ class QualityScorer:
             )
         import fasttext  # from fasttext-numpy2-wheel; imported here so workers that never score skip it
 
+        from tasks.curation.fasttext_file import check_model_file
+
+        check_model_file(path, "retrain it with `crucible quality-model`")  # a cut dictionary hangs fastText
         try:
             model = fasttext.load_model(str(path))
         except ValueError as exc:  # fastText says only "<path> has wrong file format!"

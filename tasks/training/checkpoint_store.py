@@ -85,10 +85,10 @@ def hash_files(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
 def write_manifest(
     folder: Path, step: int, world_size: int, files: dict[str, dict[str, Any]], extra: dict[str, Any]
 ) -> None:
-    write_json(
-        folder / MANIFEST,
-        {"format": FORMAT, "step": step, "world_size": world_size, "files": files, "written_at": time.time(), **extra},
-    )
+    from tasks.training.checkpoint_key import sign
+
+    manifest = {"format": FORMAT, "step": step, "world_size": world_size, "files": files, "written_at": time.time()}
+    write_json(folder / MANIFEST, sign({**manifest, **extra}))  # signed: see checkpoint_key.py
 
 
 def read_seal(folder: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -32,6 +32,7 @@ from tasks.training import checkpoint_store as store
 from tasks.training import rng
 from tasks.training.batch import BatchPlan, batch_plan, global_batch
 from tasks.training.checkpoint import FINAL, save_state_dict
+from tasks.training.checkpoint_key import UntrustedCheckpoint, signature_problem
 from tasks.training.config import TrainingConfig
 from tasks.training.data import RankSampler, TrainingData
 from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
@@ -218,6 +219,12 @@ def setup(ctx: RankContext, job: TrainJob) -> Setup:
     )
 
 
+def _read_signed(folder: Path) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(manifest, why it is unusable, why it is untrusted) of a published checkpoint."""
+    manifest, problem = store.read_seal(folder)
+    return manifest, problem, signature_problem(manifest, folder) if manifest is not None else None
+
+
 def newest_valid(s: Setup, before_step: int | None = None) -> store.Published | None:
     """The newest published checkpoint (older than `before_step`) whose files all match its
     manifest, checked by every rank together (each hashes a share of the files); a warning
@@ -229,7 +236,9 @@ def newest_valid(s: Setup, before_step: int | None = None) -> store.Published | 
         else None
     )
     for step, tag in candidates:
-        manifest, problem = _broadcast(store.read_seal(root / tag) if ctx.rank == 0 else None)
+        manifest, problem, untrusted = _broadcast(_read_signed(root / tag) if ctx.rank == 0 else None)
+        if untrusted:  # every rank stops together: never fall back past a checkpoint planted here
+            raise UntrustedCheckpoint(untrusted)
         if problem is None:
             names = sorted(manifest["files"])
             share = {n: manifest["files"][n] for n in names[ctx.rank :: ctx.world]}

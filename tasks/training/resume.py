@@ -120,6 +120,18 @@ def check_resumable(run: RunDir, cfg: TrainingConfig, model_cfg: ModelConfig, pr
             f"Crucible before checkpoints were sealed) and cannot be trusted; move them away to train "
             f"this run from step 0, or start a new --run-id"
         )
+    from tasks.training.checkpoint_key import signature_problem
+
+    untrusted = []
+    for _, folder in published:
+        try:
+            manifest = read_json(folder / store.MANIFEST)
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and (why := signature_problem(manifest, folder)):
+            untrusted.append(why)
+    if untrusted:  # planted or copied in: refused before any of it is unpickled
+        raise TrainingConfigError("\n".join(untrusted))
     for _, folder in published:
         try:
             manifest = read_json(folder / store.MANIFEST)

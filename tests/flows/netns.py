@@ -65,12 +65,13 @@ class Host:
 class Cluster:
     """A head and a worker, each a host with its own address; `ray start` limited to one CPU each."""
 
-    def __init__(self, log_dir: Path, hide_on_worker: list[Path] | None = None):
+    def __init__(self, log_dir: Path, hide_on_worker: list[Path] | None = None, node_env: dict[str, str] | None = None):
         tag = f"{os.getpid() % 1000:03d}{secrets.token_hex(1)}"
         subnet = 1 + int(secrets.token_hex(1), 16) % 250
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.token = secrets.token_hex(16)
+        self.node_env = dict(node_env or {})  # what an operator sets where Ray starts on each node
         self.hosts = [
             Host(f"cr{tag}h{i}", f"10.213.{subnet}.{i + 1}", f"cr{tag}v{i}", list(hide_on_worker or []) if i else [])
             for i in range(2)
@@ -96,6 +97,7 @@ class Cluster:
             "GLOO_SOCKET_IFNAME": host.iface,
             "RAY_USAGE_STATS_ENABLED": "0",
             "PYTHONUNBUFFERED": "1",
+            **self.node_env,
         }
 
     def __enter__(self) -> Cluster:

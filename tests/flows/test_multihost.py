@@ -34,7 +34,9 @@ def cluster(tmp_path_factory):
     why = unavailable()
     if why:
         pytest.skip(f"multi-host test skipped: {why}")
-    with Cluster(tmp_path_factory.mktemp("netns-logs")) as c:
+    # The Prefect credentials are in each node's environment, as an operator sets them where Ray
+    # starts: Crucible does not pass them through Ray, whose job records cluster clients read.
+    with Cluster(tmp_path_factory.mktemp("netns-logs"), node_env={"PREFECT_API_AUTH_STRING": AUTH}) as c:
         yield c
 
 
@@ -224,7 +226,7 @@ def test_a_worker_that_cannot_see_the_run_directory_is_named_before_any_work(tmp
         pytest.skip(f"multi-host test skipped: {why}")
     runs = tmp_path / "runs"
     runs.mkdir()
-    with Cluster(tmp_path / "logs", hide_on_worker=[runs]) as c:
+    with Cluster(tmp_path / "logs", hide_on_worker=[runs], node_env={"PREFECT_API_AUTH_STRING": AUTH}) as c:
         proc, log = _start(c, runs, "unshared")
         proc.wait(timeout=600)
         text = log.read_text(errors="replace")

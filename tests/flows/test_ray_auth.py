@@ -22,23 +22,51 @@ def _client(address: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_client_without_the_clusters_token_is_refused(tmp_path, monkeypatch):
+SECRET = "crucible:prefect-secret-0123"
+JOBS = (  # a client of the cluster asks its dashboard (named: no guessing which cluster) for the jobs
+    "import ray, sys; ctx = ray.init(address=sys.argv[1]); from ray.util.state import list_jobs; "
+    "print(repr([j.runtime_env for j in list_jobs(address='http://' + ctx.dashboard_url, detail=True)]))"
+)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray as `crucible run` starts it, from a process that holds Prefect credentials."""
     import ray
 
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # the session's token (tests/conftest.py): not this user's
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    mp = pytest.MonkeyPatch()
+    mp.delenv("RAY_AUTH_MODE", raising=False)  # the session's token (tests/conftest.py): not this user's
+    mp.delenv("RAY_AUTH_TOKEN", raising=False)
+    mp.delenv("RAY_ADDRESS", raising=False)
+    mp.setenv("PREFECT_API_AUTH_STRING", SECRET)
     assert not ray.is_initialized()
-    assert connect_ray(RuntimeConfig(ray_num_cpus=1), None)
+    assert connect_ray(RuntimeConfig(ray_num_cpus=1), "http://127.0.0.1:9/api")
     try:
-        address = ray.get_runtime_context().gcs_address
-        # The same machine, another user's home: no ~/.ray/auth_token to read.
-        stranger = _client(address, HOME=str(tmp_path / "stranger"))
-        assert stranger.returncode != 0 and "AuthenticationError" in stranger.stderr
-        # A client that brings a token, the wrong one, is refused by the cluster itself.
-        forger = _client(address, HOME=str(tmp_path / "forger"), RAY_AUTH_TOKEN="0" * 32)
-        assert forger.returncode != 0 and "connected" not in forger.stdout
-        owner = _client(address)  # this user's token, which the cluster was started with
-        assert owner.returncode == 0 and "connected 1.0" in owner.stdout, owner.stderr[-2000:]
+        yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        mp.undo()
+
+
+def test_the_prefect_credentials_reach_workers_but_not_rays_job_records(local_ray):
+    import ray
+
+    # Workers inherit them from the process that started Ray...
+    seen = ray.get(ray.remote(num_cpus=0)(lambda: os.environ.get("PREFECT_API_AUTH_STRING")).remote())
+    assert seen == SECRET
+    # ...and no cluster client reads them back from the job's runtime_env (they were in it).
+    jobs = subprocess.run([sys.executable, "-c", JOBS, local_ray], capture_output=True, text=True, timeout=120)
+    assert jobs.returncode == 0, jobs.stderr[-2000:]
+    assert "PREFECT_API_URL" in jobs.stdout and SECRET not in jobs.stdout
+
+
+def test_a_client_without_the_clusters_token_is_refused(tmp_path, local_ray):
+    address = local_ray
+    # The same machine, another user's home: no ~/.ray/auth_token to read.
+    stranger = _client(address, HOME=str(tmp_path / "stranger"))
+    assert stranger.returncode != 0 and "AuthenticationError" in stranger.stderr
+    # A client that brings a token, the wrong one, is refused by the cluster itself.
+    forger = _client(address, HOME=str(tmp_path / "forger"), RAY_AUTH_TOKEN="0" * 32)
+    assert forger.returncode != 0 and "connected" not in forger.stdout
+    owner = _client(address)  # this user's token, which the cluster was started with
+    assert owner.returncode == 0 and "connected 1.0" in owner.stdout, owner.stderr[-2000:]

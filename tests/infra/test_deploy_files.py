@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib
+import itertools
 import os
 import re
 import shlex
@@ -163,7 +164,13 @@ def test_schedule_is_weekly_cron_in_utc() -> None:
 
 
 def _commands(cmds: list[str]) -> list[list[str]]:
-    return [shlex.split(c) for c in cmds]
+    """Each command's words, without the VAR=value assignments in front of it."""
+    return [list(itertools.dropwhile(lambda w: re.fullmatch(r"[A-Z_]+=.*", w), shlex.split(c))) for c in cmds]
+
+
+def _assignments(cmd: str) -> dict[str, str]:
+    words = shlex.split(cmd)
+    return dict(w.split("=", 1) for w in itertools.takewhile(lambda w: re.fullmatch(r"[A-Z_]+=.*", w), words))
 
 
 def test_ray_cluster_passes_the_cluster_launchers_validation() -> None:
@@ -191,6 +198,20 @@ def test_ray_cluster_start_commands() -> None:
     for cmd in head + workers:
         hosts = [a.split("=", 1)[1] for a in cmd if a.startswith("--dashboard-host")]
         assert hosts in ([], ["127.0.0.1"])
+
+
+def test_ray_cluster_requires_rays_token_and_hands_prefect_credentials_to_nodes_not_argv() -> None:
+    config = _load(RAY_CLUSTER_FILE)
+    starts = [c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if " start " in c]
+    assert len(starts) == 2
+    for cmd in starts:
+        env = _assignments(cmd)
+        assert env["RAY_AUTH_MODE"] == "token"  # the GCS, dashboard and job API refuse strangers
+        # Read by the node's shell from a copied file: in Ray's environment, on no command line.
+        assert env["PREFECT_API_AUTH_STRING"].startswith("$(cat ")
+    mounts = config["file_mounts"]
+    assert mounts["~/.ray/auth_token"] == "~/.ray/auth_token"  # one token on every node
+    assert "~/.config/crucible/prefect-auth" in mounts
 
 
 def test_ray_cluster_runs_ray_from_the_environment_it_installs_crucible_into() -> None:
@@ -231,6 +252,18 @@ def test_raycluster_head_ports_and_ray_version() -> None:
     (head,) = _containers(cluster["spec"]["headGroupSpec"]["template"])
     ports = {p["name"]: p["containerPort"] for p in head["ports"]}
     assert ports["gcs"] == 6379 and ports["dashboard"] == 8265 and ports["client"] == 10001
+
+
+def test_raycluster_requires_rays_token_and_gives_every_pod_the_prefect_secret() -> None:
+    spec = _load(KUBERAY_CLUSTER_FILE)["spec"]
+    assert spec["authOptions"] == {"mode": "token"}  # KubeRay makes the token Secret and sets it in each pod
+    templates = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+    for template in templates:
+        for container in _containers(template):
+            env = {e["name"]: e for e in container.get("env", [])}
+            ref = env["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "crucible-prefect-auth" and ref["key"] == "auth_string"
+            assert "value" not in env["PREFECT_API_AUTH_STRING"]
 
 
 def test_raycluster_shares_the_runs_volume_and_sizes_every_pod() -> None:

@@ -44,5 +44,39 @@ def test_the_debug_pipeline_ran_on_a_prefect_server_backed_by_postgresql(prefect
         f"t.id = r.parent_task_run_id WHERE t.flow_run_id = '{flow_run_id}' ORDER BY r.start_time",
     )
     assert subflows.split() == ["curate", "tokenize", "train", "evaluate"]
-    # The server made no SQLite database of its own to fall back on.
-    assert not (Path(os.environ["PREFECT_HOME"]) / "prefect.db").exists()
+    # The server made no SQLite database of its own to fall back on (in its own home: the
+    # clients' home may hold one that another test's in-process Prefect made).
+    assert not (Path(prefect_server["home"]) / "prefect.db").exists()
+
+
+def test_the_recipe_keeps_the_password_off_command_lines_and_encodes_it_in_the_url(tmp_path):
+    from tests.system_packages import missing
+
+    if os.geteuid() != 0 or (why := missing(["postgresql"], ["pg_lsclusters"])):
+        pytest.skip("needs root and Debian's postgresql" if os.geteuid() != 0 else why)
+    # Every command the recipe starts through runuser (psql among them), with its arguments:
+    # what `ps` shows every user of the host.
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    argv_log = tmp_path / "argv.log"
+    real = subprocess.run(["which", "runuser"], capture_output=True, text=True, check=True).stdout.strip()
+    (wrappers / "runuser").write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {argv_log}\nexec {real} "$@"\n')
+    (wrappers / "runuser").chmod(0o755)
+    password = "p@ss:w/rd%é ?#"  # every character a URL's user part must not hold as is
+    db = f"crucible_pw_{os.getpid()}"
+    env = {**os.environ, "PATH": f"{wrappers}:{os.environ['PATH']}", "PREFECT_DB_PASSWORD": password}
+    try:
+        made = subprocess.run(["bash", str(RECIPE), db, db], capture_output=True, text=True, timeout=300, env=env)
+        assert made.returncode == 0, made.stderr
+        assert "psql" in argv_log.read_text() and password not in argv_log.read_text()
+        url = re.search(r"CONNECTION_URL=(\S+)", made.stdout).group(1)
+        assert password not in url and "%40" in url and "%C3%A9" in url
+        # libpq decodes the URL as the server's driver does: the encoded password logs in.
+        login = subprocess.run(
+            ["psql", url.replace("postgresql+asyncpg", "postgresql"), "-tAc", "SELECT current_user"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert login.returncode == 0 and login.stdout.strip() == db, login.stderr
+    finally:
+        for what in (["dropdb", "--if-exists", db], ["dropuser", "--if-exists", db]):
+            subprocess.run(["runuser", "-u", "postgres", "--", *what], capture_output=True, timeout=60)

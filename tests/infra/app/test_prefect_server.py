@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -61,3 +62,46 @@ def test_a_real_server_on_a_non_default_port_with_auth(tmp_path, monkeypatch):
         assert httpx.get(f"{server.ui_url}/v2/", timeout=10).status_code == 200  # the V2 UI is served
     finally:
         server.stop()
+
+
+@pytest.mark.root
+def test_a_server_another_user_runs_on_the_port_is_not_reused(tmp_path):
+    """On a shared host another user's server may answer on our port: reusing it would hand
+    them every flow run's parameters and logs."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from infra.app.prefect_server import listener_uid
+
+    system_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")  # one `nobody` may run
+    if os.geteuid() != 0 or not shutil.which("runuser") or not system_python:
+        pytest.skip("needs root, runuser and a system python3, to run a server as another user")
+    import tempfile
+
+    site = Path(tempfile.mkdtemp(prefix="crucible-other-user-"))  # pytest's own tmp is root's alone
+    (site / "api").mkdir()
+    (site / "api" / "health").write_text("true")  # GET /api/health answers 200, as Prefect's does
+    for p in (site, site / "api", site / "api" / "health"):
+        p.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    other = subprocess.Popen(
+        ["runuser", "-u", "nobody", "--", system_python, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while listener_uid(port) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        nobody = int(subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True).stdout)
+        assert listener_uid(port) == nobody
+        with pytest.raises(RuntimeError, match=rf"port {port} belongs to another user \(uid {nobody}\).*prefect_port"):
+            start_or_reuse("127.0.0.1", port, tmp_path / "logs")
+        assert not (tmp_path / "logs").exists()  # nothing started either
+    finally:
+        other.kill()
+        other.wait()
+        shutil.rmtree(site)

@@ -238,6 +238,43 @@ def test_corrupt_or_truncated_model_named(tmp_path, trained):
         QualityScorer(truncated).score("text")
 
 
+CUT_SCORER = """
+import sys
+from tasks.curation.quality_model import QualityScorer
+try:
+    QualityScorer(sys.argv[1]).score("text")
+except ValueError as exc:
+    print(exc)
+"""
+
+
+def test_a_model_cut_inside_its_dictionary_is_named_not_loaded_forever(tmp_path, trained):
+    import struct
+    import subprocess
+    import sys
+
+    data = trained[0].read_bytes()
+    entries = struct.unpack_from("<i", data, 64)[0]
+    assert entries > 10
+    end = 64 + 28  # the dictionary's end: each entry is a NUL-ended word, an int64 and an int8
+    for _ in range(entries):
+        end = data.index(b"\0", end) + 10
+    # Within the dictionary: its middle, and one byte short of its end.
+    for cut in ((64 + 28 + end) // 2, end - 1):
+        short = tmp_path / f"cut{cut}.bin"
+        short.write_bytes(data[:cut])
+        # In a child with a time limit: fastText itself never returns on such a file.
+        done = subprocess.run(
+            [sys.executable, "-c", CUT_SCORER, str(short)], capture_output=True, text=True, timeout=60
+        )
+        assert f"cut{cut}.bin is not a whole fastText model" in done.stdout, done.stderr[-2000:]
+        assert "dictionary" in done.stdout and "crucible quality-model" in done.stdout
+    header = tmp_path / "header.bin"
+    header.write_bytes(data[:40])
+    with pytest.raises(ValueError, match="cut inside its header"):
+        QualityScorer(header).score("text")
+
+
 def test_model_without_hq_label_rejected(tmp_path, trained):
     other = tmp_path / "other.bin"  # a same-sized model whose labels are a and b, as some public ones
     other.write_bytes(trained[0].read_bytes().replace(b"__label__hq", b"__label__aa"))
