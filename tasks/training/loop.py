@@ -515,7 +515,7 @@ def run_steps(
             [summed, flags, gn_t]
         ).tolist()  # the step's one host sync
         loss = loss_total / loss_count
-        if gn is None:  # DeepSpeed keeps no norm for an fp32 optimizer without ZeRO
+        if gn is None:  # an engine that kept no norm (engine.keep_clip_norm gives fp32 without ZeRO one)
             grad_norm = None
         a.step += 1
         applied = engine.was_step_applied() if engine.fp16_enabled() else True
