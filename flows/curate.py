@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from prefect_ray import RayTaskRunner
 
 from flows.placement import task_nodes
 from flows.progress import gather
-from infra.core.resume import prepare_work
+from infra.core.resume import discard_work, prepare_work
 from infra.core.storage import RunDir, read_json, write_json
 from tasks.curation.config import CurationConfig
 from tasks.curation.layout import CurationPaths
@@ -252,7 +251,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
         "dedup_references": references,
     }
     write_json(run.curation_stats, summary)
-    shutil.rmtree(paths.work)  # scratch only; the markers' results are in stats.json now
+    discard_work(paths.work)  # scratch only; the markers' results are in stats.json now
     create_table_artifact(
         key="curation-stats",
         table=stats_table(summary["steps"], total),

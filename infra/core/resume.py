@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,22 @@ def file_fingerprint(files: list[Path], base: Path | None = None) -> list[list[A
     return [[name(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
+def discard_work(work: Path) -> None:
+    """Delete a work folder as one step: it is renamed out of the way first, so a process
+    killed while deleting never leaves markers whose outputs are gone (a re-run would skip
+    those tasks, and the steps after them would fail on every retry). What such a kill leaves
+    under the new name is removed by the next prepare_work."""
+    if not work.exists():
+        return
+    doomed = work.with_name(f".{work.name}.discarded-{os.getpid()}-{time.monotonic_ns()}")
+    os.replace(work, doomed)
+    shutil.rmtree(doomed)
+
+
 def prepare_work(work: Path, fingerprint: dict[str, Any], markers: Path) -> None:
     """Keep finished work in `work` only if it was made from the same inputs and config."""
+    for left in work.parent.glob(f".{work.name}.discarded-*"):  # a deletion that was killed
+        shutil.rmtree(left, ignore_errors=True)
     stamp = work / "fingerprint.json"
     if stamp.exists() and read_marker(stamp) != fingerprint:  # an unreadable stamp proves nothing
         log.warning(
@@ -75,7 +91,7 @@ def prepare_work(work: Path, fingerprint: dict[str, Any], markers: Path) -> None
             "partial work in %s",
             work,
         )
-        shutil.rmtree(work)
+        discard_work(work)
     if not stamp.exists():
         write_json(stamp, fingerprint)
     elif markers.exists():

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from infra.core.storage import atomic_path, read_json, write_json
@@ -51,3 +53,31 @@ def test_an_unreadable_fingerprint_discards_the_partial_work(tmp_path):
     (work / "part-0.bin").write_text("made from who knows what")
     prepare_work(work, {"inputs": [1]}, work / "markers")
     assert read_json(work / "fingerprint.json") == {"inputs": [1]} and not (work / "part-0.bin").exists()
+
+
+def test_a_killed_discard_never_leaves_markers_without_their_outputs(tmp_path, monkeypatch):
+    import shutil
+
+    from infra.core import resume
+
+    work = tmp_path / "_work"
+    (work / "markers").mkdir(parents=True)
+    for i in range(5):
+        (work / f"filtered-{i}.parquet").write_text("rows")
+        (work / "markers" / f"filter-{i}.json").write_text('{"kept": 1}')
+    write_json(work / "fingerprint.json", {"inputs": [1]})
+    real = shutil.rmtree
+
+    def killed_midway(path, *args, **kwargs):  # deletes the shards, then the process dies
+        for f in sorted(Path(path).glob("filtered-*")):
+            f.unlink()
+        raise KeyboardInterrupt("killed while deleting")
+
+    monkeypatch.setattr(resume.shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        resume.discard_work(work)
+    monkeypatch.setattr(resume.shutil, "rmtree", real)
+    assert not work.exists()  # no marker is left where a re-run would trust it
+    resume.prepare_work(work, {"inputs": [1]}, work / "markers")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_work"]  # the half-deleted copy is gone
+    assert resume.read_marker(work / "markers" / "filter-0.json") is None
