@@ -4,6 +4,7 @@ runtime, the run directory's lock and stage keys, and the message at the end."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,13 @@ def finish_message(rt: Runtime, flow_run_id: str) -> str:
     )
 
 
+def _new_flow_run(fn: Any, parameters: dict[str, Any]) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.create_flow_run(fn, parameters=parameters)
+
+
 def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[RunDir], Any] | None = None) -> int:
     """Run a flow in the embedded runtime and report how it ended. `flow_run` may return an
     existing flow run (set up for a retry) to continue instead of creating a new one."""
@@ -95,6 +103,7 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
     from flows.run_lock import run_lock
     from infra.app.crashed import mark_crashed_runs
     from infra.app.runtime import embedded_runtime
+    from infra.app.stop import Stopper, mark_cancelled
     from tasks.report import write_report
 
     run.root.mkdir(parents=True, exist_ok=True)
@@ -107,30 +116,39 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
             check_cluster(run.root)
         fn, fn_args = flow_call(command, cfg, run)
         print(f"Prefect UI: {rt.ui_url}", flush=True)
+        stopper = Stopper(run, cfg.training.stop_grace_s, rt.api_url)
         # The pipeline flow locks the run directory itself (deployment runs go through it too).
-        with contextlib.nullcontext() if command == "run" else run_lock(run):
+        with contextlib.nullcontext() if command == "run" else run_lock(run), stopper:
             key = stages.expected_keys(cfg).get(command)
             if key is not None:
                 write_text(run.config, dump_config(cfg))
                 stages.mark(run, key, "running")
-            retried = flow_run(run) if flow_run is not None else None
-            if retried is not None:
+            parameters = inspect.signature(getattr(fn, "fn", fn)).bind(*fn_args).arguments
+            # Made before it runs, so its id is known here: Cancel in the UI is watched for by id.
+            existing = flow_run(run) if flow_run is not None else None
+            made = existing if existing is not None else _new_flow_run(fn, parameters)
+            stopper.flow_run_id = made.id
+            try:
                 from prefect.flow_engine import run_flow
 
                 # Every command's function is a synchronous flow: asked for its state, it returns just that.
                 state = cast(
                     "State[Any]",
-                    run_flow(
-                        cast("Flow[..., Any]", fn),
-                        flow_run=retried,
-                        parameters=dict(zip(("cfg", "run_dir"), fn_args)),
-                        return_type="state",
-                    ),
+                    run_flow(cast("Flow[..., Any]", fn), flow_run=made, parameters=parameters, return_type="state"),
                 )
-            else:
-                state = fn(*fn_args, return_state=True)
-            if key is not None and state.is_completed():
+            except KeyboardInterrupt:
+                if stopper.reason is None:
+                    raise  # Ctrl-C: main() reports it
+                state = None
+            if key is not None and state is not None and state.is_completed():
                 stages.mark(run, key, "finished")
+        if stopper.reason is not None and (state is None or not state.is_completed()):
+            message = stopper.cancelled_message()
+            mark_cancelled(rt.api_url, made.id, message)
+            print(finish_message(rt, str(made.id)), flush=True)
+            print(f"cancelled: {message}", file=sys.stderr)
+            return 143 if stopper.reason == "SIGTERM" else 1
+        assert state is not None
         print(finish_message(rt, str(state.state_details.flow_run_id)), flush=True)
         if not state.is_completed():
             print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}", file=sys.stderr)

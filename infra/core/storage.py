@@ -162,5 +162,10 @@ class RunDir:
         return self.root / "loss_curve.png"
 
     @property
+    def stop_request(self) -> Path:
+        """Present while the command running this run asks its training to save and stop."""
+        return self.root / "stop-requested"
+
+    @property
     def ray_storage(self) -> Path:
         return self.root / "ray_train"

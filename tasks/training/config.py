@@ -120,6 +120,13 @@ class TrainingConfig(BaseModel):
     )
     keep_last: int = Field(2, ge=1, description="Checkpoints kept (plus the best by validation loss).")
     keep_best: bool = Field(True, description="Also keep the checkpoint with the lowest validation loss.")
+    stop_grace_s: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM or Cancel in the Prefect UI, how long the ranks have to finish the step and save "
+        "a checkpoint before the command stops them anyway (schedulers send SIGKILL after their own grace).",
+    )
 
     # Validation and metrics.
     eval_every: int = Field(50, ge=1, description="Validation loss every M steps.")
@@ -197,6 +204,7 @@ RESUMABLE_CHANGES = {
     "checkpoint_every_minutes": "save cadence",
     "keep_last": "retention",
     "keep_best": "retention",
+    "stop_grace_s": "how a stop is handled",
     "eval_every": "validation cadence",
     "eval_batches": "validation size",
     "peak_flops": "MFU reporting",
@@ -224,6 +232,7 @@ OPERATIONAL_KEYS = frozenset(
         "checkpoint_every_minutes",
         "keep_last",
         "keep_best",
+        "stop_grace_s",
         "eval_every",
         "eval_batches",
         "peak_flops",

@@ -412,8 +412,8 @@ class _Signals:
         self._old = None
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGTERM, self._on_term)
-        # Elsewhere (Ray Train runs the loop in a thread) Ray owns the signal; its restarts
-        # resume from the last checkpoint, and checkpoint_every_minutes bounds the loss.
+        # Elsewhere (Ray Train runs the loop in a thread) Ray owns the signal: the command that
+        # started the run catches it and writes the run's stop request, read at each step.
 
     def _on_term(self, *_: Any) -> None:
         self.term = True
@@ -504,7 +504,10 @@ def run_steps(
             [loss_sum.double(), losses.double(), tokens.double(), torch.tensor(wait, dtype=f64, device=dev)]
         )
         dist.all_reduce(summed)
-        flags = torch.tensor([_peak_memory_mb(ctx.device), float(signals.term), float(due_time)], dtype=f64, device=dev)
+        # A stop asked for by the command (SIGTERM to it, Cancel in the UI: infra/app/stop.py)
+        # or a SIGTERM to this process: every rank saves at the end of this step and stops.
+        stop = signals.term or (ctx.rank == 0 and s.run.stop_request.exists())
+        flags = torch.tensor([_peak_memory_mb(ctx.device), float(stop), float(due_time)], dtype=f64, device=dev)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         gn_t = (
             gn.detach().reshape(1).to(dtype=f64, device=dev)
@@ -640,7 +643,8 @@ def train(ctx: RankContext, job: TrainJob, faults: Faults | None = None) -> dict
             del a  # free the engine before the next one is built
         if outcome == "preempted":
             raise Preempted(
-                f"SIGTERM at step {detail}: checkpoint saved in {s.run.checkpoints}; re-run the same --run-id to resume"
+                f"stopped at step {detail} (SIGTERM, or a stop the command asked for): checkpoint saved in "
+                f"{s.run.checkpoints}; re-run the same --run-id, or `crucible resume`, to continue"
             )
         return finish(s, a, state)
     finally:

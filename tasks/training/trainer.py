@@ -28,13 +28,17 @@ from tasks.transient import is_transient
 log = logging.getLogger(__name__)
 
 
+class StopRequested(RuntimeError):
+    """The command running this training asked it to stop (SIGTERM, Cancel): it saved and stopped."""
+
+
 def ray_train_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: Ray has set up the process group (gloo on CPU, NCCL on GPU)."""
     import ray.train
     import ray.train.torch
     import torch
 
-    from tasks.training.loop import Faults, RankContext, train
+    from tasks.training.loop import Faults, Preempted, RankContext, train
 
     job = TrainJob(**config["job"])
     ctx = ray.train.get_context()
@@ -45,17 +49,21 @@ def ray_train_worker(config: dict[str, Any]) -> None:
         # which must then index the visible devices, not the node's (ray-project/ray#37212).
         os.environ["LOCAL_RANK"] = str(device.index or 0)
     rank = ctx.get_world_rank()
-    train(
-        RankContext(
-            rank,
-            ctx.get_world_size(),
-            device,
-            node_label(node_identity()),
-            report=ray.train.report,
-        ),
-        job,
-        Faults.drill(job.run_dir),
-    )
+    try:
+        train(
+            RankContext(
+                rank,
+                ctx.get_world_size(),
+                device,
+                node_label(node_identity()),
+                report=ray.train.report,
+            ),
+            job,
+            Faults.drill(job.run_dir),
+        )
+    except Preempted as stopped:  # asked to stop, checkpoint saved: not a failure to retry or trace
+        if rank == 0:
+            log.warning("%s", stopped)
 
 
 def check_init_from(run: RunDir, model_cfg: ModelConfig, seq_len: int, init_from: Path) -> None:
@@ -156,6 +164,11 @@ def run_training(
                     return [str(err)]
 
             cfg = choose_world(cfg, resources, run, events, acceptable)
+    if run.stop_request.exists():  # the ranks saved and stopped as the command asked
+        raise StopRequested(
+            f"training stopped as asked after step {last_step(run)}, its checkpoint saved; "
+            f"`crucible resume {run.root}` continues it"
+        )
     summary = read_json(run.train_summary)
     happened = read_events(run.train_events)  # this run's, across retries and resumes
     if happened:

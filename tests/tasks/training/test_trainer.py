@@ -4,6 +4,7 @@ import pytest
 
 from infra.core.storage import RunDir, sha256_file, write_json
 from models.presets import get_preset
+from tasks.training.checkpoint_key import sign
 from tasks.training.checks import TrainingConfigError
 from tasks.training.config import TrainingConfig
 from tasks.training.trainer import plan_job
@@ -14,17 +15,19 @@ MODEL = get_preset("debug").model
 def _published(run: RunDir, step: int, cfg: TrainingConfig, world: int, global_batch: int) -> None:
     folder = run.checkpoints / f"step{step}"
     folder.mkdir(parents=True)
-    write_json(
+    write_json(  # as rank 0 writes it: signed with this installation's (the session's) key
         folder / "manifest.json",
-        {
-            "step": step,
-            "world_size": world,
-            "training": cfg.model_dump(mode="json"),
-            "model": MODEL.model_dump(mode="json"),
-            "global_batch": global_batch,
-            "data": {"samples": step * global_batch, "manifest_sha256": sha256_file(run.manifest)},
-            "files": {},
-        },
+        sign(
+            {
+                "step": step,
+                "world_size": world,
+                "training": cfg.model_dump(mode="json"),
+                "model": MODEL.model_dump(mode="json"),
+                "global_batch": global_batch,
+                "data": {"samples": step * global_batch, "manifest_sha256": sha256_file(run.manifest)},
+                "files": {},
+            }
+        ),
     )
 
 
