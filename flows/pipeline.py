@@ -8,6 +8,7 @@ No `from __future__ import annotations` here: Prefect builds the deployment's pa
 model from this module's annotations, and strings it cannot resolve fail every served run.
 """
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -89,12 +90,32 @@ def stage_calls(cfg: PipelineConfig, run_dir: str) -> dict[str, Callable[[], Any
     }
 
 
+def disk_full(exc: BaseException) -> str | None:
+    """The ENOSPC (or quota) error behind `exc`, as text, if a full disk is why it failed; a
+    Ray task's error carries its cause's text only, so the message is searched too."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    for marker in ("No space left on device", "Disk quota exceeded"):
+        if marker in text:
+            return marker
+    return None
+
+
 def run_stage(run: RunDir, key: stages.StageKey, call: Callable[[], Any]) -> Any:
     """Record the stage's key as started, run it, record it as finished."""
     stages.mark(run, key, "running")
     try:
         result = call()
     except Exception as exc:
+        if (full := disk_full(exc)) is not None:
+            raise StageFailed(
+                f"stage {key.stage} failed: no space left on the device holding {run.root} ({full}); nothing "
+                f"half-written was published: free space, then `crucible resume {run.root}` continues it"
+            ) from exc
         raise StageFailed(f"stage {key.stage} failed: {type(exc).__name__}: {exc}") from exc
     stages.mark(run, key, "finished")
     return result

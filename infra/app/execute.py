@@ -152,6 +152,8 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
         print(finish_message(rt, str(state.state_details.flow_run_id)), flush=True)
         if not state.is_completed():
             print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}", file=sys.stderr)
+            if "No space left on device" in str(state.message) or "Disk quota exceeded" in str(state.message):
+                print(f"the disk holding {run.root} is full: free space first", file=sys.stderr)
             print(f"continue it from where it stopped: crucible resume {run.root.name}", file=sys.stderr)
             return 1
     report = write_report(run.root)

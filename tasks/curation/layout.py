@@ -106,7 +106,10 @@ class RowSink:
         self.dest, self.schema, self.group_rows = dest, schema, group_rows
         self._atomic = atomic_path(dest)
         self._tmp = self._atomic.__enter__()
-        self._writer = pq.ParquetWriter(self._tmp, schema)
+        # The file is ours to close: if the writer fails (a full disk), its descriptor would
+        # stay open with the exception's traceback and keep the deleted file's space taken.
+        self._file = pa.OSFile(str(self._tmp), "wb")
+        self._writer = pq.ParquetWriter(self._file, schema)
         self._rows: list[dict[str, Any]] = []
         self.count = 0
 
@@ -124,11 +127,17 @@ class RowSink:
     def close(self) -> None:
         self._flush()
         self._writer.close()
+        self._file.close()
         self._atomic.__exit__(None, None, None)
 
     def abort(self) -> None:
-        self._writer.close()
-        self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        try:
+            self._writer.close()  # may fail again (a full disk): the temporary file goes anyway
+        except OSError:
+            pass
+        finally:
+            self._file.close()
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
     def __enter__(self) -> RowSink:
         return self

@@ -122,7 +122,9 @@ def encode_with_eos(tok, texts: list[str], eos: int, dtype: np.dtype) -> tuple[n
 def write_table(table: pa.Table, dest: Path, metadata: dict[str, str]) -> None:
     """One Arrow IPC file with one record batch, written atomically."""
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
-    with atomic_path(dest) as tmp, ipc.new_file(str(tmp), table.schema) as writer:
+    # The file is ours to close: if the writer fails (a full disk), its descriptor would stay
+    # open with the exception's traceback and keep the deleted file's space taken.
+    with atomic_path(dest) as tmp, pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=max(1, table.num_rows))
 
 
