@@ -8,7 +8,6 @@ No `from __future__ import annotations` here: Prefect builds the deployment's pa
 model from this module's annotations, and strings it cannot resolve fail every served run.
 """
 
-import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from flows.evaluate import evaluate_flow
 from flows.run_lock import run_lock
 from flows.tokenize import tokenize_flow
 from flows.train import train_flow
-from infra.core.storage import RunDir, read_json, write_text
+from infra.core.storage import RunDir, disk_full, read_json, write_text
 from tasks.report import write_report
 
 
@@ -60,10 +59,12 @@ def confine(path: Path, what: str) -> Path:
     parameters can be edited by anyone who reaches its Prefect API, and would otherwise name
     any folder on the host to write to."""
     path = path.resolve()
-    root = os.environ.get(RUNS_ROOT_ENV)
-    if root and not (path == Path(root).resolve() or Path(root).resolve() in path.parents):
+    if not (confined := os.environ.get(RUNS_ROOT_ENV)):
+        return path
+    root = Path(confined).resolve()
+    if path != root and root not in path.parents:
         raise ValueError(
-            f"{what} {path} is outside {Path(root).resolve()}, the folder this deployment's runs are confined "
+            f"{what} {path} is outside {root}, the folder this deployment's runs are confined "
             f"to ({RUNS_ROOT_ENV}); drop the parameter, or serve with --allow-any-run-dir"
         )
     return path
@@ -88,21 +89,6 @@ def stage_calls(cfg: PipelineConfig, run_dir: str) -> dict[str, Callable[[], Any
         "train": lambda: train_flow(cfg.model, cfg.training, run_dir, lineage.init_from(cfg)),
         "evaluate": lambda: evaluate_flow(cfg.evaluation, run_dir),
     }
-
-
-def disk_full(exc: BaseException) -> str | None:
-    """The ENOSPC (or quota) error behind `exc`, as text, if a full disk is why it failed; a
-    Ray task's error carries its cause's text only, so the message is searched too."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    for marker in ("No space left on device", "Disk quota exceeded"):
-        if marker in text:
-            return marker
-    return None
 
 
 def run_stage(run: RunDir, key: stages.StageKey, call: Callable[[], Any]) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from flows.config import PipelineConfig, dump_config
-from infra.core.storage import RunDir, write_text
+from infra.core.storage import DISK_FULL, RunDir, write_text
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -152,7 +152,7 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
         print(finish_message(rt, str(state.state_details.flow_run_id)), flush=True)
         if not state.is_completed():
             print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}", file=sys.stderr)
-            if "No space left on device" in str(state.message) or "Disk quota exceeded" in str(state.message):
+            if any(marker in str(state.message) for marker in DISK_FULL):
                 print(f"the disk holding {run.root} is full: free space first", file=sys.stderr)
             print(f"continue it from where it stopped: crucible resume {run.root.name}", file=sys.stderr)
             return 1

@@ -50,10 +50,6 @@ def mark(folder: Path, marker: str, **about: object) -> None:
     (Path(folder) / marker).write_text(json.dumps(about, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
-def is_marked(folder: Path, marker: str) -> bool:
-    return (Path(folder) / marker).is_file()
-
-
 def replace_folder(tmp: Path, dest: Path) -> None:
     """Put the finished folder `tmp` at `dest`, replacing a folder already there, so readers
     see the old folder or the new one whole, never a mix. The old one is deleted last."""

@@ -10,6 +10,7 @@ after retention has already deleted the older copy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -18,6 +19,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+DISK_FULL = ("No space left on device", "Disk quota exceeded")  # ENOSPC and EDQUOT as errors read
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """The ENOSPC (or quota) error behind `exc`, as text, if a full disk is why it failed; a
+    Ray task's or a flow run's error carries its cause's text only, so the text is read too."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return next((marker for marker in DISK_FULL if marker in str(exc)), None)
 
 
 def fsync_file(path: Path) -> None:

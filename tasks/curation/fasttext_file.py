@@ -53,17 +53,18 @@ def check_model_file(path: Path, fix: str) -> None:
         if entries * 10 > size:
             raise bad(f"its dictionary claims {entries} entries, more than {size} bytes can hold")
         buf, pos = b"", 0
+
+        def more(i: int) -> bytes:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                raise bad(f"{size} bytes, cut inside its dictionary (entry {i} of {entries})")
+            return chunk
+
         for i in range(entries):
             while (end := buf.find(b"\0", pos)) < 0:
                 if len(buf) - pos > MAX_WORD_BYTES:
                     raise bad(f"dictionary entry {i} has no end within {MAX_WORD_BYTES} bytes")
-                more = f.read(1 << 20)
-                if not more:
-                    raise bad(f"{size} bytes, cut inside its dictionary (entry {i} of {entries})")
-                buf, pos = buf[pos:] + more, 0
+                buf, pos = buf[pos:] + more(i), 0
             pos = end + 1 + 9  # the word's NUL, then int64 count and int8 type
             while len(buf) < pos:
-                more = f.read(1 << 20)
-                if not more:
-                    raise bad(f"{size} bytes, cut inside its dictionary (entry {i} of {entries})")
-                buf += more
+                buf += more(i)

@@ -189,10 +189,10 @@ def _lines(fh: io.BufferedIOBase, limit: int | None) -> Iterator[tuple[bytes, in
         yield line, size
 
 
-def _fields_are_unicode(doc: Document) -> str | None:
-    """The first field holding a lone surrogate (a `\\ud800`-style escape in the JSON, which
-    Python decodes but UTF-8 cannot encode), or None."""
-    for name in ("text", "id", "source", "metadata"):
+def _unencodable_field(doc: Document, names: tuple[str, ...]) -> str | None:
+    """The first of `names` holding a lone surrogate (a `\\ud800`-style escape in the JSON,
+    which Python decodes but UTF-8 cannot encode), or None."""
+    for name in names:
         try:
             getattr(doc, name).encode("utf-8")
         except UnicodeEncodeError:
@@ -224,13 +224,17 @@ def _as_document(
         file=file,
         line=line,
     )
-    if (field := _fields_are_unicode(doc)) is not None:
+    try:
+        doc.bytes_in = len(text.encode("utf-8"))  # the text's size, and proof that it is text
+        field = _unencodable_field(doc, ("id", "source", "metadata"))
+    except UnicodeEncodeError:
+        field = "text"
+    if field is not None:
         detail = (
             f"'{field}' holds a lone surrogate escape (\\ud800-\\udfff without its pair), which is not "
             f"text; fix the producer, or replace such escapes with \\ufffd before curating"
         )
         return Malformed(file, line, detail, raw, bytes_in)
-    doc.bytes_in = len(text.encode("utf-8"))
     return doc
 
 

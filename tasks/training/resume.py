@@ -122,21 +122,16 @@ def check_resumable(run: RunDir, cfg: TrainingConfig, model_cfg: ModelConfig, pr
         )
     from tasks.training.checkpoint_key import signature_problem
 
-    untrusted = []
+    manifests = []
     for _, folder in published:
         try:
-            manifest = read_json(folder / store.MANIFEST)
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and (why := signature_problem(manifest, folder)):
-            untrusted.append(why)
-    if untrusted:  # planted or copied in: refused before any of it is unpickled
-        raise TrainingConfigError("\n".join(untrusted))
-    for _, folder in published:
-        try:
-            manifest = read_json(folder / store.MANIFEST)
+            manifests.append((folder, read_json(folder / store.MANIFEST)))
         except (OSError, ValueError):  # unsealed or damaged: the ranks will fall back past it
             continue
+    untrusted = [why for folder, m in manifests if isinstance(m, dict) and (why := signature_problem(m, folder))]
+    if untrusted:  # planted or copied in: refused before any of it is unpickled
+        raise TrainingConfigError("\n".join(untrusted))
+    for folder, manifest in manifests:
         if manifest:
             problems = resume_problems(manifest, cfg, model_cfg, cfg.num_workers, sha256_file(run.manifest), precision)
             if problems:
