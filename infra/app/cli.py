@@ -228,13 +228,15 @@ def run_command(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> str:
     from infra.core.output_folder import claim
     from models.export import EXPORT_MARKER, export_hf
+    from tasks.tokenization.bpe import check_vocab
     from tasks.training.checkpoint import FINAL, load_model
 
     run = RunDir(args.run_dir)
     claim(args.out or run.root / "hf", EXPORT_MARKER, "exported model", args.force)  # before loading
-    model, _ = load_model(run.checkpoints / FINAL)
+    model, meta = load_model(run.checkpoints / FINAL)
     if not run.tokenizer.is_file():
         raise ConfigError(f"{run.tokenizer} not found; is {run.root} a Crucible run directory?")
+    check_vocab(run.tokenizer, meta["vocab_size"])
     dest = args.out or run.root / "hf"
     cls = export_hf(model, run.tokenizer, dest, force=args.force)
     return f"wrote {dest} ({cls}); load it with transformers.AutoModelForCausalLM.from_pretrained"

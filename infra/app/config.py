@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from flows.config import PipelineConfig
+from infra.core.storage import read_utf8
 
 
 class ConfigError(ValueError):
@@ -46,7 +47,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"config file {path} not found; pass an existing YAML file or a preset name ({', '.join(PRESETS)})"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_utf8(path, "save it as UTF-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

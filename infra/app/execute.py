@@ -60,8 +60,17 @@ def preflight(command: str, cfg: PipelineConfig, run: RunDir) -> dict[str, str]:
         from tasks.training.checks import check_training
 
         check_training(cfg.training, cfg.model)  # the device-dependent checks follow once Ray is up
+        if actions.get("train") not in (None, "skip") and actions.get("tokenize", "skip") == "skip":
+            from tasks.tokenization.reader import check_shards
+
+            check_shards(run)  # what every rank checks on start, before any worker starts
     if command not in ("run", "curate") or actions.get("curate") == "skip":
         return actions
+    qc = cfg.curation.quality_classifier
+    if qc.enabled and qc.model_path:
+        from tasks.curation.quality_model import check_quality_model
+
+        check_quality_model(Path(qc.model_path))
     if cfg.curation.input_path == "demo":
         from tasks.corpus.demo import check_available
 
@@ -71,9 +80,11 @@ def preflight(command: str, cfg: PipelineConfig, run: RunDir) -> dict[str, str]:
 
         check_web_demo_available()
     else:
-        from tasks.curation.reader import discover_inputs
+        from tasks.curation.reader import PARQUET_SUFFIXES, discover_inputs, open_parquet
 
-        discover_inputs(cfg.curation.input_path)
+        for path in discover_inputs(cfg.curation.input_path)[0]:
+            if path.name.endswith(PARQUET_SUFFIXES):
+                open_parquet(path, cfg.curation.text_field)  # the footer only: a run does not stop on it later
     return actions
 
 

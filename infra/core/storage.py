@@ -34,6 +34,19 @@ def disk_full(exc: BaseException) -> str | None:
     return next((marker for marker in DISK_FULL if marker in str(exc)), None)
 
 
+LOW_SPACE = 1 << 20  # free bytes under which a failed write is taken for a full disk
+
+
+def named_if_disk_full(exc: BaseException, folder: Path) -> BaseException:
+    """`exc`, or an ENOSPC error naming it when the disk holding `folder` is (nearly) full.
+    Some writers report a full disk without its errno: torch's zip writer as "unexpected pos"."""
+    import shutil
+
+    if disk_full(exc) is None and shutil.disk_usage(folder).free < LOW_SPACE:
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} while writing in {folder} ({exc})")
+    return exc
+
+
 def fsync_file(path: Path) -> None:
     """Flush a file's data to its disk (the file may have been written by another library)."""
     fd = os.open(path, os.O_RDONLY)
@@ -91,6 +104,20 @@ def write_bytes(dest: Path, data: bytes) -> None:
 
 def write_json(dest: Path, obj: Any) -> None:
     write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def decode_utf8(data: bytes, path: Path, fix: str, encoding: str = "utf-8", first_line: int = 1) -> str:
+    """`data` (read from `path`, from line `first_line` on) as text; bytes that are not UTF-8
+    are an error naming the file, the line and the byte (Python's own names neither)."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); {fix}") from None
+
+
+def read_utf8(path: Path, fix: str, encoding: str = "utf-8") -> str:
+    return decode_utf8(Path(path).read_bytes(), path, fix, encoding)
 
 
 def read_json(path: Path) -> Any:

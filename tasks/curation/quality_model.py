@@ -7,10 +7,12 @@ fast enough to score every document of a crawl on CPU.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,10 +111,15 @@ def balanced_split(
 # identical bytes every time: the build seems to read memory it never wrote, which a fresh
 # process finds zeroed. A fresh process also keeps a crash in fastText's C++ out of the
 # calling (Ray) worker and returns the training's memory when it exits.
+# fastText's save does not check its writes: on a full disk it leaves a cut file and no error,
+# so the child compares the size written with the size of a model of that shape.
 _TRAIN = (
-    "import json, sys, fasttext; "
-    "fasttext.train_supervised(sys.argv[1], **json.loads(sys.argv[2])).save_model(sys.argv[3])"
+    "import json, os, sys, fasttext; from tasks.curation.quality_model import SHORT_WRITE, _expected_bytes; "
+    "m = fasttext.train_supervised(sys.argv[1], **json.loads(sys.argv[2])); m.save_model(sys.argv[3]); "
+    "size, want = os.path.getsize(sys.argv[3]), _expected_bytes(m); "
+    "sys.exit(f'{SHORT_WRITE}: {size} of {want} bytes' if want not in (None, size) else 0)"
 )
+SHORT_WRITE = "fastText wrote the model short"
 
 
 def train_quality_model(hq_texts: list[str], lq_texts: list[str], out_path: Path, cfg: QualityClassifierConfig) -> dict:
@@ -142,6 +149,11 @@ def train_quality_model(hq_texts: list[str], lq_texts: list[str], out_path: Path
             text=True,
             check=False,
         )
+        if done.returncode != 0 and SHORT_WRITE in done.stderr:
+            short = done.stderr.strip().splitlines()[-1]
+            if shutil.disk_usage(tmp_model.parent).free < (1 << 20):
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({short})", str(out_path))
+            raise OSError(errno.EIO, short, str(out_path))
         if done.returncode != 0:
             hint = " (lower quality_classifier.lr, or set threads: 1)" if "NaN" in done.stderr else ""
             raise RuntimeError(f"fastText training for {out_path} failed{hint}: {done.stderr.strip()[-2000:]}")
@@ -187,6 +199,19 @@ def _expected_bytes(model) -> int | None:
     return 8 + 56 + 28 + entries + matrices
 
 
+def check_quality_model(path: Path) -> None:
+    """The file exists and is a whole fastText model (header and dictionary): checked before a
+    run starts and again by each process that loads it."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"quality model {path} not found; train one with `crucible quality-model` "
+            f"or set curation.quality_classifier.model_path"
+        )
+    from tasks.curation.fasttext_file import check_model_file
+
+    check_model_file(path, "retrain it with `crucible quality-model`")
+
+
 class QualityScorer:
     """P(high quality) of documents; the model loads on first use (once per worker)."""
 
@@ -201,16 +226,9 @@ class QualityScorer:
         if self._model is not None:
             return self._model
         path = self.model_path
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"quality model {path} not found; train one with `crucible quality-model` "
-                f"or set curation.quality_classifier.model_path"
-            )
+        check_quality_model(path)  # a cut dictionary hangs fastText
         import fasttext  # from fasttext-numpy2-wheel; imported here so workers that never score skip it
 
-        from tasks.curation.fasttext_file import check_model_file
-
-        check_model_file(path, "retrain it with `crucible quality-model`")  # a cut dictionary hangs fastText
         try:
             model = fasttext.load_model(str(path))
         except ValueError as exc:  # fastText says only "<path> has wrong file format!"

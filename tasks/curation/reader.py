@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
@@ -287,19 +288,27 @@ def _read_jsonl(
         yield Malformed(name, lineno + 1, detail, "", 0, "damaged_file")
 
 
-def _read_parquet(
-    path: Path, text_field: str, id_field: str, max_record_bytes: int | None
-) -> Iterator[Document | Malformed]:
+def open_parquet(path: Path, text_field: str) -> pq.ParquetFile:
+    """The file, once its footer reads and it has a text column of strings; else an InputError
+    (checked for every Parquet input before a run starts, so a run does not stop on one later)."""
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputError(f"{path}: not a readable Parquet file ({exc}); re-create or remove it") from exc
-    columns = pf.schema_arrow.names
-    if text_field not in columns:
-        raise InputError(
-            f"{path}: no column '{text_field}' (columns: {', '.join(columns)}); "
-            f"set curation.text_field to the column that holds the text"
-        )
+        raise InputError(f"{path}: not a readable Parquet file ({exc}); re-create or remove it") from None
+    schema = pf.schema_arrow
+    fix = "set curation.text_field to the column that holds the text"
+    if text_field not in schema.names:
+        raise InputError(f"{path}: no column '{text_field}' (columns: {', '.join(schema.names)}); {fix}")
+    kind = schema.field(text_field).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+        raise InputError(f"{path}: column '{text_field}' holds {kind}, not strings; {fix}")
+    return pf
+
+
+def _read_parquet(
+    path: Path, text_field: str, id_field: str, max_record_bytes: int | None
+) -> Iterator[Document | Malformed]:
+    pf = open_parquet(path, text_field)
     row = 0
     batches = pf.iter_batches(batch_size=1024)
     while True:

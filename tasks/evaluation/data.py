@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.core.storage import decode_utf8
+
 
 @dataclass(frozen=True)
 class HubDataset:
@@ -37,8 +39,9 @@ class BenchmarkDataError(ValueError):
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line; a bad line is an error naming the file and line."""
-    with Path(path).open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    with Path(path).open("rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            line = decode_utf8(raw, path, "fix or re-download the file", first_line=line_no)
             if not line.strip():
                 continue
             try:

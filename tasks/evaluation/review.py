@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infra.core.storage import atomic_path, read_json, write_json, write_text
+from infra.core.storage import atomic_path, read_json, read_utf8, write_json, write_text
 from tasks.evaluation.metrics import mean_stderr
 
 COLUMNS = [
@@ -170,7 +170,8 @@ def read_sheet(
 ) -> dict[str, dict[str, float | None]]:
     """{item id: {aspect: 1.0, 0.0 or None (unrated)}}, every row checked against the run's items."""
     known = {i["id"]: i for its in items.values() for i in its}
-    with Path(sheet).open(encoding="utf-8-sig", newline="") as f:
+    text = read_utf8(sheet, "save the sheet as UTF-8 CSV (most spreadsheets offer it)", "utf-8-sig")
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("id", *ASPECTS, "generation") if c not in (reader.fieldnames or [])]
         if missing:

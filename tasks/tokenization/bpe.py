@@ -81,6 +81,16 @@ def prepare_tokenizer(shards: list[Path], cfg: TokenizationConfig, dest: Path) -
     return tok
 
 
+def check_vocab(path: Path, vocab_size: int) -> None:
+    """The tokenizer at `path` reads and has the vocabulary a model was trained with."""
+    have = load_tokenizer(path).get_vocab_size()
+    if have != vocab_size:
+        raise ValueError(
+            f"tokenizer {path} has a vocabulary of {have}, the model was trained with {vocab_size}: it is "
+            f"not the run's tokenizer; restore it, or re-run `crucible tokenize` and `crucible train`"
+        )
+
+
 def load_tokenizer(path: Path) -> Tokenizer:
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer {path} not found; run `crucible tokenize` for this run first")
@@ -88,6 +98,7 @@ def load_tokenizer(path: Path) -> Tokenizer:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception for unparsable JSON
         raise ValueError(
-            f"tokenizer {path} cannot be read ({str(exc)[:200]}); it is not a HF "
-            f"tokenizer.json: point tokenization.tokenizer_path at one"
+            f"tokenizer {path} cannot be read ({str(exc)[:200]}); it is not a HF tokenizer.json: "
+            f"if it is a run's own, re-run `crucible tokenize` for that run; else point "
+            f"tokenization.tokenizer_path at one"
         ) from None

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import torch
 
-from infra.core.storage import read_json, sha256_file
+from infra.core.storage import RunDir, read_json, sha256_file
 from tasks.tokenization.shards import SCHEMA_VERSION
 
 Verify = Literal["full", "size"]
@@ -71,6 +71,13 @@ def _open_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any], veri
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
     except (pa.ArrowInvalid, OSError) as exc:
         raise ShardError(f"token shard {path} is not a readable Arrow file ({exc}); {RETOKENIZE}") from None
+    fields = {f.name: f.type for f in reader.schema}
+    tokens_type = getattr(fields.get("tokens"), "value_type", None)
+    if tokens_type != pa.from_numpy_dtype(np.dtype(manifest["dtype"])) or not {"length", "doc_starts"} <= fields.keys():
+        raise ShardError(
+            f"token shard {path} is not a token shard of {manifest['dtype']} tokens (its columns: "
+            f"{', '.join(f'{k} {v}' for k, v in fields.items())}); {RETOKENIZE}"
+        )
     meta = {k.decode(): v.decode() for k, v in (reader.schema.metadata or {}).items()}
     if meta.get("tokenizer_sha256") != manifest["tokenizer_sha256"]:
         raise ShardError(f"token shard {path} was made with another tokenizer than the manifest's; {RETOKENIZE}")
@@ -85,6 +92,15 @@ def _open_file(path: Path, entry: dict[str, Any], manifest: dict[str, Any], veri
         starts.offsets.to_numpy(zero_copy_only=True),
         starts.values.to_numpy(zero_copy_only=True),
     )
+
+
+def check_shards(run: RunDir) -> None:
+    """What a training rank checks when it starts, for every split: the manifest, the tokenizer
+    and each shard's size, footer, schema and rows. Each problem is a ShardError naming the fix."""
+    manifest = read_manifest(run.shards)
+    check_tokenizer_matches(manifest, run.tokenizer, run.shards)
+    for split in sorted({e["split"] for e in manifest["shards"]}):
+        TokenRows.open(run.shards, split, manifest=manifest)
 
 
 @dataclass

@@ -42,7 +42,13 @@ def load_model(src_dir: Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]
     meta = read_json(meta_path)
     model = GPT(ModelConfig(**meta["model"]), meta["vocab_size"], meta["seq_len"])
     # weights_only: never unpickle arbitrary objects from a file on disk.
-    state = torch.load(src_dir / "model.pt", map_location=device, weights_only=True)
+    try:
+        state = torch.load(src_dir / "model.pt", map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError) as exc:  # a cut or damaged file (torch names no fix)
+        raise ValueError(
+            f"{src_dir / 'model.pt'} cannot be read ({str(exc).splitlines()[0][:160]}); it is damaged "
+            f"or cut short: write it again with `crucible train` for this run (it resumes from its last checkpoint)"
+        ) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # names differ: written by another version of models/gpt.py

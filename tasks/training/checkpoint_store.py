@@ -118,15 +118,17 @@ def check_files(folder: Path, files: dict[str, dict[str, Any]]) -> str | None:
     return None
 
 
-def publish(root: Path, step: int) -> None:
+def publish(root: Path, step: int, renamed: Callable[[], None] = lambda: None) -> None:
     """Rename the sealed temporary folder to its tag and move `latest` to it (rank 0, after
-    every rank's files and the manifest are written)."""
+    every rank's files and the manifest are written). `renamed` runs between the two (a fault
+    drill's kill point)."""
     tmp, final = root / tmp_tag_for(step), root / tag_for(step)
     fsync_tree(tmp)  # on disk before its name says it is finished: retention then deletes older ones
     if final.exists():  # an older, replaced save of the same step (after a roll-back)
         discard(final)
     tmp.rename(final)
     fsync_dir(root)
+    renamed()
     write_text(root / "latest", final.name)
 
 

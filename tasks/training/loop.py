@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from infra.core.storage import RunDir, read_json, sha256_file, write_json
+from infra.core.storage import RunDir, named_if_disk_full, read_json, sha256_file, write_json
 from models.config import ModelConfig
 from models.flops import parameter_count, training_flops_per_token
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest, to_batch
@@ -74,6 +74,15 @@ class TrainJob:
 HOLD_LIMIT_S = 600.0  # a drill whose operator never releases it does not hang the run forever
 
 
+# The steps of a checkpoint save, in order, as Faults.kill_in_save names them.
+SAVE_POINTS = {
+    "written": "every rank's files written, no manifest yet",
+    "sealed": "the manifest written, the folder not yet renamed",
+    "renamed": "the folder renamed to its tag, `latest` not yet moved",
+    "published": "`latest` moved, retention not yet run",
+}
+
+
 @dataclass
 class Faults:
     """Fault injection for drills and tests: a poisoned stretch of the data stream (its
@@ -85,6 +94,8 @@ class Faults:
     hold_at_step: int | None = None  # rank 0 waits when this step begins, once per run...
     hold_marker: str | None = None  # ...writing this file as it starts to wait...
     hold_release: str | None = None  # ...until this file exists (at most HOLD_LIMIT_S)
+    # (step, point): rank 0 SIGKILLs itself at that point of that step's save, one of SAVE_POINTS.
+    kill_in_save: tuple[int, str] | None = None
 
     @classmethod
     def drill(cls, run_dir: str) -> Faults | None:
@@ -118,6 +129,11 @@ class Faults:
         deadline = time.monotonic() + HOLD_LIMIT_S
         while not release.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def save_point(self, step: int, point: str, rank: int) -> None:
+        if tuple(self.kill_in_save or ()) == (step, point) and rank == 0:  # a list after a trip through JSON
+            log.warning("fault drill: SIGKILL of rank 0 in the save of step %d, %s", step, SAVE_POINTS[point])
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def should_kill(self, step: int, rank: int) -> bool:
         if self.kill_at_step != step or rank != 0:
@@ -327,7 +343,7 @@ def start(s: Setup, state: RunState, found: store.Published | None) -> Attempt:
     return Attempt(engine, plan, sampler, detector, found.step)
 
 
-def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
+def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None, faults: Faults | None = None) -> None:
     """A sealed checkpoint: DeepSpeed's files and every rank's RNG under a temporary tag, a
     barrier, every file hashed (each rank a share), the manifest last, then the rename."""
     ctx, root, step = s.ctx, s.run.checkpoints, a.step
@@ -349,10 +365,18 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
         client[ds.UNIVERSAL_CHECKPOINT_INFO] = {
             ds.UNIVERSAL_CHECKPOINT_VERSION_KEY: ds.UNIVERSAL_CHECKPOINT_VERSION_VALUE
         }
-    a.engine.save_checkpoint(str(root), tag=tmp.name, client_state=client, save_latest=False)
-    tmp.mkdir(parents=True, exist_ok=True)
-    torch.save(rng.capture(), tmp / f"rng-rank{ctx.rank}.pt")
+    try:
+        a.engine.save_checkpoint(str(root), tag=tmp.name, client_state=client, save_latest=False)
+        tmp.mkdir(parents=True, exist_ok=True)
+        torch.save(rng.capture(), tmp / f"rng-rank{ctx.rank}.pt")
+    except (RuntimeError, OSError) as exc:
+        named = named_if_disk_full(exc, root)
+        if named is exc:
+            raise
+        raise named from exc
     dist.barrier()
+    point = faults.save_point if faults else lambda step, point, rank: None
+    point(step, "written", ctx.rank)
     names = _broadcast(store.files_to_seal(tmp) if ctx.rank == 0 else None)  # one listing (NFS may lag)
     hashed: list[Any] = [None] * ctx.world
     dist.all_gather_object(hashed, store.hash_files(tmp, names[ctx.rank :: ctx.world]))
@@ -375,7 +399,9 @@ def save(s: Setup, a: Attempt, state: RunState, val_loss: float | None) -> None:
                 "config_file": str(s.run.config),
             },
         )
-        store.publish(root, step)
+        point(step, "sealed", ctx.rank)
+        store.publish(root, step, renamed=lambda: point(step, "renamed", ctx.rank))
+        point(step, "published", ctx.rank)
         removed = store.retain(root, s.cfg.keep_last, s.cfg.keep_best, step)
         if removed:
             log.info("retention removed %s", ", ".join(removed))
@@ -555,7 +581,7 @@ def run_steps(
                     " ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "step" and isinstance(v, float)),
                 )
         if a.step % cfg.checkpoint_every == 0 or a.step == cfg.max_steps or due or term:
-            save(s, a, state, record.get("val_loss"))
+            save(s, a, state, record.get("val_loss"), faults)
             last_save = time.monotonic()
         if "val_loss" in record:
             ctx.report({k: v for k, v in record.items() if v is not None})

@@ -20,13 +20,13 @@ def crucible(*args: str, timeout: float = 900, **kw: Any) -> subprocess.Complete
     return subprocess.run([CRUCIBLE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
 
 
-def curate(e2e: Services, runs: Path, run_id: str, input_path: Path) -> subprocess.CompletedProcess:
+def curate(e2e: Services, runs: Path, run_id: str, input_path: Path, *extra: str) -> subprocess.CompletedProcess:
     """`crucible curate` of the debug preset on `input_path`, with the steps that need a corpus of
     some size (planted noise, the quality classifier, MinHash) off: for tests of the readers."""
     return crucible(
         "curate", "-c", "debug", "--run-id", run_id, "--set", f"runs_dir={runs}", *e2e.runtime_sets(),
         "--set", f"curation.input_path={input_path}", "--set", "curation.noise=null",
-        "--set", "curation.quality_classifier.enabled=false", "--set", "curation.minhash.enabled=false",
+        "--set", "curation.quality_classifier.enabled=false", "--set", "curation.minhash.enabled=false", *extra,
     )  # fmt: skip
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pyarrow as pa
@@ -17,21 +15,15 @@ import pytest
 from infra.core.storage import RunDir, write_bytes, write_json
 from tasks.curation.layout import CURATED_SCHEMA, RowSink
 from tasks.tokenization.shards import write_table
+from tests.tmpfs import small_tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "crucible-full-disk", str(disk)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "disk", "256k") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def _enospc(exc: pytest.ExceptionInfo) -> None:

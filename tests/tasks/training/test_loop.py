@@ -24,7 +24,7 @@ from tasks.tokenization.reader import read_manifest
 from tasks.training.checkpoint import FINAL, load_model
 from tasks.training.data import TrainingData
 from tasks.training.launch import LocalJob, run_local
-from tasks.training.loop import Faults, TrainJob
+from tasks.training.loop import SAVE_POINTS, Faults, TrainJob
 from tasks.training.metrics import read_metrics
 from tasks.training.schedule import lr_multiplier
 from tests.conftest import build_token_run
@@ -149,6 +149,25 @@ def test_sigkill_then_resume_gives_the_same_losses_bit_for_bit(reference, new_ru
     b, _ = load_model(RunDir(root).checkpoints / FINAL)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("point", list(SAVE_POINTS))
+def test_a_kill_between_the_steps_of_a_save_resumes_exactly(one_rank, new_run, point):
+    """SIGKILL at each step of publishing the step-6 checkpoint (files, manifest, rename,
+    `latest`): the rerun takes the newest checkpoint that was published whole and ends where
+    an uninterrupted run ends."""
+    root = new_run(point)
+    job = _job(root, 1, zero_stage=1, keep_last=3)
+    assert _train(job, 1, Faults(kill_in_save=(6, point)), expect_ok=False) == [-signal.SIGKILL]
+    ckpts = RunDir(root).checkpoints
+    renamed = point in ("renamed", "published")
+    assert sorted(p.name for p in ckpts.glob("step*")) == (["step3", "step6"] if renamed else ["step3"])
+    assert (ckpts / "latest").read_text() == ("step6" if point == "published" else "step3")
+    assert (ckpts / "tmp-step6").exists() != renamed  # a save cut short stays under its temporary name
+    _train(job, 1)
+    assert f"step{6 if renamed else 3} at step {6 if renamed else 3}" in _tail(job)
+    assert _losses(root) == _losses(one_rank)  # exactly equal
+    assert not list(ckpts.glob("tmp-*"))
 
 
 def test_batch_ramp_grows_the_batch_and_resumes_exactly(new_run):
