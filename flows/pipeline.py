@@ -22,6 +22,7 @@ from flows.config import PipelineConfig, dump_config
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
 from flows.run_lock import run_lock
+from flows.stopping import stop_before_prefect
 from flows.tokenize import tokenize_flow
 from flows.train import train_flow
 from infra.core.storage import RunDir, disk_full, read_json, write_text
@@ -126,22 +127,24 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
         keys = stages.expected_keys(cfg)
         results: dict[str, Any] = {}
         checked = False
-        for stage, call in stage_calls(cfg, str(run.root)).items():
-            if actions[stage] == "skip":
-                results[stage] = "skipped (unchanged since it finished)"
-            else:
-                if not checked:  # once, for the first stage to run
-                    connect_ray(cfg.runtime, os.environ.get("PREFECT_API_URL"))
-                    check_cluster(run.root)  # every node sees the run directory and reaches Prefect
-                    checked = True
-                results[stage] = run_stage(run, keys[stage], call)
-            if stage == "curate" and cfg.curation.incremental and not _kept(run):
-                log.info(
-                    "run %s: nothing new to curate since %s; the later stages have nothing to do",
-                    run.root.name,
-                    cfg.previous_run,
-                )
-                return {**results, "run_dir": str(run.root), "nothing_new": True}
+        # Under a Prefect runner, a SIGTERM (Cancel in the UI) lets training save a checkpoint first.
+        with stop_before_prefect(run, cfg.training.stop_grace_s):
+            for stage, call in stage_calls(cfg, str(run.root)).items():
+                if actions[stage] == "skip":
+                    results[stage] = "skipped (unchanged since it finished)"
+                else:
+                    if not checked:  # once, for the first stage to run
+                        connect_ray(cfg.runtime, os.environ.get("PREFECT_API_URL"))
+                        check_cluster(run.root)  # every node sees the run directory and reaches Prefect
+                        checked = True
+                    results[stage] = run_stage(run, keys[stage], call)
+                if stage == "curate" and cfg.curation.incremental and not _kept(run):
+                    log.info(
+                        "run %s: nothing new to curate since %s; the later stages have nothing to do",
+                        run.root.name,
+                        cfg.previous_run,
+                    )
+                    return {**results, "run_dir": str(run.root), "nothing_new": True}
         results["report"] = str(write_report(run.root))
         results["run_dir"] = str(run.root)
         create_markdown_artifact(

@@ -13,6 +13,9 @@ workers behind. Asked to stop, the command instead:
 
 Cancel in the UI moves a flow run to Cancelling; a flow that runs inside this command (not
 under a worker) is not stopped by Prefect itself, so a thread watches the flow run's state.
+
+A flow run under a Prefect runner (`crucible serve`, a work pool's worker) is stopped by the
+runner instead: flows/stopping.py.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ import time
 import uuid
 from typing import Any
 
+from flows.stopping import COMMAND_STOPS, running_stage, swap_prefects_handler
 from infra.core.storage import RunDir, write_text
 
 log = logging.getLogger(__name__)
 
 WATCH_EVERY_S = 2.0
-PREFECT_HANDLER = "_prefect_sigterm_handler"  # prefect.utilities.engine's SIGTERM bridge (Prefect 3.8)
 
 
 class Stopper:
@@ -50,6 +53,7 @@ class Stopper:
         self._prefect_handler: Any = None
 
     def __enter__(self) -> Stopper:
+        COMMAND_STOPS.set()  # the pipeline flow, run inside this command, leaves SIGTERM to this
         self.run.stop_request.unlink(missing_ok=True)  # an earlier command's, handled or not
         if threading.current_thread() is threading.main_thread():
             self._old_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -63,22 +67,16 @@ class Stopper:
         TerminationSignal wherever the main thread is (inside Ray's wait for the ranks), so the
         run crashes before any checkpoint. The engine installs whatever function its module
         holds under that name: ours, while this block lasts, asks for the graceful stop."""
-        import prefect.utilities.engine as engine
-
-        self._prefect_handler = vars(engine).get(PREFECT_HANDLER)
-        if self._prefect_handler is not None:
-            vars(engine)[PREFECT_HANDLER] = self._on_sigterm
+        self._prefect_handler = swap_prefects_handler(self._on_sigterm)
 
     def __exit__(self, *exc: object) -> None:
+        COMMAND_STOPS.clear()
         self._done.set()
         if self._timer is not None:
             self._timer.cancel()
         if self._old_handler is not None:
             signal.signal(signal.SIGTERM, self._old_handler)
-        if self._prefect_handler is not None:
-            import prefect.utilities.engine as engine
-
-            vars(engine)[PREFECT_HANDLER] = self._prefect_handler
+        swap_prefects_handler(self._prefect_handler)
         self.run.stop_request.unlink(missing_ok=True)
 
     def _on_sigterm(self, *_: Any) -> None:
@@ -89,7 +87,7 @@ class Stopper:
         if self.reason is not None:
             return
         self.reason = reason
-        training = _running_stage(self.run) == "train"
+        training = running_stage(self.run) == "train"
         write_text(self.run.stop_request, json.dumps({"reason": reason, "at": time.time()}) + "\n")
         if training:
             log.warning(
@@ -129,12 +127,6 @@ class Stopper:
         step = _last_checkpoint_step(self.run)
         saved = f"the newest checkpoint is step {step}" if step is not None else "no checkpoint was saved yet"
         return f"stopped by {self.reason}; {saved}; continue it with: crucible resume {self.run.root}"
-
-
-def _running_stage(run: RunDir) -> str | None:
-    from flows.stages import recorded
-
-    return next((s for s, rec in recorded(run).items() if rec.get("status") == "running"), None)
 
 
 def _last_checkpoint_step(run: RunDir) -> int | None:

@@ -1,8 +1,9 @@
 """Operations end to end, on a real Prefect server, real Ray and real DeepSpeed: the
 pipeline served as a deployment, a training worker SIGKILLed at step 8 of a deployment
-run, and that flow run finished from its step-6 checkpoint by `prefect flow-run retry` and
-by `crucible resume`; a SIGKILLed `crucible run` shown Crashed and resumed; a process work
-pool's worker running the deployed pipeline. Every finished run's losses equal the
+run and that flow run finished from its step-6 checkpoint by `prefect flow-run retry`; a
+deployment run cancelled in the UI during training, which saves a checkpoint first, then
+finished by `crucible resume`; a SIGKILLed `crucible run` shown Crashed and resumed; a process
+work pool's worker running the deployed pipeline. Every finished run's losses equal the
 uninterrupted run's, bit for bit. Each run starts from a copy of the session run's curated
 data and token shards: what is tested here is training, retries and resumes."""
 
@@ -24,6 +25,7 @@ from tests.flows.e2e_env import CRUCIBLE, ROOT, crucible, prefect_client, servin
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 KILL_AT = 8  # the debug preset checkpoints at steps 6 and 12
+HOLD_AT = 4  # where the cancel test holds rank 0 (the drill waits for a release file)
 # Evaluation is not what these tests are about (the session run checks it): its cloze half
 # only, which leaves the benchmark files, and so curation's stage key, as they are.
 CLOZE = ["--set", "evaluation.formulations=[cloze]"]
@@ -74,18 +76,26 @@ def test_a_sigkilled_run_shows_crashed_and_resumes(pipeline_run, e2e, tmp_path):
 
 @pytest.fixture(scope="module")
 def served(e2e, tmp_path_factory):
-    """`crucible serve` of the debug pipeline, with the kill drill armed and no automatic
-    retry, so a killed worker fails its flow run."""
+    """`crucible serve` of the debug pipeline, with the kill and hold drills armed (a test
+    disarms the one it does not use) and no automatic retry, so a killed worker fails its flow run."""
     runs = tmp_path_factory.mktemp("served")
     log = runs / "serve.log"
     args = ["--interval", "86400", "--set", f"runs_dir={runs}", "--set", "training.max_failures=0",
             "--set", "training.retries=0", *CLOZE]  # fmt: skip
-    with serving(e2e, "drill", args, log, {"CRUCIBLE_DRILL_KILL_AT_STEP": str(KILL_AT)}) as deployment:
+    drills = {"CRUCIBLE_DRILL_KILL_AT_STEP": str(KILL_AT), "CRUCIBLE_DRILL_HOLD_AT_STEP": str(HOLD_AT)}
+    with serving(e2e, "drill", args, log, drills) as deployment:
         yield runs, deployment.id, log
+
+
+def _disarm(run: RunDir, drill: str) -> None:
+    """A drill runs once per run directory: its marker, made beforehand, says it already has."""
+    (run.root / "logs").mkdir(exist_ok=True)
+    (run.root / "logs" / drill).write_text("disarmed by the test\n")
 
 
 def _killed_deployment_run(api: str, run: RunDir, deployment_id: uuid.UUID):
     """A run of the deployment on `run` (curated and tokenized already), killed at step 8."""
+    _disarm(run, f"drill-holding-at-step{HOLD_AT}")
     with prefect_client(api) as client:
         fr = client.create_flow_run_from_deployment(deployment_id, parameters={"run_dir": str(run.root)})
     done = _wait_final(api, fr.id)
@@ -119,16 +129,37 @@ def test_prefect_flow_run_retry_finishes_a_killed_deployment_run(served, pipelin
     _finished_like_the_uninterrupted_run(run, made, pipeline_run.run, log.read_text(errors="replace"))
 
 
-def test_crucible_resume_finishes_a_killed_deployment_run(served, pipeline_run, e2e):
-    runs, deployment_id, _ = served
-    run = pipeline_run.copy(runs / "resumed", upto="tokenize")
-    failed, made = _killed_deployment_run(e2e.api, run, deployment_id)
+def test_cancel_in_the_ui_saves_a_checkpoint_and_crucible_resume_finishes_the_run(served, pipeline_run, e2e):
+    """Cancel of a served run during training: the runner SIGTERMs the flow run's process; the
+    ranks finish their step and save it before Prefect ends the run, Cancelled; `crucible
+    resume` then continues that flow run from the saved step."""
+    from prefect.states import Cancelling
+
+    runs, deployment_id, log = served
+    run = pipeline_run.copy(runs / "cancelled", upto="tokenize")
+    _disarm(run, f"drill-killed-at-step{KILL_AT}")
+    with prefect_client(e2e.api) as client:
+        fr = client.create_flow_run_from_deployment(deployment_id, parameters={"run_dir": str(run.root)})
+    holding = run.root / "logs" / f"drill-holding-at-step{HOLD_AT}"
+    wait_for(holding.exists, 300, f"rank 0 to hold at step {HOLD_AT}", poll=0.2)
+    with prefect_client(e2e.api) as client:
+        client.set_flow_run_state(fr.id, Cancelling(), force=True)  # what Cancel in the UI does
+    wait_for(run.stop_request.exists, 60, "the stop request", poll=0.2)
+    (run.root / "logs" / "drill-release").write_text("")  # step 4 runs, then the ranks stop
+    done = _wait_final(e2e.api, fr.id)
+    assert done.state.type.value == "CANCELLED", done.state
+    steps = [json.loads(line)["step"] for line in run.metrics.read_text().splitlines()]
+    assert steps == list(range(1, HOLD_AT + 1))  # the step that was running finished, no more
+    assert (run.checkpoints / f"step{HOLD_AT}" / "manifest.json").is_file()  # and was saved
+    assert "training stopped as asked after step 4" in log.read_text(errors="replace")
     result = crucible("resume", str(run.root), *e2e.runtime_sets())
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
-    assert f"/v2/runs/flow-run/{failed.id}" in result.stdout  # the same flow run, not a new one
-    assert _wait_final(e2e.api, failed.id).state.type.value == "COMPLETED"
-    _finished_like_the_uninterrupted_run(run, made, pipeline_run.run, out)
+    assert f"/v2/runs/flow-run/{fr.id}" in result.stdout  # the same flow run, not a new one
+    assert _wait_final(e2e.api, fr.id).state.type.value == "COMPLETED"
+    assert f"resumed from {run.checkpoints / f'step{HOLD_AT}'} at step {HOLD_AT}" in out
+    assert _losses(run) == _losses(pipeline_run.run)
+    assert read_json(run.train_summary)["steps"] == 12 and run.eval_results.is_file()
 
 
 def test_a_process_work_pool_worker_runs_the_deployed_pipeline(e2e, pipeline_run, tmp_path):

@@ -133,7 +133,8 @@ def one_rank(source, tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+# bf16 only: fp32 resumes after a SIGKILL at each step of a save (below), bit for bit too.
+@pytest.mark.parametrize("precision", ["bf16"])
 def test_sigkill_then_resume_gives_the_same_losses_bit_for_bit(reference, new_run, precision):
     root = new_run("killed")
     codes = _train(_job(root, 2, precision), 2, Faults(kill_at_step=5), expect_ok=False)
