@@ -1,5 +1,6 @@
 """A full disk, for real: a few-hundred-KB tmpfs mounted by the test (root; skipped with the
-reason otherwise). Each writer that publishes a stage's output fails with ENOSPC, leaves
+reason otherwise). Each writer that publishes a stage's output (a task marker, a curated
+shard, a token shard, a checkpoint manifest) fails with ENOSPC, leaves
 nothing under the final name and no temporary file behind, and the stage's error says that
 the disk is full and how to continue."""
 
@@ -15,6 +16,7 @@ import pytest
 from infra.core.storage import RunDir, write_bytes, write_json
 from tasks.curation.layout import CURATED_SCHEMA, RowSink
 from tasks.tokenization.shards import write_table
+from tasks.training.checkpoint_store import write_manifest
 from tests.tmpfs import small_tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
@@ -45,6 +47,12 @@ def test_each_publishing_writer_leaves_nothing_on_a_full_disk(small_disk):
     with pytest.raises(OSError) as exc:
         write_table(tokens, small_disk / "shards" / "part-00000.arrow", {"split": "train"})
     _enospc(exc)
+    files = {f"file-{i:05d}.pt": {"bytes": i, "sha256": "0" * 64} for i in range(5000)}  # ~500 KB of JSON
+    (small_disk / "tmp-step6").mkdir()
+    with pytest.raises(OSError) as exc:
+        write_manifest(small_disk / "tmp-step6", 6, 1, files, {})
+    _enospc(exc)
+    (small_disk / "tmp-step6").rmdir()  # empty: the manifest left nothing behind either
     left = sorted(str(p.relative_to(small_disk)) for p in small_disk.rglob("*") if p.is_file())
     assert left == []  # no final name, no temporary file: a resume finds nothing to trust
     stat = os.statvfs(small_disk)
