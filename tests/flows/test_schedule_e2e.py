@@ -63,7 +63,9 @@ def test_a_served_schedule_runs_on_its_own_and_curates_only_what_is_new(e2e, tmp
         "--set",
         "training.init_from_previous=true",
         "--set",
-        "evaluation.formulations=[cloze]",  # evaluation is not what this is about: its cloze half only
+        "evaluation.formulations=[cloze]",  # evaluation is not what this is about: one task, cloze only
+        "--set",
+        "evaluation.tasks=[arc_easy]",
     ]
     with serving(e2e, "every20s", args, tmp_path / "serve.log") as deployment:
         first = wait_for(lambda: _deployment_runs(prefect_api, deployment.id), 180, "the first scheduled run")[0]

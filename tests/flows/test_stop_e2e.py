@@ -18,7 +18,7 @@ from infra.core.storage import RunDir, read_json
 from tests.flows.e2e_env import CRUCIBLE, ROOT, prefect_client, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-CLOZE = ["--set", "evaluation.formulations=[cloze]"]
+CLOZE = ["--set", "evaluation.formulations=[cloze]", "--set", "evaluation.tasks=[arc_easy]"]
 
 
 def _start(command: str, run: RunDir, e2e, hold_at: int | None, log: Path) -> subprocess.Popen:
