@@ -27,6 +27,7 @@ from infra.core.storage import RunDir, write_text
 log = logging.getLogger(__name__)
 
 COMMAND_STOPS = threading.Event()  # set while a `crucible` command's own Stopper handles SIGTERM
+RUNNER_KILLS_AFTER_S = 30.0  # Prefect's runner: SIGKILL this long after its SIGTERM
 PREFECT_HANDLER = "_prefect_sigterm_handler"  # prefect.utilities.engine's SIGTERM bridge (Prefect 3.8)
 
 
@@ -57,6 +58,9 @@ def stop_before_prefect(run: RunDir, grace_s: float) -> Iterator[None]:
     if COMMAND_STOPS.is_set() or threading.current_thread() is not threading.main_thread():
         yield
         return
+    run.stop_request.unlink(missing_ok=True)  # one a killed run left: it would stop this one at once
+    # The runner SIGKILLs 30 s after its SIGTERM: the ranks must have saved and stopped before.
+    grace_s = min(grace_s, RUNNER_KILLS_AFTER_S - 5)
     prefects = signal.getsignal(signal.SIGTERM)
     asked, forward = threading.Event(), threading.Event()
     timers: list[threading.Timer] = []
@@ -95,13 +99,15 @@ def stop_before_prefect(run: RunDir, grace_s: float) -> Iterator[None]:
     try:
         yield
     except Exception:
-        if asked.is_set() and not forward.is_set():  # training stopped as asked: Prefect ends the run now
+        if timers and not forward.is_set():  # training stopped as asked: Prefect ends the run now
             timers[0].cancel()
             hand_back()
         raise
     finally:
-        for timer in timers:
-            timer.cancel()
-        swap_prefects_handler(held)
-        signal.signal(signal.SIGTERM, prefects)
-        run.stop_request.unlink(missing_ok=True)
+        try:  # Prefect's handler back first, so a SIGTERM from here on is Prefect's to handle
+            swap_prefects_handler(held)
+            signal.signal(signal.SIGTERM, prefects)
+        finally:
+            for timer in timers:
+                timer.cancel()
+            run.stop_request.unlink(missing_ok=True)

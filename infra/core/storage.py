@@ -112,8 +112,9 @@ def decode_utf8(data: bytes, path: Path, fix: str, encoding: str = "utf-8", firs
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = first_line + data.count(b"\n", 0, exc.start)
-        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); {fix}") from None
+        seen = exc.object  # what the codec decoded: utf-8-sig counts from after the BOM
+        line = first_line + seen.count(b"\n", 0, exc.start)
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {seen[exc.start]:#04x}); {fix}") from None
 
 
 def read_utf8(path: Path, fix: str, encoding: str = "utf-8") -> str:

@@ -114,8 +114,9 @@ def balanced_split(
 # fastText's save does not check its writes: on a full disk it leaves a cut file and no error,
 # so the child compares the size written with the size of a model of that shape.
 _TRAIN = (
-    "import json, os, sys, fasttext; from tasks.curation.quality_model import SHORT_WRITE, _expected_bytes; "
+    "import json, os, sys, fasttext; "
     "m = fasttext.train_supervised(sys.argv[1], **json.loads(sys.argv[2])); m.save_model(sys.argv[3]); "
+    "from tasks.curation.quality_model import SHORT_WRITE, _expected_bytes; "  # after: training sees fresh memory
     "size, want = os.path.getsize(sys.argv[3]), _expected_bytes(m); "
     "sys.exit(f'{SHORT_WRITE}: {size} of {want} bytes' if want not in (None, size) else 0)"
 )

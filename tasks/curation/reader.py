@@ -288,6 +288,10 @@ def _read_jsonl(
         yield Malformed(name, lineno + 1, detail, "", 0, "damaged_file")
 
 
+def _is_string_view(kind: pa.DataType) -> bool:
+    return bool(getattr(pa.types, "is_string_view", lambda _: False)(kind))
+
+
 def open_parquet(path: Path, text_field: str) -> pq.ParquetFile:
     """The file, once its footer reads and it has a text column of strings; else an InputError
     (checked for every Parquet input before a run starts, so a run does not stop on one later)."""
@@ -300,7 +304,9 @@ def open_parquet(path: Path, text_field: str) -> pq.ParquetFile:
     if text_field not in schema.names:
         raise InputError(f"{path}: no column '{text_field}' (columns: {', '.join(schema.names)}); {fix}")
     kind = schema.field(text_field).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+    values = kind.value_type if pa.types.is_dictionary(kind) else kind  # a pandas Categorical's column
+    text_types = (pa.types.is_string, pa.types.is_large_string, _is_string_view, pa.types.is_null)
+    if not any(is_type(values) for is_type in text_types):
         raise InputError(f"{path}: column '{text_field}' holds {kind}, not strings; {fix}")
     return pf
 

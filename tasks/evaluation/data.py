@@ -41,7 +41,10 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line; a bad line is an error naming the file and line."""
     with Path(path).open("rb") as f:
         for line_no, raw in enumerate(f, 1):
-            line = decode_utf8(raw, path, "fix or re-download the file", first_line=line_no)
+            try:
+                line = decode_utf8(raw, path, "fix or re-download the file", first_line=line_no)
+            except ValueError as e:
+                raise BenchmarkDataError(str(e)) from None
             if not line.strip():
                 continue
             try:

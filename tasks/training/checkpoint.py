@@ -44,9 +44,12 @@ def load_model(src_dir: Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]
     # weights_only: never unpickle arbitrary objects from a file on disk.
     try:
         state = torch.load(src_dir / "model.pt", map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
     except (RuntimeError, EOFError, OSError) as exc:  # a cut or damaged file (torch names no fix)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ValueError(
-            f"{src_dir / 'model.pt'} cannot be read ({str(exc).splitlines()[0][:160]}); it is damaged "
+            f"{src_dir / 'model.pt'} cannot be read ({first[:160]}); it is damaged "
             f"or cut short: write it again with `crucible train` for this run (it resumes from its last checkpoint)"
         ) from None
     try:

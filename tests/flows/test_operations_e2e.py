@@ -81,7 +81,7 @@ def served(e2e, tmp_path_factory):
     runs = tmp_path_factory.mktemp("served")
     log = runs / "serve.log"
     args = ["--interval", "86400", "--set", f"runs_dir={runs}", "--set", "training.max_failures=0",
-            "--set", "training.retries=0", *CLOZE]  # fmt: skip
+            "--set", "training.retries=0", "--set", "training.stop_grace_s=25", *CLOZE]  # fmt: skip
     drills = {"CRUCIBLE_DRILL_KILL_AT_STEP": str(KILL_AT), "CRUCIBLE_DRILL_HOLD_AT_STEP": str(HOLD_AT)}
     with serving(e2e, "drill", args, log, drills) as deployment:
         yield runs, deployment.id, log

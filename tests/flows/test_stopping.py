@@ -43,22 +43,27 @@ def _run(tmp_path, stage: str) -> RunDir:
 
 def test_during_training_the_ranks_are_asked_first_and_prefect_told_once_they_stopped(tmp_path, prefects):
     run = _run(tmp_path, "train")
-    with pytest.raises(InterruptedError), stop_before_prefect(run, grace_s=60):
+    run.stop_request.write_text("{}")  # left by a killed run: cleared, not obeyed
+    asked = False
+    with pytest.raises(InterruptedError) as ended, stop_before_prefect(run, grace_s=60):
+        assert not run.stop_request.exists()
         os.kill(os.getpid(), signal.SIGTERM)
         assert run.stop_request.is_file() and prefects.calls == 0  # the run goes on, asked to stop
         os.kill(os.getpid(), signal.SIGTERM)  # the runner may send it again: asked once
-        assert prefects.calls == 0
+        asked = prefects.calls == 0
         raise RuntimeError("training stopped as asked")  # StopRequested, as the stage fails with it
+    assert asked and isinstance(ended.value.__context__, RuntimeError)  # Prefect told after the stop
     assert prefects.calls == 1 and not run.stop_request.exists()
     assert signal.getsignal(signal.SIGTERM) is prefects
 
 
 def test_training_that_does_not_stop_within_the_grace_period_is_ended_by_prefect(tmp_path, prefects):
     run = _run(tmp_path, "train")
-    with pytest.raises(InterruptedError), stop_before_prefect(run, grace_s=0.2):
+    with pytest.raises(InterruptedError), stop_before_prefect(run, grace_s=0.5):
         os.kill(os.getpid(), signal.SIGTERM)
+        start, asked = time.monotonic(), run.stop_request.is_file()
         time.sleep(5)  # the grace timer hands the signal to Prefect's handler, which ends this
-    assert prefects.calls == 1
+    assert asked and time.monotonic() - start >= 0.45 and prefects.calls == 1
 
 
 def test_outside_training_prefect_is_told_at_once(tmp_path, prefects):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,13 +28,14 @@ def time_limit(seconds: int, what: str) -> Iterator[None]:
     def expire(signum, frame):
         raise TimeoutError(f"{what} did not end within {seconds} s")
 
+    # pytest-timeout's own alarm (900 s) shares the one timer: put back what is left of it.
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
+    outer, started = signal.alarm(seconds), time.monotonic()
     try:
         yield
     finally:
-        signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+        signal.alarm(max(1, outer - int(time.monotonic() - started)) if outer else 0)
 
 
 def refused(case: make.Case, path: Path, run: Path, capsys) -> str:

@@ -60,6 +60,8 @@ def test_a_kill_between_publishing_steps_is_finished_by_the_rerun(tmp_path, kill
     assert _publish(out, kill_at) == -signal.SIGKILL
     final, marker = out / "part-0.json", out / "markers" / "part-0.json"
     assert final.exists() == (kill_at != "written")  # never a partial file under the final name
+    if final.exists():
+        assert json.loads(final.read_text()) == {"rows": list(range(1000))}  # and whole when there
     assert marker.exists() == (kill_at == "marked")
     result = once(marker, lambda: _work(out))
     assert json.loads(final.read_text()) == {"rows": list(range(1000))}

@@ -81,3 +81,13 @@ def test_a_killed_discard_never_leaves_markers_without_their_outputs(tmp_path, m
     resume.prepare_work(work, {"inputs": [1]}, work / "markers")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_work"]  # the half-deleted copy is gone
     assert resume.read_marker(work / "markers" / "filter-0.json") is None
+
+
+def test_text_that_is_not_utf8_is_named_by_file_line_and_byte_with_or_without_a_bom(tmp_path):
+    from infra.core.storage import read_utf8
+
+    sheet = tmp_path / "s.csv"
+    for bom in (b"", b"\xef\xbb\xbf"):
+        sheet.write_bytes(bom + b"id,a\n\xe9x,1\n")
+        with pytest.raises(ValueError, match=rf"{sheet}, line 2: not UTF-8 text \(byte 0xe9\); save it"):
+            read_utf8(sheet, "save it", "utf-8-sig")

@@ -190,3 +190,10 @@ def test_discovery_is_sorted_and_reports_skipped(tmp_path):
     inputs, skipped = discover_inputs(tmp_path)
     assert [p.name for p in inputs] == ["a.parquet", "b.jsonl"]
     assert [p.name for p in skipped] == ["c.txt"]
+
+
+def test_a_dictionary_encoded_text_column_is_read(tmp_path):
+    # What pandas writes for a Categorical column: strings behind a dictionary.
+    p = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": pa.array(["one doc", "two docs", "one doc"]).dictionary_encode()}), p)
+    assert [d.text for d in read_documents(p)] == ["one doc", "two docs", "one doc"]
