@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.core.storage import atomic_path, write_json
+from infra.core.storage import atomic_path, named_if_disk_full, write_json
 
 HQ, LQ = "__label__hq", "__label__lq"
 MIN_DOCS_PER_CLASS = 20
@@ -151,10 +150,8 @@ def train_quality_model(hq_texts: list[str], lq_texts: list[str], out_path: Path
             check=False,
         )
         if done.returncode != 0 and SHORT_WRITE in done.stderr:
-            short = done.stderr.strip().splitlines()[-1]
-            if shutil.disk_usage(tmp_model.parent).free < (1 << 20):
-                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({short})", str(out_path))
-            raise OSError(errno.EIO, short, str(out_path))
+            short = OSError(errno.EIO, done.stderr.strip().splitlines()[-1], str(out_path))
+            raise named_if_disk_full(short, tmp_model.parent)
         if done.returncode != 0:
             hint = " (lower quality_classifier.lr, or set threads: 1)" if "NaN" in done.stderr else ""
             raise RuntimeError(f"fastText training for {out_path} failed{hint}: {done.stderr.strip()[-2000:]}")
