@@ -2,7 +2,8 @@
 
 Steps (each a set of Ray tasks): [plant noise] -> [train quality model] -> [decontamination
 index] -> filter each input file -> exact/near-exact dedup per key range -> MinHash buckets
-per key range -> connected components (rounds) -> finalize each shard (dedup + PII redaction).
+per key range -> connected components (rounds) -> [repeated spans per shard group] -> finalize
+each shard (dedup, span cuts, PII redaction).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from tasks.curation.prefect_tasks import (
     reference_task,
     stage_source,
     star_task,
+    substring_task,
 )
 from tasks.curation.reader import discover_inputs, input_fingerprint, inputs_fingerprint
 from tasks.curation.stats import StageStats, combine_steps
+from tasks.curation.substring_dedup import groups
 
 log = logging.getLogger(__name__)
 MAX_COMPONENT_ROUNDS = 64
@@ -193,6 +196,23 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
             "dropped": sum(r["dropped"] for r in dropped),
         }
         minhash_parts = parts
+    sub: list[dict[str, Any]] = []
+    if cfg.substring_dedup.enabled and files:
+        sizes = [r["stats"]["bytes_kept"] for r in first]  # this run's shards, m..shards-1
+        grouped = [[m + i for i in g] for g in groups(sizes, cfg.substring_dedup.max_group_mb << 20)]
+        sub = gather(
+            [
+                substring_task.submit(g, shard_group, cfg, curated, exact_parts, minhash_parts)
+                for g, shard_group in enumerate(grouped)
+            ],
+            "substring dedup",
+        )
+        extra["substring_dedup"] = {
+            "groups": len(sub),
+            **{k: sum(r[k] for r in sub) for k in ("documents", "tokens", "text_bytes", "spans", "tokens_cut")},
+            "seconds": round(sum(r["seconds"] for r in sub), 3),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in sub),
+        }
     second = gather(
         [finalize_task.submit(i, cfg, curated, exact_parts, minhash_parts, m) for i in range(m, shards)],
         "dedup+redact shards",
@@ -206,7 +226,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
             "reference_docs": sum(r["docs"] for r in ref),
         }
 
-    results = first + second + exact + lsh + dropped
+    results = first + second + exact + lsh + dropped + sub
     singles = {
         name: [extra[name]]
         for name in ("noise", "quality_model", "decontamination")
@@ -221,6 +241,7 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
             "minhash-buckets": lsh,
             "components": stars,
             "minhash-clusters": dropped,
+            "substring-dedup": sub,
             "finalize": second,
         }
     )

@@ -1,8 +1,9 @@
-"""The web demo's crawl: WARC files of real HTML pages from Debian packages, in three languages.
+"""The web demo's crawl: WARC files of real HTML pages from Debian packages, in four languages.
 
 Pages nobody on this project wrote, under free licences, each with the URL it is published at:
 - python3.11-doc: the Python documentation as HTML (English, PSF licence);
-- debian-reference-en/-fr/-de: the Debian Reference in English, French and German (GPL-2+);
+- debian-reference-en/-fr/-de/-es: the Debian Reference in English, French, German and Spanish
+  (GPL-2+; Debian has no Spanish Developer's Reference);
 - developers-reference, -fr, -de: the Debian Developer's Reference (MIT-style licence).
 
 Each page becomes a request record and a response record (as Common Crawl writes them), with
@@ -27,7 +28,7 @@ from tasks.corpus.demo import DebianSource, _find, _locate, _require_fetchable, 
 
 log = logging.getLogger(__name__)
 
-WEB_DEMO_VERSION = "v1"
+WEB_DEMO_VERSION = "v2"  # v2: the Spanish Debian Reference added
 PAGES_PER_FILE = 200
 PAGES_FILE = "pages.json"
 CRAWL_DATE = datetime(2024, 6, 1, tzinfo=UTC)  # fixed, so the files are the same each build
@@ -68,7 +69,7 @@ SITES = (
             lang,
             "GPL-2.0-or-later",
         )
-        for lang in ("en", "fr", "de")
+        for lang in ("en", "fr", "de", "es")
     ],
     *[
         _site(

@@ -11,6 +11,7 @@ from tasks.curation.noise import NoiseConfig
 from tasks.curation.quality_model import QualityClassifierConfig
 from tasks.curation.redact import RedactionConfig
 from tasks.curation.rules import HeuristicsConfig
+from tasks.curation.substring_dedup import SubstringDedupConfig
 from tasks.curation.web.config import WebConfig
 
 
@@ -60,6 +61,12 @@ class CurationConfig(BaseModel):
         "counted as record_too_large in curated/removed/ (web pages have web.extraction.max_page_bytes).",
     )
     normalization: Literal["NFC", "NFKC"] = "NFC"
+    repair_text: bool | None = Field(
+        None,
+        description="Mend mojibake, decode left-over HTML entities and remove soft hyphens and zero-width "
+        "spaces in the text kept (tasks/curation/repair.py); None: on for web input (WARC/WET/HTML), off for "
+        "JSONL/Parquet. Dedup and decontamination keys are repaired either way.",
+    )
     web: WebConfig = Field(
         WebConfig(),
         description="WARC/WET/HTML input: URL filter, main-text "
@@ -75,6 +82,11 @@ class CurationConfig(BaseModel):
     decontamination: DecontamConfig = DecontamConfig()
     exact_dedup: ExactDedupConfig = ExactDedupConfig()
     minhash: MinHashConfig = MinHashConfig()
+    substring_dedup: SubstringDedupConfig = Field(
+        SubstringDedupConfig(),
+        description="Cut spans of min_tokens words or more that occurred earlier in the corpus "
+        "(boilerplate, footers, licence notices) from the documents dedup kept; off by default.",
+    )
     redaction: RedactionConfig = RedactionConfig()
     partition_docs: int = Field(
         1_000_000,

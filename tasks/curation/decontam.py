@@ -9,8 +9,9 @@ that quotes a question together with its answer, the usual leak, shares the n-gr
 span the question/answer boundary whichever choice is the answer; n-grams inside the
 question or inside a choice are covered as well.
 
-Words are `normalized_words` (lower-cased \\w+ runs) on both sides, so case, punctuation
-and spacing do not hide a copy. Each word is hashed once with blake2b (cached), and an
+Words are `normalized_words` (lower-cased \\w+ runs) of the repaired key form
+(repair.key_text) on both sides, so case, punctuation, spacing, mojibake, HTML entities and
+full-width forms do not hide a copy. Each word is hashed once with blake2b (cached), and an
 n-gram's hash is a position-weighted sum of its word hashes, its length mixed in, then a
 splitmix64 finaliser: stable across processes and machines, and computed for all of a
 document's n-grams at once in numpy. A text shorter than n words is one n-gram of all its
@@ -32,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.curation.repair import key_text
 from tasks.curation.shingles import normalized_words
 from tasks.evaluation.data import iter_jsonl
 
@@ -192,7 +194,7 @@ def benchmark_ngram_hashes(paths: list[Path], n: int) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {}
     for path in paths:
         found = parts.setdefault(benchmark_name(Path(path)), [])
-        texts = map(normalized_words, benchmark_test_texts(Path(path)))
+        texts = (normalized_words(key_text(t)) for t in benchmark_test_texts(Path(path)))
         while batch := list(islice(texts, _BATCH)):
             found.append(np.unique(hasher.ngram_hashes(batch)))
     return {
@@ -272,10 +274,11 @@ class Decontaminator:
         )
 
     def match(self, text: str) -> str | None:
-        """Name of the first benchmark (in index order) sharing an n-gram with the text, or None."""
+        """Name of the first benchmark (in index order) sharing an n-gram with the text, or None.
+        `text` is compared in its key form (repair.key_text), as the benchmarks were indexed."""
         if len(self._hashes) == 0:
             return None
-        doc = self._hasher.ngram_hashes([normalized_words(text)])
+        doc = self._hasher.ngram_hashes([normalized_words(key_text(text))])
         slot = doc >> self._shift
         maybe = doc[(self._filter[(slot >> np.uint64(3)).astype(np.intp)] >> (slot & np.uint64(7))) & 1 == 1]
         if len(maybe) == 0:

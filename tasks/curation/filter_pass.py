@@ -28,6 +28,7 @@ from tasks.curation.normalize import dedup_key, normalize_text
 from tasks.curation.quality_model import QualityScorer
 from tasks.curation.reader import Malformed, is_web_input, read_documents
 from tasks.curation.redact import redact
+from tasks.curation.repair import key_text, repair_text
 from tasks.curation.rules import apply_heuristics
 from tasks.curation.shingles import normalized_words
 from tasks.curation.similarity import write_shingle_sets
@@ -43,7 +44,8 @@ class Verdict:
     reason: str | None = None
     detail: str = ""
     metadata: dict[str, Any] | None = None
-    # What the dedup keys are taken from: the normalized text before C4's line removals. Two
+    # What the dedup keys are taken from: the repaired key form (repair.key_text) of the
+    # normalized text before C4's line removals. Two
     # copies of an article that differ only in line breaks (one reflowed onto a single line,
     # or extracted from two sites' HTML) lose different lines to those rules, which would push
     # their signatures apart; their words before the edits are the same.
@@ -53,8 +55,15 @@ class Verdict:
 class DocumentFilter:
     """The per-document steps, with their models loaded once per task."""
 
-    def __init__(self, cfg: CurationConfig, quality_model: Path | None, decontam_index: Path | None):
+    def __init__(
+        self,
+        cfg: CurationConfig,
+        quality_model: Path | None,
+        decontam_index: Path | None,
+        web_input: bool = False,
+    ):
         self.cfg = cfg
+        self.repair = cfg.repair_text if cfg.repair_text is not None else web_input
         self.scorer = QualityScorer(quality_model) if quality_model else None
         self.decontam = (
             Decontaminator(load_index(decontam_index, cfg.decontamination.ngram), cfg.decontamination.ngram)
@@ -63,16 +72,22 @@ class DocumentFilter:
         )
         self.changes: Counter[str] = Counter()
 
-    def __call__(self, text: str) -> Verdict:
+    def __call__(self, text: str, language: str | None = None) -> Verdict:
+        """`language`: the document's identified language, which the heuristic rules use."""
         cfg = self.cfg
-        text = normalize_text(text, cfg.normalization)
+        # Repair before normalizing: normalize_text removes C1 controls, part of some mojibake.
+        repaired = repair_text(text)
+        changed = repaired != text
+        text = normalize_text(repaired if self.repair else text, cfg.normalization)
         if not text:
             return Verdict(text, "empty")
-        outcome = apply_heuristics(text, cfg.heuristics)
+        outcome = apply_heuristics(text, cfg.heuristics, language)
         self.changes.update(outcome.changes)
         if outcome.reason:
             return Verdict(outcome.text, outcome.reason, outcome.detail)
-        unedited, text = text, outcome.text
+        # Keys are repaired whether or not the kept text is, and taken before C4's line edits.
+        keys = key_text(text if self.repair else normalize_text(repaired, cfg.normalization))
+        text = outcome.text
         meta: dict[str, Any] = {}
         if self.scorer is not None:
             score = self.scorer.score(text)
@@ -80,13 +95,15 @@ class DocumentFilter:
             if score < cfg.quality_classifier.threshold:
                 return Verdict(text, "quality_classifier", f"P(high quality) {score:.3f}")
         if self.decontam is not None:
-            bench = self.decontam.match(text)
+            bench = self.decontam.match(keys)
             if bench is not None:
                 if cfg.decontamination.action == "remove":
                     return Verdict(text, "decontaminated", f"shares a {cfg.decontamination.ngram}-gram with {bench}")
                 meta["contaminated"] = bench
                 self.changes["decontam.flagged"] += 1
-        return Verdict(text, metadata=meta, dedup_text=unedited)
+        if self.repair and changed:
+            self.changes["repair.documents"] += 1
+        return Verdict(text, metadata=meta, dedup_text=keys)
 
 
 def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
@@ -95,6 +112,14 @@ def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
     meta = json.loads(original) if original else {}
     meta.update(extra)
     return json.dumps(meta, ensure_ascii=False)
+
+
+def _language_of(metadata: str) -> str | None:
+    """The language identification (or the input's own metadata) gave a document, if any."""
+    if '"language"' not in metadata:  # most metadata has none: skip the parse
+        return None
+    lang = json.loads(metadata).get("language")
+    return lang if isinstance(lang, str) else None
 
 
 def removed_record(
@@ -175,7 +200,7 @@ def filter_shard(
     """Filter one input file into its scratch shard and key files; returns its stats."""
     paths = CurationPaths(curated_dir)
     stats = StageStats()
-    check = DocumentFilter(cfg, quality_model, decontam_index)
+    check = DocumentFilter(cfg, quality_model, decontam_index, web_input=is_web_input(path))
     keys = DedupKeys(cfg)
     examples: list[str] = []
     front = WebFront(cfg.web) if is_web_input(path) else None
@@ -252,7 +277,7 @@ def filter_shard(
                         removed.add(removed_row(asdict(doc), redact(doc.text, cfg.redaction)[0], "language", why))
                         continue
                     doc.metadata = _merge_metadata(doc.metadata, {"language": lang, "language_score": round(prob, 4)})
-            verdict = check(doc.text)
+            verdict = check(doc.text, _language_of(doc.metadata))
             row = asdict(doc)
             if verdict.reason:
                 stats.remove(verdict.reason, doc.bytes_in)

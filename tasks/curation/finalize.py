@@ -1,4 +1,5 @@
-"""Pass 2 over one scratch shard: apply the global dedup decisions, redact PII, write output.
+"""Pass 2 over one scratch shard: apply the global dedup decisions, cut repeated spans
+(curation.substring_dedup), redact PII, write output.
 
 A document removed by exact / near-exact dedup is counted there even if MinHash also
 clustered it, so each document has exactly one reason and the counts add up.
@@ -6,6 +7,7 @@ clustered it, so each document has exactly one reason and the counts add up.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from tasks.curation.keyed_files import read_range, shard_range, split_doc_id
 from tasks.curation.layout import CURATED_SCHEMA, REMOVED_SCHEMA, CurationPaths, RowSink
 from tasks.curation.redact import redact
 from tasks.curation.stats import StageStats
+from tasks.curation.substring_dedup import cut, find_spans, load_spans
 
 
 def shard_drops(index: int, drop_files: list[Path]) -> dict[int, tuple[int, int]]:
@@ -30,6 +33,31 @@ def shard_drops(index: int, drop_files: list[Path]) -> dict[int, tuple[int, int]
         for rec in read_range(path, "doc", lo, hi).tolist():
             out.setdefault(split_doc_id(rec[0])[1], (rec[1], rec[2]))
     return out
+
+
+def _drop_files(paths: CurationPaths, exact_parts: int, minhash_parts: int) -> list[Path]:
+    return [paths.exact_drops(p) for p in range(exact_parts)] + [paths.minhash_drops(q) for q in range(minhash_parts)]
+
+
+def substring_group(
+    shards: list[int], cfg: CurationConfig, curated_dir: Path, exact_parts: int, minhash_parts: int
+) -> dict[str, Any]:
+    """The repeated spans of one group of shards, among the documents dedup keeps."""
+
+    paths = CurationPaths(curated_dir)
+    files = _drop_files(paths, exact_parts, minhash_parts)
+    began = time.perf_counter()
+    result = find_spans(
+        [paths.filtered(i) for i in shards],
+        [set(shard_drops(i, files)) for i in shards],
+        cfg.substring_dedup.min_tokens,
+        [paths.substring_spans(i) for i in shards],
+    )
+    return {
+        **result,
+        "shards": shards,
+        "seconds": round(time.perf_counter() - began, 3),
+    }  # once() adds the worker's peak memory
 
 
 def _kept_ids(paths: CurationPaths, kept_docs: set[int]) -> dict[int, str]:
@@ -52,10 +80,9 @@ def finalize_shard(
     """`references`: shards 0..references-1 hold earlier runs' documents; a document that
     duplicates one of them is removed as `previous_run_duplicate`."""
     paths = CurationPaths(curated_dir)
-    drop_files = [paths.exact_drops(p) for p in range(exact_parts)] + [
-        paths.minhash_drops(q) for q in range(minhash_parts)
-    ]
-    drops = shard_drops(index, drop_files)
+    drops = shard_drops(index, _drop_files(paths, exact_parts, minhash_parts))
+    sub = cfg.substring_dedup
+    spans = load_spans(paths.substring_spans(index)) if sub.enabled else {}
     kept_ids = _kept_ids(paths, {kept for kept, _ in drops.values()})
     stats = StageStats()
     source = pq.ParquetFile(paths.filtered(index))
@@ -68,13 +95,27 @@ def finalize_shard(
             for row in source.read_row_group(group).to_pylist():
                 stats.add_in(row["bytes_in"])
                 hit = drops.get(row_number)
+                cuts = spans.get(row_number)
                 row_number += 1
-                text, counts = redact(row["text"], cfg.redaction)
                 if hit is not None:
                     reason = "previous_run_duplicate" if split_doc_id(hit[0])[0] < references else REASONS[hit[1]]
                     stats.remove(reason, row["bytes_in"])
+                    text = redact(row["text"], cfg.redaction)[0]
                     removed.add(removed_row(row, text, reason, f"duplicate of {kept_ids[hit[0]]}"))
                     continue
+                if cuts:
+                    before = row["text"]
+                    row["text"] = cut(before, cuts)
+                    left = len(row["text"].split())
+                    if left < sub.min_tokens_left:
+                        stats.remove("substring_dedup", row["bytes_in"])
+                        detail = f"{left} words left after cutting {len(cuts)} repeated span(s) < {sub.min_tokens_left}"
+                        removed.add(removed_row(row, redact(before, cfg.redaction)[0], "substring_dedup", detail))
+                        continue
+                    stats.changes["substring_dedup.documents"] += 1
+                    stats.changes["substring_dedup.spans"] += len(cuts)
+                    stats.changes["substring_dedup.bytes"] += len(before.encode()) - len(row["text"].encode())
+                text, counts = redact(row["text"], cfg.redaction)
                 stats.redactions.update(counts)
                 stats.keep(row["bytes_in"])
                 kept.add({"id": row["id"], "text": text, "source": row["source"], "metadata": row["metadata"]})

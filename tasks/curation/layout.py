@@ -72,6 +72,9 @@ class CurationPaths:
     def exact_drops(self, part: int) -> Path:
         return self.work / "exact-drops" / f"part-{part:05d}.npy"
 
+    def substring_spans(self, shard: int) -> Path:
+        return self.work / "substring-spans" / f"shard-{shard:05d}.npy"
+
     @property
     def components(self) -> Path:
         return self.work / "components"

@@ -19,7 +19,7 @@ from tasks.curation import components
 from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import decide_exact
 from tasks.curation.filter_pass import filter_shard, reference_shard
-from tasks.curation.finalize import finalize_shard
+from tasks.curation.finalize import finalize_shard, substring_group
 from tasks.curation.layout import CurationPaths
 from tasks.curation.near_dedup import bucket_pairs
 from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
@@ -127,6 +127,17 @@ def component_drops_task(rnd: int, part: int, curated: str) -> dict[str, Any]:
     return once(
         paths.marker("cc-drops", part),
         lambda: components.component_drops(paths.components, rnd, part, paths.minhash_drops(part)),
+    )
+
+
+@task(name="substring-dedup", task_run_name="substring-dedup-{group}", **RETRY)
+def substring_task(
+    group: int, shards: list[int], cfg: CurationConfig, curated: str, exact_parts: int, minhash_parts: int
+) -> dict[str, Any]:
+    paths = CurationPaths(Path(curated))
+    return once(
+        paths.marker("substring", group),
+        lambda: substring_group(shards, cfg, Path(curated), exact_parts, minhash_parts),
     )
 
 

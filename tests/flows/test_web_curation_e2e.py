@@ -10,7 +10,7 @@ import pytest
 
 from infra.core.storage import RunDir, read_json
 from tests.flows.e2e_env import curate
-from tests.tasks.curation.web.warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
+from tests.tasks.curation.web.warc_fixtures import ENGLISH, ENGLISH_PARAGRAPHS, FRENCH, article, record, write_warc
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -54,3 +54,54 @@ def test_a_crawl_is_curated_through_ray_with_every_record_accounted_for(e2e, tmp
     assert sorted(r["reason"] for r in removed) == sorted(reasons)
     assert {r["reason"]: r["url"] for r in removed if r["url"]}["url_blocked_word"] == "https://adult.example/xxx"
     assert "Languages identified in the pages (before the language filter): en 4, fr 1." in run.report.read_text()
+
+
+def test_repeated_spans_and_damaged_copies_through_ray(e2e, tmp_path):
+    """Exact-substring dedup and text repair in a real curate run: a footer repeated on every
+    page stays on the first one only, a page that was mostly footer goes, and a copy of a page
+    read with the wrong charset and with its entities left encoded is removed as a duplicate."""
+    import html
+    import random
+
+    import ftfy.bad_codecs  # noqa: F401  (registers sloppy-windows-1252: what browsers decode as)
+
+    rnd = random.Random(7)
+    words = ENGLISH.split()
+
+    def page(n: int) -> str:  # real words, sampled so that no two pages share a long span
+        return f"Café notes {n}. " + " ".join(rnd.sample(words, 60)) + "."
+
+    footer = "\n\n" + " ".join(rnd.sample(words, 40)) + " Related articles and our licence notice follow here."
+    pages = [page(n) + footer for n in range(4)]
+    damaged = html.escape(pages[1].encode("utf-8").decode("sloppy-windows-1252"))
+    mostly_footer = "A short note. " + footer
+    docs = [*pages, damaged, mostly_footer]
+    src = tmp_path / "in" / "docs.jsonl"
+    src.parent.mkdir()
+    src.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(docs)))
+    runs = tmp_path / "runs"
+    result = curate(
+        e2e, runs, "spans", src.parent,
+        "--set", "curation.substring_dedup.enabled=true", "--set", "curation.substring_dedup.min_tokens=30",
+        "--set", "curation.substring_dedup.min_tokens_left=20", "--set", "curation.repair_text=true",
+        "--set", "curation.heuristics.c4.enabled=false", "--set", "curation.heuristics.fineweb.enabled=false",
+        "--set", "curation.decontamination.enabled=false",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = RunDir(runs / "spans")
+    stats = read_json(run.curation_stats)
+    total = stats["totals"]
+    reasons = {r: v["docs"] for r, v in total["removed_by_reason"].items()}
+    assert reasons == {"exact_duplicate": 1, "substring_dedup": 1}
+    assert total["docs_in"] == 6 == total["docs_kept"] + 2
+    kept = {
+        r["id"]: r["text"] for f in sorted(run.curated.glob("part-*.parquet")) for r in pq.read_table(f).to_pylist()
+    }
+    assert kept["d0"] == pages[0]  # the first occurrence keeps its footer
+    assert [kept[f"d{i}"] for i in (1, 2, 3)] == [p.removesuffix(footer) for p in pages[1:]]
+    changes = stats["steps"]["dedup_redact"]["changes"]
+    assert changes["substring_dedup.spans"] == 3 and changes["substring_dedup.documents"] == 3
+    assert stats["details"]["substring_dedup"]["groups"] == 1
+    removed = {r["id"]: r for f in sorted(run.removed.glob("*.parquet")) for r in pq.read_table(f).to_pylist()}
+    assert removed["d4"]["reason"] == "exact_duplicate" and removed["d4"]["detail"] == "duplicate of d1"
+    assert removed["d5"]["reason"] == "substring_dedup"

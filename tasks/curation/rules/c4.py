@@ -8,6 +8,12 @@ Per line: drop lines with a word over 1000 characters; strip Wikipedia citation 
 "javascript" or a cookie/terms-of-use phrase. Per document: drop it if a kept line holds
 "lorem ipsum" or a curly bracket, or if the kept lines hold fewer than 5 sentences.
 
+The cookie and terms-of-use phrases are English; they are matched in every document (an
+English cookie banner on a French page is still a banner), together with the document
+language's own phrases (languages.py). "javascript" is spelt alike in the languages written
+in Latin script. For a language written without spaces between words, the rules that count
+words on a line or sentences by ". ! ?" are skipped (the `skip` argument).
+
 As in both implementations (and unlike the paper's wording, which is page-level),
 "lorem ipsum" and "{" drop the document only when they sit on a line that survived the
 line rules before them: a brace on a code line without terminal punctuation just loses
@@ -70,20 +76,26 @@ class C4Result:
     changes: Counter[str] = field(default_factory=Counter)
 
 
-def _line_fault(line: str, cfg: C4Config) -> str | None:
+def _line_fault(line: str, cfg: C4Config, skip: frozenset[str]) -> str | None:
     """Why a (citation-stripped) line is removed, or None to keep it."""
     words = line.split()
-    if cfg.max_word_length and any(len(w) > cfg.max_word_length for w in words):
+    if cfg.max_word_length and "c4.too_long_word" not in skip and any(len(w) > cfg.max_word_length for w in words):
         return "too_long_word"
-    if cfg.remove_no_terminal_punct and (not line.endswith(cfg.terminal_punctuation) or line.endswith("...")):
+    if (
+        cfg.remove_no_terminal_punct
+        and "c4.no_terminal_punct" not in skip
+        and (not line.endswith(cfg.terminal_punctuation) or line.endswith("..."))
+    ):
         return "no_terminal_punct"
-    if len(words) < cfg.min_words_per_line:
+    if len(words) < cfg.min_words_per_line and "c4.too_few_words" not in skip:
         return "too_few_words"
     return None
 
 
-def apply_c4(text: str, cfg: C4Config) -> C4Result:
-    """Remove the lines C4 removes; fail the document on C4's document-level rules."""
+def apply_c4(text: str, cfg: C4Config, skip: frozenset[str] = frozenset(), policy: tuple[str, ...] = ()) -> C4Result:
+    """Remove the lines C4 removes; fail the document on C4's document-level rules. Rules
+    named in `skip` are not applied; `policy`: more phrases that remove a line."""
+    policy = cfg.policy_substrings + policy
     kept: list[str] = []
     removed: Counter[str] = Counter()
     citations = sentences = 0
@@ -98,7 +110,7 @@ def apply_c4(text: str, cfg: C4Config) -> C4Result:
             line, n = _CITATION.subn("", line)
             citations += n
         low = line.lower()
-        fault = _line_fault(line, cfg)
+        fault = _line_fault(line, cfg, skip)
         if fault is None:
             if cfg.drop_lorem_ipsum and "lorem ipsum" in low:
                 return C4Result(text, ("c4.lorem_ipsum", "'lorem ipsum' on a kept line"))
@@ -106,14 +118,14 @@ def apply_c4(text: str, cfg: C4Config) -> C4Result:
                 fault = "javascript"
             elif cfg.drop_curly_bracket and "{" in line:
                 return C4Result(text, ("c4.curly_bracket", "'{' on a kept line"))
-            elif cfg.remove_policy_lines and any(p in low for p in cfg.policy_substrings):
+            elif cfg.remove_policy_lines and any(p in low for p in policy):
                 fault = "policy"
         if fault:
             removed[fault] += 1
             continue
         kept.append(line)
         sentences += count_sentences(line)
-    if sentences < cfg.min_sentences:
+    if sentences < cfg.min_sentences and "c4.too_few_sentences" not in skip:
         return C4Result(text, ("c4.too_few_sentences", f"{sentences} sentences on kept lines < {cfg.min_sentences}"))
     changes: Counter[str] = Counter({f"c4.lines_removed.{k}": v for k, v in removed.items()})
     if removed:

@@ -16,6 +16,12 @@ Differences from datatrove, all so that layout alone cannot fail a document:
   than "drop everything".
 Words come from text.words, where datatrove uses a language tokenizer that also counts
 punctuation tokens, so the per-word ratio reads slightly higher here.
+
+For a language written without spaces between words (Chinese, Japanese, Thai), the rules
+on line-final punctuation, short lines and line breaks per word are skipped (the `skip`
+argument): its lines end in "。" or in nothing, a 30-character line holds a sentence, and
+its whitespace "words" are whole phrases. FineWeb-2 drops the short-line rule for every
+language; the English defaults are kept here for the languages written with spaces.
 """
 
 from __future__ import annotations
@@ -44,20 +50,21 @@ class FineWebConfig(BaseModel):
     max_newline_word_ratio: float = Field(0.3, ge=0)
 
 
-def check_fineweb(seg: Segments, cfg: FineWebConfig) -> tuple[str, str] | None:
-    """(reason, detail) of the first FineWeb rule the document fails, or None."""
+def check_fineweb(seg: Segments, cfg: FineWebConfig, skip: frozenset[str] = frozenset()) -> tuple[str, str] | None:
+    """(reason, detail) of the first FineWeb rule the document fails, or None; rules named in
+    `skip` are not checked."""
     lines = seg.lines
     if not lines:
         return "fineweb.line_punct_ratio", "no non-blank lines"
     n = len(lines)
     punct = sum(1 for line in lines if line.endswith(cfg.terminal_punctuation)) / n
-    if punct < cfg.min_line_punct_fraction:
+    if punct < cfg.min_line_punct_fraction and "fineweb.line_punct_ratio" not in skip:
         return (
             "fineweb.line_punct_ratio",
             f"lines ending in punctuation {punct:.3f} < {cfg.min_line_punct_fraction:g}",
         )
     short = sum(1 for line in lines if len(line) <= cfg.short_line_max_chars) / n
-    if short > cfg.max_short_line_fraction:
+    if short > cfg.max_short_line_fraction and "fineweb.short_line_ratio" not in skip:
         return (
             "fineweb.short_line_ratio",
             f"lines of <= {cfg.short_line_max_chars} chars {short:.3f} > {cfg.max_short_line_fraction:g}",
@@ -69,6 +76,6 @@ def check_fineweb(seg: Segments, cfg: FineWebConfig) -> tuple[str, str] | None:
             f"characters in duplicated lines {dup:.3f} > {cfg.max_dup_line_char_fraction:g}",
         )
     per_word = (n - 1) / max(len(seg.words), 1)
-    if per_word > cfg.max_newline_word_ratio:
+    if per_word > cfg.max_newline_word_ratio and "fineweb.list_ratio" not in skip:
         return "fineweb.list_ratio", f"line breaks per word {per_word:.3f} > {cfg.max_newline_word_ratio:g}"
     return None

@@ -4,7 +4,9 @@ Methods, Analysis & Insights from Training Gopher", appendix A.1.1 and table A1)
 Quality: 50..100,000 words; mean word length 3..10; '#' and ellipsis ('...' or '…') each
 at most 0.1 per word; at most 90% of lines starting with a bullet and 30% ending in an
 ellipsis; at least 80% of words with a letter; at least 2 of the stop words
-the/be/to/of/and/that/have/with.
+the/be/to/of/and/that/have/with. The stop words and word-length bounds are English: each
+language has its own, or has those rules skipped (languages.py), and so do the rules that
+count words for a language written without spaces (the `skip` argument).
 
 Repetition: duplicate lines and paragraphs as a fraction of all (0.3) and of characters
 (0.2); characters covered by the most frequent 2/3/4-gram (0.20/0.18/0.16); characters
@@ -30,14 +32,14 @@ import re
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tasks.curation.rules.languages import LanguageRules
 from tasks.curation.rules.text import Segments, duplicates
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 NgramSize = Annotated[int, Field(ge=1, le=50)]
 
-STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 # The paper does not list its bullet characters; these are the ones web text uses.
 # "-" and "*" are included because datatrove counts "-" and Markdown uses "*".
 BULLETS = ("•", "‣", "◦", "▪", "▫", "●", "○", "■", "□", "–", "-", "*")
@@ -46,43 +48,29 @@ _LETTER = re.compile(r"[^\W\d_]")
 
 
 class GopherQualityConfig(BaseModel):
-    """Thresholds of Gopher's quality filter; defaults are the published ones."""
+    """Thresholds of Gopher's quality filter; defaults are the published ones. The stop words
+    and mean word-length bounds are set per language (heuristics.languages)."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     min_words: int = Field(50, ge=0)
     max_words: int = Field(100_000, ge=1)
-    min_mean_word_length: float = Field(3, ge=0)
-    max_mean_word_length: float = Field(10, gt=0)
     max_symbol_word_ratio: float = Field(
         0.1, ge=0, description="'#' per word, and '...' or '…' per word, must each stay at or below this."
     )
     max_bullet_lines_fraction: Fraction = 0.9
     max_ellipsis_lines_fraction: Fraction = 0.3
     min_alpha_words_fraction: Fraction = Field(0.8, description="Words containing a letter.")
-    min_stop_words: int = Field(2, ge=0, description="Occurrences of stop_words needed (repeats count).")
-    stop_words: tuple[str, ...] = STOP_WORDS
+    min_stop_words: int = Field(
+        2, ge=0, description="Occurrences of the document language's stop words needed (repeats count); 0: off."
+    )
     bullets: tuple[str, ...] = Field(BULLETS, description="A line starting with one of these is a bullet line.")
-
-    @field_validator("stop_words")
-    @classmethod
-    def _lower(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        # Words are matched in lower case; a capitalised stop word would silently never match.
-        return tuple(w.lower() for w in v)
 
     @model_validator(mode="after")
     def _ranges(self) -> GopherQualityConfig:
-        problems = []
         if self.min_words > self.max_words:
-            problems.append(f"min_words ({self.min_words}) exceeds max_words ({self.max_words})")
-        if self.min_mean_word_length > self.max_mean_word_length:
-            problems.append(
-                f"min_mean_word_length ({self.min_mean_word_length}) exceeds "
-                f"max_mean_word_length ({self.max_mean_word_length})"
-            )
-        if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(f"min_words ({self.min_words}) exceeds max_words ({self.max_words})")
         return self
 
 
@@ -136,17 +124,22 @@ def _has_letter(word: str) -> bool:
     return word.isalpha() or _LETTER.search(word) is not None
 
 
-def check_quality(seg: Segments, cfg: GopherQualityConfig) -> tuple[str, str] | None:
-    """(reason, detail) of the first quality rule the document fails, or None."""
+def check_quality(
+    seg: Segments, cfg: GopherQualityConfig, lang: LanguageRules, skip: frozenset[str] = frozenset()
+) -> tuple[str, str] | None:
+    """(reason, detail) of the first quality rule the document fails, or None. `lang` gives the
+    stop words and word-length bounds; rules named in `skip` are not checked."""
     words = seg.words
     n = len(words)
-    if not cfg.min_words <= n <= cfg.max_words:
+    if "gopher_quality.word_count" not in skip and not cfg.min_words <= n <= cfg.max_words:
         return "gopher_quality.word_count", f"{n} words outside {cfg.min_words}..{cfg.max_words}"
-    if n:
+    if n and "gopher_quality.mean_word_length" not in skip:
         mean = sum(map(len, words)) / n
-        if not cfg.min_mean_word_length <= mean <= cfg.max_mean_word_length:
-            bounds = f"{cfg.min_mean_word_length:g}..{cfg.max_mean_word_length:g}"
-            return "gopher_quality.mean_word_length", f"mean word length {mean:.2f} outside {bounds}"
+        lo = lang.min_mean_word_length if lang.min_mean_word_length is not None else 0.0
+        hi = lang.max_mean_word_length if lang.max_mean_word_length is not None else float("inf")
+        if not lo <= mean <= hi:
+            return "gopher_quality.mean_word_length", f"mean word length {mean:.2f} outside {lo:g}..{hi:g}"
+    if n and "gopher_quality.symbol_word_ratio" not in skip:
         text = seg.text
         for name, count in (("'#'", text.count("#")), ("ellipsis", text.count("...") + text.count("…"))):
             if count / n > cfg.max_symbol_word_ratio:
@@ -165,12 +158,12 @@ def check_quality(seg: Segments, cfg: GopherQualityConfig) -> tuple[str, str] | 
                 "gopher_quality.ellipsis_lines",
                 f"lines ending in an ellipsis {ellipsis:.2f} > {cfg.max_ellipsis_lines_fraction:g}",
             )
-    if n:
+    if n and "gopher_quality.alpha_words" not in skip:
         alpha = sum(1 for w in words if _has_letter(w)) / n
         if alpha < cfg.min_alpha_words_fraction:
             return ("gopher_quality.alpha_words", f"words with a letter {alpha:.2f} < {cfg.min_alpha_words_fraction:g}")
-    if cfg.min_stop_words:
-        stop, hits = frozenset(cfg.stop_words), 0
+    if cfg.min_stop_words and "gopher_quality.stop_words" not in skip:
+        stop, hits = frozenset(lang.stop_words), 0
         for w in words:
             if w.lower() in stop:
                 hits += 1
@@ -225,8 +218,9 @@ def _ngram_failure(words: list[str], cfg: GopherRepetitionConfig) -> tuple[str, 
     return None
 
 
-def check_repetition(seg: Segments, cfg: GopherRepetitionConfig) -> tuple[str, str] | None:
-    """(reason, detail) of the first repetition rule the document fails, or None."""
+def check_repetition(seg: Segments, cfg: GopherRepetitionConfig, ngrams: bool = True) -> tuple[str, str] | None:
+    """(reason, detail) of the first repetition rule the document fails, or None; `ngrams`
+    False skips the word n-gram rules."""
     lines, paras = seg.lines, seg.paragraphs
     if lines:
         line_dups, line_dup_chars = duplicates(lines)
@@ -239,6 +233,6 @@ def check_repetition(seg: Segments, cfg: GopherRepetitionConfig) -> tuple[str, s
         ):
             if value > limit:
                 return f"gopher_repetition.{reason}", f"{reason.replace('_', ' ')} {value:.3f} > {limit:g}"
-    if seg.words and (cfg.top_ngram_max_char_fraction or cfg.dup_ngram_max_char_fraction):
+    if ngrams and seg.words and (cfg.top_ngram_max_char_fraction or cfg.dup_ngram_max_char_fraction):
         return _ngram_failure(seg.words, cfg)
     return None

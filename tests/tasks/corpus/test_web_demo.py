@@ -29,6 +29,7 @@ def test_the_crawl_holds_every_page_once_with_its_url_and_language(tmp_path, mon
     assert len(by_url) == len(pages)
     assert by_url["https://docs.python.org/3.11/index.html"]["language"] == "en"
     assert by_url["https://www.debian.org/doc/manuals/debian-reference/ch01.fr.html"]["language"] == "fr"
+    assert by_url["https://www.debian.org/doc/manuals/debian-reference/ch01.es.html"]["language"] == "es"
     assert (
         by_url["https://www.debian.org/doc/manuals/developers-reference/de/best-pkging-practices.html"]["language"]
         == "de"
@@ -44,6 +45,7 @@ def test_the_crawl_holds_every_page_once_with_its_url_and_language(tmp_path, mon
     assert all(p.status == 200 and p.charset == "utf-8" and p.date.startswith("2024-06-01") for p in responses)
     summary = json.loads((folder / "_SUCCESS.json").read_text())
     assert summary["pages"] == len(pages) and summary["languages"]["fr"] == 4  # 2 sites x 2 pages
+    assert summary["languages"]["es"] == 2  # the Debian Reference only: Debian has no Spanish Developer's Reference
     # Built once: a second call reuses the files.
     before = {f: f.stat().st_mtime_ns for f in inputs}
     web_demo.build_web_demo()

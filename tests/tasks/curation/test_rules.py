@@ -203,7 +203,29 @@ def test_filters_run_in_order_and_first_failure_wins():
     spam = "Buy cheap watches now at our store" + "\nBuy cheap watches now at our store" * 4
     assert apply_heuristics(spam, HeuristicsConfig()).reason == "gopher_repetition.dup_line_fraction"
     cfg = HeuristicsConfig.model_validate({"gopher_repetition": {"enabled": False}})
+    assert apply_heuristics(spam, cfg).reason == "c4.too_few_sentences"
+    cfg = HeuristicsConfig.model_validate({"gopher_repetition": {"enabled": False}, "c4": {"enabled": False}})
     assert apply_heuristics(spam, cfg).reason == "gopher_quality.word_count"
+
+
+def test_words_are_counted_after_line_removals():
+    """A consent page whose banner lines carry its word count goes: Gopher's min_words sees
+    the text after C4 has removed the JavaScript and cookie lines."""
+    banner = [
+        "This website uses cookies to give you the best experience, and by continuing you accept our cookie policy.",
+        "Please enable JavaScript in your browser settings to continue to the page you asked for today.",
+        "We and our partners use cookies to personalise content and ads, and to analyse our traffic here.",
+        "Read our privacy policy and terms of use to learn how we process your data and how to opt out.",
+        "Some features of this site will not work until JavaScript is switched on again in your browser.",
+        "You can change your cookie settings at any time, and withdraw the consent you gave us before.",
+    ]
+    page = "\n".join([*banner, "Accept all. Reject all. Manage your choices here."])
+    assert len(page.split()) >= 50  # enough words before the line removals
+    cfg = HeuristicsConfig.model_validate({"c4": {"min_sentences": 0}, "fineweb": {"enabled": False}})
+    outcome = apply_heuristics(page, cfg)
+    assert outcome.reason == "gopher_quality.word_count"
+    assert int(outcome.detail.split()[0]) < 50 <= len(page.split())
+    assert apply_heuristics(page, HeuristicsConfig()).reason == "c4.too_few_sentences"
 
 
 def test_c4_removes_lines_and_counts_them():
