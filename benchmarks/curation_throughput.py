@@ -9,8 +9,18 @@ so the comparison is conservative). Datatrove runs its filters, its four-stage M
 on the same number of workers. Figures: docs/s and MB/s per core, the ratio, peak memory
 per worker, and how far the two agree on which documents are near-duplicates.
 Needs the `bench` extra (datatrove, spacy): .venv/bin/pip install -e '.[bench]'
+
+--stage-cost BEFORE_TREE measures instead what text repair, the secret rules and
+exact-substring dedup cost the whole curate stage (every step at its default but the quality
+classifier, which needs a reference set; decontamination against the benchmark test files):
+the same stage run from BEFORE_TREE (a checkout from before those steps, e.g.
+`git worktree add /tmp/before 43b9d03~1`), from this tree with `repair_text` on, and from
+this tree with `substring_dedup` on as well, alternating, `--repeats` times each. It also
+times the two steps alone on one core over the same documents (repair_text + key_text, and
+redact against BEFORE_TREE's redact), so the cost is seen without the runs' noise.
 Usage: .venv/bin/python benchmarks/curation_input.py --mb 100 --noise --out /tmp/cur100n
        .venv/bin/python benchmarks/curation_throughput.py --input /tmp/cur100n [--workers 2] [--no-filters]
+       .venv/bin/python benchmarks/curation_throughput.py --input /tmp/cur100n --stage-cost /tmp/before
 """
 
 from __future__ import annotations
@@ -48,14 +58,34 @@ def our_config(input_dir: Path, filters: bool) -> CurationConfig:
     )
 
 
-def run_ours(input_dir: Path, work: Path, workers: int, filters: bool) -> dict:
+def whole_stage_config(input_dir: Path, repair: bool, substring: bool) -> CurationConfig:
+    """Every step at its default, but the quality classifier (it needs a reference set).
+    Keys this tree's config does not know (an older checkout's) are left out."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+    benchmarks = sorted(str(p) for p in shared.glob("*/*.jsonl")) if shared.is_dir() else []
+    if not benchmarks:
+        benchmarks = sorted(
+            str(p) for p in (Path(__file__).resolve().parents[1] / "tests/fixtures/eval").glob("*/*.jsonl")
+        )
+    data: dict = {
+        "input_path": str(input_dir),
+        "quality_classifier": {"enabled": False},
+        "decontamination": {"benchmark_paths": benchmarks},
+    }
+    if "repair_text" in CurationConfig.model_fields:
+        data["repair_text"] = repair
+        data["substring_dedup"] = {"enabled": substring}
+    return CurationConfig.model_validate(data)
+
+
+def run_ours(input_dir: Path, work: Path, workers: int, filters: bool, cfg: CurationConfig | None = None) -> dict:
     from flows.curate import curate_flow
     from infra.app.runtime import embedded_runtime
 
     runtime = RuntimeConfig(ray_num_cpus=workers, prefect_port=4230)
     with embedded_runtime(runtime, work / "logs"):
         start = time.perf_counter()
-        summary = curate_flow(our_config(input_dir, filters), str(work / "run"))
+        summary = curate_flow(cfg or our_config(input_dir, filters), str(work / "run"))
         wall = time.perf_counter() - start
     curated = work / "run" / "curated"
     removed = {
@@ -76,7 +106,100 @@ def run_ours(input_dir: Path, work: Path, workers: int, filters: bool) -> dict:
         "near_dups": removed,
         "filtered_out": filtered_out,
         "peak_worker_mb": summary.get("peak_worker_rss_mb"),
+        "totals": summary["totals"],
+        "substring_dedup": summary["details"].get("substring_dedup"),
     }
+
+
+def _one_stage_run(input_dir: Path, workers: int, repair: bool, substring: bool) -> None:
+    """Child process of --stage-cost: one whole-stage run, its figures as JSON on the last line."""
+    work = Path(tempfile.mkdtemp(prefix="curation-stage-"))
+    try:
+        r = run_ours(input_dir, work, workers, True, whole_stage_config(input_dir, repair, substring))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    keep = ("wall_s", "docs", "bytes", "peak_worker_mb", "totals", "substring_dedup")
+    print(json.dumps({k: r[k] for k in keep}))
+
+
+def _documents(input_dir: Path) -> list[str]:
+    return [json.loads(line)["text"] for p in sorted(input_dir.glob("*.jsonl")) for line in p.open(encoding="utf-8")]
+
+
+def _best_of(fn, docs: list[str], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for d in docs:
+            fn(d)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def step_timings(input_dir: Path, before_tree: Path) -> dict:
+    """The repair and redaction steps alone, one core, over every document of the input."""
+    import importlib.util
+    import sys
+
+    from tasks.curation.redact import RedactionConfig, redact
+    from tasks.curation.repair import key_text, repair_text
+
+    spec = importlib.util.spec_from_file_location("redact_before", before_tree / "tasks/curation/redact.py")
+    assert spec is not None and spec.loader is not None
+    old = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(old)
+    docs = _documents(input_dir)
+    cfg, old_cfg = RedactionConfig(), old.RedactionConfig()
+    return {
+        "mb": sum(len(d.encode()) for d in docs) / 2**20,
+        "repair_s": _best_of(lambda d: key_text(repair_text(d)), docs),
+        "redact_s": _best_of(lambda d: redact(d, cfg), docs),
+        "redact_before_s": _best_of(lambda d: old.redact(d, old_cfg), docs),
+    }
+
+
+def stage_cost(input_dir: Path, before_tree: Path, workers: int, repeats: int) -> None:
+    import os
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parents[1]
+    runs: dict[str, list[dict]] = {"before": [], "repair": [], "repair+substring": []}
+    for _ in range(repeats):
+        for name, tree, flags in (
+            ("before", before_tree, []),
+            ("repair", here, ["--repair"]),
+            ("repair+substring", here, ["--repair", "--substring"]),
+        ):
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            cmd = [sys.executable, __file__, "--input", str(input_dir), "--workers", str(workers), "--one-run", *flags]
+            out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
+            if out.returncode:
+                raise SystemExit(f"{name} run failed:\n{out.stderr[-3000:]}")
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"{name:18s} wall {runs[name][-1]['wall_s']:.1f} s", flush=True)
+    mb = runs["before"][0]["bytes"] / 2**20
+    best = {name: min(r["wall_s"] for r in rs) for name, rs in runs.items()}
+    print(f"input: {input_dir} ({mb:.1f} MB, {runs['before'][0]['docs']} documents), {workers} workers, whole stage")
+    for name, wall in best.items():
+        print(f"{name:18s} best wall {wall:.1f} s   {mb / (wall * workers):.3f} MB/s per core")
+    print(f"repair + secret rules: {best['repair'] / best['before'] - 1:+.1%} of the stage's time (best of {repeats})")
+    sub = runs["repair+substring"][0]["substring_dedup"]
+    print(
+        f"substring step: {sub['seconds']:.1f} s on one core for {sub['text_bytes'] / 2**20:.1f} MB "
+        f"({sub['text_bytes'] / 2**20 / sub['seconds']:.2f} MB/s per core), peak worker memory "
+        f"{sub['peak_rss_mb']:.0f} MB; {sub['spans']} spans, {sub['tokens_cut']} of {sub['tokens']} words cut; "
+        f"stage wall {best['repair+substring'] / best['repair'] - 1:+.1%} against the repair run"
+    )
+    t = step_timings(input_dir, before_tree)
+    stage_cpu = best["before"] * workers
+    print(
+        f"steps alone, one core, {t['mb']:.1f} MB: repair {t['repair_s']:.1f} s ({t['mb'] / t['repair_s']:.1f} MB/s), "
+        f"redact {t['redact_s']:.1f} s against {t['redact_before_s']:.1f} s before; "
+        f"repair + added redaction time = {(t['repair_s'] + t['redact_s'] - t['redact_before_s']) / stage_cpu:.1%} "
+        f"of the stage's core-seconds before"
+    )
 
 
 def run_datatrove(input_dir: Path, work: Path, workers: int, filters: bool) -> dict:
@@ -153,7 +276,16 @@ def main() -> None:
     ap.add_argument(
         "--no-filters", action="store_true", help="MinHash + PII only: both systems then deduplicate every document"
     )
+    ap.add_argument("--stage-cost", type=Path, metavar="BEFORE_TREE", help="see above")
+    ap.add_argument("--repeats", type=int, default=2, help="--stage-cost: runs of each kind")
+    ap.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--repair", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--substring", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one_run:
+        return _one_stage_run(args.input, args.workers, args.repair, args.substring)
+    if args.stage_cost:
+        return stage_cost(args.input, args.stage_cost.resolve(), args.workers, args.repeats)
     HeuristicsConfig()  # fail early if the rules package is missing
     work = Path(tempfile.mkdtemp(prefix="curation-bench-"))
     mb = sum(p.stat().st_size for p in args.input.glob("*.jsonl")) / 2**20

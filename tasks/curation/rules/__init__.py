@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.curation.rules import c4, fineweb, gopher
+from tasks.curation.rules import boilerplate, c4, fineweb, gopher
+from tasks.curation.rules.boilerplate import BoilerplateConfig
 from tasks.curation.rules.c4 import C4Config
 from tasks.curation.rules.fineweb import FineWebConfig
 from tasks.curation.rules.gopher import GopherQualityConfig, GopherRepetitionConfig
@@ -32,6 +33,7 @@ from tasks.curation.rules.languages import (
 from tasks.curation.rules.text import Segments
 
 __all__ = [
+    "BoilerplateConfig",
     "C4Config",
     "FineWebConfig",
     "GopherQualityConfig",
@@ -55,6 +57,11 @@ class HeuristicsConfig(BaseModel):
 
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
     gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+    boilerplate: BoilerplateConfig = Field(
+        BoilerplateConfig(),
+        description="Pages that are mostly furniture (cookie consent, browser checks, error pages, sign-in "
+        "walls) are removed (rules/boilerplate.py).",
+    )
     c4: C4Config = C4Config()
     fineweb: FineWebConfig = FineWebConfig()
     languages: dict[str, LanguageRules] = Field(
@@ -146,7 +153,13 @@ class RuleOutcome:
 
 def reason_names(cfg: HeuristicsConfig) -> list[str]:
     """Every reason apply_heuristics can return under `cfg`, in checking order."""
-    return [*gopher.repetition_reasons(cfg.gopher_repetition), *c4.REASONS, *gopher.quality_reasons(), *fineweb.REASONS]
+    return [
+        *gopher.repetition_reasons(cfg.gopher_repetition),
+        boilerplate.REASON,
+        *c4.REASONS,
+        *gopher.quality_reasons(),
+        *fineweb.REASONS,
+    ]
 
 
 def skipped_rules(cfg: HeuristicsConfig, language: str) -> list[str]:
@@ -187,8 +200,9 @@ def apply_heuristics(text: str, cfg: HeuristicsConfig, language: str | None = No
     """Run the enabled filters with the settings of `language` (an ISO 639-1 code; None or
     not a code: cfg.default_language); the first failing rule wins.
 
-    Order: Gopher repetition on the page as it came, then C4's line removals (and its
-    document rules), then Gopher quality and FineWeb on the lines C4 kept. Counting words
+    Order: Gopher repetition and the page-furniture rule (boilerplate.py) on the page as it
+    came, then C4's line removals (and its document rules), then Gopher quality and FineWeb
+    on the lines C4 kept. Counting words
     and sentences after the line removals is what removes a page that is only a cookie
     banner, a "please enable JavaScript" notice or an error message: before them, the
     banner's own words pass min_words. (FineWeb runs Gopher quality before C4; so did this
@@ -203,6 +217,8 @@ def apply_heuristics(text: str, cfg: HeuristicsConfig, language: str | None = No
     seg = Segments(text)
     ngrams = not any(r.startswith("gopher_repetition.") for r in skipped)
     if cfg.gopher_repetition.enabled and (failure := gopher.check_repetition(seg, cfg.gopher_repetition, ngrams)):
+        return RuleOutcome(text, *failure, counts)
+    if cfg.boilerplate.enabled and (failure := boilerplate.check_furniture(seg.lines, cfg.boilerplate)):
         return RuleOutcome(text, *failure, counts)
     changes: Counter[str] = Counter()
     if cfg.c4.enabled:

@@ -23,7 +23,7 @@ summer fair and wrote letters to businesses in the nearby town. Their efforts pa
 regional charity agreed to support the library for three more years, giving everyone involved a \
 welcome sense of security about the future."""
 SENTENCES = re.split(r"(?<=\.)\s+", PROSE)  # ten distinct sentences, 34..169 characters
-FILTERS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
+FILTERS = ("gopher_repetition", "gopher_quality", "boilerplate", "c4", "fineweb")
 NO_NGRAMS = {"top_ngram_max_char_fraction": {}, "dup_ngram_max_char_fraction": {}}
 LINES_OFF = {f"max_dup_{u}_fraction": 1.0 for u in ("line", "para", "line_char", "para_char")}
 
@@ -137,6 +137,11 @@ CASES = {
     "gopher_quality.ellipsis_lines": (only("gopher_quality"), ELLIPSIS_PASS, ELLIPSIS_FAIL),
     "gopher_quality.alpha_words": (only("gopher_quality"), PROSE + " 1234" * 20, PROSE + " 1234" * 60),  # 0.90, 0.76
     "gopher_quality.stop_words": (only("gopher_quality"), "The " + NO_STOP + "Most OF them rest.", NO_STOP),
+    "boilerplate.furniture_page": (
+        only("boilerplate"),
+        lines_of(SENTENCES[:7]) + "\nSign in to comment.\nAccept all cookies.",  # 2 of 9 lines
+        lines_of(SENTENCES[:4]) + "\nSign in to comment.\nAccept all cookies.",  # 2 of 6
+    ),
     "c4.lorem_ipsum": (
         only("c4", remove_no_terminal_punct=True),
         PROSE + "\nLorem ipsum dolor sit amet",  # no end punctuation: line dropped
@@ -221,11 +226,15 @@ def test_words_are_counted_after_line_removals():
     ]
     page = "\n".join([*banner, "Accept all. Reject all. Manage your choices here."])
     assert len(page.split()) >= 50  # enough words before the line removals
-    cfg = HeuristicsConfig.model_validate({"c4": {"min_sentences": 0}, "fineweb": {"enabled": False}})
+    cfg = HeuristicsConfig.model_validate(
+        {"c4": {"min_sentences": 0}, "fineweb": {"enabled": False}, "boilerplate": {"enabled": False}}
+    )
     outcome = apply_heuristics(page, cfg)
     assert outcome.reason == "gopher_quality.word_count"
     assert int(outcome.detail.split()[0]) < 50 <= len(page.split())
-    assert apply_heuristics(page, HeuristicsConfig()).reason == "c4.too_few_sentences"
+    no_furniture_rule = HeuristicsConfig.model_validate({"boilerplate": {"enabled": False}})
+    assert apply_heuristics(page, no_furniture_rule).reason == "c4.too_few_sentences"
+    assert apply_heuristics(page, HeuristicsConfig()).reason == "boilerplate.furniture_page"
 
 
 def test_c4_removes_lines_and_counts_them():
