@@ -4,11 +4,12 @@ Every pattern runs on Python's backtracking ``re``, so each is written to do bou
 per starting position: repetitions have upper bounds or are possessive, no quantified
 group can split the same text two ways, and lookbehinds admit a start only at the edge of
 a run (inside ``1.1.1.1...`` or ``4111 4111 ...`` there is one candidate start, not one
-per character). Patterns open with a literal or a character class where possible so the
-engine skips to candidate characters. Checksums, lengths and context are then judged in
-Python on each candidate. A type whose trigger (a digit, '@', '::', a key prefix or name)
-is absent is not scanned at all. Matched values are never logged or printed: only types
-and offsets leave this module.
+per character). Patterns open with a literal where possible, else a character class, so the
+engine skips to candidate characters (to a literal several times faster than to a class).
+Checksums, lengths and context are then judged in Python on each candidate. A type whose
+trigger (a digit, '@', '::') is absent is not scanned at all, nor is a secret format whose
+triggers are (the formats are listed in secret_rules.py). Matched values are never logged
+or printed: only types and offsets leave this module.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import ipaddress
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.curation.secret_rules import SECRET_RULES
 
 PII_TYPES = ("email", "phone", "ipv4", "ipv6", "credit_card", "us_ssn", "iban", "secret")
 DEFAULT_TOKENS = {
@@ -81,6 +84,15 @@ Spans = Iterator[tuple[int, int]]
 # part (at most 64 characters by RFC 5321) is then walked backwards in Python.
 _EMAIL_DOMAIN = re.compile(r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])")
 _EMAIL_LOCAL = frozenset(string.ascii_letters + string.digits + "._%+-")
+# "logo@2x.png", "icon@1.5x.webp": a pixel-density suffix or a file extension where the top
+# level domain would be. None of these extensions is a top level domain.
+_ASSET_DOMAIN = re.compile(
+    r"@(?:[0-9]+(?:\.[0-9]+)?x\..*|.*\.(?:png|jpe?g|gif|webp|svg|avif|bmp|ico|tiff?|heic|css|js|json|ttf|otf|eot))\Z",
+    re.IGNORECASE,
+)
+# "scheme://user:password@host", "https://key@o1.ingest.sentry.io": before the first '/' after
+# "://" is a URL's authority, whose '@' ends a user name or password, not an e-mail's local part.
+_URL_AUTHORITY = re.compile(r"://[^\s/?#]{0,256}\Z")
 
 
 def _emails(text: str) -> Spans:
@@ -90,8 +102,11 @@ def _emails(text: str) -> Spans:
             start -= 1
         # The local part must be non-empty and begin where a word begins.
         before = text[start - 1] if start else " "
-        if start < at and not (before in _EMAIL_LOCAL or before.isalnum()):
-            yield start, m.end()
+        if start == at or before in _EMAIL_LOCAL or before.isalnum() or _ASSET_DOMAIN.match(m.group()):
+            continue
+        if _URL_AUTHORITY.search(text, max(0, start - 260), start):
+            continue
+        yield start, m.end()
 
 
 # --- phone ----------------------------------------------------------------------------
@@ -110,14 +125,18 @@ _INTL_PHONE = re.compile(
     re.VERBOSE,
 )
 # North American national numbers: area code and exchange cannot start with 0 or 1, which
-# rules out most dashed order numbers; both separators must agree (no 415-555.0123).
+# rules out most dashed order numbers; both separators must agree (no 415-555.0123). Written
+# with spaces ("415 555 0123"), the number must not continue a run of spaced digit groups
+# (a table row, "12 415 555 0123 9"): checked in Python, see _phones.
 _NANP_PHONE = re.compile(
     r"""
     (?<![\w+.-])(?:1[ .-])?
-    (?:\([2-9][0-9]{2}\)[ ]?[2-9][0-9]{2}[-. ] | [2-9][0-9]{2}(?P<sep>[-.])[2-9][0-9]{2}(?P=sep))
+    (?:\([2-9][0-9]{2}\)[ ]?[2-9][0-9]{2}[-. ] | [2-9][0-9]{2}(?P<sep>[-. ])[2-9][0-9]{2}(?P=sep))
     [0-9]{4}(?![\w]|[.-][0-9])""",
     re.VERBOSE,
 )
+_SPACED_DIGITS_BEFORE = re.compile(r"[0-9][ ]\Z")
+_SPACED_DIGITS_AFTER = re.compile(r"[ ][0-9]")
 _NANP_SHAPE = re.compile(r"[0-9]{3}[-.) ]{1,2}[0-9]{3}[-. ][0-9]{4}")
 _ISO_DATE = re.compile(r"\+[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DIGIT_RUN = re.compile(r"[0-9]+")
@@ -145,6 +164,11 @@ def _phones(text: str) -> Spans:
         # closing lookahead see what follows.
         for m in _NANP_PHONE.finditer(text, max(last_end, shape.start() - 3), shape.end() + 2):
             last_end = m.end()
+            if m.group("sep") == " " and (
+                _SPACED_DIGITS_BEFORE.search(text, max(0, m.start() - 2), m.start())
+                or _SPACED_DIGITS_AFTER.match(text, m.end())
+            ):
+                continue
             yield m.span()
 
 
@@ -152,9 +176,31 @@ def _phones(text: str) -> Spans:
 # The first digit must not continue a word or a dotted run ("v1.2.3.4", "1.2.3.4.5");
 # octet values are checked in Python.
 _IPV4 = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
-_VERSION_BEFORE = re.compile(
-    r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\brev\.?|\brevision|\bpatch|\bfirmware|\bkernel)\s{0,3}$"
+# The word before a dotted quad that makes it a version or the number of a part of a
+# document ("version 1.2.3.4", "Section 7.6.3.5", "§ 10.2.1.4", "clause 1.2.3.4"). Looked up
+# in a set, not searched for with a regex: an address-heavy page has thousands of candidates.
+_NUMBERING_WORDS = frozenset(
+    {
+        # versions
+        *("v", "ver", "ver.", "version", "release", "build", "rev", "rev.", "revision", "patch", "firmware", "kernel"),
+        # parts of a document
+        *("§", "§§", "¶", "section", "sections", "sec", "sec.", "sect.", "secs.", "clause", "clauses", "article"),
+        *("articles", "art.", "arts.", "chapter", "chapters", "ch.", "paragraph", "paragraphs", "para", "para."),
+        *("paras.", "item", "items", "figure", "figures", "fig.", "figs.", "table", "tables", "appendix", "annex"),
+        *("part", "parts", "step", "steps", "rule", "rules", "exhibit", "exhibits"),
+    }
 )
+
+
+def _numbering_before(text: str, start: int) -> bool:
+    """Whether the word before offset ``start`` (up to 3 spaces away) is one of _NUMBERING_WORDS."""
+    window = text[max(0, start - 20) : start]
+    stripped = window.rstrip()
+    if len(window) - len(stripped) > 3 or not stripped:
+        return False
+    return stripped.rsplit(None, 1)[-1].lstrip("([\"'").lower() in _NUMBERING_WORDS
+
+
 # A pre-release or build suffix makes a dotted quad a version ("3.7.9.8-rc", "1.2.3.4+git",
 # "2.0.1.7-beta2", "4.1.0.3~dev"); a bare "-4" (a range) or trailing "-"/"." leaves it an address.
 _VERSION_AFTER = re.compile(
@@ -183,11 +229,7 @@ def _ipv4s(text: str) -> Spans:
     if "." not in text:
         return
     for m in _IPV4.finditer(text):
-        if (
-            _ipv4_ok(m.group())
-            and not _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start())
-            and not _VERSION_AFTER.match(text, m.end())
-        ):
+        if _ipv4_ok(m.group()) and not _numbering_before(text, m.start()) and not _VERSION_AFTER.match(text, m.end()):
             yield m.span()
 
 
@@ -233,30 +275,57 @@ def _issuer_ok(digits: str) -> bool:
     return digits[0] in "3456" or (digits[0] == "2" and 2221 <= int(digits[:4]) <= 2720)
 
 
+# An expiry date printed after the number ("12/27", "exp 12/2027", "valid thru 01/29") is
+# cardholder data too, and goes with it. A third part ("12/27/2024") makes it a date.
+_EXPIRY = re.compile(
+    r"(?i)[ ,;]{1,3}(?:(?:exp(?:ires|iry|iration)?(?:[ ]date)?|valid[ ](?:thru|through|until)|good[ ]thru)"
+    r"\.?:?[ ]{0,3})?(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}(?![\w/]|[.,][0-9])"
+)
+_SLASH = re.compile(r"[ ]?/")
+
+
 def _cards(text: str) -> Spans:
     for m in _CARD.finditer(text):
-        run = m.group()
+        run, end = m.group(), m.end()
+        # The run may have swallowed the month of an expiry or date after it ("... 1111 12/27").
+        if run[-3:-2] == " " and _SLASH.match(text, end):
+            run, end = run[:-3], end - 3
         groups = re.split("[ -]", run)
         # Printed cards use one kind of separator and open with a group of four.
         if len(groups) > 1 and (len(groups[0]) != 4 or (" " in run and "-" in run)):
             continue
         digits = "".join(groups)
         if _issuer_ok(digits) and _luhn_ok(digits):
-            yield m.span()
+            expiry = _EXPIRY.match(text, end)
+            yield m.start(), expiry.end() if expiry else end
 
 
 # --- US social security numbers -------------------------------------------------------
 _SSN = re.compile(r"[0-8](?<![\w-][0-8])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![\w-]|\.[0-9])")
 
 
+# Written with spaces ("078 05 1120", as forms print it) the shape is an ordinary run of
+# numbers, so it counts only where the text names it just before: "SSN", "social security".
+_SSN_SPACED = re.compile(r"[0-8](?<![\w-][0-8])[0-9]{2} [0-9]{2} [0-9]{4}(?![\w-]|[ .][0-9])")
+_SSN_NAMED = re.compile(r"(?:\bssn|\bss#|\bss no|social security(?: number| no\.?| #)?)\W{0,12}\Z")
+_SSN_CONTEXT = 40  # characters before the number in which its name must end
+
+
+def _ssn_issued(area: str, group: str, serial: str) -> bool:
+    # Areas 000, 666 and 900-999 (excluded by the patterns), group 00 and serial 0000 are
+    # never issued.
+    return area not in ("000", "666") and group != "00" and serial != "0000"
+
+
 def _ssns(text: str) -> Spans:
-    if "-" not in text:
-        return
-    for m in _SSN.finditer(text):
-        area, group, serial = m.group().split("-")
-        # Areas 000, 666 and 900-999 (excluded by the pattern), group 00 and serial 0000
-        # are never issued.
-        if area not in ("000", "666") and group != "00" and serial != "0000":
+    if "-" in text:
+        for m in _SSN.finditer(text):
+            if _ssn_issued(*m.group().split("-")):
+                yield m.span()
+    for m in _SSN_SPACED.finditer(text):
+        # Lower-cased on a short window, whose end is the number's start.
+        before = text[max(0, m.start() - _SSN_CONTEXT) : m.start()].lower()
+        if _ssn_issued(*m.group().split(" ")) and _SSN_NAMED.search(before):
             yield m.span()
 
 
@@ -389,77 +458,83 @@ def _ibans(text: str) -> Spans:
 
 
 # --- secrets --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _SecretPattern:
-    triggers: tuple[str, ...]  # substrings; the pattern is skipped if none occurs (if any)
-    pattern: re.Pattern[str]  # replaces the group named "v" if there is one, else the match
-    check: Callable[[str], bool] = lambda value: True
-    # Case-insensitive names ("API_KEY", "Password") are matched in lower-cased text with
-    # a lower-case pattern: an (?i) alternation makes the engine try every offset, a plain
-    # one lets it skip to the letters that can start a name.
-    lowercase: bool = False
+# The formats are listed in secret_rules.py. Each rule is scanned only if one of its
+# triggers occurs, and finding which triggers occur must itself be cheap: one `in` per
+# trigger is a pass over the text each, about a hundred passes per document. Instead each
+# trigger is keyed by one of its characters (its "anchor"); one regex per anchor jumps from
+# one occurrence of it to the next and checks the trigger's other characters around it
+# with lookarounds, and an anchor absent from the text (a one-character search, the
+# cheapest there is) skips its regex entirely.
+#
+# An anchor should be rare, so its regex has few places to stop, and shared, so there are
+# few regexes: separators come first (most triggers hold one: "ghp_", "sk-", "SG.", "://"),
+# then any other character, commonest last by its share of English prose (measured on
+# wikitext-2 and Tiny Shakespeare). A character not listed counts as rarest.
+_ANCHOR_FIRST = "_/=:-."
+_BY_FREQUENCY = " etoanirshldumcfyw,gpkb.vI<>AT:'SERONCM@LBWHU;-10GDF=P\"?2!9KYxJjq8()V53746zZQX/$%[]&+*~#\\^_`{|}"
 
 
-def _mixed_case_and_digit(value: str) -> bool:
-    return any(c.isdigit() for c in value) and any(c.isupper() for c in value) and any(c.islower() for c in value)
+def _anchor(trigger: str) -> int:
+    """Index of the character that ``trigger`` is looked for by."""
+    for c in _ANCHOR_FIRST:
+        if c in trigger:
+            return trigger.index(c)
+    rank = [_BY_FREQUENCY.find(c) if c in _BY_FREQUENCY else len(_BY_FREQUENCY) for c in trigger]
+    return max(range(len(trigger)), key=rank.__getitem__)
 
 
-def _has_digit(value: str) -> bool:
-    return any(c.isdigit() for c in value)
+class _TriggerIndex:
+    """Which of a fixed set of substrings occur in a text, in one pass per anchor character."""
+
+    def __init__(self, triggers: Iterable[str]) -> None:
+        unique = list(dict.fromkeys(triggers))
+        self._characters = [t for t in unique if len(t) == 1]  # found by the anchor test alone
+        by_anchor: dict[str, list[tuple[str, int]]] = {}
+        for t in unique:
+            if len(t) > 1:
+                i = _anchor(t)
+                by_anchor.setdefault(t[i], []).append((t, i))
+        self._groups: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = []
+        for anchor, members in by_anchor.items():
+            # Each member is "the anchor, with the trigger's other characters before and after".
+            # Members are grouped by the character just before the anchor, which is tested
+            # first: at each '_' of code ("self_", "max_len") that is one test per distinct
+            # character, not one lookbehind per trigger.
+            by_previous: dict[str, list[str]] = {}
+            for t, i in members:
+                around = (f"(?<={re.escape(t[: i + 1])})" if i else "") + (
+                    f"(?={re.escape(t[i + 1 :])})" if t[i + 1 :] else ""
+                )
+                by_previous.setdefault(t[i - 1] if i else "", []).append(around)
+            branches = (
+                (f"(?<={re.escape(previous + anchor)})" if previous else "") + f"(?:{'|'.join(alternatives)})"
+                for previous, alternatives in by_previous.items()
+            )
+            finder = re.compile(re.escape(anchor) + f"(?:{'|'.join(branches)})")
+            self._groups.append((anchor, finder, tuple(t for t, _ in members)))
+
+    def present(self, text: str) -> set[str]:
+        """The triggers that occur in ``text``."""
+        found = {t for t in self._characters if t in text}
+        for anchor, finder, members in self._groups:
+            if anchor in text and finder.search(text) is not None:
+                found.update(t for t in members if t in text)  # only when one is there: rare
+        return found
 
 
-_PLACEHOLDER = re.compile(r"(?i)[<>{}$*]|your|example|placeholder|redacted|xxxx|\.\.\.")
+_TRIGGERS = _TriggerIndex(t for rule in SECRET_RULES for t in rule.triggers)
 
 
-def _assigned_value_ok(value: str) -> bool:
-    # Placeholders and names of things ("access_token", "API_KEY") are left; a value with
-    # mixed case, digits or symbols is taken as a credential.
-    if _PLACEHOLDER.search(value) or len(set(value)) < 4:
-        return False
-    plain = value.replace("_", "").replace("-", "").replace(".", "")
-    return not (plain.isalpha() and (plain.islower() or plain.isupper()))
+def _rules_by_trigger() -> dict[str, list[int]]:
+    table: dict[str, list[int]] = {}
+    for i, rule in enumerate(SECRET_RULES):
+        for t in rule.triggers:
+            table.setdefault(t, []).append(i)
+    return table
 
 
-def _bare_value_ok(value: str) -> bool:
-    # Without quotes, code ("token = next_token") is the risk: ask for digits and letters.
-    return _has_digit(value) and any(c.isalpha() for c in value) and _assigned_value_ok(value)
+_RULES_BY_TRIGGER = _rules_by_trigger()
 
-
-_ASSIGN = r"""["']?[ \t]{0,8}(?::=|=>|[:=])[ \t]{0,8}"""
-# The assigned name must end in one of these words: "db_password" and "client_secret"
-# count, "tokenizer" and "password_hash" do not.
-_SECRET_NAME = r"(?:api[_-]?key|secret(?:[_-]?key)?|token|passw(?:or)?d|pwd)(?![a-z0-9_])"
-_SECRET_WORDS = ("apikey", "api_key", "api-key", "secret", "token", "passw", "pwd")
-_SECRETS = (
-    # These two open with a literal, so the scan itself is as cheap as a trigger check.
-    _SecretPattern((), re.compile(r"A(?<![A-Za-z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])")),
-    _SecretPattern((), re.compile(r"gh(?<!\wgh)[pousr]_[A-Za-z0-9]{36,251}+(?!\w)")),
-    _SecretPattern(("github_pat_",), re.compile(r"(?<!\w)github_pat_[A-Za-z0-9_]{22,244}+(?!\w)")),
-    _SecretPattern(("xox",), re.compile(r"(?<![\w-])xox[abpors]-[A-Za-z0-9-]{10,250}+(?![\w-])"), _has_digit),
-    _SecretPattern(("AIza",), re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
-    _SecretPattern(("k_live_",), re.compile(r"(?<!\w)[rs]k_live_[0-9A-Za-z]{20,247}+(?!\w)")),
-    # OpenAI-style keys ("sk-" + 48, "sk-proj-..."); kebab-case slugs lack digits or capitals.
-    _SecretPattern(("sk-",), re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{32,256}+(?![\w-])"), _mixed_case_and_digit),
-    _SecretPattern(
-        ("aws",),
-        re.compile(
-            r"aws[_-]?secret[_-]?(?:access[_-]?)?key" + _ASSIGN + r"""["']?(?P<v>[a-z0-9/+=]{40})(?![a-z0-9/+=])"""
-        ),
-        lowercase=True,
-    ),
-    _SecretPattern(
-        _SECRET_WORDS,
-        re.compile(_SECRET_NAME + _ASSIGN + r"""(?P<q>["'])(?P<v>[^\s"'\\]{8,256}+)(?P=q)"""),
-        _assigned_value_ok,
-        lowercase=True,
-    ),
-    _SecretPattern(
-        _SECRET_WORDS,
-        re.compile(_SECRET_NAME + _ASSIGN + r"(?P<v>[a-z0-9_+/=-]{16,256}+)(?![\w(\[.])"),
-        _bare_value_ok,
-        lowercase=True,
-    ),
-)
 _PEM_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = re.compile(r"-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 # An unterminated block (a truncated page) still loses its header and base64 body lines.
@@ -489,26 +564,11 @@ def _pem_blocks(text: str) -> Spans:
 def _secrets(text: str) -> Spans:
     if "-----BEGIN" in text:
         yield from _pem_blocks(text)
-    lowered = _lowered(text) if ("=" in text or ":" in text) else ""  # assignments need one
-    present: dict[tuple[bool, tuple[str, ...]], bool] = {}  # trigger sets shared by patterns
-    for sp in _SECRETS:
-        haystack = lowered if sp.lowercase else text
-        key = (sp.lowercase, sp.triggers)
-        if sp.triggers and not present.setdefault(key, any(t in haystack for t in sp.triggers)):
-            continue
-        group = "v" if "v" in sp.pattern.groupindex else 0
-        for m in sp.pattern.finditer(haystack):
-            start, end = m.span(group)
-            if sp.check(text[start:end]):
-                yield start, end
-
-
-def _lowered(text: str) -> str:
-    """``text`` lower-cased with offsets kept: 'İ' would otherwise become two characters."""
-    lowered = text.lower()
-    if len(lowered) != len(text):
-        lowered = "".join(c.lower()[0] for c in text)
-    return lowered
+    scanned: set[int] = set()
+    for trigger in _TRIGGERS.present(text):
+        scanned.update(_RULES_BY_TRIGGER[trigger])
+    for i in sorted(scanned):
+        yield from SECRET_RULES[i].spans(text)
 
 
 # --- driver ---------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 import logging
+import random
 import time
 
 import pytest
 from pydantic import ValidationError
 
+from tasks.curation import pii_samples
 from tasks.curation.redact import PII_TYPES, PIIMatch, RedactionConfig, find_pii, redact
 
 CFG = RedactionConfig()
@@ -31,6 +33,10 @@ PEM = (
         ("+1 (415) 555-0123", "phone"),
         ("+44 (0)20 7946 0958", "phone"),
         ("1-800-555-0199", "phone"),
+        ("415 555 0123", "phone"),
+        ("(415) 555 0123", "phone"),
+        ("+1 415 555 0123", "phone"),
+        ("1 415 555 0123", "phone"),
         ("192.168.0.17", "ipv4"),
         ("8.8.4.4", "ipv4"),
         ("2001:db8:85a3::8a2e:370:7334", "ipv6"),
@@ -44,6 +50,11 @@ PEM = (
         ("378282246310005", "credit_card"),
         ("3782 822463 10005", "credit_card"),
         ("2223000048400011", "credit_card"),
+        ("4111 1111 1111 1111 12/27", "credit_card"),
+        ("4111111111111111 12/27", "credit_card"),
+        ("5555-5555-5555-4444 01/2029", "credit_card"),
+        ("4111 1111 1111 1111 exp 12/2027", "credit_card"),
+        ("3782 822463 10005, valid thru 07/28", "credit_card"),
         ("123-45-6789", "us_ssn"),
         ("DE89 3704 0044 0532 0130 00", "iban"),
         ("GB29NWBK60161331926819", "iban"),
@@ -97,6 +108,14 @@ def test_each_type_is_replaced_by_its_token_in_a_sentence(value, kind):
         # addresses that name no host
         "bind to 127.0.0.1 or 0.0.0.0 with netmask 255.255.255.0",
         "user@localhost, @handle, a@b, name@domain.c0m",
+        "logo@2x.png, icon@3x.webp, sprite@2x.jpg, hero@1.5x.avif, bg@2x.svg, font@latin.woff.css",
+        "clone https://deploy@git.example.org/repo.git or ssh://git@host.example.net/x",
+        # document numbering, not addresses
+        "Section 7.6.3.5, § 10.2.1.4, §10.2.1.4, clause 1.2.3.4, (Article 2.1.3.4) and paragraph 3.1.4.1",
+        "see Fig. 4.2.1.3, Table 1.1.2.2, Appendix 2.3.4.5, item 9.8.7.6 and step 1.1.1.2",
+        # spaced digit groups in tables, dates after card-like numbers
+        "row 12 415 555 0123 9 and 415 555 0123 4567 in the table",
+        "order 4111 1111 1111 1112 12/27 (not Luhn)",
         # secrets that are names, placeholders or code, not values
         'token = next_token(), password = "password", api_key = "YOUR_API_KEY", secret: "<redacted>"',
         "tokenizer = 'bpe-tokenizer-v2-large', password_hash = 'Ab3dEf9hIj0kLmN'",
@@ -205,6 +224,35 @@ def test_matched_values_never_reach_logs_or_output(caplog, capsys):
     assert capsys.readouterr() == ("", "")
 
 
+def test_spaced_us_phone_numbers_in_every_written_form():
+    rng = random.Random(0)
+    for _ in range(50):
+        area, exchange, line = rng.randint(200, 999), rng.randint(200, 999), f"{rng.randint(0, 9999):04d}"
+        number = rng.choice(["{} {} {}", "({}) {} {}", "+1 {} {} {}", "1 {} {} {}"]).format(area, exchange, line)
+        text = f"Call {number} today."
+        assert redact(text, CFG) == ("Call <PHONE> today.", {"phone": 1}), text
+
+
+def test_card_numbers_take_their_expiry_with_them():
+    rng = random.Random(1)
+    for _ in range(50):
+        card = pii_samples.credit_card(rng)
+        month, year = f"{rng.randint(1, 12):02d}", rng.choice(["", "20"]) + str(rng.randint(24, 35))
+        expiry = rng.choice([" {}/{}", " exp {}/{}", ", expires {}/{}", " {} / {}"]).format(month, year)
+        text = f"Paid with {card}{expiry}. Thanks"
+        assert redact(text, CFG) == ("Paid with <CREDIT_CARD>. Thanks", {"credit_card": 1}), text
+    # A date after the number is not its expiry; the number still goes.
+    assert redact("card 4111 1111 1111 1111 12/27/2024", CFG)[0] == "card <CREDIT_CARD> 12/27/2024"
+
+
+def test_url_credentials_are_a_secret_not_an_email():
+    text = "DATABASE_URL=postgres://admin:Xk9pQ2mZ7r@db.internal:5432/app and mail bob@example.org"
+    assert redact(text, CFG) == (
+        "DATABASE_URL=postgres://admin:<SECRET>@db.internal:5432/app and mail <EMAIL>",
+        {"secret": 1, "email": 1},
+    )
+
+
 # Each line makes a naive pattern backtrack: many candidate starts, long near-misses.
 HOSTILE = [
     ("email", "a@"),
@@ -214,6 +262,8 @@ HOSTILE = [
     ("phone", "+1 "),
     ("phone", "+1 (415) "),
     ("phone", "415-555-"),
+    ("phone", "415 555 "),
+    ("phone", "1 415 555 0123 "),
     ("phone", "1 "),
     ("ipv4", "1.1.1.1."),
     ("ipv4", "255."),
@@ -222,6 +272,11 @@ HOSTILE = [
     ("ipv6", "fe80::"),
     ("credit_card", "4111 "),
     ("credit_card", "1-"),
+    ("credit_card", "4111 1111 1111 1111 12/"),
+    ("credit_card", "4111 1111 1111 1111 exp "),
+    ("email", "a@2x.png "),
+    ("email", "://a:b@c.de"),
+    ("ipv4", "Section 1.2.3.4 "),
     ("us_ssn", "123-45-"),
     ("iban", "DE89 "),
     ("iban", "DE89"),
