@@ -273,12 +273,14 @@ class Decontaminator:
             self._filter, (slot >> np.uint64(3)).astype(np.intp), np.left_shift(1, slot & np.uint64(7)).astype(np.uint8)
         )
 
-    def match(self, text: str) -> str | None:
+    def match(self, text: str, keyed: bool = False) -> str | None:
         """Name of the first benchmark (in index order) sharing an n-gram with the text, or None.
-        `text` is compared in its key form (repair.key_text), as the benchmarks were indexed."""
+        `text` is compared in its key form (repair.key_text), as the benchmarks were indexed;
+        `keyed`: it is in that form already (key_text is not applied twice: "＆amp;" folds to
+        "&amp;", which a second pass would decode)."""
         if len(self._hashes) == 0:
             return None
-        doc = self._hasher.ngram_hashes([normalized_words(key_text(text))])
+        doc = self._hasher.ngram_hashes([normalized_words(text if keyed else key_text(text))])
         slot = doc >> self._shift
         maybe = doc[(self._filter[(slot >> np.uint64(3)).astype(np.intp)] >> (slot & np.uint64(7))) & 1 == 1]
         if len(maybe) == 0:

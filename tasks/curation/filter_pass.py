@@ -85,6 +85,8 @@ class DocumentFilter:
         self.changes.update(outcome.changes)
         if outcome.reason:
             return Verdict(outcome.text, outcome.reason, outcome.detail)
+        if not outcome.text.strip():  # every line removed, with the counting rules skipped (zh, ja...)
+            return Verdict(text, "empty", "no text left after the line rules")
         # Keys are repaired whether or not the kept text is, and taken before C4's line edits.
         keys = key_text(text if self.repair else normalize_text(repaired, cfg.normalization))
         text = outcome.text
@@ -95,7 +97,7 @@ class DocumentFilter:
             if score < cfg.quality_classifier.threshold:
                 return Verdict(text, "quality_classifier", f"P(high quality) {score:.3f}")
         if self.decontam is not None:
-            bench = self.decontam.match(keys)
+            bench = self.decontam.match(keys, keyed=True)
             if bench is not None:
                 if cfg.decontamination.action == "remove":
                     return Verdict(text, "decontaminated", f"shares a {cfg.decontamination.ngram}-gram with {bench}")
@@ -309,7 +311,7 @@ def reference_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Pa
         source = pq.ParquetFile(path)
         for group in range(source.num_row_groups):
             for row in source.read_row_group(group, columns=["id", "text", "source", "metadata"]).to_pylist():
-                keys.add(doc_id(index, scratch.count), row["text"])
+                keys.add(doc_id(index, scratch.count), key_text(row["text"]))
                 scratch.add({**row, "bytes_in": len(row["text"].encode()), "file": str(path), "line": rows})
                 rows += 1
     keys.write(paths, index)

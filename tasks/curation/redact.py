@@ -183,11 +183,11 @@ _NUMBERING_WORDS = frozenset(
     {
         # versions
         *("v", "ver", "ver.", "version", "release", "build", "rev", "rev.", "revision", "patch", "firmware", "kernel"),
-        # parts of a document
+        # parts of a document ("rule" is not one: "rule 10.0.0.5 allow" is a firewall's)
         *("§", "§§", "¶", "section", "sections", "sec", "sec.", "sect.", "secs.", "clause", "clauses", "article"),
         *("articles", "art.", "arts.", "chapter", "chapters", "ch.", "paragraph", "paragraphs", "para", "para."),
         *("paras.", "item", "items", "figure", "figures", "fig.", "figs.", "table", "tables", "appendix", "annex"),
-        *("part", "parts", "step", "steps", "rule", "rules", "exhibit", "exhibits"),
+        *("part", "parts", "step", "steps", "exhibit", "exhibits"),
     }
 )
 

@@ -232,17 +232,18 @@ _DOPPLER = ("dp.pt.", "dp.st.", "dp.ct.", "dp.sa.", "dp.scim.", "dp.audit.")
 _NAME_END = r"""["']?\]?[ \t]{0,8}\Z"""  # a closing quote, and bracket: settings["API_KEY"] = ...
 _GENERIC_SOURCE = "gitleaks generic-api-key (a secret's name, then a value over the entropy floor)"
 # The name must end in one of these: "db_password", "DB_PASS" and "client_secret" count,
-# "tokenizer", "password_hash" and "primary_key" do not.
+# "tokenizer", "password_hash" and "primary_key" do not; "pass" only as a word of its own
+# ("compass:", "bypass=" and "Pass: 12-for-20" are not credentials).
 _SECRET_NAME = (
     r"(?:(?:api|access|auth|secret|private|signing|encryption|master|client|app|license|session)[_-]?key"
-    r"|secret|token|passw(?:or)?d|pass|pwd|passphrase|credentials?)" + _NAME_END
+    r"|secret|token|passw(?:or)?d|(?<![a-z])pass|pwd|passphrase|credentials?)" + _NAME_END
 )
 
 # The part of _SECRET_NAME that names the secret, for the two rules below whose name sits in
 # another syntax: PHP's define('DB_PASSWORD', '...') and a command-line flag --api-key ....
 _SECRET_WORD = (
     r"(?:(?:api|access|auth|secret|private|signing|encryption|master|client|app|license|session)[_-]?key"
-    r"|secret|token|passw(?:or)?d|pass|pwd|passphrase)"
+    r"|secret|token|passw(?:or)?d|(?<![a-z])pass|pwd|passphrase)"
 )
 
 SECRET_RULES: tuple[SecretRule, ...] = (

@@ -70,7 +70,14 @@ DEFAULT_PHRASES: dict[str, tuple[str, ...]] = {
     # Interstitials that stand between a client and the page: JavaScript and browser
     # checks, bot challenges (Cloudflare's "Just a moment..." and its Ray ID).
     "browser_check": (
-        "javascript",
+        "enable javascript",
+        "javascript is disabled",
+        "javascript is required",
+        "javascript is not enabled",
+        "requires javascript",
+        "turn on javascript",
+        "switch on javascript",
+        "javascript is switched off",
         "enable cookies",
         "your browser",
         "supported browser",
@@ -94,9 +101,13 @@ DEFAULT_PHRASES: dict[str, tuple[str, ...]] = {
     # Error pages: HTTP errors, the texts web servers and firewalls send with them (Apache's
     # and nginx's default error documents), and the advice they give.
     "error": (
-        "404",
-        "403",
-        "forbidden",
+        "404 not found",
+        "error 404",
+        "404 error",
+        "403 forbidden",
+        "error 403",
+        "503 service unavailable",
+        "500 internal server error",
         "permission to access",
         "access to this page has been denied",
         "request was rejected",
@@ -112,7 +123,6 @@ DEFAULT_PHRASES: dict[str, tuple[str, ...]] = {
         "apologize for the inconvenience",
         "apologise for the inconvenience",
         "page not found",
-        "error 403",
         "error 500",
         "http error",
         "internal server error",
@@ -146,7 +156,8 @@ DEFAULT_PHRASES: dict[str, tuple[str, ...]] = {
     # Sign-in walls, paywalls and subscription prompts.
     "account": (
         "log in",
-        "login",
+        "login required",
+        "login to continue",
         "sign in",
         "sign up",
         "logged in",
@@ -238,17 +249,17 @@ def check_furniture(lines: list[str], cfg: BoilerplateConfig) -> tuple[str, str]
     if automaton is None or not lines:
         return None
     low = "\n".join(lines).lower()  # lower() may change a length; offsets stay inside `low`
-    starts = [0]
+    starts: list[int] | None = None
     kinds: dict[int, str] = {}  # line -> the kind of its first phrase
     for end, (kind, n) in automaton.iter(low):
         start = end - n + 1
         if (start and _is_word_char(low[start - 1])) or (end + 1 < len(low) and _is_word_char(low[end + 1])):
             continue  # inside a word: "blogin", "4040"
-        if len(starts) == 1:  # line starts, built only for a page with a phrase at all
+        if starts is None:  # line starts, built once, only for a page with a phrase at all
             starts = [0, *(i + 1 for i, c in enumerate(low) if c == "\n")]
         line = bisect_right(starts, start) - 1
         kinds.setdefault(line, kind)
-    if len(kinds) < cfg.min_lines:
+    if starts is None or len(kinds) < cfg.min_lines:
         return None
     bounds = [*starts, len(low) + 1]
     counted: Counter[str] = Counter(

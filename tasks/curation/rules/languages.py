@@ -10,9 +10,11 @@ setting for a document's language is skipped and counted, never run with English
 
 The stop-word lists below were written for this project, not copied: function words from
 the top of FineWeb-2's lists, kept only when they are whole words as text.words splits text
-(FineWeb-2's tokenizer splits French "l'" off its word; ours does not), leaving out words
-that are also common English words ("a", "in", "is", "no", "on", "as", "son"), so an
-English page misidentified as French still fails. Each fr/de/es word was checked to be
+(FineWeb-2's tokenizer splits French "l'" off its word; ours does not), leaving out the
+most common English words among them ("a", "in", "is", "no", "on", "as", "son"), so an
+English page misidentified as French still fails. Two kept words are also English ones, rare
+in English text but among the most frequent of their own language: German and Dutch "die",
+Portuguese "do". Each fr/de/es word was checked to be
 among the 60 most frequent words of Debian's own French, German and Spanish manuals
 (debian-reference-fr/-de/-es, developers-reference-fr/-de); it, pt and nl are unchecked.
 
@@ -164,10 +166,33 @@ DEFAULT_LANGUAGES: dict[str, LanguageRules] = {
 }
 
 
+# ISO 639-2/3 codes of the languages with defaults here and of the unspaced ones, as other
+# tools tag documents ("eng", "fra", FineWeb-2's "fra_Latn"): without this they would match no
+# entry, and the rules for them would be skipped.
+_THREE_LETTER = {
+    "eng": "en",
+    "fra": "fr",
+    "fre": "fr",
+    "deu": "de",
+    "ger": "de",
+    "spa": "es",
+    "ita": "it",
+    "por": "pt",
+    "nld": "nl",
+    "dut": "nl",
+    "zho": "zh",
+    "chi": "zh",
+    "cmn": "zh",
+    "jpn": "ja",
+    "tha": "th",
+}
+
+
 def language_code(raw: str | None) -> str | None:
     """The primary language subtag of a language tag ("pt-BR" -> "pt"), or None if `raw` is
     none or not a language code (then the default language applies)."""
     if not raw:
         return None
     code = raw.strip().lower().replace("_", "-").split("-", 1)[0]
+    code = _THREE_LETTER.get(code, code)
     return code if LANGUAGE_CODE.fullmatch(code) else None

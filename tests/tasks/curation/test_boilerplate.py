@@ -113,3 +113,34 @@ def test_the_reason_is_listed_in_checking_order():
     assert names.index("gopher_repetition.dup_line_fraction") < names.index(REASON) < names.index("c4.lorem_ipsum")
     off = HeuristicsConfig.model_validate({"boilerplate": {"enabled": False}})
     assert apply_heuristics(CONSENT, off).reason != REASON
+
+
+JS_TUTORIAL = """JavaScript arrays: map, filter and reduce
+JavaScript map() calls a function on every element and returns the new array it builds.
+JavaScript filter() keeps the elements for which the function returns true, in their order.
+JavaScript reduce() folds the array into one value, starting from the one given as its second argument.
+All three leave the original array unchanged, which makes them easy to chain one after another.
+A page that returns 404 from the server is not an array, whatever it says; check the status first.
+The next chapter shows how the same three methods work on the entries of a Map object."""
+
+
+def test_a_page_about_javascript_or_http_errors_is_content():
+    # Single words ("javascript", "404", "login") are not furniture; phrases with their context are.
+    assert check_furniture(lines(JS_TUTORIAL), BoilerplateConfig()) is None
+
+
+def test_a_page_without_line_breaks_costs_one_pass():
+    """Line starts are found once, however many phrases a single long line holds."""
+    import time
+
+    one_line = "please sign in here now and " * 4000
+    split = one_line.replace(" and ", " and\n", 1)
+    cfg = BoilerplateConfig(min_lines=1, max_line_fraction=0.01)
+
+    def timed(page: str) -> float:
+        start = time.perf_counter()
+        for _ in range(3):
+            check_furniture(lines(page), cfg)
+        return time.perf_counter() - start
+
+    assert timed(one_line) < 20 * timed(split) + 0.05

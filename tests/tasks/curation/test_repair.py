@@ -132,3 +132,26 @@ def test_repair_defaults_on_for_web_input_only():
     assert not DocumentFilter(cfg, None, None, web_input=False).repair
     assert DocumentFilter(CurationConfig(repair_text=True), None, None).repair
     assert not DocumentFilter(CurationConfig(repair_text=False), None, None, web_input=True).repair
+
+
+def test_reference_shards_are_keyed_like_new_documents(tmp_path):
+    """An earlier run's curated shard (incremental curation) is keyed through repair too, so a
+    damaged re-ingested copy of one of its documents is its exact duplicate."""
+    import pyarrow as pa
+
+    from tasks.curation.filter_pass import reference_shard
+
+    earlier = tmp_path / "earlier.parquet"
+    pq.write_table(
+        pa.table({"id": ["a"], "text": [ARTICLE], "source": ["x"], "metadata": ["{}"]}),
+        earlier,
+    )
+    src = tmp_path / "new.jsonl"
+    src.write_text(json.dumps({"id": "b", "text": full_width(ARTICLE)}) + "\n")
+    off = {k: {"enabled": False} for k in ("gopher_quality", "gopher_repetition", "c4", "fineweb")}
+    cfg = CurationConfig(decontamination={"enabled": False}, quality_classifier={"enabled": False}, heuristics=off)
+    reference_shard(earlier, 0, cfg, tmp_path / "curated")
+    filter_shard(src, 1, cfg, tmp_path / "curated")
+    paths = CurationPaths(tmp_path / "curated")
+    old, new = (np.load(paths.exact_keys(i), allow_pickle=False)["exact"].tolist() for i in (0, 1))
+    assert old == new and len(old) == 1

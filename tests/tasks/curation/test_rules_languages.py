@@ -302,3 +302,29 @@ def test_the_multilingual_preset_keeps_four_languages_each_with_rules():
     assert all(skipped_rules(heuristics, lang) == [] for lang in keep)
     # Its classifier's good class is English: it would remove the other languages' pages.
     assert cfg.curation.quality_classifier.enabled is False
+
+
+def test_three_letter_and_script_tagged_codes_map_to_their_language():
+    from tasks.curation.rules.languages import language_code
+
+    assert [language_code(c) for c in ("eng", "fra_Latn", "deu", "spa", "zho_Hans", "pt-BR")] == [
+        "en",
+        "fr",
+        "de",
+        "es",
+        "zh",
+        "pt",
+    ]
+
+
+def test_a_document_left_empty_by_the_line_rules_is_removed_as_empty():
+    """For a language whose counting rules are skipped, C4 can remove every line; the
+    document then goes as `empty`, not kept with no text."""
+    from tasks.curation.config import CurationConfig
+    from tasks.curation.filter_pass import DocumentFilter
+
+    page = "このサイトはjavascriptを使います。\nThis site uses cookies to work well."
+    cfg = CurationConfig(quality_classifier={"enabled": False}, heuristics={"fineweb": {"enabled": False}})
+    check = DocumentFilter(cfg, None, None)
+    verdict = check(page, "ja")
+    assert verdict.reason == "empty"

@@ -659,3 +659,8 @@ def test_a_spaced_ssn_counts_only_where_the_text_names_it():
         assert counts == {"us_ssn": 1} and "<SSN>" in redacted, text
     for text in ("rows 123 45 6789 and 2", "the range 078 05 1120 of ids", "SSN: 666 05 1120", "SSN 123 00 4567"):
         assert redact(text, CFG)[1].get("us_ssn", 0) == 0, text
+
+
+@pytest.mark.parametrize("text", ["The compass: N45E12W3 heading", "bypass=ab12cd34ef", "surpass: 3x4y5z6w"])
+def test_pass_inside_a_word_is_not_a_credential_name(text):
+    assert redact(text, CFG) == (text, {})

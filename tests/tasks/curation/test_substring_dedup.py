@@ -123,3 +123,13 @@ def test_a_span_shorter_than_min_tokens_stays(tmp_path):
     assert result["spans"] == 0 and load_spans(tmp_path / "spans.npy") == {}
     result = find_spans([tmp_path / "s.parquet"], [set()], 49, [tmp_path / "spans.npy"])
     assert result["spans"] == 1 and load_spans(tmp_path / "spans.npy") == {1: [(80, 129)]}
+
+
+def test_min_tokens_left_above_min_tokens_is_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    from tasks.curation.substring_dedup import SubstringDedupConfig
+
+    with pytest.raises(ValidationError, match="first copy"):
+        SubstringDedupConfig(min_tokens=20, min_tokens_left=50)
