@@ -14,8 +14,8 @@ Needs the `bench` extra (datatrove, spacy): .venv/bin/pip install -e '.[bench]'
 exact-substring dedup cost the whole curate stage (every step at its default but the quality
 classifier, which needs a reference set; decontamination against the benchmark test files):
 the same stage run from BEFORE_TREE (a checkout from before those steps, e.g.
-`git worktree add /tmp/before 43b9d03~1`), from this tree with `repair_text` on, and from
-this tree with `substring_dedup` on as well, alternating, `--repeats` times each. It also
+`git worktree add /tmp/before 43b9d03~1`), from this tree with `repair_text` off (JSONL's
+default), on, and with `substring_dedup` on as well, alternating, `--repeats` times each. It also
 times the two steps alone on one core over the same documents (repair_text + key_text, and
 redact against BEFORE_TREE's redact), so the cost is seen without the runs' noise.
 Usage: .venv/bin/python benchmarks/curation_input.py --mb 100 --noise --out /tmp/cur100n
@@ -136,6 +136,29 @@ def _best_of(fn, docs: list[str], repeats: int = 3) -> float:
     return best
 
 
+def _substring_alone(input_dir: Path) -> None:
+    """Child process: exact-substring dedup over every document of the input as one group
+    (what the stage gives it is only what the filters keep), its time and memory as JSON."""
+    import pyarrow as pa
+
+    from tasks.curation.substring_dedup import find_spans
+
+    work = Path(tempfile.mkdtemp(prefix="substring-"))
+    try:
+        docs = _documents(input_dir)
+        nbytes = sum(len(d.encode()) for d in docs)
+        pq.write_table(pa.table({"text": docs}), work / "docs.parquet")
+        del docs
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        result = find_spans([work / "docs.parquet"], [set()], 50, [work / "spans.npy"])
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({**result, "mb": nbytes / 2**20, "seconds": seconds, "peak_mb": peak, "before_mb": base}))
+
+
 def step_timings(input_dir: Path, before_tree: Path) -> dict:
     """The repair and redaction steps alone, one core, over every document of the input."""
     import importlib.util
@@ -165,10 +188,11 @@ def stage_cost(input_dir: Path, before_tree: Path, workers: int, repeats: int) -
     import sys
 
     here = Path(__file__).resolve().parents[1]
-    runs: dict[str, list[dict]] = {"before": [], "repair": [], "repair+substring": []}
+    runs: dict[str, list[dict]] = {"before": [], "new, repair off": [], "repair": [], "repair+substring": []}
     for _ in range(repeats):
         for name, tree, flags in (
             ("before", before_tree, []),
+            ("new, repair off", here, []),
             ("repair", here, ["--repair"]),
             ("repair+substring", here, ["--repair", "--substring"]),
         ):
@@ -184,13 +208,29 @@ def stage_cost(input_dir: Path, before_tree: Path, workers: int, repeats: int) -
     print(f"input: {input_dir} ({mb:.1f} MB, {runs['before'][0]['docs']} documents), {workers} workers, whole stage")
     for name, wall in best.items():
         print(f"{name:18s} best wall {wall:.1f} s   {mb / (wall * workers):.3f} MB/s per core")
-    print(f"repair + secret rules: {best['repair'] / best['before'] - 1:+.1%} of the stage's time (best of {repeats})")
+    print(
+        f"this tree against the stage before (best of {repeats}): {best['repair'] / best['before'] - 1:+.1%} with "
+        f"repair on (every change: repair, secret rules, furniture and language rules); "
+        f"{best['new, repair off'] / best['before'] - 1:+.1%} with repair off; repair alone "
+        f"{best['repair'] / best['new, repair off'] - 1:+.1%}"
+    )
     sub = runs["repair+substring"][0]["substring_dedup"]
     print(
         f"substring step: {sub['seconds']:.1f} s on one core for {sub['text_bytes'] / 2**20:.1f} MB "
         f"({sub['text_bytes'] / 2**20 / sub['seconds']:.2f} MB/s per core), peak worker memory "
         f"{sub['peak_rss_mb']:.0f} MB; {sub['spans']} spans, {sub['tokens_cut']} of {sub['tokens']} words cut; "
         f"stage wall {best['repair+substring'] / best['repair'] - 1:+.1%} against the repair run"
+    )
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, __file__, "--input", str(input_dir), "--substring-alone"]
+    alone = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    print(
+        f"substring step alone on all {alone['mb']:.1f} MB ({alone['tokens']:,} words, one group, one core): "
+        f"{alone['seconds']:.1f} s, {alone['mb'] / alone['seconds']:.1f} MB/s; process peak {alone['peak_mb']:.0f} MB "
+        f"(high-water mark before it, with the documents loaded: {alone['before_mb']:.0f} MB); {alone['spans']:,} "
+        f"spans, {alone['tokens_cut']:,} words cut"
     )
     t = step_timings(input_dir, before_tree)
     stage_cpu = best["before"] * workers
@@ -281,7 +321,10 @@ def main() -> None:
     ap.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--repair", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--substring", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--substring-alone", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.substring_alone:
+        return _substring_alone(args.input)
     if args.one_run:
         return _one_stage_run(args.input, args.workers, args.repair, args.substring)
     if args.stage_cost:
