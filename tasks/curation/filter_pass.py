@@ -28,7 +28,7 @@ from tasks.curation.normalize import dedup_key, normalize_text
 from tasks.curation.quality_model import QualityScorer
 from tasks.curation.reader import Malformed, is_web_input, read_documents
 from tasks.curation.redact import redact
-from tasks.curation.repair import key_text, repair_text
+from tasks.curation.repair import fold_repaired, key_text, repair_text
 from tasks.curation.rules import apply_heuristics
 from tasks.curation.shingles import normalized_words
 from tasks.curation.similarity import write_shingle_sets
@@ -88,7 +88,7 @@ class DocumentFilter:
         if not outcome.text.strip():  # every line removed, with the counting rules skipped (zh, ja...)
             return Verdict(text, "empty", "no text left after the line rules")
         # Keys are repaired whether or not the kept text is, and taken before C4's line edits.
-        keys = key_text(text if self.repair else normalize_text(repaired, cfg.normalization))
+        keys = fold_repaired(text if self.repair else normalize_text(repaired, cfg.normalization))
         text = outcome.text
         meta: dict[str, Any] = {}
         if self.scorer is not None:

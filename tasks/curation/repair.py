@@ -66,7 +66,11 @@ def repair_text(text: str) -> str:
 
 def key_text(text: str) -> str:
     """What dedup and decontamination compare: repaired, NFKC, without zero-width characters."""
-    text = repair_text(text)
-    if text.isascii():
-        return text
-    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE_IN_KEYS)
+    return fold_repaired(repair_text(text))
+
+
+def fold_repaired(repaired: str) -> str:
+    """key_text of text repair_text has already mended (repair is not run twice)."""
+    if repaired.isascii():
+        return repaired
+    return unicodedata.normalize("NFKC", repaired).translate(_INVISIBLE_IN_KEYS)
