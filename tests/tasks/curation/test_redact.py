@@ -1,12 +1,12 @@
 import logging
 import random
-import time
 
 import pytest
 from pydantic import ValidationError
 
 from tasks.curation import pii_samples
 from tasks.curation.redact import PII_TYPES, PIIMatch, RedactionConfig, find_pii, redact
+from tests.tasks.curation.pii_timing import find_pii_cpu_seconds
 
 CFG = RedactionConfig()
 PEM = (
@@ -292,16 +292,6 @@ HOSTILE = [
 ]
 
 
-def _best_of_3(text: str, cfg: RedactionConfig) -> float:
-    """This process's CPU time, not the wall clock: other tests share the machine's cores."""
-    times = []
-    for _ in range(3):
-        start = time.process_time()
-        find_pii(text, cfg)
-        times.append(time.process_time() - start)
-    return min(times)
-
-
 @pytest.mark.parametrize("kind, unit", HOSTILE)
 def test_hostile_input_costs_linear_time(kind, unit):
     assert kind in PII_TYPES
@@ -309,4 +299,4 @@ def test_hostile_input_costs_linear_time(kind, unit):
     small, large = ((unit * (n // len(unit) + 1))[:n] for n in (2**18, 2**20))
     find_pii(small, cfg)  # warm up
     # Linear work gives a ratio near 4, quadratic near 16; no wall-clock threshold.
-    assert _best_of_3(large, cfg) < 8 * _best_of_3(small, cfg)
+    assert find_pii_cpu_seconds(large, cfg) < 8 * find_pii_cpu_seconds(small, cfg)

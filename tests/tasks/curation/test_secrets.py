@@ -12,7 +12,6 @@ import math
 import random
 import re
 import string
-import time
 import uuid
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from tasks.curation.secret_rules import (
     random_looking,
     shannon_entropy,
 )
+from tests.tasks.curation.pii_timing import find_pii_cpu_seconds
 
 CFG = Config()
 UPPER, LOWER, DIGITS = string.ascii_uppercase, string.ascii_lowercase, string.digits
@@ -600,25 +600,15 @@ HOSTILE: list[str | tuple[str, str]] = [
 ]
 
 
-def _cpu_seconds(text: str) -> float:
-    """Best of three, in this process's CPU time: other tests share the machine's cores."""
-    times = []
-    for _ in range(3):
-        start = time.process_time()
-        find_pii(text, CFG)
-        times.append(time.process_time() - start)
-    return min(times)
-
-
 def test_hostile_input_costs_about_as_much_as_prose():
     n = 200_000
     prose = (PROSE * (n // len(PROSE) + 1))[:n]
-    _cpu_seconds(prose)  # warm up
-    baseline = _cpu_seconds(prose)
+    find_pii_cpu_seconds(prose, CFG)  # warm up
+    baseline = find_pii_cpu_seconds(prose, CFG)
     ratios = {}
     for case in HOSTILE:
         prefix, unit = case if isinstance(case, tuple) else ("", case)
-        ratios[prefix + unit] = _cpu_seconds((prefix + unit * (n // len(unit) + 1))[:n]) / baseline
+        ratios[prefix + unit] = find_pii_cpu_seconds((prefix + unit * (n // len(unit) + 1))[:n], CFG) / baseline
     # Linear patterns cost a few times plain prose (when written: 13x for "://a:", which the
     # IPv6 pattern tries at every colon, under 6x for the rest); one that backtracks over its
     # input costs hundreds of times as much at this size.
