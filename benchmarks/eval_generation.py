@@ -35,8 +35,8 @@ import torch
 # eval_agreement sets the offline environment variables on import, before lm-eval loads.
 from eval_agreement import DEFAULT_BENCH, REPO, load_hflm, prepare_model, quiet_lmeval
 
-from tasks.evaluation.generative import TRUTHFULQA_GEN_SETTINGS, run_generation, truthfulqa_docs
 from tasks.evaluation.models import load_eval_model
+from tasks.evaluation.open_ended import TRUTHFULQA_GEN_SETTINGS, run_generation, truthfulqa_docs
 from tasks.evaluation.text_metrics import METRIC_FAMILIES
 
 METRICS = [f"{f}_{k}" for f in METRIC_FAMILIES for k in ("max", "acc", "diff")]

@@ -28,9 +28,9 @@ from eval_agreement import DEFAULT_BENCH, REPO
 from eval_generation import stage_items
 
 from tasks.evaluation.config import JudgeConfig
-from tasks.evaluation.generative import TRUTHFULQA_GEN_SETTINGS, run_generation, truthfulqa_docs
 from tasks.evaluation.judges import judge_items
 from tasks.evaluation.models import load_eval_model
+from tasks.evaluation.open_ended import TRUTHFULQA_GEN_SETTINGS, run_generation, truthfulqa_docs
 from tasks.evaluation.review import cohen_kappa
 
 

@@ -14,8 +14,9 @@ import time
 
 import torch
 
-from models.gpt import GPT, lm_loss
+from models.gpt import GPT
 from models.presets import get_preset
+from models.reference import lm_loss
 
 
 def step_time(fn) -> float:

@@ -12,7 +12,8 @@ import time
 import torch
 
 from infra.app.config import load_config
-from models.gpt import GPT, lm_loss
+from models.gpt import GPT
+from models.reference import lm_loss
 
 
 def tokens_per_s(model: torch.nn.Module, batch: torch.Tensor, repeats: int) -> float:

@@ -21,10 +21,10 @@ from prefect_ray import RayTaskRunner
 
 from flows.placement import task_nodes
 from flows.progress import gather
-from infra.core.resume import discard_work, prepare_work
 from infra.core.storage import RunDir, read_json, write_json
+from infra.core.task_markers import discard_work, prepare_work
 from tasks.curation.config import CurationConfig
-from tasks.curation.layout import CurationPaths
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.prefect_tasks import (
     component_drops_task,
     decontam_task,

@@ -14,8 +14,8 @@ from typing import Any
 
 from flows import stages
 from flows.config import PipelineConfig
-from infra.core.resume import read_marker
 from infra.core.storage import RunDir, write_json
+from infra.core.task_markers import read_marker
 
 log = logging.getLogger(__name__)
 LINEAGE = "lineage.json"

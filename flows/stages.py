@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import PipelineConfig
-from infra.core.resume import changed_keys, read_marker
 from infra.core.storage import RunDir, write_json
+from infra.core.task_markers import changed_keys, read_marker
 from tasks.training.config import OPERATIONAL_KEYS, RESUMABLE_CHANGES
 
 STAGES = ("curate", "tokenize", "train", "evaluate")
@@ -186,7 +186,7 @@ def _refuse(run: RunDir, stage: str, rec: dict[str, Any], key: StageKey, records
     if stage == "train" and rec.get("upstream") == key.upstream:
         # An unfinished training whose own settings or code changed (a fix after a crash), or a
         # finished one given a change a resume may allow (more steps under a constant schedule):
-        # the resume check (tasks/training/resume.py) decides, before training starts.
+        # the resume check (tasks/training/resumable_changes.py) decides, before training starts.
         if rec["status"] != "finished":
             return
         changed = changed_keys(rec["config"], key.config)

@@ -16,8 +16,8 @@ from prefect_ray import RayTaskRunner
 
 from flows.placement import task_nodes
 from flows.progress import gather
-from infra.core.resume import file_fingerprint, prepare_work
 from infra.core.storage import RunDir, write_json
+from infra.core.task_markers import file_fingerprint, prepare_work
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.manifest import build_manifest
 from tasks.tokenization.prefect_tasks import prepare_tokenizer_task, tokenize_shard_task

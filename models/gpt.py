@@ -251,18 +251,3 @@ def document_mask(segments: torch.Tensor) -> torch.Tensor:
     t = segments.shape[1]
     causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
     return causal & (segments[:, None, :, None] == segments[:, None, None, :])
-
-
-@torch.no_grad()
-def greedy_generate(model: GPT, ids: list[int], new_tokens: int) -> list[int]:
-    """Append `new_tokens` argmax tokens (no cache: a reference, not a fast sampler)."""
-    out = list(ids)
-    for _ in range(new_tokens):
-        logits = model(torch.tensor([out[-model.seq_len :]]))
-        out.append(int(logits[0, -1].argmax()))
-    return out
-
-
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy, computed in fp32 for stability under bf16."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))

@@ -207,7 +207,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
 def run_command(args: argparse.Namespace) -> int:
     from flows.run_lock import check_free
     from infra.app.execute import execute, preflight
-    from infra.app.resume import trust_checkpoints
+    from infra.app.flow_retry import trust_checkpoints
 
     cfg, run = _resolve(args)
     trust_checkpoints(getattr(args, "trust", []))
@@ -243,8 +243,8 @@ def export_command(args: argparse.Namespace) -> str:
 
 
 def plan_command(args: argparse.Namespace) -> str:
-    from models.planner import describe, plan_budget, plan_model, plan_parameters
     from models.presets import get_preset
+    from models.sizing import describe, plan_budget, plan_model, plan_parameters
 
     if not 0 < args.mfu <= 1:
         raise ConfigError(f"--mfu must be in (0, 1], got {args.mfu}")
@@ -264,7 +264,7 @@ def plan_command(args: argparse.Namespace) -> str:
 
 def layout_text(args: argparse.Namespace) -> str:
     from models.presets import get_preset
-    from tasks.training.parallel.planner import (
+    from tasks.training.parallel.layout_search import (
         Shape,
         cluster,
         default_global_batch,
@@ -294,7 +294,7 @@ def layout_text(args: argparse.Namespace) -> str:
 
 
 def quality_model_command(args: argparse.Namespace) -> str:
-    from tasks.curation.layout import CurationPaths
+    from tasks.curation.output_files import CurationPaths
     from tasks.curation.training_sets import train_quality
 
     cfg = load_config(args.config, args.overrides).curation
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             print(direct[args.command](args))
             return 0
         if args.command == "resume":
-            from infra.app.resume import resume_command
+            from infra.app.flow_retry import resume_command
 
             return resume_command(args.run, args.runs_dir, args.overrides, args.trust)
         if args.command == "serve":

@@ -53,7 +53,7 @@ def preflight(command: str, cfg: PipelineConfig, run: RunDir) -> dict[str, str]:
         # A change under a finished or started training is refused here, before config.yaml changes.
         actions = stages.plan(run, cfg, stages.STAGES if command == "run" else (command,))
         if command in ("run", "train") and actions.get("train") != "skip" and run.checkpoints.is_dir():
-            from tasks.training.resume import check_resumable
+            from tasks.training.resumable_changes import check_resumable
 
             check_resumable(run, cfg.training, cfg.model, None)  # precision is compared once Ray is up
     if command in ("run", "train"):

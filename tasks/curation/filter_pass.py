@@ -22,9 +22,9 @@ from tasks.curation.config import CurationConfig
 from tasks.curation.decontam import Decontaminator, load_index
 from tasks.curation.dedup import BAND_DTYPE, EXACT_DTYPE
 from tasks.curation.keyed_files import doc_id, write_sorted
-from tasks.curation.layout import REMOVED_SCHEMA, WORK_SCHEMA, CurationPaths, RowSink
 from tasks.curation.minhash import MinHasher, stable_hash64
 from tasks.curation.normalize import dedup_key, normalize_text
+from tasks.curation.output_files import REMOVED_SCHEMA, WORK_SCHEMA, CurationPaths, RowSink
 from tasks.curation.quality_model import QualityScorer
 from tasks.curation.reader import Malformed, is_web_input, read_documents
 from tasks.curation.redact import redact

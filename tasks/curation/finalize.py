@@ -17,7 +17,7 @@ from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import REASONS
 from tasks.curation.filter_pass import removed_row
 from tasks.curation.keyed_files import read_range, shard_range, split_doc_id
-from tasks.curation.layout import CURATED_SCHEMA, REMOVED_SCHEMA, CurationPaths, RowSink
+from tasks.curation.output_files import CURATED_SCHEMA, REMOVED_SCHEMA, CurationPaths, RowSink
 from tasks.curation.redact import redact
 from tasks.curation.stats import StageStats
 from tasks.curation.substring_dedup import cut, find_spans, load_spans

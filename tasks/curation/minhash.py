@@ -14,8 +14,6 @@ import hashlib
 
 import numpy as np
 
-from tasks.curation.shingles import normalized_words
-
 _MASK = (1 << 64) - 1
 # Odd 64-bit multipliers combining a shingle's word hashes (position-dependent).
 _SHINGLE_MULT = np.array(
@@ -99,6 +97,3 @@ class MinHasher:
             keys *= np.uint64(0xBF58476D1CE4E5B9)
             keys ^= keys >> np.uint64(32)
         return keys
-
-    def doc_band_keys(self, text: str) -> np.ndarray:
-        return self.band_keys(self.signature(normalized_words(text)))

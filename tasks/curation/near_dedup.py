@@ -8,7 +8,7 @@ import numpy as np
 from tasks.curation import components
 from tasks.curation.config import MinHashConfig
 from tasks.curation.dedup import band_edges
-from tasks.curation.layout import CurationPaths
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.similarity import ShingleSets, verify_pairs
 
 

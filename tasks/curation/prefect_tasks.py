@@ -13,15 +13,15 @@ from typing import Any, TypedDict
 
 from prefect import task
 
-from infra.core.resume import once
+from infra.core.task_markers import once
 from tasks.corpus.demo import build_demo_corpus
 from tasks.curation import components
 from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import decide_exact
 from tasks.curation.filter_pass import filter_shard, reference_shard
 from tasks.curation.finalize import finalize_shard, substring_group
-from tasks.curation.layout import CurationPaths
 from tasks.curation.near_dedup import bucket_pairs
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
 from tasks.transient import retry_transient
 

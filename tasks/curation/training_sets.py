@@ -17,8 +17,8 @@ from infra.core.storage import atomic_path
 from tasks.corpus.web_demo import REFERENCE_NAME, reference_pages
 from tasks.curation.config import CurationConfig
 from tasks.curation.decontam import benchmark_ngram_hashes, save_index
-from tasks.curation.layout import CurationPaths
 from tasks.curation.noise import inject_noise, spam_documents
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.quality_model import train_quality_model
 from tasks.curation.reader import INPUT_SUFFIXES, Document, InputError, discover_inputs, is_web_input, read_documents
 from tasks.curation.web.pages import WebPage

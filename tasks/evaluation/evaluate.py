@@ -16,10 +16,10 @@ from typing import Any
 from infra.core.storage import RunDir, atomic_path, write_json
 from tasks.evaluation.config import GENERATIVE, EvaluationConfig
 from tasks.evaluation.generation import GenerationSettings
-from tasks.evaluation.generative import TRUTHFULQA_GEN_SETTINGS, file_docs, run_generation, truthfulqa_docs
 from tasks.evaluation.harness import TaskRun, run_task, unit_key
 from tasks.evaluation.judges import apply_judges, check_judges, run_judge
 from tasks.evaluation.models import EvalModel, load_eval_model
+from tasks.evaluation.open_ended import TRUTHFULQA_GEN_SETTINGS, file_docs, run_generation, truthfulqa_docs
 from tasks.evaluation.perplexity import perplexity, text_perplexity
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest
 

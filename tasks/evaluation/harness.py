@@ -31,7 +31,7 @@ FORMULATIONS = ("cloze", "letters")
 class TaskRun:
     task: str
     # "cloze": score each choice's text; "letters": options A/B/C/D, score the letter;
-    # "generate": an open-ended task (tasks/evaluation/generative.py)
+    # "generate": an open-ended task (tasks/evaluation/open_ended.py)
     formulation: str = "cloze"
     num_fewshot: int = 0
     limit: int | None = None  # first N items (MMLU: per subject)

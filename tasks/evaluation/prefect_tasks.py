@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import task
 
-from infra.core.resume import read_marker, write_marker
+from infra.core.task_markers import read_marker, write_marker
 from tasks.evaluation.config import EvaluationConfig, JudgeConfig
 from tasks.evaluation.evaluate import evaluate_unit, perplexities
 from tasks.evaluation.harness import TaskRun

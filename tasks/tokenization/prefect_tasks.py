@@ -12,8 +12,8 @@ from typing import Any
 
 from prefect import task
 
-from infra.core.resume import once
 from infra.core.storage import sha256_file
+from infra.core.task_markers import once
 from tasks.tokenization.bpe import prepare_tokenizer
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tokenization.shards import tokenize_shard

@@ -2,7 +2,9 @@
 (CPU) or NCCL (GPU) process group on loopback. For tests, benchmarks and single-machine
 drills; `trainer.py` runs the same loop on Ray Train.
 
-    python -m tasks.training.launch --rank R --world W --port P --job job.json [--faults f.json]
+    python -m tasks.training.launch --rank R --world W --port P --spec job-PORT.json
+
+where the spec file holds the job and its faults, written by `LocalJob`.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ from tasks.training.engine import build_engine, build_model, skip_unused_cpu_ops
 from tasks.training.metrics import MetricsSink, device_peak_flops, mfu
 from tasks.training.parallel import steps as parallel_steps
 from tasks.training.parallel.engine import build_parallel_engine
-from tasks.training.parallel.layout import Coords, Layout
-from tasks.training.resume import resume_problems
+from tasks.training.parallel.rank_grid import Coords, Layout
+from tasks.training.resumable_changes import resume_problems
 from tasks.training.spikes import SpikeDetector
 
 log = logging.getLogger(__name__)

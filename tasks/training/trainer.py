@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from infra.core.node import node_identity, node_label
-from infra.core.resume import changed_keys
 from infra.core.storage import RunDir, read_json, sha256_file, write_json
+from infra.core.task_markers import changed_keys
 from models.config import ModelConfig
 from tasks.training.checks import TrainingConfigError, check_training, resolve_device
 from tasks.training.config import TrainingConfig
 from tasks.training.deepspeed_config import resolve_precision
 from tasks.training.elastic import TrainEvents, alive_nodes, choose_world, last_step, read_events
 from tasks.training.loop import TrainJob
-from tasks.training.resume import check_resumable
+from tasks.training.resumable_changes import check_resumable
 from tasks.transient import is_transient
 
 log = logging.getLogger(__name__)

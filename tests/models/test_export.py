@@ -4,7 +4,8 @@ from tokenizers import Tokenizer
 
 from models.config import ModelConfig
 from models.export import ExportError, export_hf, target_class
-from models.gpt import GPT, greedy_generate
+from models.gpt import GPT
+from models.reference import greedy_generate
 from tasks.tokenization.bpe import train_on_texts
 from tasks.tokenization.config import TokenizationConfig
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import models.fused_loss as fused
 from models.fused_loss import linear_cross_entropy
-from models.gpt import lm_loss
+from models.reference import lm_loss
 from tests.models.test_gpt import _loss_and_grads, _model
 
 

@@ -13,8 +13,8 @@ import torch
 from models.config import ModelConfig
 from tasks.training.config import TrainingConfig
 from tasks.training.engine import build_model, param_groups
-from tasks.training.parallel.layout import Layout, grid_for
-from tasks.training.parallel.pipeline import build_pipeline
+from tasks.training.parallel.pipeline_stages import build_pipeline
+from tasks.training.parallel.rank_grid import Layout, grid_for
 from tasks.training.parallel.tensor import shard_model
 from tasks.training.schedule import make_scheduler
 

@@ -21,8 +21,8 @@ import torch.distributed as dist
 from infra.core.storage import atomic_path
 from tasks.tokenization.reader import to_batch
 from tasks.training.checkpoint import load_model
-from tasks.training.parallel.layout import grid_for
-from tasks.training.parallel.pipeline import local_layers
+from tasks.training.parallel.pipeline_stages import local_layers
+from tasks.training.parallel.rank_grid import grid_for
 
 log = logging.getLogger(__name__)
 PROBE, PROBE_ROWS = "probe.pt", 2  # in checkpoints/final/: the export check's rows and the shards' logits

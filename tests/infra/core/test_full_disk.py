@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from infra.core.storage import RunDir, write_bytes, write_json
-from tasks.curation.layout import CURATED_SCHEMA, RowSink
+from tasks.curation.output_files import CURATED_SCHEMA, RowSink
 from tasks.tokenization.shards import write_table
 from tasks.training.checkpoint_store import write_manifest
 from tests.tmpfs import small_tmpfs

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.core.resume import once, read_marker
+from infra.core.task_markers import once, read_marker
 
 # The child publishes out/part-0.json and its marker, killing itself at KILL_AT if it is set.
 CHILD = """
 import json, os, signal, sys
 from pathlib import Path
-from infra.core.resume import once
+from infra.core.task_markers import once
 from infra.core.storage import atomic_path
 
 out, kill_at = Path(sys.argv[1]), sys.argv[2]

@@ -32,7 +32,7 @@ def test_a_write_is_on_disk_before_its_name_and_the_name_after(tmp_path, monkeyp
 
 
 def test_an_unreadable_marker_counts_as_absent(tmp_path, caplog):
-    from infra.core.resume import once, read_marker
+    from infra.core.task_markers import once, read_marker
 
     marker = tmp_path / "task.json"
     marker.write_text("")  # what a power loss leaves of an un-fsynced write
@@ -45,7 +45,7 @@ def test_an_unreadable_marker_counts_as_absent(tmp_path, caplog):
 
 
 def test_an_unreadable_fingerprint_discards_the_partial_work(tmp_path):
-    from infra.core.resume import prepare_work
+    from infra.core.task_markers import prepare_work
 
     work = tmp_path / "work"
     work.mkdir()
@@ -58,7 +58,7 @@ def test_an_unreadable_fingerprint_discards_the_partial_work(tmp_path):
 def test_a_killed_discard_never_leaves_markers_without_their_outputs(tmp_path, monkeypatch):
     import shutil
 
-    from infra.core import resume
+    from infra.core import task_markers
 
     work = tmp_path / "_work"
     (work / "markers").mkdir(parents=True)
@@ -73,14 +73,14 @@ def test_a_killed_discard_never_leaves_markers_without_their_outputs(tmp_path, m
             f.unlink()
         raise KeyboardInterrupt("killed while deleting")
 
-    monkeypatch.setattr(resume.shutil, "rmtree", killed_midway)
+    monkeypatch.setattr(task_markers.shutil, "rmtree", killed_midway)
     with pytest.raises(KeyboardInterrupt):
-        resume.discard_work(work)
-    monkeypatch.setattr(resume.shutil, "rmtree", real)
+        task_markers.discard_work(work)
+    monkeypatch.setattr(task_markers.shutil, "rmtree", real)
     assert not work.exists()  # no marker is left where a re-run would trust it
-    resume.prepare_work(work, {"inputs": [1]}, work / "markers")
+    task_markers.prepare_work(work, {"inputs": [1]}, work / "markers")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_work"]  # the half-deleted copy is gone
-    assert resume.read_marker(work / "markers" / "filter-0.json") is None
+    assert task_markers.read_marker(work / "markers" / "filter-0.json") is None
 
 
 def test_text_that_is_not_utf8_is_named_by_file_line_and_byte_with_or_without_a_bom(tmp_path):

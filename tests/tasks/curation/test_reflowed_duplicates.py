@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 from tasks.curation.config import CurationConfig
 from tasks.curation.filter_pass import filter_shard
 from tasks.curation.keyed_files import doc_id
-from tasks.curation.layout import CurationPaths
 from tasks.curation.minhash import MinHasher
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.shingles import normalized_words
 from tasks.curation.similarity import ShingleSets, jaccard_sorted
 

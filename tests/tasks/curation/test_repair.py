@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tasks.curation.config import CurationConfig
 from tasks.curation.filter_pass import DocumentFilter, filter_shard
-from tasks.curation.layout import CurationPaths
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.repair import key_text, repair_text
 
 ARTICLE = (

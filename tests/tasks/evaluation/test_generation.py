@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.config import ModelConfig
-from models.gpt import GPT, greedy_generate
+from models.gpt import GPT
+from models.reference import greedy_generate
 from tasks.evaluation.decoders import CrucibleDecoder, left_pad
 from tasks.evaluation.generation import GenerationSettings, generate
 from tasks.evaluation.models import load_eval_model

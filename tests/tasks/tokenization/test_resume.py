@@ -38,7 +38,7 @@ def test_a_run_directory_copied_elsewhere_keeps_its_finished_work(tmp_path):
     with its modification times (cp -a, rsync -a) does not discard its finished tasks."""
     import shutil
 
-    from infra.core.resume import file_fingerprint, prepare_work
+    from infra.core.task_markers import file_fingerprint, prepare_work
 
     run = tmp_path / "run"
     (run / "curated").mkdir(parents=True)

@@ -88,7 +88,7 @@ def test_resume_refuses_an_untrusted_checkpoint_before_loading_anything(key_file
     from models.config import ModelConfig
     from tasks.training.checks import TrainingConfigError
     from tasks.training.config import TrainingConfig
-    from tasks.training.resume import check_resumable
+    from tasks.training.resumable_changes import check_resumable
 
     run = RunDir(tmp_path / "run")
     monkeypatch.setenv(ck.KEY_ENV, str(tmp_path / "their-key"))

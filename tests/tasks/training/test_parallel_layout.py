@@ -10,9 +10,9 @@ from torch import nn
 from models.presets import get_preset
 from tasks.training.checks import TrainingConfigError, check_training
 from tasks.training.config import TrainingConfig
-from tasks.training.parallel.layout import Layout
+from tasks.training.parallel.rank_grid import Layout
 from tasks.training.parallel.tensor import Unshard, _rows, join
-from tasks.training.resume import resume_problems
+from tasks.training.resumable_changes import resume_problems
 
 LLAMA = get_preset("debug").model.model_copy(update={"n_layer": 4, "n_head": 4, "n_kv_head": 2, "activation": "swiglu"})
 

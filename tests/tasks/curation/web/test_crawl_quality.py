@@ -8,7 +8,7 @@ import pytest
 from warc_fixtures import ENGLISH_PARAGRAPHS, article, record, write_warc
 
 from tasks.curation.config import CurationConfig
-from tasks.curation.layout import CurationPaths
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.reader import InputError
 from tasks.curation.training_sets import sample_documents, train_quality
 

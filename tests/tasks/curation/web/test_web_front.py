@@ -10,7 +10,7 @@ from warc_fixtures import ENGLISH_PARAGRAPHS, FRENCH, article, record, write_war
 
 from tasks.curation.config import CurationConfig
 from tasks.curation.filter_pass import filter_shard
-from tasks.curation.layout import CurationPaths
+from tasks.curation.output_files import CurationPaths
 from tasks.curation.reader import Document
 from tasks.curation.web.config import WebConfig
 from tasks.curation.web.extract import decode_html

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from models.presets import get_preset
-from tasks.training.parallel.planner import (
+from tasks.training.parallel.layout_search import (
     GB,
     Candidate,
     Shape,

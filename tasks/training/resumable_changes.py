@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.core.resume import changed_keys
 from infra.core.storage import RunDir, read_json, sha256_file
+from infra.core.task_markers import changed_keys
 from models.config import ModelConfig
 from tasks.training import checkpoint_store as store
 from tasks.training.batch import batch_problems

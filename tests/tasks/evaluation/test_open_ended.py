@@ -11,7 +11,7 @@ import pytest
 from tasks.evaluation.benchmarks import TRUTHFULQA_PROMPT
 from tasks.evaluation.data import BenchmarkDataError
 from tasks.evaluation.generation import GenerationSettings
-from tasks.evaluation.generative import (
+from tasks.evaluation.open_ended import (
     NO_COMMENT,
     TRUTHFULQA_GEN_SETTINGS,
     file_docs,

@@ -2,8 +2,8 @@ import pytest
 
 from models.flops import parameter_count, training_flops_per_token
 from models.gpt import GPT
-from models.planner import GPUS, plan_budget, plan_model, plan_parameters
 from models.presets import PRESETS, get_preset
+from models.sizing import GPUS, plan_budget, plan_model, plan_parameters
 
 A100 = next(g for g in GPUS if g.name == "A100")
 
