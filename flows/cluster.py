@@ -151,6 +151,30 @@ def _probe(run_dir: str, token: str, api_url: str | None) -> dict[str, Any]:
     return {"node": me, "problems": problems}
 
 
+def _answers(nodes: list[dict[str, Any]], refs: list[Any], timeout_s: float) -> list[dict[str, Any]]:
+    """Each node's probe result, or the problem that stands for a probe that failed or did not answer."""
+    import ray
+
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    found = []
+    for n, ref in zip(nodes, refs):
+        if ref in ready:
+            try:
+                found.append(ray.get(ref))
+                continue
+            except Exception as err:  # the probe itself failed there: name the node and why
+                problem = f"the probe failed there: {type(err).__name__}: {err}"
+        else:
+            problem = f"did not answer the probe within {timeout_s:.0f}s"
+        found.append(
+            {
+                "node": {"address": n["NodeManagerAddress"], "hostname": n.get("NodeManagerHostname", "?")},
+                "problems": [problem],
+            }
+        )
+    return found
+
+
 def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any]]:
     """Probe every alive node of the connected cluster before any work starts; raise
     ClusterCheckFailed naming each node and what it lacks. Returns each node's identity."""
@@ -172,23 +196,7 @@ def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any
             )
             for n in nodes
         ]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-        found = []
-        for n, ref in zip(nodes, refs):
-            if ref in ready:
-                try:
-                    found.append(ray.get(ref))
-                    continue
-                except Exception as err:  # the probe itself failed there: name the node and why
-                    problem = f"the probe failed there: {type(err).__name__}: {err}"
-            else:
-                problem = f"did not answer the probe within {timeout_s:.0f}s"
-            found.append(
-                {
-                    "node": {"address": n["NodeManagerAddress"], "hostname": n.get("NodeManagerHostname", "?")},
-                    "problems": [problem],
-                }
-            )
+        found = _answers(nodes, refs, timeout_s)
         for f in found:
             echo = run_dir / f".probe-{token}-{f['node']['address']}"
             if not f["problems"] and not echo.is_file():

@@ -1,4 +1,5 @@
-"""The `pipeline` flow: curate -> tokenize -> train -> evaluate, each a subflow in the UI.
+"""The `pipeline` flow: the stages of flows/stage.py in order (curate -> tokenize -> train ->
+evaluate), each a subflow in the UI.
 
 A re-run or a retry (the same flow run, from the UI or `prefect flow-run retry`) skips
 the stages whose key is unchanged (flows/stages.py) and redoes the rest; training resumes
@@ -9,7 +10,7 @@ model from this module's annotations, and strings it cannot resolve fail every s
 """
 
 import os
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,11 @@ from prefect.artifacts import create_markdown_artifact
 from flows import lineage, stages
 from flows.cluster import check_cluster, connect_ray
 from flows.config import PipelineConfig, dump_config
-from flows.curate import curate_flow
-from flows.evaluate import evaluate_flow
 from flows.run_lock import run_lock
+from flows.stage import PIPELINE
 from flows.stopping import stop_before_prefect
-from flows.tokenize import tokenize_flow
-from flows.train import train_flow
-from infra.core.storage import RunDir, disk_full, read_json, write_text
+from infra.core.storage import RunDir, write_text
 from tasks.report import write_report
-
-
-def _kept(run: RunDir) -> int:
-    return read_json(run.curation_stats)["totals"]["docs_kept"]
 
 
 def run_links(run: RunDir) -> str:
@@ -45,10 +39,6 @@ def run_links(run: RunDir) -> str:
         f"**Report:** `{run.report}`\n\n**Metrics:** `{run.metrics}`\n\n**TensorBoard:** {tb}\n\n"
         f"**Resume after a failure:** `crucible resume {run.root}`"
     )
-
-
-class StageFailed(RuntimeError):
-    """Names the stage that failed, so the flow run's state message says where and why."""
 
 
 RUNS_ROOT_ENV = "CRUCIBLE_RUNS_ROOT"
@@ -83,31 +73,6 @@ def _run_dir(cfg: PipelineConfig, run_dir: str | None) -> RunDir:
     return RunDir(confine(Path(cfg.runs_dir) / name, "the run directory"))
 
 
-def stage_calls(cfg: PipelineConfig, run_dir: str) -> dict[str, Callable[[], Any]]:
-    return {
-        "curate": lambda: curate_flow(cfg.curation, run_dir, cfg.previous_run),
-        "tokenize": lambda: tokenize_flow(cfg.tokenization, run_dir),
-        "train": lambda: train_flow(cfg.model, cfg.training, run_dir, lineage.init_from(cfg)),
-        "evaluate": lambda: evaluate_flow(cfg.evaluation, run_dir),
-    }
-
-
-def run_stage(run: RunDir, key: stages.StageKey, call: Callable[[], Any]) -> Any:
-    """Record the stage's key as started, run it, record it as finished."""
-    stages.mark(run, key, "running")
-    try:
-        result = call()
-    except Exception as exc:
-        if (full := disk_full(exc)) is not None:
-            raise StageFailed(
-                f"stage {key.stage} failed: no space left on the device holding {run.root} ({full}); nothing "
-                f"half-written was published: free space, then `crucible resume {run.root}` continues it"
-            ) from exc
-        raise StageFailed(f"stage {key.stage} failed: {type(exc).__name__}: {exc}") from exc
-    stages.mark(run, key, "finished")
-    return result
-
-
 @flow(name="pipeline")
 def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, Any]:
     """Run the stages in order, skipping those already made from the same inputs, config
@@ -129,21 +94,18 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
         checked = False
         # Under a Prefect runner, a SIGTERM (Cancel in the UI) lets training save a checkpoint first.
         with stop_before_prefect(run, cfg.training.stop_grace_s):
-            for stage, call in stage_calls(cfg, str(run.root)).items():
-                if actions[stage] == "skip":
-                    results[stage] = "skipped (unchanged since it finished)"
+            for stage in PIPELINE:
+                if actions[stage.name] == "skip":
+                    results[stage.name] = "skipped (unchanged since it finished)"
                 else:
                     if not checked:  # once, for the first stage to run
                         connect_ray(cfg.runtime, os.environ.get("PREFECT_API_URL"))
                         check_cluster(run.root)  # every node sees the run directory and reaches Prefect
                         checked = True
-                    results[stage] = run_stage(run, keys[stage], call)
-                if stage == "curate" and cfg.curation.incremental and not _kept(run):
-                    log.info(
-                        "run %s: nothing new to curate since %s; the later stages have nothing to do",
-                        run.root.name,
-                        cfg.previous_run,
-                    )
+                    call = partial(stage.load_flow(), *stage.arguments(cfg, str(run.root)))
+                    results[stage.name] = stages.run_stage(run, keys[stage.name], call)
+                if (why := stage.stop_after(cfg, run)) is not None:
+                    log.info("run %s: %s; the later stages have nothing to do", run.root.name, why)
                     return {**results, "run_dir": str(run.root), "nothing_new": True}
         results["report"] = str(write_report(run.root))
         results["run_dir"] = str(run.root)

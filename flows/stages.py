@@ -1,11 +1,12 @@
-"""Stage keys: what each stage was made from, so a re-run or a retry skips exactly the
+"""Stage keys and records: what each stage was made from, so a re-run or a retry skips exactly the
 stages whose inputs, config section and code are unchanged, and redoes the rest.
 
 A stage's key is a hash of its config section, its code (the source of its packages), the
 key of the stage before it and, for curation, the input files. `stages.json` in the run
 directory records each stage's key when it starts and when it finishes. A finished
 training is never redone silently: a change that would redo it, or redo the data it was
-trained on, is refused with what changed and the way out.
+trained on, is refused with what changed and the way out. `run_stage` runs a stage between
+those two records. The stages themselves are described in flows/stage.py.
 """
 
 from __future__ import annotations
@@ -13,24 +14,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flows.config import PipelineConfig
-from infra.core.storage import RunDir, write_json
+from flows.stage import PIPELINE, get_stage, stage_names
+from infra.core.storage import RunDir, disk_full, write_json
 from infra.core.task_markers import changed_keys, read_marker
-from tasks.training.config import OPERATIONAL_KEYS, RESUMABLE_CHANGES
+from tasks.training.config import RESUMABLE_CHANGES
 
-STAGES = ("curate", "tokenize", "train", "evaluate")
 _ROOT = Path(__file__).resolve().parents[1]
-# The source that decides each stage's output: editing it makes the stage's key change.
-_CODE = {
-    "curate": ("tasks/curation", "tasks/corpus", "flows/curate.py"),
-    "tokenize": ("tasks/tokenization", "flows/tokenize.py"),
-    "train": ("tasks/training", "models", "flows/train.py"),
-    "evaluate": ("tasks/evaluation", "models", "flows/evaluate.py"),
-}
+
+
+def __getattr__(name: str) -> Any:
+    # STAGES is read from the live list, so a stage added to it (flows/stage.py) is a stage
+    # everywhere, including in code that imported this module first.
+    if name == "STAGES":
+        return stage_names()
+    raise AttributeError(name)
 
 
 class StageChangeRefused(ValueError):
@@ -43,57 +46,21 @@ def stages_file(run: RunDir) -> Path:
 
 def done_marker(run: RunDir, stage: str) -> Path:
     """The file each stage writes atomically as its last act."""
-    return {
-        "curate": run.curation_stats,
-        "tokenize": run.manifest,
-        "train": run.train_summary,
-        "evaluate": run.eval_results,
-    }[stage]
+    return get_stage(stage).done(run)
 
 
 def code_version(stage: str) -> str:
     h = hashlib.sha256()
-    for part in _CODE[stage]:
+    for part in get_stage(stage).code:
         base = _ROOT / part
         for path in sorted([base] if base.is_file() else base.rglob("*.py")):
             h.update(str(path.relative_to(_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
-def _previous_key(cfg: PipelineConfig, stage: str) -> str | None:
-    """The key the previous run's stage finished with (its path if it recorded none)."""
-    if not cfg.previous_run:
-        return None
-    rec = recorded(RunDir(Path(cfg.previous_run))).get(stage, {})
-    return rec.get("key") or str(Path(cfg.previous_run).resolve())
-
-
 def stage_config(stage: str, cfg: PipelineConfig) -> dict[str, Any]:
-    """The config a stage's output depends on. Training leaves out the keys that change how
-    it runs but not the model it makes (cadences, retention, resources, sinks). A run that
-    builds on an earlier one depends on that run's curation or training too."""
-    if stage == "curate":
-        section = cfg.curation.model_dump(mode="json")
-        if cfg.curation.incremental:
-            section["previous_run"] = _previous_key(cfg, "curate")
-        return section
-    if stage == "tokenize":
-        return cfg.tokenization.model_dump(mode="json")
-    if stage == "train":
-        training = {k: v for k, v in cfg.training.model_dump(mode="json").items() if k not in OPERATIONAL_KEYS}
-        if cfg.training.init_from_previous:
-            training["previous_run"] = _previous_key(cfg, "train")
-        return {"model": cfg.model.model_dump(mode="json"), "training": training}
-    return cfg.evaluation.model_dump(mode="json")
-
-
-def _inputs(stage: str, cfg: PipelineConfig) -> Any:
-    if stage != "curate" or cfg.curation.input_path in ("demo", "web-demo"):
-        return None  # the built-in corpora are built from pinned sources: their name is their identity
-    from tasks.curation.reader import discover_inputs, inputs_fingerprint
-
-    files, _ = discover_inputs(cfg.curation.input_path)
-    return inputs_fingerprint(files)
+    """The config a stage's output depends on (flows/stage.py says which part, per stage)."""
+    return get_stage(stage).config_of(cfg)
 
 
 @dataclass(frozen=True)
@@ -124,9 +91,11 @@ def expected_keys(cfg: PipelineConfig) -> dict[str, StageKey]:
     """Each stage's key if it is made from this config, its upstream made the same way."""
     keys: dict[str, StageKey] = {}
     upstream = None
-    for stage in STAGES:
-        keys[stage] = StageKey(stage, stage_config(stage, cfg), code_version(stage), upstream, _inputs(stage, cfg))
-        upstream = keys[stage].key
+    for stage in PIPELINE:
+        keys[stage.name] = StageKey(
+            stage.name, stage.config_of(cfg), code_version(stage.name), upstream, stage.inputs(cfg)
+        )
+        upstream = keys[stage.name].key
     return keys
 
 
@@ -151,7 +120,8 @@ def _what_changed(rec: dict[str, Any], key: StageKey, records: dict[str, dict[st
     if rec.get("code") != key.code:
         why.append(f"the {key.stage} code changed (version {rec.get('code')} -> {key.code})")
     if rec.get("upstream") != key.upstream:
-        before = STAGES[STAGES.index(key.stage) - 1]
+        names = stage_names()
+        before = names[names.index(key.stage) - 1]
         prev = records.get(before, {})
         why.append(
             f"its input, the {before} stage, changed"
@@ -160,10 +130,11 @@ def _what_changed(rec: dict[str, Any], key: StageKey, records: dict[str, dict[st
     return why or ["its recorded key differs"]
 
 
-def plan(run: RunDir, cfg: PipelineConfig, wanted: tuple[str, ...] = STAGES) -> dict[str, str]:
+def plan(run: RunDir, cfg: PipelineConfig, wanted: tuple[str, ...] | None = None) -> dict[str, str]:
     """For each wanted stage: 'skip' (finished with the same key; only when the whole pipeline
     runs: a stage command asked for is run) or the reason it runs. Raises StageChangeRefused,
     before anything runs, when that would redo a finished or started training or its data."""
+    wanted = stage_names() if wanted is None else wanted
     keys, records = expected_keys(cfg), recorded(run)
     trained = run.train_summary.exists() or any(run.checkpoints.glob("step*"))
     actions: dict[str, str] = {}
@@ -173,7 +144,8 @@ def plan(run: RunDir, cfg: PipelineConfig, wanted: tuple[str, ...] = STAGES) -> 
             actions[stage] = "not run yet" if not done_marker(run, stage).exists() else "no stage key recorded"
         elif rec["key"] != key.key:
             actions[stage] = "changed: " + "; ".join(_what_changed(rec, key, records))
-            if trained and stage != "evaluate":
+            # The trained model is made by training and the stages before it: those are refused.
+            if trained and stage_names().index(stage) <= stage_names().index("train"):
                 _refuse(run, stage, rec, key, records)
         elif is_current(run, key):
             actions[stage] = "skip" if len(wanted) > 1 else "unchanged; run as asked"
@@ -203,3 +175,28 @@ def _refuse(run: RunDir, stage: str, rec: dict[str, Any], key: StageKey, records
         f"{run.train_summary.name} away to retrain this one. `crucible evaluate --run-id {run.root.name}` "
         f"evaluates the trained model as it is."
     )
+
+
+class StageFailed(RuntimeError):
+    """Names the stage that failed, so the flow run's state message says where and why."""
+
+
+def run_stage(
+    run: RunDir, key: StageKey, call: Callable[[], Any], finished: Callable[[Any], bool] = lambda result: True
+) -> Any:
+    """Record the stage's key as started, run it, and record it as finished if
+    `finished(result)` holds: the one way a stage runs, inside the pipeline flow (`call` runs
+    its subflow) or as `crucible <stage>` (`call` runs its flow run and returns its state)."""
+    mark(run, key, "running")
+    try:
+        result = call()
+    except Exception as exc:
+        if (full := disk_full(exc)) is not None:
+            raise StageFailed(
+                f"stage {key.stage} failed: no space left on the device holding {run.root} ({full}); nothing "
+                f"half-written was published: free space, then `crucible resume {run.root}` continues it"
+            ) from exc
+        raise StageFailed(f"stage {key.stage} failed: {type(exc).__name__}: {exc}") from exc
+    if finished(result):
+        mark(run, key, "finished")
+    return result

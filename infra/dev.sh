@@ -3,6 +3,7 @@
 #   bash infra/dev.sh demo [crucible run options]   # the whole pipeline on the built-in demo
 #   bash infra/dev.sh test [pytest options]         # lint, types and the test suite
 #   bash infra/dev.sh coverage [pytest options]     # the test suite under coverage
+#   bash infra/dev.sh structure [--top N]           # the largest functions and the import layers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${CRUCIBLE_VENV:-.venv}"
@@ -78,5 +79,6 @@ case "$cmd" in
     test) setup; run_tests "$@" ;;
     coverage) setup; run_coverage "$@" ;;
     setup) setup ;;
-    *) echo "usage: bash infra/dev.sh {demo|test|coverage|setup} [args...]" >&2; exit 2 ;;
+    structure) setup; exec "$VENV/bin/python" -m tests.code_structure "$@" ;;
+    *) echo "usage: bash infra/dev.sh {demo|test|coverage|setup|structure} [args...]" >&2; exit 2 ;;
 esac

@@ -176,11 +176,15 @@ def training_section(run: RunDir) -> list[str]:
         f"![loss curve]({run.loss_curve.name})",
         "",
     ]
+    return out + _speed_lines(metrics) + _spike_lines(events) + _summary_lines(s)
+
+
+def _speed_lines(metrics: list[dict[str, Any]]) -> list[str]:
     # Speed over the second half of the steps: the first ones include start-up and warm caches.
     half = metrics[len(metrics) // 2 :]
     tps = sum(m["tokens_per_s"] for m in half) / len(half)
     mfus = [m["mfu"] for m in half if m.get("mfu") is not None]
-    out += [
+    return [
         f"Speed: {tps:,.0f} tokens/s (real tokens, all ranks)"
         + (
             f", MFU {sum(mfus) / len(mfus):.1%}"
@@ -190,24 +194,26 @@ def training_section(run: RunDir) -> list[str]:
         + f"; peak memory per rank {max(m.get('peak_mem_mb') or 0 for m in metrics):,.0f} MB.",
         "",
     ]
-    if events:
-        out += [
-            "Loss spikes rolled back (their batches skipped):",
-            "",
-            _table(
-                [
-                    [
-                        e["step"],
-                        e["reason"],
-                        e["rolled_back_to"],
-                        f"{e['skipped_samples'][0]}-{e['skipped_samples'][1]}",
-                    ]
-                    for e in events
-                ],
-                ["step", "why", "rolled back to step", "stream samples skipped"],
-            ),
-            "",
-        ]
+
+
+def _spike_lines(events: list[dict[str, Any]]) -> list[str]:
+    if not events:
+        return []
+    rows = [
+        [e["step"], e["reason"], e["rolled_back_to"], f"{e['skipped_samples'][0]}-{e['skipped_samples'][1]}"]
+        for e in events
+    ]
+    return [
+        "Loss spikes rolled back (their batches skipped):",
+        "",
+        _table(rows, ["step", "why", "rolled back to step", "stream samples skipped"]),
+        "",
+    ]
+
+
+def _summary_lines(s: dict[str, Any]) -> list[str]:
+    """What train_summary.json adds: the 3D export check, hosts, lost ranks, the data served."""
+    out: list[str] = []
     check = s.get("export_check")
     if check:
         out += [

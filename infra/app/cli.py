@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flows.config import RUN_ID, PipelineConfig
+from flows.stage import PIPELINE, stage_names
 from infra.app.config import PRESETS, ConfigError, load_config
 from infra.core.logging_setup import setup_logging
 from infra.core.storage import RunDir
@@ -27,35 +28,48 @@ def _trust_option(s: argparse.ArgumentParser) -> None:
                    help=TRUST_HELP)  # fmt: skip
 
 
+def _config_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--config",
+        "-c",
+        default=None,
+        help=f"YAML file or preset ({', '.join(PRESETS)}); default: the run's saved config, else 'demo'",
+    )
+    s.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.max_steps=50 (repeatable)",
+    )
+    s.add_argument("--run-id", default=None, help="run directory name under runs_dir")
+
+
+def _stage_parsers(sub: argparse._SubParsersAction) -> None:
+    """`crucible run` and one verb per stage (flows/stage.py), with the same options."""
+    verbs = {"run": f"run the whole pipeline ({', '.join(stage_names())}); resumes an existing --run-id"}
+    verbs |= {stage.name: stage.help for stage in PIPELINE}
+    trusting = {"run"} | {stage.name for stage in PIPELINE if stage.takes_trust}
+    for name, text in verbs.items():
+        s = sub.add_parser(name, help=text, description=text)
+        _config_options(s)
+        if name in trusting:
+            _trust_option(s)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crucible", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    helps = {
-        "run": "run the whole pipeline (curate, tokenize, train, evaluate); resumes an existing --run-id",
-        "curate": "filter, deduplicate and redact documents into curated Parquet shards",
-        "tokenize": "train the BPE tokenizer and write packed token shards",
-        "train": "train the model with DeepSpeed on Ray (resumes from the run's last checkpoint)",
-        "evaluate": "score the run's model: ARC, HellaSwag, MMLU, TruthfulQA and perplexity",
-    }
-    for name, text in helps.items():
-        s = sub.add_parser(name, help=text, description=text)
-        s.add_argument(
-            "--config",
-            "-c",
-            default=None,
-            help=f"YAML file or preset ({', '.join(PRESETS)}); default: the run's saved config, else 'demo'",
-        )
-        s.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config value, e.g. --set training.max_steps=50 (repeatable)",
-        )
-        s.add_argument("--run-id", default=None, help="run directory name under runs_dir")
-        if name in ("run", "train"):
-            _trust_option(s)
+    _stage_parsers(sub)
+    _plan_parser(sub)
+    _tool_parsers(sub)
+    _operations_parsers(sub)
+    _evaluation_parsers(sub)
+    return p
+
+
+def _plan_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("plan", help="compute-optimal tokens, training FLOPs, GPU-hours, cost and energy")
     what = s.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help="a model preset (exact FLOPs of its shape, attention included)")
@@ -77,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--global-batch", type=int, default=None, help="sequences per step for --gpus (default: about 4M tokens)"
     )
+
+
+def _tool_parsers(sub: argparse._SubParsersAction) -> None:
+    """Commands on a run's files or on documents, without the Prefect/Ray runtime."""
     s = sub.add_parser("export", help="write a run's trained model as a Hugging Face folder")
     s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
     s.add_argument("--out", type=Path, default=None, help="destination (default: RUN_DIR/hf)")
@@ -98,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="write into --out even if it holds files that are not a noisy corpus"
     )
     s.add_argument("--seed", type=int, default=0)
+
+
+def _operations_parsers(sub: argparse._SubParsersAction) -> None:
+    """Resuming, serving and the Prefect server."""
     s = sub.add_parser(
         "resume",
         help="continue a failed, crashed or interrupted run from where it stopped "
@@ -134,6 +156,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=4200)
+
+
+def _evaluation_parsers(sub: argparse._SubParsersAction) -> None:
+    """Evaluation outside a run, comparisons, human review and the report."""
     s = sub.add_parser(
         "evaluate-model",
         help="evaluate any model (a run or a Hugging Face folder) without a run, e.g. a baseline to compare with",
@@ -168,7 +194,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run")
     s.add_argument("run_dir", type=Path)
-    return p
 
 
 def _runs_dir(overrides: list[str]) -> Path:
@@ -196,10 +221,12 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
     run_id = cfg.resolved_run_id()
     cfg = cfg.model_copy(update={"run_id": run_id})
     run = RunDir((Path(cfg.runs_dir) / run_id).resolve())
-    if args.command not in ("run", "curate") and not run.root.exists():
+    starters = [stage.name for stage in PIPELINE if stage.starts_run]
+    if args.command != "run" and args.command not in starters and not run.root.exists():
         raise ConfigError(
-            f"run directory {run.root} does not exist; run `crucible curate` or "
-            f"`crucible run` first, or pass the --run-id of an existing run"
+            f"run directory {run.root} does not exist; run "
+            + "".join(f"`crucible {name}` or " for name in starters)
+            + "`crucible run` first, or pass the --run-id of an existing run"
         )
     return cfg, run
 

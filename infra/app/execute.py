@@ -11,80 +11,42 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from flows.config import PipelineConfig, dump_config
+from flows.stage import get_stage, stage_names
 from infra.core.storage import DISK_FULL, RunDir, write_text
 
 if TYPE_CHECKING:
     from prefect import Flow
     from prefect.client.schemas.objects import State
 
+    from flows.stages import StageKey
     from infra.app.runtime import Runtime
 
 
 def flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable[..., Any], tuple]:
+    """The flow a command runs and its arguments: the pipeline, or one stage's flow as the
+    pipeline would call it."""
     # Flows import Prefect, Ray and torch: only after the runtime is up and the config is valid.
     if command == "run":
         from flows.pipeline import pipeline_flow
 
         return pipeline_flow, (cfg, str(run.root))
-    if command == "curate":
-        from flows.curate import curate_flow
-
-        return curate_flow, (cfg.curation, str(run.root))
-    if command == "tokenize":
-        from flows.tokenize import tokenize_flow
-
-        return tokenize_flow, (cfg.tokenization, str(run.root))
-    if command == "train":
-        from flows.train import train_flow
-
-        return train_flow, (cfg.model, cfg.training, str(run.root))
-    from flows.evaluate import evaluate_flow
-
-    return evaluate_flow, (cfg.evaluation, str(run.root))
+    stage = get_stage(command)
+    return stage.load_flow(), stage.arguments(cfg, str(run.root))
 
 
 def preflight(command: str, cfg: PipelineConfig, run: RunDir) -> dict[str, str]:
-    """Input and config problems found before any server, Ray worker or DeepSpeed engine starts.
-    Returns what each stage would do (flows/stages.py)."""
+    """Input and config problems found before any server, Ray worker or DeepSpeed engine starts:
+    each stage the command runs checks its own (flows/stage.py). Returns what each stage would
+    do (flows/stages.py)."""
     from flows import stages
 
+    wanted = stage_names() if command == "run" else (command,)
     actions: dict[str, str] = {}
     if run.root.exists():
         # A change under a finished or started training is refused here, before config.yaml changes.
-        actions = stages.plan(run, cfg, stages.STAGES if command == "run" else (command,))
-        if command in ("run", "train") and actions.get("train") != "skip" and run.checkpoints.is_dir():
-            from tasks.training.resumable_changes import check_resumable
-
-            check_resumable(run, cfg.training, cfg.model, None)  # precision is compared once Ray is up
-    if command in ("run", "train"):
-        from tasks.training.checks import check_training
-
-        check_training(cfg.training, cfg.model)  # the device-dependent checks follow once Ray is up
-        if actions.get("train") not in (None, "skip") and actions.get("tokenize", "skip") == "skip":
-            from tasks.tokenization.reader import check_shards
-
-            check_shards(run)  # what every rank checks on start, before any worker starts
-    if command not in ("run", "curate") or actions.get("curate") == "skip":
-        return actions
-    qc = cfg.curation.quality_classifier
-    if qc.enabled and qc.model_path:
-        from tasks.curation.quality_model import check_quality_model
-
-        check_quality_model(Path(qc.model_path))
-    if cfg.curation.input_path == "demo":
-        from tasks.corpus.demo import check_available
-
-        check_available()
-    elif cfg.curation.input_path == "web-demo":
-        from tasks.corpus.web_demo import check_web_demo_available
-
-        check_web_demo_available()
-    else:
-        from tasks.curation.reader import PARQUET_SUFFIXES, discover_inputs, open_parquet
-
-        for path in discover_inputs(cfg.curation.input_path)[0]:
-            if path.name.endswith(PARQUET_SUFFIXES):
-                open_parquet(path, cfg.curation.text_field)  # the footer only: a run does not stop on it later
+        actions = stages.plan(run, cfg, wanted)
+    for name in wanted:
+        get_stage(name).preflight(cfg, run, actions)
     return actions
 
 
@@ -105,6 +67,31 @@ def _new_flow_run(fn: Any, parameters: dict[str, Any]) -> Any:
 
     with get_client(sync_client=True) as client:
         return client.create_flow_run(fn, parameters=parameters)
+
+
+def _run_flow_run(
+    run: RunDir, key: StageKey | None, fn: Any, made: Any, parameters: dict[str, Any], stopping: Callable[[], bool]
+) -> State[Any] | None:
+    """Run the flow run to its end and return its state; a stage command runs it as the
+    pipeline runs a stage (flows/stages.py:run_stage), between its two records. None when a
+    stop signal (`stopping()`) interrupted it."""
+    from prefect.flow_engine import run_flow
+
+    from flows.stages import run_stage
+
+    def call() -> State[Any]:
+        # Every command's function is a synchronous flow: asked for its state, it returns just that.
+        return cast(
+            "State[Any]",
+            run_flow(cast("Flow[..., Any]", fn), flow_run=made, parameters=parameters, return_type="state"),
+        )
+
+    try:
+        return call() if key is None else run_stage(run, key, call, finished=lambda state: state.is_completed())
+    except KeyboardInterrupt:
+        if not stopping():
+            raise  # Ctrl-C: main() reports it
+        return None
 
 
 def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[RunDir], Any] | None = None) -> int:
@@ -133,26 +120,12 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
             key = stages.expected_keys(cfg).get(command)
             if key is not None:
                 write_text(run.config, dump_config(cfg))
-                stages.mark(run, key, "running")
             parameters = inspect.signature(getattr(fn, "fn", fn)).bind(*fn_args).arguments
             # Made before it runs, so its id is known here: Cancel in the UI is watched for by id.
             existing = flow_run(run) if flow_run is not None else None
             made = existing if existing is not None else _new_flow_run(fn, parameters)
             stopper.flow_run_id = made.id
-            try:
-                from prefect.flow_engine import run_flow
-
-                # Every command's function is a synchronous flow: asked for its state, it returns just that.
-                state = cast(
-                    "State[Any]",
-                    run_flow(cast("Flow[..., Any]", fn), flow_run=made, parameters=parameters, return_type="state"),
-                )
-            except KeyboardInterrupt:
-                if stopper.reason is None:
-                    raise  # Ctrl-C: main() reports it
-                state = None
-            if key is not None and state is not None and state.is_completed():
-                stages.mark(run, key, "finished")
+            state = _run_flow_run(run, key, fn, made, parameters, lambda: stopper.reason is not None)
         if stopper.reason is not None and (state is None or not state.is_completed()):
             message = stopper.cancelled_message()
             mark_cancelled(rt.api_url, made.id, message)

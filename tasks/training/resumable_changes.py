@@ -30,6 +30,22 @@ def resume_problems(
     """Why the checkpoint described by `manifest` cannot be resumed with `cfg` on `world`
     ranks over the token shards whose manifest hashes to `shards_sha`, in the resolved
     `precision` (None: not known yet). Empty: it can."""
+    problems = _layout_and_data_problems(manifest, cfg, world, shards_sha, precision)
+    problems += _config_problems(manifest, cfg, model_cfg)
+    world = max(1, world // (cfg.parallel.pipeline * cfg.parallel.tensor))  # data-parallel replicas
+    problems += batch_problems(cfg, world, int(manifest["global_batch"]))
+    if problems:
+        problems.append(
+            f"restore the checkpoint's settings (in {manifest.get('config_file', 'its manifest')}), "
+            f"or start a new --run-id"
+        )
+    return problems
+
+
+def _layout_and_data_problems(
+    manifest: dict[str, Any], cfg: TrainingConfig, world: int, shards_sha: str, precision: str | None
+) -> list[str]:
+    """The rank layout, precision and data position the checkpoint needs."""
     problems = []
     p, t = cfg.parallel.pipeline, cfg.parallel.tensor
     if (
@@ -63,6 +79,12 @@ def resume_problems(
             "(re-tokenized, or another mixture), so its data position means other "
             "samples now; restore the tokenization settings"
         )
+    return problems
+
+
+def _config_problems(manifest: dict[str, Any], cfg: TrainingConfig, model_cfg: ModelConfig) -> list[str]:
+    """Model and training settings that differ from the checkpoint's, beyond what a resume allows."""
+    problems = []
     step = int(manifest["step"])
     model_changes = changed_keys(manifest["model"], model_cfg.model_dump(mode="json"))
     if model_changes:
@@ -99,12 +121,6 @@ def resume_problems(
         problems.append(
             f"training.global_batch_size {cfg.global_batch_size} differs from the checkpoint's global "
             f"batch of {manifest['global_batch']}, which a resume keeps"
-        )
-    problems += batch_problems(cfg, world, int(manifest["global_batch"]))
-    if problems:
-        problems.append(
-            f"restore the checkpoint's settings (in {manifest.get('config_file', 'its manifest')}), "
-            f"or start a new --run-id"
         )
     return problems
 

@@ -62,7 +62,7 @@ def test_each_publishing_writer_leaves_nothing_on_a_full_disk(small_disk):
 
 def test_a_stage_failed_by_a_full_disk_says_so_and_how_to_continue(small_disk):
     from flows import stages
-    from flows.pipeline import StageFailed, run_stage
+    from flows.stages import StageFailed, run_stage
 
     run = RunDir(small_disk / "run")
     run.root.mkdir()
