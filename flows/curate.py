@@ -1,9 +1,11 @@
 """The `curate` flow: raw documents in, curated Parquet shards, removed/ shards and stats out.
 
 Steps (each a set of Ray tasks): [plant noise] -> [train quality model] -> [decontamination
-index] -> filter each input file -> exact/near-exact dedup per key range -> MinHash buckets
-per key range -> connected components (rounds) -> [repeated spans per shard group] -> finalize
-each shard (dedup, span cuts, PII redaction).
+index] -> filter each input file -> the global steps of GLOBAL_STEPS, each switched by its
+config section: exact/near-exact dedup per key range, MinHash buckets per key range and
+connected components (rounds), repeated spans per shard group -> finalize each shard (dedup,
+span cuts, PII redaction). With `curation.incremental`, only new or changed input files are
+curated, deduplicated against earlier runs' curated shards.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,20 @@ from tasks.curation.substring_dedup import groups
 
 log = logging.getLogger(__name__)
 MAX_COMPONENT_ROUNDS = 64
+# The flow's task groups, in pipeline order: the stats' `nodes` list their tasks in it.
+TASK_GROUPS = (
+    "reference",
+    "filter",
+    "exact-dedup",
+    "minhash-buckets",
+    "components",
+    "minhash-clusters",
+    "substring-dedup",
+    "finalize",
+)
+# The groups peak_worker_rss_mb has always been taken over (not the reference or components
+# tasks), so that the figure stays comparable with earlier runs' stats.
+RSS_GROUPS = ("filter", "finalize", "exact-dedup", "minhash-buckets", "minhash-clusters", "substring-dedup")
 
 
 def stats_table(steps: dict[str, dict[str, Any]], total: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,13 +124,21 @@ def _history(previous_run: Path) -> tuple[dict[str, list[int]], list[str]]:
     return prior.get("inputs_seen", {}), references
 
 
-@flow(name="curate", task_runner=RayTaskRunner())
-def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = None) -> dict[str, Any]:
-    """Curate the input. With `cfg.incremental` and a previous run, only the input files that
-    are new or changed since it are curated, and deduplicated against everything it had curated."""
-    run = RunDir(Path(run_dir))
-    paths = CurationPaths(run.curated.resolve())
-    curated = str(paths.curated)
+@dataclass
+class _Inputs:
+    """The input files this run curates, and what the runs before it curated (incremental)."""
+
+    source: str
+    files: list[Path]
+    skipped: list[Path]  # found but not a format the reader takes
+    seen: dict[str, list[int]]  # every input file found now: path -> [size, mtime]
+    seen_before: dict[str, list[int]]  # the same, as the previous run recorded it
+    references: list[str]  # earlier runs' curated shards, which new documents are deduplicated against
+
+
+def _select_inputs(cfg: CurationConfig, previous_run: str | None) -> _Inputs:
+    """The input files to curate: all of them, or with `cfg.incremental` those that are new or
+    changed since `previous_run`."""
     source = stage_source(cfg.input_path)
     files, skipped = discover_inputs(source)
     if skipped:
@@ -134,155 +160,221 @@ def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = No
             len(seen) - len(files),
             len(references),
         )
-    prepare_work(paths.work, {**_fingerprint(cfg, files), "references": references}, paths.work / "markers")
-    extra: dict[str, Any] = {}
+    return _Inputs(source, files, skipped, seen, seen_before, references)
 
+
+@dataclass
+class _Work:
+    """What the flow's steps share: each reads what the steps before it left here and adds
+    its task results (`tasks`, by group) and its part of stats.json's `details`."""
+
+    cfg: CurationConfig
+    curated: str
+    files: list[Path]
+    details: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {g: [] for g in TASK_GROUPS})
+    earlier: int = 0  # earlier runs' shards, indices 0..earlier-1; this run's follow them
+    parts: int = 1  # key ranges of the global steps
+    exact_parts: int = 0  # 0: exact dedup did not run (finalize and substring dedup read no drops)
+    minhash_parts: int = 0
+
+    @property
+    def shards(self) -> int:
+        return self.earlier + len(self.files)
+
+
+def _before_filtering(work: _Work, source: str) -> tuple[str | None, str | None]:
+    """The steps the filter pass needs first: [plant noise], [train the quality model],
+    [build the decontamination index]. Returns the model's and the index's paths (None: off)."""
+    cfg, details = work.cfg, work.details
     stage_input = source
     if cfg.noise is not None:
-        extra["noise"] = noise_task(source, cfg, curated)
-        stage_input = extra["noise"]["input"]
-        files, _ = discover_inputs(stage_input)
+        details["noise"] = noise_task(source, cfg, work.curated)
+        stage_input = details["noise"]["input"]
+        work.files, _ = discover_inputs(stage_input)
     quality_model = decontam_index = None
     qc = cfg.quality_classifier
     if qc.enabled:
         if qc.model_path:
             quality_model = str(Path(qc.model_path).resolve())
         else:
-            extra["quality_model"] = quality_model_task(source, cfg, curated)
-            quality_model = extra["quality_model"]["model"]
+            details["quality_model"] = quality_model_task(source, cfg, work.curated)
+            quality_model = details["quality_model"]["model"]
     if cfg.decontamination.enabled:
-        extra["decontamination"] = decontam_task(cfg, curated)
-        decontam_index = extra["decontamination"]["index"]
-    log.info("curating %d input file(s) from %s", len(files), stage_input)
+        details["decontamination"] = decontam_task(cfg, work.curated)
+        decontam_index = details["decontamination"]["index"]
+    log.info("curating %d input file(s) from %s", len(work.files), stage_input)
+    return quality_model, decontam_index
 
+
+def _filter(work: _Work, references: list[str], quality_model: str | None, decontam_index: str | None) -> None:
+    """Key earlier runs' shards, filter this run's input files; sizes the global steps."""
+    cfg, curated = work.cfg, work.curated
     # Earlier runs' shards come first (indices 0..m-1): dedup keeps the first document of a
     # group, so a new document that repeats one of theirs is the one removed.
-    against = references if files else []  # nothing new: nothing to deduplicate against them
-    m = len(against)
+    against = references if work.files else []  # nothing new: nothing to deduplicate against them
+    work.earlier = m = len(against)
     ref = gather([reference_task.submit(r, i, cfg, curated) for i, r in enumerate(against)], "earlier runs' shards")
     # Resolved: errors and removed/ rows name the user's file, not the noise step's link to it.
     first = gather(
         [
             filter_task.submit(str(f.resolve()), m + i, cfg, curated, quality_model, decontam_index)
-            for i, f in enumerate(files)
+            for i, f in enumerate(work.files)
         ],
         "filter shards",
     )
+    work.tasks.update({"reference": ref, "filter": first})
     survivors = sum(r["kept"] for r in first) + sum(r["docs"] for r in ref)
-    parts = max(1, math.ceil(survivors / cfg.partition_docs))
-    shards = m + len(files)
-    exact_parts = minhash_parts = 0
-    exact: list[dict[str, Any]] = []
-    lsh: list[dict[str, Any]] = []
-    stars: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
-    if cfg.exact_dedup.enabled and files:
-        exact = gather([exact_task.submit(p, parts, shards, curated) for p in range(parts)], "exact dedup")
-        extra["exact_dedup"] = {
-            "exact": sum(r["exact"] for r in exact),
-            "near_exact": sum(r["near_exact"] for r in exact),
-        }
-        exact_parts = parts
-    if cfg.minhash.enabled and files:
-        lsh = gather([lsh_task.submit(p, parts, shards, cfg, curated) for p in range(parts)], "minhash buckets")
-        final_round, rounds, stars = _components(parts, curated)
-        dropped = gather(
-            [component_drops_task.submit(final_round, q, curated) for q in range(parts)], "minhash clusters"
-        )
-        extra["minhash"] = {
-            "candidate_pairs": sum(r["candidate_pairs"] for r in lsh),
-            "verified_pairs": sum(r["verified_pairs"] for r in lsh),
-            "component_rounds": rounds,
-            "dropped": sum(r["dropped"] for r in dropped),
-        }
-        minhash_parts = parts
-    sub: list[dict[str, Any]] = []
-    if cfg.substring_dedup.enabled and files:
-        sizes = [r["stats"]["bytes_kept"] for r in first]  # this run's shards, m..shards-1
-        grouped = [[m + i for i in g] for g in groups(sizes, cfg.substring_dedup.max_group_mb << 20)]
-        sub = gather(
-            [
-                substring_task.submit(g, shard_group, cfg, curated, exact_parts, minhash_parts)
-                for g, shard_group in enumerate(grouped)
-            ],
-            "substring dedup",
-        )
-        extra["substring_dedup"] = {
-            "groups": len(sub),
-            **{k: sum(r[k] for r in sub) for k in ("documents", "tokens", "text_bytes", "spans", "tokens_cut")},
-            "seconds": round(sum(r["seconds"] for r in sub), 3),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in sub),
-        }
-    second = gather(
-        [finalize_task.submit(i, cfg, curated, exact_parts, minhash_parts, m) for i in range(m, shards)],
+    work.parts = max(1, math.ceil(survivors / cfg.partition_docs))
+
+
+def _exact_dedup(work: _Work) -> None:
+    parts = work.parts
+    exact = gather([exact_task.submit(p, parts, work.shards, work.curated) for p in range(parts)], "exact dedup")
+    work.tasks["exact-dedup"] = exact
+    work.details["exact_dedup"] = {
+        "exact": sum(r["exact"] for r in exact),
+        "near_exact": sum(r["near_exact"] for r in exact),
+    }
+    work.exact_parts = parts
+
+
+def _near_dedup(work: _Work) -> None:
+    parts, curated = work.parts, work.curated
+    lsh = gather([lsh_task.submit(p, parts, work.shards, work.cfg, curated) for p in range(parts)], "minhash buckets")
+    final_round, rounds, stars = _components(parts, curated)
+    dropped = gather([component_drops_task.submit(final_round, q, curated) for q in range(parts)], "minhash clusters")
+    work.tasks.update({"minhash-buckets": lsh, "components": stars, "minhash-clusters": dropped})
+    work.details["minhash"] = {
+        "candidate_pairs": sum(r["candidate_pairs"] for r in lsh),
+        "verified_pairs": sum(r["verified_pairs"] for r in lsh),
+        "component_rounds": rounds,
+        "dropped": sum(r["dropped"] for r in dropped),
+    }
+    work.minhash_parts = parts
+
+
+def _substring_dedup(work: _Work) -> None:
+    cfg, m = work.cfg, work.earlier
+    sizes = [r["stats"]["bytes_kept"] for r in work.tasks["filter"]]  # this run's shards, m..shards-1
+    grouped = [[m + i for i in g] for g in groups(sizes, cfg.substring_dedup.max_group_mb << 20)]
+    sub = gather(
+        [
+            substring_task.submit(g, shard_group, cfg, work.curated, work.exact_parts, work.minhash_parts)
+            for g, shard_group in enumerate(grouped)
+        ],
+        "substring dedup",
+    )
+    work.tasks["substring-dedup"] = sub
+    work.details["substring_dedup"] = {
+        "groups": len(sub),
+        **{k: sum(r[k] for r in sub) for k in ("documents", "tokens", "text_bytes", "spans", "tokens_cut")},
+        "seconds": round(sum(r["seconds"] for r in sub), 3),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in sub),
+    }
+
+
+# The steps over the whole corpus, between the filter pass and finalize, in the order they
+# run: each is named by the config section whose `enabled` switches it. Order matters:
+# substring dedup reads what the dedup steps before it dropped.
+GLOBAL_STEPS: tuple[tuple[str, Callable[[_Work], None]], ...] = (
+    ("exact_dedup", _exact_dedup),
+    ("minhash", _near_dedup),
+    ("substring_dedup", _substring_dedup),
+)
+
+
+def _finalize(work: _Work) -> None:
+    cfg, curated, m = work.cfg, work.curated, work.earlier
+    work.tasks["finalize"] = gather(
+        [finalize_task.submit(i, cfg, curated, work.exact_parts, work.minhash_parts, m) for i in range(m, work.shards)],
         "dedup+redact shards",
     )
-    if cfg.incremental:
-        extra["incremental"] = {
-            "previous_run": previous_run,
-            "new_or_changed_files": len(files),
-            "unchanged_files": len(seen) - len(files),
-            "reference_shards": m,
-            "reference_docs": sum(r["docs"] for r in ref),
-        }
 
-    results = first + second + exact + lsh + dropped + sub
-    singles = {
-        name: [extra[name]]
-        for name in ("noise", "quality_model", "decontamination")
-        if isinstance(extra.get(name), dict) and "node" in extra[name]
+
+def _incremental_details(work: _Work, inputs: _Inputs, previous_run: str | None) -> dict[str, Any]:
+    return {
+        "previous_run": previous_run,
+        "new_or_changed_files": len(work.files),
+        "unchanged_files": len(inputs.seen) - len(work.files),
+        "reference_shards": work.earlier,
+        "reference_docs": sum(r["docs"] for r in work.tasks["reference"]),
     }
-    placement = task_nodes(
-        {
-            **singles,
-            "reference": ref,
-            "filter": first,
-            "exact-dedup": exact,
-            "minhash-buckets": lsh,
-            "components": stars,
-            "minhash-clusters": dropped,
-            "substring-dedup": sub,
-            "finalize": second,
-        }
-    )
+
+
+def _summary(work: _Work, inputs: _Inputs, paths: CurationPaths) -> dict[str, Any]:
+    """stats.json: the counts per step and in total, each step's details, where tasks ran, and
+    what a later incremental run needs."""
+    first, details = work.tasks["filter"], work.details
+    singles = {
+        name: [details[name]]
+        for name in ("noise", "quality_model", "decontamination")
+        if isinstance(details.get(name), dict) and "node" in details[name]
+    }
     steps = {
         "filter": StageStats.total(r["stats"] for r in first),
-        "dedup_redact": StageStats.total(r["stats"] for r in second),
+        "dedup_redact": StageStats.total(r["stats"] for r in work.tasks["finalize"]),
     }
-    total = combine_steps(steps).to_dict()
-    malformed = [e for r in first for e in r["malformed_examples"]][:20]
     languages = sum((Counter(r.get("languages", {})) for r in first), Counter())
     if languages:  # web input: the languages its pages were identified as, before the filter kept some
-        extra["languages"] = dict(languages.most_common())
-    summary = {
-        "input": source,
-        "input_files": len(files),
-        "skipped_files": [str(p) for p in skipped],
-        "totals": total,
+        details["languages"] = dict(languages.most_common())
+    rss = (r.get("peak_rss_mb", 0) for g in RSS_GROUPS for r in work.tasks[g])
+    return {
+        "input": inputs.source,
+        "input_files": len(work.files),
+        "skipped_files": [str(p) for p in inputs.skipped],
+        "totals": combine_steps(steps).to_dict(),
         "steps": {name: s.to_dict() for name, s in steps.items()},
-        "details": extra,
-        "partitions": parts,
-        "peak_worker_rss_mb": max((r.get("peak_rss_mb", 0) for r in results), default=0),
-        "malformed_examples": malformed,
-        "nodes": placement,  # which cluster node ran each task
-        "output_shards": len(files),
-        "output_files": [str(paths.kept(i)) for i in range(m, shards)],
+        "details": details,
+        "partitions": work.parts,
+        "peak_worker_rss_mb": max(rss, default=0),
+        "malformed_examples": [e for r in first for e in r["malformed_examples"]][:20],
+        "nodes": task_nodes({**singles, **work.tasks}),  # which cluster node ran each task
+        "output_shards": len(work.files),
+        "output_files": [str(paths.kept(i)) for i in range(work.earlier, work.shards)],
         # For a later incremental run: every input file seen so far, and every earlier curated shard.
-        "inputs_seen": {**seen_before, **seen},
-        "dedup_references": references,
+        "inputs_seen": {**inputs.seen_before, **inputs.seen},
+        "dedup_references": inputs.references,
     }
+
+
+def _publish(run: RunDir, paths: CurationPaths, summary: dict[str, Any]) -> None:
+    """Write stats.json, drop the scratch files, show the counts in the Prefect UI."""
     write_json(run.curation_stats, summary)
     discard_work(paths.work)  # scratch only; the markers' results are in stats.json now
+    total = summary["totals"]
     create_table_artifact(
         key="curation-stats",
         table=stats_table(summary["steps"], total),
-        description=f"Curation of {source}: documents in = kept + removed by reason, per step",
+        description=f"Curation of {summary['input']}: documents in = kept + removed by reason, per step",
     )
-    if malformed:
+    if malformed := summary["malformed_examples"]:
         log.warning(
             "%d malformed record(s) quarantined in %s, e.g. %s",
             total["removed_by_reason"]["malformed"]["docs"],
             run.removed,
             malformed[0],
         )
+
+
+@flow(name="curate", task_runner=RayTaskRunner())
+def curate_flow(cfg: CurationConfig, run_dir: str, previous_run: str | None = None) -> dict[str, Any]:
+    """Curate the input. With `cfg.incremental` and a previous run, only the input files that
+    are new or changed since it are curated, and deduplicated against everything it had curated."""
+    run = RunDir(Path(run_dir))
+    paths = CurationPaths(run.curated.resolve())
+    inputs = _select_inputs(cfg, previous_run)
+    fingerprint = {**_fingerprint(cfg, inputs.files), "references": inputs.references}
+    prepare_work(paths.work, fingerprint, paths.work / "markers")
+    work = _Work(cfg, str(paths.curated), inputs.files)
+    quality_model, decontam_index = _before_filtering(work, inputs.source)
+    _filter(work, inputs.references, quality_model, decontam_index)
+    for section, step in GLOBAL_STEPS:
+        if getattr(cfg, section).enabled and work.files:
+            step(work)
+    _finalize(work)
+    if cfg.incremental:
+        work.details["incremental"] = _incremental_details(work, inputs, previous_run)
+    summary = _summary(work, inputs, paths)
+    _publish(run, paths, summary)
     return summary

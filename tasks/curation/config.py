@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.curation.decontam import DecontamConfig
+from tasks.curation.filters.registry import DEFAULT_FILTERS, check_filter_names
 from tasks.curation.noise import NoiseConfig
 from tasks.curation.quality_model import QualityClassifierConfig
 from tasks.curation.redact import RedactionConfig
@@ -77,6 +78,14 @@ class CurationConfig(BaseModel):
         description="Plant labelled duplicates, PII and spam into the input first "
         "(demo and benchmarks); the labels are written to curated/noise_labels.jsonl.",
     )
+    filters: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_FILTERS),
+        description="The per-document filters of the filter pass, in the order they run "
+        f"(default: {', '.join(DEFAULT_FILTERS)}); a document two of them would remove is counted under "
+        "the first one's reason. A filter left out does not run; one listed but switched off in its own "
+        "section (quality_classifier.enabled, decontamination.enabled) stays off. Names: "
+        "tasks/curation/filters/registry.py.",
+    )
     heuristics: HeuristicsConfig = HeuristicsConfig()
     quality_classifier: QualityClassifierConfig = QualityClassifierConfig()
     decontamination: DecontamConfig = DecontamConfig()
@@ -100,6 +109,11 @@ class CurationConfig(BaseModel):
         "(previous_run, or a served deployment's newest finished run) and deduplicate them against "
         "everything curated before: a repeat of last week's document is removed this week too.",
     )
+
+    @field_validator("filters")
+    @classmethod
+    def _known_filters(cls, v: list[str]) -> list[str]:
+        return check_filter_names(v)
 
     @model_validator(mode="after")
     def _incremental_needs_stable_input(self) -> CurationConfig:

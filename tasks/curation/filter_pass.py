@@ -1,7 +1,8 @@
 """Pass 1 over one input file: every per-document decision, streamed.
 
 Read -> (web input: URL filter -> main text -> language, tasks/curation/web/) -> normalize ->
-heuristic rules (Gopher, C4, FineWeb) -> fastText quality score -> benchmark decontamination.
+the filters `curation.filters` lists, in its order (tasks/curation/filters/; by default the
+heuristic rules, the fastText quality score, benchmark decontamination).
 Survivors are written to a scratch shard together with their dedup keys (exact / near-exact)
 and MinHash band keys, which the global dedup steps read by key range. Memory is bounded by
 one row group, not by the file or the corpus.
@@ -10,8 +11,8 @@ one row group, not by the file or the corpus.
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,93 +20,21 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tasks.curation.config import CurationConfig
-from tasks.curation.decontam import Decontaminator, load_index
 from tasks.curation.dedup import BAND_DTYPE, EXACT_DTYPE
+from tasks.curation.filters.chain import DocumentFilter
 from tasks.curation.keyed_files import doc_id, write_sorted
 from tasks.curation.minhash import MinHasher, stable_hash64
-from tasks.curation.normalize import dedup_key, normalize_text
+from tasks.curation.normalize import dedup_key
 from tasks.curation.output_files import REMOVED_SCHEMA, WORK_SCHEMA, CurationPaths, RowSink
-from tasks.curation.quality_model import QualityScorer
-from tasks.curation.reader import Malformed, is_web_input, read_documents
+from tasks.curation.reader import Document, Malformed, is_web_input, read_documents
 from tasks.curation.redact import redact
-from tasks.curation.repair import fold_repaired, key_text, repair_text
-from tasks.curation.rules import apply_heuristics
+from tasks.curation.repair import key_text
 from tasks.curation.shingles import normalized_words
 from tasks.curation.similarity import write_shingle_sets
 from tasks.curation.stats import StageStats
 from tasks.curation.web.front import PageRemoved, WebFront
 from tasks.curation.web.language import LanguageId
 from tasks.curation.web.pages import SkippedRecord, WebPage
-
-
-@dataclass
-class Verdict:
-    text: str
-    reason: str | None = None
-    detail: str = ""
-    metadata: dict[str, Any] | None = None
-    # What the dedup keys are taken from: the repaired key form (repair.key_text) of the
-    # normalized text before C4's line removals. Two
-    # copies of an article that differ only in line breaks (one reflowed onto a single line,
-    # or extracted from two sites' HTML) lose different lines to those rules, which would push
-    # their signatures apart; their words before the edits are the same.
-    dedup_text: str = ""
-
-
-class DocumentFilter:
-    """The per-document steps, with their models loaded once per task."""
-
-    def __init__(
-        self,
-        cfg: CurationConfig,
-        quality_model: Path | None,
-        decontam_index: Path | None,
-        web_input: bool = False,
-    ):
-        self.cfg = cfg
-        self.repair = cfg.repair_text if cfg.repair_text is not None else web_input
-        self.scorer = QualityScorer(quality_model) if quality_model else None
-        self.decontam = (
-            Decontaminator(load_index(decontam_index, cfg.decontamination.ngram), cfg.decontamination.ngram)
-            if decontam_index
-            else None
-        )
-        self.changes: Counter[str] = Counter()
-
-    def __call__(self, text: str, language: str | None = None) -> Verdict:
-        """`language`: the document's identified language, which the heuristic rules use."""
-        cfg = self.cfg
-        # Repair before normalizing: normalize_text removes C1 controls, part of some mojibake.
-        repaired = repair_text(text)
-        changed = repaired != text
-        text = normalize_text(repaired if self.repair else text, cfg.normalization)
-        if not text:
-            return Verdict(text, "empty")
-        outcome = apply_heuristics(text, cfg.heuristics, language)
-        self.changes.update(outcome.changes)
-        if outcome.reason:
-            return Verdict(outcome.text, outcome.reason, outcome.detail)
-        if not outcome.text.strip():  # every line removed, with the counting rules skipped (zh, ja...)
-            return Verdict(text, "empty", "no text left after the line rules")
-        # Keys are repaired whether or not the kept text is, and taken before C4's line edits.
-        keys = fold_repaired(text if self.repair else normalize_text(repaired, cfg.normalization))
-        text = outcome.text
-        meta: dict[str, Any] = {}
-        if self.scorer is not None:
-            score = self.scorer.score(text)
-            meta["quality_score"] = round(float(score), 4)
-            if score < cfg.quality_classifier.threshold:
-                return Verdict(text, "quality_classifier", f"P(high quality) {score:.3f}")
-        if self.decontam is not None:
-            bench = self.decontam.match(keys, keyed=True)
-            if bench is not None:
-                if cfg.decontamination.action == "remove":
-                    return Verdict(text, "decontaminated", f"shares a {cfg.decontamination.ngram}-gram with {bench}")
-                meta["contaminated"] = bench
-                self.changes["decontam.flagged"] += 1
-        if self.repair and changed:
-            self.changes["repair.documents"] += 1
-        return Verdict(text, metadata=meta, dedup_text=keys)
 
 
 def _merge_metadata(original: str, extra: dict[str, Any] | None) -> str:
@@ -191,6 +120,95 @@ class DedupKeys:
             write_sorted(recs, "key", paths.band_keys(b, index))
 
 
+class _ShardPass:
+    """One input file's filter pass: its sinks and counts, and one handler per kind of item
+    the reader yields (_HANDLERS). A handler either settles the item itself (counted and
+    written to removed/) or returns the document the filter chain then decides on."""
+
+    def __init__(
+        self,
+        path: Path,
+        index: int,
+        cfg: CurationConfig,
+        sinks: tuple[RowSink, RowSink],
+        quality_model: Path | None,
+        decontam_index: Path | None,
+    ):
+        self.cfg, self.index = cfg, index
+        self.kept, self.removed = sinks
+        self.stats = StageStats()
+        self.examples: list[str] = []
+        web = is_web_input(path)
+        self.check = DocumentFilter(cfg, quality_model, decontam_index, web_input=web)
+        self.keys = DedupKeys(cfg)
+        self.front = WebFront(cfg.web) if web else None
+        # JSONL/Parquet documents get language identification only with web.language.all_inputs.
+        language = cfg.web.language
+        self.language = LanguageId(language) if not web and language.enabled and language.all_inputs else None
+
+    def _remove(self, reason: str, nbytes: int, row: dict[str, Any]) -> None:
+        self.stats.remove(reason, nbytes)
+        self.removed.add(row)
+
+    def _redacted(self, text: str) -> str:
+        return redact(text, self.cfg.redaction)[0]
+
+    def malformed(self, item: Malformed) -> None:
+        if len(self.examples) < 5:
+            self.examples.append(f"{item.file}:{item.line}: {item.detail}")
+        row = removed_record(item.reason, item.detail, item.file, item.line, item.bytes_in, self._redacted(item.raw))
+        self._remove(item.reason, item.bytes_in, row)
+
+    def skipped(self, item: SkippedRecord) -> None:
+        detail = f"{item.record_type} record"
+        row = removed_record("not_a_page", detail, item.file, item.offset, item.bytes_in, source="web", url=item.url)
+        self._remove("not_a_page", item.bytes_in, row)
+
+    def page(self, page: WebPage) -> Document | None:
+        assert self.front is not None  # web pages come only from web input, which made the front end
+        outcome = self.front(page)
+        if not isinstance(outcome, PageRemoved):
+            return outcome
+        text = self._redacted(outcome.text)
+        row = removed_record(
+            outcome.reason, outcome.detail, page.file, page.offset, page.bytes_in, text, page.record_id, "web", page.url
+        )
+        self._remove(outcome.reason, page.bytes_in, row)
+        return None
+
+    def document(self, doc: Document) -> Document | None:
+        if self.language is None:
+            return doc
+        lang, prob, why = self.language.verdict(doc.text)
+        if why:
+            self._remove("language", doc.bytes_in, removed_row(asdict(doc), self._redacted(doc.text), "language", why))
+            return None
+        doc.metadata = _merge_metadata(doc.metadata, {"language": lang, "language_score": round(prob, 4)})
+        return doc
+
+    def filter(self, doc: Document) -> None:
+        """The filter chain's verdict on a document: kept (with its dedup keys) or removed."""
+        verdict = self.check(doc.text, _language_of(doc.metadata))
+        row = asdict(doc)
+        if verdict.reason:
+            text = self._redacted(verdict.text)
+            self._remove(verdict.reason, doc.bytes_in, removed_row(row, text, verdict.reason, verdict.detail))
+            return
+        self.keys.add(doc_id(self.index, self.kept.count), verdict.dedup_text)
+        row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
+        self.kept.add(row)
+        self.stats.keep(doc.bytes_in)
+
+
+# What the reader yields -> its handler: a document to filter, or None when it was settled.
+_HANDLERS: dict[type, Callable[[_ShardPass, Any], Document | None]] = {
+    Malformed: _ShardPass.malformed,
+    SkippedRecord: _ShardPass.skipped,
+    WebPage: _ShardPass.page,
+    Document: _ShardPass.document,
+}
+
+
 def filter_shard(
     path: Path,
     index: int,
@@ -201,102 +219,28 @@ def filter_shard(
 ) -> dict[str, Any]:
     """Filter one input file into its scratch shard and key files; returns its stats."""
     paths = CurationPaths(curated_dir)
-    stats = StageStats()
-    check = DocumentFilter(cfg, quality_model, decontam_index, web_input=is_web_input(path))
-    keys = DedupKeys(cfg)
-    examples: list[str] = []
-    front = WebFront(cfg.web) if is_web_input(path) else None
-    language = (
-        LanguageId(cfg.web.language)
-        if (front is None and cfg.web.language.enabled and cfg.web.language.all_inputs)
-        else None
-    )
     with (
         RowSink(paths.filtered(index), WORK_SCHEMA) as kept,
         RowSink(paths.removed_filter(index), REMOVED_SCHEMA) as removed,
     ):
+        shard = _ShardPass(path, index, cfg, (kept, removed), quality_model, decontam_index)
         items = read_documents(
             path, cfg.text_field, cfg.id_field, cfg.web.extraction.max_page_bytes, cfg.max_record_bytes
         )
         for item in items:
-            stats.add_in(item.bytes_in)
-            if isinstance(item, Malformed):
-                stats.remove(item.reason, item.bytes_in)
-                if len(examples) < 5:
-                    examples.append(f"{item.file}:{item.line}: {item.detail}")
-                removed.add(
-                    removed_record(
-                        item.reason,
-                        item.detail,
-                        item.file,
-                        item.line,
-                        item.bytes_in,
-                        redact(item.raw, cfg.redaction)[0],
-                    )
-                )
-                continue
-            if isinstance(item, SkippedRecord):
-                stats.remove("not_a_page", item.bytes_in)
-                removed.add(
-                    removed_record(
-                        "not_a_page",
-                        f"{item.record_type} record",
-                        item.file,
-                        item.offset,
-                        item.bytes_in,
-                        source="web",
-                        url=item.url,
-                    )
-                )
-                continue
-            if isinstance(item, WebPage):
-                page = item
-                assert front is not None  # web pages come only from web input, which made the front end
-                outcome = front(page)
-                if isinstance(outcome, PageRemoved):
-                    stats.remove(outcome.reason, page.bytes_in)
-                    removed.add(
-                        removed_record(
-                            outcome.reason,
-                            outcome.detail,
-                            page.file,
-                            page.offset,
-                            page.bytes_in,
-                            redact(outcome.text, cfg.redaction)[0],
-                            page.record_id,
-                            "web",
-                            page.url,
-                        )
-                    )
-                    continue
-                doc = outcome
-            else:
-                doc = item
-                if language is not None:  # JSONL/Parquet documents, with web.language.all_inputs
-                    lang, prob, why = language.verdict(doc.text)
-                    if why:
-                        stats.remove("language", doc.bytes_in)
-                        removed.add(removed_row(asdict(doc), redact(doc.text, cfg.redaction)[0], "language", why))
-                        continue
-                    doc.metadata = _merge_metadata(doc.metadata, {"language": lang, "language_score": round(prob, 4)})
-            verdict = check(doc.text, _language_of(doc.metadata))
-            row = asdict(doc)
-            if verdict.reason:
-                stats.remove(verdict.reason, doc.bytes_in)
-                removed.add(removed_row(row, redact(verdict.text, cfg.redaction)[0], verdict.reason, verdict.detail))
-                continue
-            keys.add(doc_id(index, kept.count), verdict.dedup_text)
-            row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
-            kept.add(row)
-            stats.keep(doc.bytes_in)
-    stats.changes.update(check.changes)
+            shard.stats.add_in(item.bytes_in)
+            doc = _HANDLERS[type(item)](shard, item)
+            if doc is not None:
+                shard.filter(doc)
+    stats = shard.stats
+    stats.changes.update(shard.check.changes)
     stats.check_balanced(f"filter {path}")
-    keys.write(paths, index)
+    shard.keys.write(paths, index)
     return {
         "stats": stats.to_dict(),
-        "malformed_examples": examples,
+        "malformed_examples": shard.examples,
         "kept": stats.docs_kept,
-        "languages": dict(front.languages) if front is not None else {},
+        "languages": dict(shard.front.languages) if shard.front is not None else {},
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from prefect import task
 
 from infra.core.task_markers import once
-from tasks.corpus.demo import build_demo_corpus
+from tasks.corpus.builtin import builtin_corpus
 from tasks.curation import components
 from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import decide_exact
@@ -26,25 +26,12 @@ from tasks.curation.training_sets import build_decontam_index, build_noisy_input
 from tasks.transient import retry_transient
 
 
-@task(name="build-demo-corpus")
-def demo_corpus_task() -> str:
-    return str(build_demo_corpus())
-
-
-@task(name="build-web-demo-crawl")
-def web_demo_task() -> str:
-    from tasks.corpus.web_demo import build_web_demo
-
-    return str(build_web_demo())
-
-
 def stage_source(input_path: str) -> str:
-    """The folder or file the stage reads: a built-in corpus by name, or the user's path."""
-    if input_path == "demo":
-        return demo_corpus_task()
-    if input_path == "web-demo":
-        return web_demo_task()
-    return str(Path(input_path).resolve())
+    """The folder or file the stage reads: a built-in corpus by name (built by a task of its
+    own, so the UI shows the build), or the user's path."""
+    if (corpus := builtin_corpus(input_path)) is None:
+        return str(Path(input_path).resolve())
+    return task(name=corpus.task_name)(lambda: str(corpus.build()))()
 
 
 class _Retry(TypedDict):

@@ -73,4 +73,16 @@ def fold_repaired(repaired: str) -> str:
     """key_text of text repair_text has already mended (repair is not run twice)."""
     if repaired.isascii():
         return repaired
-    return unicodedata.normalize("NFKC", repaired).translate(_INVISIBLE_IN_KEYS)
+    key = _fold(repaired)
+    # NFKC can turn a character into one that repair reads anew: U+00A8 becomes a space and a
+    # combining diaeresis, and the mojibake pair after it is then mended. Repeat until the key
+    # is stable, so that a key's key is itself (text NFKC leaves alone needs no second round).
+    for _ in range(3):
+        if key == repaired or (again := _fold(repair_text(key))) == key:
+            break
+        repaired, key = key, again
+    return key
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE_IN_KEYS)

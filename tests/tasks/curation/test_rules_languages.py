@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from infra.app.config import ConfigError, load_config
 from tasks.curation.config import CurationConfig
-from tasks.curation.filter_pass import DocumentFilter
+from tasks.curation.filters.chain import DocumentFilter
 from tasks.curation.rules import HeuristicsConfig, apply_heuristics, skipped_rules
 
 # Written for these tests: the same story in each language, three paragraphs of plain prose.
@@ -321,7 +321,7 @@ def test_a_document_left_empty_by_the_line_rules_is_removed_as_empty():
     """For a language whose counting rules are skipped, C4 can remove every line; the
     document then goes as `empty`, not kept with no text."""
     from tasks.curation.config import CurationConfig
-    from tasks.curation.filter_pass import DocumentFilter
+    from tasks.curation.filters.chain import DocumentFilter
 
     page = "このサイトはjavascriptを使います。\nThis site uses cookies to work well."
     cfg = CurationConfig(quality_classifier={"enabled": False}, heuristics={"fineweb": {"enabled": False}})
