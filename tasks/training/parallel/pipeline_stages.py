@@ -91,8 +91,14 @@ class HeadLoss:
         self.z_loss = z_loss
         self.weight: torch.Tensor | None = None  # set once the stage's modules exist
 
-    def __call__(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def __call__(self, hidden: torch.Tensor, targets: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         assert self.weight is not None  # build_pipeline sets it on the last stage, the only one with a loss
+        if isinstance(targets, tuple):
+            # Fault injection (loop.Faults.poison_samples): the labels of a poisoned micro-batch
+            # come with a factor for its loss, and so its gradients, as a corrupt batch's would.
+            labels, factor = targets
+            loss = linear_cross_entropy(hidden, self.weight, labels, z_loss=self.z_loss)
+            return loss * factor.to(loss.dtype)
         return linear_cross_entropy(hidden, self.weight, targets, z_loss=self.z_loss)
 
 

@@ -1,4 +1,4 @@
-"""The 3D path's step, validation and final weights, beside the plain path in loop.py.
+"""The 3D strategy's step, validation and final weights (parallel/three_d.py calls them).
 
 Every rank of a pipeline reads the same position stream: replica r takes the r-th block
 of each micro-step, exactly as data-parallel rank r of a plain run, so a 3D run sees the
@@ -23,42 +23,45 @@ from tasks.tokenization.reader import to_batch
 from tasks.training.checkpoint import load_model
 from tasks.training.parallel.pipeline_stages import local_layers
 from tasks.training.parallel.rank_grid import grid_for
+from tasks.training.run_state import Attempt, Setup
+from tasks.training.strategy import POISON, Poisoned, StepResult
 
 log = logging.getLogger(__name__)
 PROBE, PROBE_ROWS = "probe.pt", 2  # in checkpoints/final/: the export check's rows and the shards' logits
 
 
-def _loads_data(s) -> bool:
+def _loads_data(s: Setup) -> bool:
     """Only the first stage (inputs) and the last (labels) read batches."""
     return s.coords.stage in (0, s.layout.pipeline - 1)
 
 
-def train_step(s, a) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]:
-    """One optimizer step through the pipeline: (loss sum, its count, real tokens, data-wait
-    seconds, micro-steps). The loss DeepSpeed returns is already the step's mean over every
-    replica, so only global rank 0 counts it; tokens are counted once per replica."""
+def train_step(s: Setup, a: Attempt, accum: int, poisoned: Poisoned) -> StepResult:
+    """One optimizer step of `accum` micro-batches through the pipeline. The loss DeepSpeed
+    returns is already the step's mean over every replica, so only global rank 0 counts it;
+    tokens are counted once per replica."""
     cfg, ctx, engine, sampler = s.cfg, s.ctx, a.engine, a.sampler
-    accum = a.plan.accumulation(sampler.position.samples)
-    if accum != engine.gradient_accumulation_steps():
-        engine.set_train_batch_size(accum * a.plan.unit)  # the batch ramp moved
     t0 = time.perf_counter()
-    batches = []
+    batches: list[tuple[Any, Any]] = []
     tokens = torch.zeros((), dtype=torch.int64, device=ctx.device)
     for _ in range(accum):
         src, rows = sampler.next_batch()  # every stage advances the position, loading or not
+        end = sampler.position.samples
         if _loads_data(s):
             x, y, *seg = (t.to(ctx.device) for t in s.train.gather(src, rows, segments=cfg.document_mask))
-            batches.append(((x, seg[0]) if seg else x, y))
+            # The loss is computed inside the engine, on the last stage: a poisoned micro-batch
+            # carries its factor with its labels (pipeline_stages.HeadLoss applies it).
+            labels = (y, torch.tensor(POISON, device=ctx.device)) if poisoned(end - a.plan.unit, end) else y
+            batches.append(((x, seg[0]) if seg else x, labels))
             if s.coords.stage == 0 and s.coords.tensor_rank == 0:
                 tokens += (y != -100).sum()
     wait = time.perf_counter() - t0
     loss = engine.train_batch(iter(batches) if batches else None)
     mine = ctx.rank == 0
     loss_sum = loss.detach().float().reshape(()) if mine else torch.zeros((), device=ctx.device)
-    return loss_sum, torch.tensor(float(mine), device=ctx.device), tokens, wait, accum
+    return StepResult(loss_sum, torch.tensor(float(mine), device=ctx.device), tokens, wait)
 
 
-def _rows_iter(s, sel_batches: list[np.ndarray]) -> Iterator[tuple[Any, torch.Tensor]]:
+def _rows_iter(s: Setup, sel_batches: list[np.ndarray]) -> Iterator[tuple[Any, torch.Tensor]]:
     for sel in sel_batches:
         tokens, lengths = s.val.rows(sel)
         segments = s.val.segments(sel) if s.cfg.document_mask else None
@@ -67,7 +70,7 @@ def _rows_iter(s, sel_batches: list[np.ndarray]) -> Iterator[tuple[Any, torch.Te
 
 
 @torch.no_grad()
-def validation_loss(s, engine) -> float:
+def validation_loss(s: Setup, engine: Any) -> float:
     """The mean validation loss over the replicas' rows (each replica its own share)."""
     cfg, d = s.cfg, s.layout.data
     per_replica = min(cfg.eval_batches * cfg.micro_batch_size, len(s.val) // d)
@@ -81,7 +84,7 @@ def validation_loss(s, engine) -> float:
     return float(loss)
 
 
-def gather_weights(s, a) -> dict[str, torch.Tensor]:
+def gather_weights(s: Setup, a: Attempt) -> dict[str, torch.Tensor]:
     """The single-device model's state dict, on rank 0 (empty elsewhere): each stage's fp32
     master weights (ZeRO-1 keeps them partitioned over the replicas), tensor shards joined,
     then every stage's parameters collected. Every rank must call it."""
@@ -117,7 +120,7 @@ def gather_weights(s, a) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def probe_logits(s, a, rows: np.ndarray) -> torch.Tensor | None:
+def probe_logits(s: Setup, a: Attempt, rows: np.ndarray) -> torch.Tensor | None:
     """The distributed model's logits for validation `rows`, on rank 0 (None elsewhere):
     the check that the gathered single-device model computes the same function."""
     x, y = to_batch(*s.val.rows(rows))[:2]
@@ -133,7 +136,7 @@ def probe_logits(s, a, rows: np.ndarray) -> torch.Tensor | None:
     return None if parts is None else next(p for p in parts if p is not None)
 
 
-def check_export(s, final: Path, rows: np.ndarray, shard_logits: torch.Tensor) -> dict[str, Any]:
+def check_export(s: Setup, final: Path, rows: np.ndarray, shard_logits: torch.Tensor) -> dict[str, Any]:
     """Compare the gathered single-device model's logits with the sharded model's on the
     first validation rows; both are kept in final/ (probe.pt) for anyone to re-check. In
     fp32 a mismatch is an error: the shards were joined wrongly."""
