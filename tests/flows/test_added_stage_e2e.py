@@ -26,10 +26,12 @@ def _with_finetune(*args: str) -> subprocess.CompletedProcess:
 
 def _subflows(api: str, flow_run_id: str) -> dict[str, str]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
 
     with prefect_client(api) as client:
         children = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])),
+            sort=FlowRunSort.START_TIME_ASC,  # this client sends a null sort otherwise, which the server refuses
             limit=50,
         )
         return {client.read_flow(r.flow_id).name: r.state.type.value for r in children}
