@@ -21,7 +21,7 @@ from flows import lineage, stages
 from flows.cluster import check_cluster, connect_ray
 from flows.config import PipelineConfig, dump_config
 from flows.run_lock import run_lock
-from flows.stage import PIPELINE
+from flows.stage import PIPELINE, skips
 from flows.stopping import stop_before_prefect
 from infra.core.storage import RunDir, write_text
 from tasks.report import write_report
@@ -95,7 +95,7 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
         # Under a Prefect runner, a SIGTERM (Cancel in the UI) lets training save a checkpoint first.
         with stop_before_prefect(run, cfg.training.stop_grace_s):
             for stage in PIPELINE:
-                if actions[stage.name] == "skip":
+                if skips(actions[stage.name]):
                     results[stage.name] = "skipped (unchanged since it finished)"
                 else:
                     if not checked:  # once, for the first stage to run

@@ -25,6 +25,11 @@ from infra.core.task_markers import read_marker
 Actions = dict[str, str]
 
 
+def skips(action: str | None) -> bool:
+    """Whether a planned action (flows/stages.py:plan) leaves the stage's output as it is."""
+    return action is not None and (action == "skip" or action.startswith("skip ("))
+
+
 def _nothing(cfg: PipelineConfig, run: RunDir, actions: Actions) -> None:
     """A stage without checks of its own before any server or worker starts."""
 
@@ -98,7 +103,7 @@ def _curate_inputs(cfg: PipelineConfig) -> Any:
 
 
 def _curate_preflight(cfg: PipelineConfig, run: RunDir, actions: Actions) -> None:
-    if actions.get("curate") == "skip":
+    if skips(actions.get("curate")):
         return
     qc = cfg.curation.quality_classifier
     if qc.enabled and qc.model_path:
@@ -146,14 +151,15 @@ def _train_arguments(cfg: PipelineConfig, run_dir: str) -> tuple[Any, ...]:
 
 
 def _train_preflight(cfg: PipelineConfig, run: RunDir, actions: Actions) -> None:
-    if actions.get("train") not in (None, "skip") and run.checkpoints.is_dir():
+    runs_training = "train" in actions and not skips(actions["train"])
+    if runs_training and run.checkpoints.is_dir():
         from tasks.training.resumable_changes import check_resumable
 
         check_resumable(run, cfg.training, cfg.model, None)  # precision is compared once Ray is up
     from tasks.training.checks import check_training
 
     check_training(cfg.training, cfg.model)  # the device-dependent checks follow once Ray is up
-    if actions.get("train") not in (None, "skip") and actions.get("tokenize", "skip") == "skip":
+    if runs_training and skips(actions.get("tokenize", "skip")):
         from tasks.tokenization.reader import check_shards
 
         check_shards(run)  # what every rank checks on start, before any worker starts

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import PipelineConfig
-from flows.stage import PIPELINE, get_stage, stage_names
+from flows.stage import PIPELINE, Stage, get_stage, stage_names
 from infra.core.storage import RunDir, disk_full, write_json
 from infra.core.task_markers import changed_keys, read_marker
 from tasks.training.config import RESUMABLE_CHANGES
@@ -110,8 +110,8 @@ def mark(run: RunDir, key: StageKey, status: str) -> None:
     write_json(stages_file(run), records)
 
 
-def is_current(run: RunDir, key: StageKey) -> bool:
-    rec = recorded(run).get(key.stage)
+def is_current(run: RunDir, key: StageKey, records: dict[str, dict[str, Any]] | None = None) -> bool:
+    rec = (recorded(run) if records is None else records).get(key.stage)
     return bool(rec and rec["status"] == "finished" and rec["key"] == key.key and done_marker(run, key.stage).exists())
 
 
@@ -133,25 +133,88 @@ def _what_changed(rec: dict[str, Any], key: StageKey, records: dict[str, dict[st
 def plan(run: RunDir, cfg: PipelineConfig, wanted: tuple[str, ...] | None = None) -> dict[str, str]:
     """For each wanted stage: 'skip' (finished with the same key; only when the whole pipeline
     runs: a stage command asked for is run) or the reason it runs. Raises StageChangeRefused,
-    before anything runs, when that would redo a finished or started training or its data."""
+    before anything runs, when that would redo a finished or started training or its data.
+    Once training has started, the stages before it that only newer code would make
+    differently are kept ('skip (kept: ...)'): see carried_over."""
     wanted = stage_names() if wanted is None else wanted
-    keys, records = expected_keys(cfg), recorded(run)
+    keys, on_disk = expected_keys(cfg), recorded(run)
     trained = run.train_summary.exists() or any(run.checkpoints.glob("step*"))
+    records, kept = carried_over(run, cfg, keys, on_disk) if trained else (on_disk, {})
     actions: dict[str, str] = {}
     for stage in wanted:
-        key, rec = keys[stage], records.get(stage)
+        if stage in kept and len(wanted) > 1:
+            actions[stage] = f"skip (kept: {kept[stage]})"
+            continue
+        # A stage command asked for by name is judged on its own record: redoing it is refused.
+        recs = on_disk if stage in kept else records
+        key, rec = keys[stage], recs.get(stage)
         if rec is None:
             actions[stage] = "not run yet" if not done_marker(run, stage).exists() else "no stage key recorded"
         elif rec["key"] != key.key:
-            actions[stage] = "changed: " + "; ".join(_what_changed(rec, key, records))
+            actions[stage] = "changed: " + "; ".join(_what_changed(rec, key, recs))
             # The trained model is made by training and the stages before it: those are refused.
             if trained and stage_names().index(stage) <= stage_names().index("train"):
-                _refuse(run, stage, rec, key, records)
-        elif is_current(run, key):
+                _refuse(run, stage, rec, key, recs)
+        elif is_current(run, key, recs):
             actions[stage] = "skip" if len(wanted) > 1 else "unchanged; run as asked"
         else:
             actions[stage] = "unfinished" if rec["status"] != "finished" else "its output is missing"
     return actions
+
+
+def carried_over(
+    run: RunDir, cfg: PipelineConfig, keys: dict[str, StageKey], records: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The records as this code sees them, for a run whose training has started, and the
+    stages kept with why.
+
+    A stage before training whose record differs from this code's key only by its code
+    version (same config, bar keys this code added at their defaults; same inputs; same
+    upstream) made the data training started on: redoing it would change that data under the
+    model, and refusing would leave the run unable to resume after an upgrade. It is kept: its
+    record takes this code's key, and the records after it are re-chained to it, so a
+    training interrupted under earlier code resumes under this one (its own checkpoint checks
+    then decide, tasks/training/resumable_changes.py). Nothing is written here."""
+    out = {name: dict(rec) for name, rec in records.items()}
+    new_key: dict[str, str] = {}  # a kept or re-chained stage's recorded key -> this code's
+    kept: dict[str, str] = {}
+    names = stage_names()
+    for name in names:
+        rec, key = out.get(name), keys[name]
+        if rec is None:
+            continue
+        was_upstream = rec.get("upstream")
+        rec["upstream"] = new_key.get(was_upstream, was_upstream) if was_upstream else was_upstream
+        consistent = StageKey(name, rec["config"], rec.get("code", ""), was_upstream, key.inputs).key == rec["key"]
+        same_config = _only_new_defaults(rec["config"], key.config, get_stage(name), cfg)
+        if not (consistent and same_config and rec["upstream"] == key.upstream) or rec["key"] == key.key:
+            continue
+        if rec.get("code") == key.code:
+            new_key[rec["key"]] = key.key  # unchanged itself: only what it was made from was kept
+        elif (
+            names.index(name) < names.index("train") and rec["status"] == "finished" and done_marker(run, name).exists()
+        ):
+            new_key[rec["key"]] = key.key
+            kept[name] = f"made by an earlier version of its code ({rec.get('code')}), and training started on it"
+        else:
+            continue
+        rec.update(key=key.key, code=key.code, config=key.config)
+    return out, kept
+
+
+def _only_new_defaults(saved: dict[str, Any], now: dict[str, Any], stage: Stage, cfg: PipelineConfig) -> bool:
+    """Whether `now` differs from `saved` only by keys `saved` lacks that hold their defaults
+    (a setting added to the config since the stage ran, left as it was)."""
+    changes = changed_keys(saved, now)
+    if not changes:
+        return True
+    try:
+        defaults = type(getattr(cfg, stage.section))().model_dump(mode="json")
+    except ValueError:  # a section without defaults for every field
+        return False
+    default = changed_keys({}, defaults)
+    present = changed_keys({}, saved)
+    return all(k not in present and k in default and default[k][1] == b for k, (_, b) in changes.items())
 
 
 def _refuse(run: RunDir, stage: str, rec: dict[str, Any], key: StageKey, records: dict[str, dict[str, Any]]) -> None:

@@ -107,9 +107,7 @@ def long_functions(top: tuple[str, ...] = ("tasks", "flows")) -> list[Function]:
 def report(n: int) -> str:
     every = sorted((f for path in source_files() for f in functions(path)), key=lambda f: -f.lines)
     out = [f"The {n} largest functions (lines, from `def` to its last line):"]
-    out += [
-        f"  {f.lines:4d}  {f.path}:{f.line} {f.name}" + (f"  ({f.reason})" if f.reason else "") for f in every[:n]
-    ]
+    out += [f"  {f.lines:4d}  {f.path}:{f.line} {f.name}" + (f"  ({f.reason})" if f.reason else "") for f in every[:n]]
     over = [f for f in every if f.lines > LONG]
     out.append(f"{len(over)} functions over {LONG} lines; without a `{LONG_REASON}` reason in tasks/ and flows/: "
                f"{len(long_functions())}")  # fmt: skip

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from flows.config import RUN_ID, PipelineConfig
-from flows.stage import PIPELINE, stage_names
+from flows.stage import PIPELINE, skips, stage_names
 from infra.app.config import PRESETS, ConfigError, load_config
 from infra.core.logging_setup import setup_logging
 from infra.core.storage import RunDir
@@ -239,7 +239,7 @@ def run_command(args: argparse.Namespace) -> int:
     cfg, run = _resolve(args)
     trust_checkpoints(getattr(args, "trust", []))
     actions = preflight(args.command, cfg, run)
-    if args.command == "run" and set(actions.values()) == {"skip"} and run.report.is_file():
+    if args.command == "run" and all(map(skips, actions.values())) and actions and run.report.is_file():
         # Nothing to do: no server, Ray or flow run is started for it.
         print(
             f"run {run.root.name}: every stage is unchanged since it finished (same inputs, config and code); "

@@ -142,3 +142,59 @@ def test_a_code_fix_after_a_crash_resumes_but_a_finished_training_is_not_redone_
     run.train_summary.unlink()
     write_json(stages.stages_file(run), records)
     assert stages.plan(run, cfg)["train"].startswith("changed: the train code changed")
+
+
+def _made_by_older_code(tmp_path, cfg, older=("curate", "tokenize", "train"), drop=None) -> RunDir:
+    """A run whose stages were recorded by another version of the code of the stages in
+    `older` (as an earlier release would have), its training started but not finished. `drop`
+    removes a config key from the curate record, as a release before that key would have."""
+    run = _finished_run(tmp_path, cfg)
+    records, upstream = {}, None
+    for stage, key in stages.expected_keys(cfg).items():
+        config = {k: v for k, v in key.config.items() if k != drop}
+        code = "0ld" + key.code[3:] if stage in older else key.code
+        then = stages.StageKey(stage, config, code, upstream, key.inputs)
+        records[stage] = then.record("running" if stage in ("train", "evaluate") else "finished")
+        upstream = then.key
+    del records["evaluate"]
+    write_json(stages.stages_file(run), records)
+    run.train_summary.unlink()
+    run.eval_results.unlink()
+    return run
+
+
+def test_a_training_started_under_earlier_code_resumes_keeping_the_data_it_started_on(tmp_path):
+    cfg = _cfg()
+    run = _made_by_older_code(tmp_path, cfg, drop="filters")
+    actions = stages.plan(run, cfg)
+    assert actions["curate"].startswith("skip (kept: made by an earlier version of its code")
+    assert actions["tokenize"].startswith("skip (kept:")
+    assert actions["train"].startswith("changed: the train code changed")  # resumes: not refused
+    assert actions["evaluate"] == "not run yet"
+    assert stages.recorded(run)["curate"]["code"].startswith("0ld")  # planning writes nothing
+
+
+def test_kept_stages_rechain_a_training_whose_own_code_is_unchanged(tmp_path):
+    cfg = _cfg()
+    run = _made_by_older_code(tmp_path, cfg, older=("curate",))
+    actions = stages.plan(run, cfg)
+    assert actions["curate"].startswith("skip (kept:") and actions["tokenize"] == "skip"
+    assert actions["train"] == "unfinished"
+
+
+def test_earlier_code_does_not_excuse_a_config_change_or_a_stage_asked_for_by_name(tmp_path):
+    cfg = _cfg()
+    run = _made_by_older_code(tmp_path, cfg)
+    with pytest.raises(stages.StageChangeRefused, match=r"(?s)another curate configuration.*minhash.min_similarity"):
+        stages.plan(run, _cfg("curation.minhash.min_similarity=0.7"))
+    with pytest.raises(stages.StageChangeRefused, match="the curate code changed"):
+        stages.plan(run, cfg, ("curate",))  # `crucible curate` would redo the data under the model
+
+
+def test_before_training_started_earlier_code_redoes_its_stages(tmp_path):
+    cfg = _cfg()
+    run = _made_by_older_code(tmp_path, cfg)
+    for step in run.checkpoints.glob("step*"):
+        step.rmdir()
+    now = stages.code_version("curate")
+    assert stages.plan(run, cfg)["curate"] == f"changed: the curate code changed (version 0ld{now[3:]} -> {now})"
