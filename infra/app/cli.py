@@ -241,9 +241,12 @@ def run_command(args: argparse.Namespace) -> int:
     actions = preflight(args.command, cfg, run)
     if args.command == "run" and all(map(skips, actions.values())) and actions and run.report.is_file():
         # Nothing to do: no server, Ray or flow run is started for it.
+        kept = [f"{stage}, {action.removeprefix('skip (kept: ').removesuffix(')')}" for stage, action in actions.items()
+                if action != "skip"]  # fmt: skip
         print(
-            f"run {run.root.name}: every stage is unchanged since it finished (same inputs, config and code); "
-            f"nothing to do.\nreport: {run.report}\nto redo one stage anyway: crucible <stage> --run-id "
+            f"run {run.root.name}: every stage is unchanged since it finished (same inputs, config and code"
+            + (f"; kept: {'; '.join(kept)}" if kept else "")
+            + f"); nothing to do.\nreport: {run.report}\nto redo one stage anyway: crucible <stage> --run-id "
             f"{run.root.name}"
         )
         return 0
