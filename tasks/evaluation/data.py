@@ -1,17 +1,23 @@
 """Benchmark items: read from a local folder in the Hugging Face schemas, or from the hub.
 
-A local folder holds one JSONL file per dataset and split, `<dir>/<dataset>/<split>.jsonl`
-(../shared/benchmarks is one). When a file is missing and the hub is allowed, the split is
-loaded with `datasets`; otherwise the error names the file and the command that makes it.
+A local folder holds one JSONL file per dataset and split, `<dir>/<dataset>/<split>.jsonl`.
+When a file is missing and the hub is allowed and reachable, the split is loaded with
+`datasets`; otherwise the error names the file and the command that makes it. Reachable is
+checked once per process with one TCP connection: offline, `datasets` would otherwise retry
+each request with back-off for about half a minute before failing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from infra.core.storage import decode_utf8
 
@@ -74,6 +80,24 @@ def hub_command(ds: HubDataset, split: str, dest: Path) -> str:
     )
 
 
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+@lru_cache(maxsize=1)
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be used from here, or None if it can be tried."""
+    for name in OFFLINE_VARIABLES:
+        if os.environ.get(name, "").lower() in ("1", "true", "yes", "on"):
+            return f"{name} is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, endpoint.port or 443), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"{host} is not reachable ({type(exc).__name__})"
+    return None
+
+
 def load_split(
     dataset: str, split: str, root: Path | None, allow_hub: bool, required: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -86,7 +110,9 @@ def load_split(
             check_fields(path, line_no, rec, required, ds.path)
             records.append(rec)
         return records
-    if allow_hub:
+    if allow_hub and (unreachable := hub_unreachable()) is not None:
+        hub_error = f" The hub was not tried: {unreachable}."
+    elif allow_hub:
         try:
             from datasets import load_dataset
 

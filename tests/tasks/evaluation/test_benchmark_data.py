@@ -9,6 +9,7 @@ import types
 
 import pytest
 
+from tasks.evaluation import data
 from tasks.evaluation.benchmarks import ARC_FIELDS
 from tasks.evaluation.data import DATASETS, BenchmarkDataError, hub_command, iter_jsonl, load_split
 
@@ -76,6 +77,7 @@ def test_the_hub_is_asked_only_when_allowed_and_its_failure_is_reported(monkeypa
         calls.append((path, name, split))
         return [ARC]
 
+    monkeypatch.setattr(data, "hub_unreachable", lambda: None)  # as on a machine with network
     monkeypatch.setitem(sys.modules, "datasets", fake_datasets(load_dataset))
     assert load_split("arc_easy", "validation", tmp_path, allow_hub=True, required=ARC_FIELDS) == [ARC]
     assert calls == [("allenai/ai2_arc", "ARC-Easy", "validation")]
@@ -90,6 +92,24 @@ def test_the_hub_is_asked_only_when_allowed_and_its_failure_is_reported(monkeypa
         r"\(ConnectionError: no network\)\. Set evaluation.benchmarks_dir",
     ):
         load_split("arc_easy", "validation", tmp_path, allow_hub=True, required=ARC_FIELDS)
+
+
+def test_an_unreachable_hub_is_not_asked_at_all(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(lambda *a: calls.append(a) or [ARC]))
+    data.hub_unreachable.cache_clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BenchmarkDataError, match=r"The hub was not tried: HF_HUB_OFFLINE is set\."):
+        load_split("arc_easy", "validation", tmp_path, allow_hub=True, required=ARC_FIELDS)
+    data.hub_unreachable.cache_clear()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(
+        BenchmarkDataError, match=r"not tried: 127\.0\.0\.1 is not reachable \(ConnectionRefusedError\)"
+    ):
+        load_split("arc_easy", "validation", tmp_path, allow_hub=True, required=ARC_FIELDS)
+    data.hub_unreachable.cache_clear()
+    assert calls == []
 
 
 def test_an_empty_split_is_an_error_not_a_missing_row(tmp_path):
