@@ -213,7 +213,7 @@ def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any
             f"{len(bad)} of the {len(found)} node(s) of the Ray cluster cannot take part in this run:\n  - "
             + "\n  - ".join(lines)
             + "\nEvery node must mount the run directory (runs_dir) and the inputs at the same path: a shared "
-            "filesystem such as NFS, Lustre or a cloud file share (README: 'Shared storage')."
+            "filesystem such as NFS, Lustre or a cloud file share (docs: operations/clusters.md, 'Shared storage')."
         )
     log.info(
         "cluster check: %d node(s) see %s%s: %s",
