@@ -16,6 +16,7 @@ from models.config import ModelConfig
 from tasks.curation.config import CurationConfig
 from tasks.evaluation.config import EvaluationConfig
 from tasks.tokenization.config import TokenizationConfig
+from tasks.tracking.config import TrackingConfig
 from tasks.training.config import TrainingConfig
 
 
@@ -23,7 +24,12 @@ class RuntimeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prefect_host: str = Field("127.0.0.1", description="Bind address of the local Prefect server.")
-    prefect_port: int = Field(4200, ge=1, le=65535)
+    prefect_port: int = Field(
+        4200,
+        ge=1,
+        le=65535,
+        description="Port of the local Prefect server and UI (a server already running there is reused).",
+    )
     prefect_api_url: str | None = Field(None, description="Use this Prefect API instead of starting a local server.")
     ray_address: str | None = Field(None, description="Join this Ray cluster instead of a local one.")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local Ray instance.")
@@ -38,20 +44,41 @@ class PipelineConfig(BaseModel):
     run_id: str | None = Field(
         None, description="The run's folder under runs_dir: letters, digits, '.', '_' and '-'. Defaults to a timestamp."
     )
-    runs_dir: str = "runs"
-    seed: int = 0
+    runs_dir: str = Field("runs", description="Folder holding one run directory per run id.")
+    seed: int = Field(
+        0,
+        description="Recorded with the run's config; each stage's randomness has its own seed "
+        "(curation.minhash.seed, training.seed, ...).",
+    )
     previous_run: str | None = Field(
         None,
         description="A finished run this one builds on: with curation.incremental its unchanged input "
         "files are skipped and its documents deduplicated against; with training.init_from_previous its "
         "final model is the starting point. A served deployment's runs default to its newest finished run.",
     )
-    runtime: RuntimeConfig = RuntimeConfig()
-    curation: CurationConfig = CurationConfig()
-    tokenization: TokenizationConfig = TokenizationConfig()
-    model: ModelConfig = ModelConfig()
-    training: TrainingConfig = TrainingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
+    runtime: RuntimeConfig = Field(
+        RuntimeConfig(), description="Where Prefect and Ray run: a local server and Ray instance, or existing ones."
+    )
+    curation: CurationConfig = Field(
+        CurationConfig(),
+        description="The curation stage: reading, web extraction, heuristic rules, quality classifier, "
+        "decontamination, dedup and PII redaction.",
+    )
+    tokenization: TokenizationConfig = Field(
+        TokenizationConfig(),
+        description="The tokenization stage: BPE training and packing the curated text into token shards.",
+    )
+    model: ModelConfig = Field(ModelConfig(), description="The decoder-only transformer's architecture.")
+    training: TrainingConfig = Field(
+        TrainingConfig(),
+        description="The training stage: Ray Train workers running DeepSpeed, its optimizer, schedule and checkpoints.",
+    )
+    evaluation: EvaluationConfig = Field(
+        EvaluationConfig(), description="The evaluation stage: benchmarks, perplexity, generation tasks and judges."
+    )
+    tracking: TrackingConfig = Field(
+        TrackingConfig(), description="Experiment tracking (MLflow, off by default); part of no stage's key."
+    )
 
     @field_validator("run_id")
     @classmethod

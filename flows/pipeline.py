@@ -25,6 +25,8 @@ from flows.stage import PIPELINE, skips
 from flows.stopping import stop_before_prefect
 from infra.core.storage import RunDir, write_text
 from tasks.report import write_report
+from tasks.tracking.pipeline_tracker import PipelineTracker
+from tasks.tracking.run_record import active_record
 
 
 def run_links(run: RunDir) -> str:
@@ -34,11 +36,17 @@ def run_links(run: RunDir) -> str:
         if tensorboard.is_dir()
         else "not written (set training.tensorboard=true)"
     )
+    tracked = active_record(run.root)
+    mlflow = "" if tracked is None else f"**MLflow run:** {_markdown_link(tracked.url())}\n\n"
     return (
         f"**Run directory:** `{run.root}` ([file link](file://{run.root}))\n\n"
-        f"**Report:** `{run.report}`\n\n**Metrics:** `{run.metrics}`\n\n**TensorBoard:** {tb}\n\n"
+        f"**Report:** `{run.report}`\n\n**Metrics:** `{run.metrics}`\n\n**TensorBoard:** {tb}\n\n{mlflow}"
         f"**Resume after a failure:** `crucible resume {run.root}`"
     )
+
+
+def _markdown_link(url: str) -> str:
+    return f"[{url}]({url})" if url.startswith(("http://", "https://")) else url
 
 
 RUNS_ROOT_ENV = "CRUCIBLE_RUNS_ROOT"
@@ -87,13 +95,16 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
         actions = stages.plan(run, cfg)  # refuses, before anything runs, a change under a trained model
         # Written only once the plan holds: config.yaml describes what this run directory makes.
         write_text(run.config, dump_config(cfg.model_copy(update={"run_id": run.root.name})))
-        lineage.record(run, cfg, deployment.name, str(flow_run.id) if flow_run.id else None)
+        flow_run_id = str(flow_run.id) if flow_run.id else None
+        lineage.record(run, cfg, deployment.name, flow_run_id)
+        # Before training starts: its rank 0 finds the MLflow run in the run directory.
+        tracker = PipelineTracker.open(cfg.tracking.mlflow, run, cfg.runs_dir, cfg.model_dump(mode="json"), flow_run_id)
         log.info("run %s: %s", run.root.name, "; ".join(f"{s}: {a}" for s, a in actions.items()))
         keys = stages.expected_keys(cfg)
         results: dict[str, Any] = {}
         checked = False
         # Under a Prefect runner, a SIGTERM (Cancel in the UI) lets training save a checkpoint first.
-        with stop_before_prefect(run, cfg.training.stop_grace_s):
+        with stop_before_prefect(run, cfg.training.stop_grace_s), tracker.running():
             for stage in PIPELINE:
                 if skips(actions[stage.name]):
                     results[stage.name] = "skipped (unchanged since it finished)"
@@ -104,10 +115,13 @@ def pipeline_flow(cfg: PipelineConfig, run_dir: str | None = None) -> dict[str, 
                         checked = True
                     call = partial(stage.load_flow(), *stage.arguments(cfg, str(run.root)))
                     results[stage.name] = stages.run_stage(run, keys[stage.name], call)
+                tracker.stage(stage.name, run, "skipped" if skips(actions[stage.name]) else "ran")
                 if (why := stage.stop_after(cfg, run)) is not None:
                     log.info("run %s: %s; the later stages have nothing to do", run.root.name, why)
+                    tracker.finish(run)
                     return {**results, "run_dir": str(run.root), "nothing_new": True}
         results["report"] = str(write_report(run.root))
+        tracker.finish(run)
         results["run_dir"] = str(run.root)
         create_markdown_artifact(
             key="run-directory",

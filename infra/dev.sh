@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The README's two commands, each setting up the project virtualenv first if needed:
 #   bash infra/dev.sh demo [crucible run options]   # the whole pipeline on the built-in demo
-#   bash infra/dev.sh test [pytest options]         # lint, types and the test suite
+#   bash infra/dev.sh test [pytest options]         # lint, types, the docs site build and the test suite
+#   bash infra/dev.sh docs                          # serve the documentation site at http://127.0.0.1:8000
 #   bash infra/dev.sh coverage [pytest options]     # the test suite under coverage
 #   bash infra/dev.sh structure [--top N]           # the largest functions and the import layers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${CRUCIBLE_VENV:-.venv}"
+export NO_MKDOCS_2_WARNING=1  # Material's notice about its successor, printed on every build
 
 setup() {
     if [ ! -x "$VENV/bin/python" ]; then
@@ -30,13 +32,23 @@ setup() {
     fi
 }
 
-# Lint and format first (a second), then every test tier on two pytest-xdist workers, whole
+# Lint and format first (a second), the documentation site built with --strict (a broken link or
+# a page missing from the nav fails the command, a second or two), then every test tier on two pytest-xdist workers, whole
 # files per worker so module fixtures are built once, the 25 slowest tests listed at the end.
 # mypy (about 40 s of one core, from a cold cache) checks the package meanwhile; its verdict
 # fails the command like a failed test. Arguments go to pytest (-n 0 runs in one process).
 run_tests() {
     "$VENV/bin/ruff" check --quiet .
     "$VENV/bin/ruff" format --check --quiet .
+    # Not `-q`: in MkDocs 1.6 it hides the warnings from --strict too, which then passes anything.
+    docs_log="$(mktemp)"
+    if ! "$VENV/bin/mkdocs" build --strict -f infra/mkdocs.yml > "$docs_log" 2>&1; then
+        grep -v '^INFO' "$docs_log" >&2 || true
+        rm -f "$docs_log"
+        echo "error: the documentation site does not build with --strict (above; bash infra/dev.sh docs to preview)" >&2
+        return 1
+    fi
+    rm -f "$docs_log"
     # pip byte-compiled the dependencies; the project's own modules are compiled here, once,
     # for the hundreds of processes the tests start (Python writes no cache where
     # PYTHONDONTWRITEBYTECODE is set, and would otherwise compile them in every one).
@@ -78,7 +90,8 @@ case "$cmd" in
     demo) setup; exec "$VENV/bin/crucible" run "$@" ;;
     test) setup; run_tests "$@" ;;
     coverage) setup; run_coverage "$@" ;;
+    docs) setup; exec "$VENV/bin/mkdocs" serve -f infra/mkdocs.yml -a 127.0.0.1:8000 "$@" ;;
     setup) setup ;;
     structure) setup; exec "$VENV/bin/python" -m tests.code_structure "$@" ;;
-    *) echo "usage: bash infra/dev.sh {demo|test|coverage|setup|structure} [args...]" >&2; exit 2 ;;
+    *) echo "usage: bash infra/dev.sh {demo|test|coverage|docs|setup|structure} [args...]" >&2; exit 2 ;;
 esac

@@ -23,20 +23,26 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_layer: int = Field(4, ge=1)
-    n_head: int = Field(4, ge=1)
+    n_layer: int = Field(4, ge=1, description="Transformer blocks.")
+    n_head: int = Field(4, ge=1, description="Attention heads (must divide d_model).")
     n_kv_head: int | None = Field(None, ge=1, description="Key/value heads for grouped-query attention; None = n_head.")
-    d_model: int = Field(256, ge=8)
+    d_model: int = Field(256, ge=8, description="Width of the residual stream.")
     mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width / d_model.")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    norm_placement: NormPlacement = "pre"
-    norm: Norm = "layernorm"
-    norm_eps: float = Field(1e-5, gt=0)
-    activation: Activation = "gelu"
-    position: Position = "learned"
-    rope_theta: float = Field(10_000.0, gt=0)
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on attention, MLP and embeddings (training.dropout overrides it)."
+    )
+    norm_placement: NormPlacement = Field(
+        "pre", description="'pre': normalize each block's input (GPT-2); 'post': its output (the original transformer)."
+    )
+    norm: Norm = Field("layernorm", description="LayerNorm or RMSNorm.")
+    norm_eps: float = Field(1e-5, gt=0, description="Epsilon of the norms.")
+    activation: Activation = Field("gelu", description="MLP activation; swiglu and geglu are gated.")
+    position: Position = Field(
+        "learned", description="Position encoding: learned or sinusoidal embeddings, rotary (rope) or ALiBi biases."
+    )
+    rope_theta: float = Field(10_000.0, gt=0, description="rope: base of the rotary frequencies.")
     bias: bool = Field(True, description="Biases in linear layers and LayerNorm.")
-    tie_embeddings: bool = True
+    tie_embeddings: bool = Field(True, description="Share the token embedding with the output head.")
 
     @model_validator(mode="after")
     def _shapes(self) -> ModelConfig:

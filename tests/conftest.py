@@ -174,3 +174,20 @@ def make_token_shards(tmp_path: Path):
         return build_token_run(tmp_path / name, docs_per_source, files, **cfg_kw)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a module's browser tests (tests/browser.py)."""
+    from tests.browser import chromium
+
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture()
+def shots(tmp_path) -> Path:
+    """Where a test's screenshots go: $CRUCIBLE_SCREENSHOTS, or its temporary folder."""
+    from tests.browser import screenshot_folder
+
+    return screenshot_folder(tmp_path)

@@ -28,6 +28,10 @@ def _trust_option(s: argparse.ArgumentParser) -> None:
                    help=TRUST_HELP)  # fmt: skip
 
 
+def _set_option(s: argparse.ArgumentParser, help: str) -> None:
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def _config_options(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--config",
@@ -35,14 +39,7 @@ def _config_options(s: argparse.ArgumentParser) -> None:
         default=None,
         help=f"YAML file or preset ({', '.join(PRESETS)}); default: the run's saved config, else 'demo'",
     )
-    s.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.max_steps=50 (repeatable)",
-    )
+    _set_option(s, "override a config value, e.g. --set training.max_steps=50 (repeatable)")
     s.add_argument("--run-id", default=None, help="run directory name under runs_dir")
 
 
@@ -108,14 +105,14 @@ def _tool_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--out", type=Path, required=True, help="model file to write (.bin); metrics go beside it")
     s.add_argument("--config", "-c", default=None, help="YAML or preset for curation.quality_classifier settings")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _set_option(s, "override a config value, e.g. --set curation.quality_classifier.epoch=10 (repeatable)")
     s = sub.add_parser("noise", help="copy documents with labelled duplicates, PII and spam planted in them")
     s.add_argument("--input", required=True, help="JSONL/Parquet file or folder of real documents")
     s.add_argument("--out", type=Path, required=True, help="folder for part-*.jsonl and labels.jsonl")
     s.add_argument(
         "--force", action="store_true", help="write into --out even if it holds files that are not a noisy corpus"
     )
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the copies, edits and plants (default 0)")
 
 
 def _operations_parsers(sub: argparse._SubParsersAction) -> None:
@@ -127,14 +124,7 @@ def _operations_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("run", help="a run id under runs_dir, or a run directory")
     s.add_argument("--runs-dir", default=None, help="where run ids are looked up (default: the demo preset's)")
-    s.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of the run's saved config (a change under a trained model is refused)",
-    )
+    _set_option(s, "override a value of the run's saved config (a change under a trained model is refused)")
     _trust_option(s)
     s = sub.add_parser(
         "serve",
@@ -142,7 +132,7 @@ def _operations_parsers(sub: argparse._SubParsersAction) -> None:
         "or on demand from the UI; each run gets its own run directory",
     )
     s.add_argument("--config", "-c", default=None, help=f"YAML file or preset ({', '.join(PRESETS)})")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _set_option(s, "override a config value of every run, e.g. --set training.max_steps=50 (repeatable)")
     s.add_argument("--name", default="scheduled", help="deployment name (default: scheduled)")
     when = s.add_mutually_exclusive_group()
     when.add_argument("--cron", default=None, help="cron schedule, e.g. '0 3 * * 1' (Mondays at 03:00)")
@@ -154,8 +144,8 @@ def _operations_parsers(sub: argparse._SubParsersAction) -> None:
         help="let a flow run's parameters (run_dir, cfg.runs_dir) name a folder outside runs_dir",
     )
     s = sub.add_parser("server", help="start the Prefect server and UI in the foreground")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=4200)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=4200, help="port of the API and UI (default 4200)")
 
 
 def _evaluation_parsers(sub: argparse._SubParsersAction) -> None:
@@ -167,7 +157,7 @@ def _evaluation_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("model", type=Path, help="a run directory or a Hugging Face causal-LM folder")
     s.add_argument("--out", type=Path, required=True, help="results JSON to write (samples go beside it)")
     s.add_argument("--config", "-c", default=None, help="YAML or preset for the evaluation settings")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _set_option(s, "override a config value, e.g. --set evaluation.limit=50 (repeatable)")
     s = sub.add_parser("compare", help="print runs' and baselines' evaluation results side by side")
     s.add_argument("results", nargs="+", help="run directories or results JSON files")
     s = sub.add_parser(
@@ -193,7 +183,7 @@ def _evaluation_parsers(sub: argparse._SubParsersAction) -> None:
         help="accept blank ratings and missing rows (counted as unrated in the results)",
     )
     s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run")
-    s.add_argument("run_dir", type=Path)
+    s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
 
 
 def _runs_dir(overrides: list[str]) -> Path:
@@ -259,6 +249,7 @@ def export_command(args: argparse.Namespace) -> str:
     from infra.core.output_folder import claim
     from models.export import EXPORT_MARKER, export_hf
     from tasks.tokenization.bpe import check_vocab
+    from tasks.tracking.registry import register_export
     from tasks.training.checkpoint import FINAL, load_model
 
     run = RunDir(args.run_dir)
@@ -269,7 +260,10 @@ def export_command(args: argparse.Namespace) -> str:
     check_vocab(run.tokenizer, meta["vocab_size"])
     dest = args.out or run.root / "hf"
     cls = export_hf(model, run.tokenizer, dest, force=args.force)
-    return f"wrote {dest} ({cls}); load it with transformers.AutoModelForCausalLM.from_pretrained"
+    registered = register_export(run.root, Path(dest))  # None when the run is not tracked in MLflow
+    return f"wrote {dest} ({cls}); load it with transformers.AutoModelForCausalLM.from_pretrained" + (
+        f"\n{registered}" if registered else ""
+    )
 
 
 def plan_command(args: argparse.Namespace) -> str:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from flows.stages import StageKey
     from infra.app.runtime import Runtime
+    from tasks.tracking.pipeline_tracker import PipelineTracker
 
 
 def flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable[..., Any], tuple]:
@@ -60,6 +61,24 @@ def finish_message(rt: Runtime, flow_run_id: str) -> str:
         f"flow run: {url}\nThe Prefect server this command started has stopped; to open the run in the UI, "
         f"start it again with `crucible server --port {port}` and open the link above."
     )
+
+
+def _print_tracking_link(cfg: PipelineConfig, run: RunDir) -> None:
+    """The MLflow run's page, when this command tracked the run (tracking.mlflow)."""
+    from tasks.tracking.run_record import link_line
+
+    if cfg.tracking.mlflow.enabled and (line := link_line(run.root)) is not None:
+        print(line, flush=True)
+
+
+def _stage_tracker(command: str, cfg: PipelineConfig, run: RunDir, flow_run_id: str) -> PipelineTracker | None:
+    """A stage command's view of the run's MLflow run (the pipeline flow opens its own): it
+    continues the run's MLflow run, or with tracking off stops training's rank 0 logging to it."""
+    if command == "run":
+        return None
+    from tasks.tracking.pipeline_tracker import PipelineTracker
+
+    return PipelineTracker.open(cfg.tracking.mlflow, run, cfg.runs_dir, cfg.model_dump(mode="json"), flow_run_id)
 
 
 def _new_flow_run(fn: Any, parameters: dict[str, Any]) -> Any:
@@ -125,15 +144,21 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
             existing = flow_run(run) if flow_run is not None else None
             made = existing if existing is not None else _new_flow_run(fn, parameters)
             stopper.flow_run_id = made.id
+            tracker = _stage_tracker(command, cfg, run, str(made.id))
             state = _run_flow_run(run, key, fn, made, parameters, lambda: stopper.reason is not None)
+            if tracker is not None and state is not None and state.is_completed():
+                tracker.stage(command, run, "ran")
+                tracker.finish(run)
         if stopper.reason is not None and (state is None or not state.is_completed()):
             message = stopper.cancelled_message()
             mark_cancelled(rt.api_url, made.id, message)
             print(finish_message(rt, str(made.id)), flush=True)
+            _print_tracking_link(cfg, run)
             print(f"cancelled: {message}", file=sys.stderr)
             return 143 if stopper.reason == "SIGTERM" else 1
         assert state is not None
         print(finish_message(rt, str(state.state_details.flow_run_id)), flush=True)
+        _print_tracking_link(cfg, run)
         if not state.is_completed():
             print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}", file=sys.stderr)
             if any(marker in str(state.message) for marker in DISK_FULL):

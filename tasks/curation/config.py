@@ -19,7 +19,7 @@ from tasks.curation.web.config import WebConfig
 class ExactDedupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Remove documents whose text repeats an earlier document's.")
     near_exact: bool = Field(
         True, description="Also treat texts equal up to case, punctuation and spacing as duplicates."
     )
@@ -30,11 +30,13 @@ class MinHashConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
-    shingle_size: int = Field(5, ge=1, le=10)
-    bands: int = Field(14, ge=1, le=64)
-    rows: int = Field(8, ge=1, le=32)
-    seed: int = 1
+    enabled: bool = Field(True, description="Remove near-duplicates found by MinHash LSH.")
+    shingle_size: int = Field(5, ge=1, le=10, description="Words per shingle.")
+    bands: int = Field(
+        14, ge=1, le=64, description="LSH bands: a pair sharing all rows of one band becomes a candidate."
+    )
+    rows: int = Field(8, ge=1, le=32, description="MinHash values per band (bands x rows hashes per document).")
+    seed: int = Field(1, description="Seed of the MinHash permutations.")
     min_similarity: float = Field(
         0.8,
         ge=0,
@@ -53,15 +55,17 @@ class CurationConfig(BaseModel):
         "(.warc, .warc.gz, .wet, .wet.gz) or folders of HTML pages; 'demo' builds and uses the built-in "
         "demo corpus, 'web-demo' the web demo's WARC files (tasks/corpus/web_demo.py).",
     )
-    text_field: str = "text"
-    id_field: str = "id"
+    text_field: str = Field("text", description="The JSONL field or Parquet column holding a document's text.")
+    id_field: str = Field("id", description="The JSONL field or Parquet column holding a document's id.")
     max_record_bytes: int = Field(
         32 << 20,
         ge=1024,
         description="A JSONL line or Parquet row larger than this is not read into memory: it is "
         "counted as record_too_large in curated/removed/ (web pages have web.extraction.max_page_bytes).",
     )
-    normalization: Literal["NFC", "NFKC"] = "NFC"
+    normalization: Literal["NFC", "NFKC"] = Field(
+        "NFC", description="Unicode normalization form applied to the text kept."
+    )
     repair_text: bool | None = Field(
         None,
         description="Mend mojibake, decode left-over HTML entities and remove soft hyphens and zero-width "
@@ -86,17 +90,31 @@ class CurationConfig(BaseModel):
         "section (quality_classifier.enabled, decontamination.enabled) stays off. Names: "
         "tasks/curation/filters/registry.py.",
     )
-    heuristics: HeuristicsConfig = HeuristicsConfig()
-    quality_classifier: QualityClassifierConfig = QualityClassifierConfig()
-    decontamination: DecontamConfig = DecontamConfig()
-    exact_dedup: ExactDedupConfig = ExactDedupConfig()
-    minhash: MinHashConfig = MinHashConfig()
+    heuristics: HeuristicsConfig = Field(
+        HeuristicsConfig(),
+        description="The heuristic rules (Gopher, C4, FineWeb, page furniture) and their per-language settings.",
+    )
+    quality_classifier: QualityClassifierConfig = Field(
+        QualityClassifierConfig(),
+        description="A fastText classifier of high- against low-quality text; documents scored below its "
+        "threshold are removed.",
+    )
+    decontamination: DecontamConfig = Field(
+        DecontamConfig(), description="Training documents sharing an n-gram with a benchmark are removed or flagged."
+    )
+    exact_dedup: ExactDedupConfig = Field(ExactDedupConfig(), description="Document-level exact deduplication.")
+    minhash: MinHashConfig = Field(
+        MinHashConfig(),
+        description="Near-duplicate removal; the defaults are FineWeb's (5-word shingles, 14 bands x 8 rows).",
+    )
     substring_dedup: SubstringDedupConfig = Field(
         SubstringDedupConfig(),
         description="Cut spans of min_tokens words or more that occurred earlier in the corpus "
         "(boilerplate, footers, licence notices) from the documents dedup kept; off by default.",
     )
-    redaction: RedactionConfig = RedactionConfig()
+    redaction: RedactionConfig = Field(
+        RedactionConfig(), description="PII found in the text kept is replaced by a token per type."
+    )
     partition_docs: int = Field(
         1_000_000,
         ge=1000,

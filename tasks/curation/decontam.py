@@ -43,7 +43,7 @@ class DecontamConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Check training documents for benchmark n-grams.")
     ngram: int = Field(13, ge=1, description="Words per n-gram (13 as in GPT-3 and lm-evaluation-harness).")
     action: Literal["remove", "flag"] = Field(
         "remove", description="flag keeps the document, records the benchmark in its metadata and counts it."

@@ -35,7 +35,9 @@ KINDS = ("original", "exact_dup", "near_dup", "pii", "spam")
 class NoiseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = 0
+    seed: int = Field(
+        0, description="Seed of the noise injector (which documents are copied, edited or planted with PII)."
+    )
     exact_dup_fraction: float = Field(0.05, ge=0, le=1, description="Copies added, as a fraction of input docs.")
     near_dup_fraction: float = Field(0.05, ge=0, le=1, description="Edited copies added, as a fraction of input docs.")
     near_dup_jaccards: list[float] = Field(

@@ -36,7 +36,9 @@ _SPACE = re.compile(r"[\s\x00]+")
 class QualityClassifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
+    enabled: bool = Field(
+        False, description="Train (or load) the classifier and remove documents scored below threshold."
+    )
     model_path: str | None = Field(None, description="An existing fastText .bin to use instead of training.")
     hq_path: str | None = Field(
         None,
@@ -52,22 +54,24 @@ class QualityClassifierConfig(BaseModel):
         "high-quality sample.",
     )
     threshold: float = Field(0.5, ge=0, le=1, description="Keep documents with P(high quality) >= this.")
-    holdout_fraction: float = Field(0.1, gt=0, lt=1)
-    max_docs_per_class: int = Field(20_000, ge=MIN_DOCS_PER_CLASS)
-    epoch: int = Field(5, ge=1)
-    lr: float = Field(0.5, gt=0)
-    dim: int = Field(32, ge=2)
+    holdout_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of each class held out to measure the classifier."
+    )
+    max_docs_per_class: int = Field(20_000, ge=MIN_DOCS_PER_CLASS, description="Most training documents per class.")
+    epoch: int = Field(5, ge=1, description="fastText training epochs.")
+    lr: float = Field(0.5, gt=0, description="fastText learning rate.")
+    dim: int = Field(32, ge=2, description="fastText word-vector size.")
     # word_ngrams=1 diverged ("Encountered NaN") in about half of fresh trainings with the
     # fasttext-numpy2-wheel build, on data that trains cleanly with 2; bigrams are also what
     # tells word salad from prose.
-    word_ngrams: int = Field(2, ge=2)
-    min_count: int = Field(2, ge=1)
+    word_ngrams: int = Field(2, ge=2, description="fastText's longest word n-gram (2: bigrams).")
+    min_count: int = Field(2, ge=1, description="fastText: words seen fewer times are ignored.")
     bucket: int = Field(
         200_000, ge=1000, description="Hash buckets for word n-grams: the model's size (bucket x dim x 4 bytes)."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the training sample, its shuffle and fastText.")
     # fastText on small data with several threads can diverge ("Encountered NaN"), STACK.md.
-    threads: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1, description="fastText training threads (several can diverge on small data).")
 
 
 def fasttext_line(text: str) -> str:

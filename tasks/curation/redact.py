@@ -46,8 +46,11 @@ class RedactionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
-    types: list[str] = Field(default_factory=lambda: list(PII_TYPES))
+    enabled: bool = Field(True, description="Replace PII in the text kept.")
+    types: list[str] = Field(
+        default_factory=lambda: list(PII_TYPES),
+        description="PII types replaced: email, phone, ipv4, ipv6, credit_card, us_ssn, iban, secret.",
+    )
     tokens: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_TOKENS),
         description="Replacement per type; a partial mapping is merged over the defaults.",

@@ -49,7 +49,7 @@ class SubstringDedupConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Cut repeated spans with suffix arrays.")
     min_tokens: int = Field(50, ge=2, description="Shortest repeated span that is cut, in whitespace tokens.")
     min_tokens_left: int = Field(
         50,

@@ -30,14 +30,16 @@ class GenerationFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The task's name in results and the report.")
-    file: str
+    file: str = Field(description="The task's JSON-lines file; its prompts are also kept out of the training data.")
     until: list[str] = Field(default_factory=lambda: ["\n\n"], description="Stop sequences.")
-    max_gen_toks: int = Field(256, ge=1)
-    do_sample: bool = False
-    temperature: float = Field(1.0, gt=0)
-    top_k: int = Field(0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: int = 1234
+    max_gen_toks: int = Field(256, ge=1, description="Most tokens generated per prompt.")
+    do_sample: bool = Field(False, description="Sample instead of greedy decoding.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_k: int = Field(0, ge=0, description="Sample among the k likeliest tokens (0: all).")
+    top_p: float = Field(
+        1.0, gt=0, le=1, description="Nucleus sampling: the smallest set of tokens holding this probability."
+    )
+    seed: int = Field(1234, description="Sampling seed (each item's generator is seeded with seed + its index).")
 
 
 class JudgeConfig(BaseModel):
@@ -45,20 +47,22 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The judge's name in results and the report.")
     kind: Literal["causal_lm", "classifier"] = Field(
         description="causal_lm: a Hugging Face causal LM, prompted with `template`, comparing its next-token "
         "probabilities of `yes` and `no`; classifier: a Hugging Face sequence classifier on `template`'s text."
     )
     model: str = Field(description="A Hugging Face model folder (nothing is downloaded).")
-    aspect: Literal["truthful", "informative"] = "truthful"
+    aspect: Literal["truthful", "informative"] = Field(
+        "truthful", description="What it rates: truthful or informative."
+    )
     template: str | None = Field(
         None,
         description="Python format string over {question}, {references}, "
         "{answer}; None = the built-in one for the kind and aspect.",
     )
     yes: str = Field(" yes", description="causal_lm: the word meaning the answer has the aspect.")
-    no: str = Field(" no")
+    no: str = Field(" no", description="causal_lm: the word meaning the answer lacks the aspect.")
     positive_label: str | int = Field(1, description="classifier: the label (name or index) meaning it has it.")
     tasks: list[str] | None = Field(None, description="Generation tasks it judges; None = all of them.")
 
@@ -78,7 +82,9 @@ class EvaluationConfig(BaseModel):
         "exist, so the demo evaluates on a machine without the real files; null = fail instead.",
     )
     allow_hub: bool = Field(True, description="Load a split missing locally from the Hugging Face hub.")
-    tasks: list[TaskName] = Field(default_factory=lambda: list(ALL_TASKS))
+    tasks: list[TaskName] = Field(
+        default_factory=lambda: list(ALL_TASKS), description="Built-in benchmark tasks to run."
+    )
     formulations: list[Formulation] = Field(
         default_factory=lambda: list(ALL_FORMULATIONS),
         description="'cloze' scores each choice's text (the harness's prompts); 'letters' lists the "
@@ -99,8 +105,13 @@ class EvaluationConfig(BaseModel):
         description="First N items of each generation task (each costs up to max_gen_toks forward passes); None = all.",
     )
     generation_batch_size: int = Field(16, ge=1, description="Prompts generated together (longest first).")
-    generation_files: list[GenerationFile] = Field(default_factory=list)
-    judges: list[JudgeConfig] = Field(default_factory=list)
+    generation_files: list[GenerationFile] = Field(
+        default_factory=list,
+        description="Open-ended tasks of your own, each a JSON-lines file of prompts and references.",
+    )
+    judges: list[JudgeConfig] = Field(
+        default_factory=list, description="Models that rate each generation as truthful (or informative)."
+    )
     logits_mb: int = Field(
         256,
         ge=1,

@@ -14,11 +14,13 @@ class TokenizationConfig(BaseModel):
         "copied into the run and must contain eos_token.",
     )
     vocab_size: int = Field(8192, ge=260, le=1 << 20, description="BPE vocabulary incl. specials.")
-    min_frequency: int = Field(2, ge=1)
+    min_frequency: int = Field(2, ge=1, description="BPE: least count of a pair to be merged.")
     train_sample_bytes: int = Field(
         20_000_000, ge=1, description="Curated training-split text sampled to train the BPE."
     )
-    eos_token: str = "<|endoftext|>"
+    eos_token: str = Field(
+        "<|endoftext|>", description="End-of-text token, appended after each document (id 0 in a trained tokenizer)."
+    )
     special_tokens: list[str] = Field(
         default_factory=list, description="Further special tokens, after eos_token (ids 1, 2, ...)."
     )

@@ -31,7 +31,9 @@ class SpikeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(
+        True, description="Detect loss spikes and divergence; roll back to the last checkpoint and skip the batches."
+    )
     window: int = Field(50, ge=2, description="Recent steps whose losses form the reference.")
     min_history: int = Field(10, ge=2, description="Steps seen before spikes are looked for.")
     factor: float | None = Field(3.0, gt=1, description="Spike: loss above the window mean x this.")
@@ -46,8 +48,10 @@ class ParallelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pipeline: int = Field(1, ge=1)
-    tensor: int = Field(1, ge=1)
+    pipeline: int = Field(1, ge=1, description="Pipeline-parallel degree: the layers are cut into this many stages.")
+    tensor: int = Field(
+        1, ge=1, description="Tensor-parallel degree: each layer's matrices are split over this many ranks."
+    )
 
 
 class TrainingConfig(BaseModel):
@@ -59,7 +63,9 @@ class TrainingConfig(BaseModel):
     device: Device = Field("auto", description="'auto': cuda when the cluster has a GPU for every worker, else cpu.")
     gpus_per_worker: float = Field(1, gt=0, description="GPUs each worker reserves (cuda only).")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs each worker reserves.")
-    parallel: ParallelConfig = ParallelConfig()
+    parallel: ParallelConfig = Field(
+        ParallelConfig(), description="Pipeline and tensor parallelism; the rest of the world is data-parallel."
+    )
 
     # Batch.
     micro_batch_size: int = Field(8, ge=1, description="Sequences per rank per micro-step.")
@@ -72,11 +78,13 @@ class TrainingConfig(BaseModel):
         description="Sequences per optimizer step over all ranks; the accumulation is "
         "derived from it, so a resume on another number of ranks keeps the same batch.",
     )
-    batch_ramp: BatchRamp | None = None
+    batch_ramp: BatchRamp | None = Field(
+        None, description="GPT-3's batch-size warm-up; None: the full batch from the start."
+    )
 
     # Optimizer and schedule.
     max_steps: int = Field(300, ge=1, description="Optimizer steps.")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
     schedule: Schedule = Field(
         "cosine",
         description="'cosine': warm-up then cosine to "
@@ -84,12 +92,12 @@ class TrainingConfig(BaseModel):
         "last decay_fraction of the steps; 'constant': warm-up then flat.",
     )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="The schedule decays to lr x this.")
-    warmup_steps: int = Field(30, ge=0)
+    warmup_steps: int = Field(30, ge=0, description="Steps of linear learning-rate warm-up.")
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of max_steps spent decaying.")
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = Field(1e-8, gt=0)
-    grad_clip: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Overrides model.dropout when set.")
     z_loss: float = Field(0.0, ge=0, description="Weight of PaLM's z-loss (log Z)^2; 1e-4 is usual.")
 
@@ -139,8 +147,12 @@ class TrainingConfig(BaseModel):
     )
     tensorboard: bool = Field(True, description="Write TensorBoard event files to runs/ID/tensorboard.")
 
-    spike: SpikeConfig = SpikeConfig()
-    seed: int = 1234
+    spike: SpikeConfig = Field(
+        SpikeConfig(), description="Loss-spike and divergence handling (PaLM's recipe: roll back, skip the batches)."
+    )
+    seed: int = Field(
+        1234, description="Seed of the weights' initialization, the data order and each rank's random state."
+    )
     document_mask: bool = Field(False, description="Keep attention inside each document of a packed sequence.")
     verify_shards: Literal["full", "size"] = Field(
         "full",

@@ -26,6 +26,7 @@ from infra.core.storage import RunDir, named_if_disk_full, read_json, sha256_fil
 from models.config import ModelConfig
 from models.flops import parameter_count, training_flops_per_token
 from tasks.tokenization.reader import TokenRows, check_tokenizer_matches, read_manifest
+from tasks.tracking.metric_logger import open_metric_logger
 from tasks.training import checkpoint_store as store
 from tasks.training import rng
 from tasks.training.batch import batch_plan, global_batch
@@ -520,7 +521,7 @@ def _open_sink(s: Setup, a: Attempt, sink: MetricsSink | None) -> MetricsSink | 
         return None
     if sink is None:
         tb = s.run.root / "tensorboard" if s.cfg.tensorboard else None
-        sink = MetricsSink(s.run.metrics, tb, a.step)
+        sink = MetricsSink(s.run.metrics, tb, a.step, open_metric_logger(s.run.root))
     else:
         sink.truncate(a.step)
     if a.step == 0:

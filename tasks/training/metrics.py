@@ -1,16 +1,20 @@
 """Per-step training metrics: MFU against a table of device peaks, and the sinks they go to
-(metrics.jsonl, TensorBoard event files). Rank 0 writes; the record's keys are fixed."""
+(metrics.jsonl, TensorBoard event files, and MLflow when the run is tracked). Rank 0 writes;
+the record's keys are fixed."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from infra.core.storage import write_text
+
+if TYPE_CHECKING:
+    from tasks.tracking.metric_logger import MetricLogger
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +55,12 @@ def mfu(flops_per_token: float, tokens_per_s: float, world: int, peak: float | N
 
 
 class MetricsSink:
-    """metrics.jsonl (one record per step, and events) and TensorBoard scalars."""
+    """metrics.jsonl (one record per step, and events), TensorBoard scalars, and the step
+    records queued for MLflow (`tracker`, tasks/tracking/metric_logger.py)."""
 
-    def __init__(self, path: Path, tensorboard_dir: Path | None, resume_step: int):
+    def __init__(self, path: Path, tensorboard_dir: Path | None, resume_step: int, tracker: MetricLogger | None = None):
         self.path = path
+        self.tracker = tracker
         self.tb = None
         self.tensorboard_dir = tensorboard_dir
         if resume_step == 0:
@@ -62,6 +68,11 @@ class MetricsSink:
         else:
             self.truncate(resume_step)
         self._open_tensorboard(resume_step)
+        if tracker is not None:
+            # The steps the resume kept: an earlier rank 0 killed before it sent them sends
+            # them now (the logger skips those MLflow already holds).
+            for record in read_metrics(path)[0]:
+                tracker.log(record)
 
     def _open_tensorboard(self, resume_step: int) -> None:
         if self.tensorboard_dir is not None:
@@ -93,10 +104,14 @@ class MetricsSink:
                 if key != "step" and isinstance(value, (int, float)) and value is not None:
                     self.tb.add_scalar(f"train/{key}", value, record["step"])
             self.tb.flush()
+        if self.tracker is not None and "event" not in record:
+            self.tracker.log(record)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+        if self.tracker is not None:
+            self.tracker.close()  # the metrics still queued, within a bounded wait
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

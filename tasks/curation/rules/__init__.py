@@ -55,15 +55,22 @@ _MOVED_TO_LANGUAGE = ("stop_words", "min_mean_word_length", "max_mean_word_lengt
 class HeuristicsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gopher_quality: GopherQualityConfig = GopherQualityConfig()
-    gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+    gopher_quality: GopherQualityConfig = Field(
+        GopherQualityConfig(),
+        description="Gopher's quality filter: word counts, symbols, bullets, ellipses, alphabetic words, stop words.",
+    )
+    gopher_repetition: GopherRepetitionConfig = Field(
+        GopherRepetitionConfig(), description="Gopher's repetition filter: repeated lines, paragraphs and n-grams."
+    )
     boilerplate: BoilerplateConfig = Field(
         BoilerplateConfig(),
         description="Pages that are mostly furniture (cookie consent, browser checks, error pages, sign-in "
         "walls) are removed (rules/boilerplate.py).",
     )
-    c4: C4Config = C4Config()
-    fineweb: FineWebConfig = FineWebConfig()
+    c4: C4Config = Field(C4Config(), description="C4's line and document rules.")
+    fineweb: FineWebConfig = Field(
+        FineWebConfig(), description="FineWeb's quality filter: punctuation, short lines, repeated lines, line breaks."
+    )
     languages: dict[str, LanguageRules] = Field(
         default_factory=lambda: dict(DEFAULT_LANGUAGES),
         description="Language code -> the rules' settings for it (tasks/curation/rules/languages.py has "

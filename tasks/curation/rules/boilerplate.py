@@ -197,7 +197,7 @@ class BoilerplateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Remove pages that are mostly furniture.")
     max_line_words: int = Field(
         30, ge=1, description="Only lines of at most this many words count: longer ones are prose."
     )
@@ -208,7 +208,11 @@ class BoilerplateConfig(BaseModel):
         description="A page whose non-blank lines are furniture at this fraction or more is removed.",
     )
     min_lines: int = Field(2, ge=1, description="... and only if it has at least this many furniture lines.")
-    phrases: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_PHRASES))
+    phrases: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_PHRASES),
+        description="Kind -> phrases marking a furniture line (matched in lower case); a kind given "
+        "replaces that kind's default list.",
+    )
 
     @field_validator("phrases")
     @classmethod

@@ -45,22 +45,31 @@ class C4Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Apply C4's rules.")
     max_word_length: int = Field(1000, ge=0, description="Drop lines with a longer word (0: off).")
-    remove_citations: bool = True
+    remove_citations: bool = Field(
+        True, description="Strip Wikipedia-style citation markers such as [1] or [citation needed]."
+    )
     # Off by default, as in FineWeb's recipe: with it on, every line FineWeb's line_punct_ratio
     # rule sees ends in punctuation, so that rule could never fire.
     remove_no_terminal_punct: bool = Field(
         False, description="Drop lines not ending in terminal_punctuation (C4's original rule)."
     )
-    terminal_punctuation: tuple[str, ...] = (".", "?", "!", '"', "'")
-    min_words_per_line: int = Field(3, ge=0)
-    drop_lorem_ipsum: bool = True
-    remove_javascript_lines: bool = True
-    drop_curly_bracket: bool = True
-    remove_policy_lines: bool = True
-    policy_substrings: tuple[str, ...] = POLICY_SUBSTRINGS
-    min_sentences: int = Field(5, ge=0)
+    terminal_punctuation: tuple[str, ...] = Field(
+        (".", "?", "!", '"', "'"), description="Line endings that count as terminal punctuation."
+    )
+    min_words_per_line: int = Field(3, ge=0, description="Drop lines with fewer words (0: off).")
+    drop_lorem_ipsum: bool = Field(True, description="Remove a document with 'lorem ipsum' on a kept line.")
+    remove_javascript_lines: bool = Field(True, description="Drop lines mentioning 'javascript'.")
+    drop_curly_bracket: bool = Field(True, description="Remove a document with '{' on a kept line.")
+    remove_policy_lines: bool = Field(
+        True, description="Drop lines holding a policy phrase (policy_substrings and the language's own)."
+    )
+    policy_substrings: tuple[str, ...] = Field(
+        POLICY_SUBSTRINGS,
+        description="Cookie, terms-of-use and privacy phrases (matched in lower case) that mark a policy line.",
+    )
+    min_sentences: int = Field(5, ge=0, description="Remove a document whose kept lines hold fewer sentences (0: off).")
 
     @field_validator("policy_substrings")
     @classmethod

@@ -41,13 +41,19 @@ class FineWebConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Apply FineWeb's quality filter.")
     min_line_punct_fraction: Fraction = Field(0.12, description="Lines ending in terminal_punctuation.")
-    terminal_punctuation: tuple[str, ...] = (".", "'", '"', "!", "?")
-    max_short_line_fraction: Fraction = 0.67
+    terminal_punctuation: tuple[str, ...] = Field(
+        (".", "'", '"', "!", "?"), description="Line endings that count for min_line_punct_fraction."
+    )
+    max_short_line_fraction: Fraction = Field(
+        0.67, description="Most lines that may be short (short_line_max_chars or fewer)."
+    )
     short_line_max_chars: int = Field(30, ge=0, description="A line this long or shorter is short.")
     max_dup_line_char_fraction: Fraction = Field(0.01, description="Characters in repeats of earlier lines.")
-    max_newline_word_ratio: float = Field(0.3, ge=0)
+    max_newline_word_ratio: float = Field(
+        0.3, ge=0, description="Most line breaks per word (list-like pages have many)."
+    )
 
 
 def check_fineweb(seg: Segments, cfg: FineWebConfig, skip: frozenset[str] = frozenset()) -> tuple[str, str] | None:

@@ -53,14 +53,14 @@ class GopherQualityConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
-    min_words: int = Field(50, ge=0)
-    max_words: int = Field(100_000, ge=1)
+    enabled: bool = Field(True, description="Apply Gopher's quality filter.")
+    min_words: int = Field(50, ge=0, description="Fewest words a document may have.")
+    max_words: int = Field(100_000, ge=1, description="Most words a document may have.")
     max_symbol_word_ratio: float = Field(
         0.1, ge=0, description="'#' per word, and '...' or '…' per word, must each stay at or below this."
     )
-    max_bullet_lines_fraction: Fraction = 0.9
-    max_ellipsis_lines_fraction: Fraction = 0.3
+    max_bullet_lines_fraction: Fraction = Field(0.9, description="Most lines that may start with a bullet.")
+    max_ellipsis_lines_fraction: Fraction = Field(0.3, description="Most lines that may end in an ellipsis.")
     min_alpha_words_fraction: Fraction = Field(0.8, description="Words containing a letter.")
     min_stop_words: int = Field(
         2, ge=0, description="Occurrences of the document language's stop words needed (repeats count); 0: off."
@@ -79,11 +79,13 @@ class GopherRepetitionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
-    max_dup_line_fraction: Fraction = 0.3
-    max_dup_para_fraction: Fraction = 0.3
-    max_dup_line_char_fraction: Fraction = 0.2
-    max_dup_para_char_fraction: Fraction = 0.2
+    enabled: bool = Field(True, description="Apply Gopher's repetition filter.")
+    max_dup_line_fraction: Fraction = Field(0.3, description="Most lines that may repeat an earlier line.")
+    max_dup_para_fraction: Fraction = Field(0.3, description="Most paragraphs that may repeat an earlier paragraph.")
+    max_dup_line_char_fraction: Fraction = Field(0.2, description="Most characters that may lie in repeated lines.")
+    max_dup_para_char_fraction: Fraction = Field(
+        0.2, description="Most characters that may lie in repeated paragraphs."
+    )
     top_ngram_max_char_fraction: dict[NgramSize, Fraction] = Field(
         default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16},
         description="n -> most characters the most frequent n-gram may cover.",

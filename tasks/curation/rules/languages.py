@@ -56,8 +56,12 @@ class LanguageRules(BaseModel):
         description="Gopher's stop-word rule counts these whole words, in any case "
         "(gopher_quality.min_stop_words of them needed); empty: the rule is skipped.",
     )
-    min_mean_word_length: float | None = Field(None, ge=0)
-    max_mean_word_length: float | None = Field(None, gt=0)
+    min_mean_word_length: float | None = Field(
+        None, ge=0, description="Gopher: least mean word length, in characters; None: no lower bound."
+    )
+    max_mean_word_length: float | None = Field(
+        None, gt=0, description="Gopher: most mean word length, in characters; None: no upper bound."
+    )
     policy_substrings: tuple[str, ...] = Field(
         (),
         description="Cookie and terms-of-use phrases in this language: C4 removes the lines holding "

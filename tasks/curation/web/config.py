@@ -29,7 +29,7 @@ class UrlFilterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Remove pages whose URL is on the block lists.")
     blocked_domains: list[str] = Field(
         default_factory=list, description="Domains whose pages are removed, with all their subdomains."
     )
@@ -38,7 +38,10 @@ class UrlFilterConfig(BaseModel):
         description="A text file of more blocked domains, one per line (# starts a comment), "
         "e.g. the UT1 blacklist's adult/domains.",
     )
-    blocked_words: list[str] = Field(default_factory=lambda: list(DEFAULT_BLOCKED_WORDS))
+    blocked_words: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BLOCKED_WORDS),
+        description="Words that, as a whole word of a URL (split on anything not a letter or digit), remove its page.",
+    )
 
     @field_validator("blocked_domains", "blocked_words")
     @classmethod
@@ -58,13 +61,15 @@ class ExtractionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    extractor: Literal["resiliparse", "trafilatura"] = "resiliparse"
+    extractor: Literal["resiliparse", "trafilatura"] = Field(
+        "resiliparse", description="Main-text extractor: resiliparse (DCLM's) or trafilatura (FineWeb's)."
+    )
     favor_precision: bool = Field(True, description="trafilatura: less text, but less boilerplate.")
     # Off by default, unlike datatrove: trafilatura's deduplication drops text segments it has
     # seen before in the same process, in any page, so a page's text would depend on which pages
     # a worker happened to extract before it. Repeated text is removed by dedup and C4's rules.
     deduplicate: bool = Field(False, description="trafilatura: drop text segments already seen in the process.")
-    include_tables: bool = True
+    include_tables: bool = Field(True, description="Keep the text of tables.")
     max_page_bytes: int = Field(
         2_000_000,
         ge=1,
@@ -84,7 +89,7 @@ class LanguageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Identify each page's language and keep only the languages in keep.")
     keep: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes to keep.")
     threshold: float = Field(
         0.65, ge=0, le=1, description="Least probability of a kept language (FineWeb keeps English at 0.65)."
@@ -95,6 +100,8 @@ class LanguageConfig(BaseModel):
 class WebConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url_filter: UrlFilterConfig = UrlFilterConfig()
-    extraction: ExtractionConfig = ExtractionConfig()
-    language: LanguageConfig = LanguageConfig()
+    url_filter: UrlFilterConfig = Field(
+        UrlFilterConfig(), description="RefinedWeb's URL filter: blocked domains and words."
+    )
+    extraction: ExtractionConfig = Field(ExtractionConfig(), description="Main-text extraction from HTML.")
+    language: LanguageConfig = Field(LanguageConfig(), description="Language identification with py3langid.")
