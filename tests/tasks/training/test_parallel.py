@@ -209,3 +209,25 @@ def test_export_of_pipeline_x_tensor_equals_the_shards_and_evaluates(p2t2, tmp_p
     ppl = validation_perplexity(p2t2, EvaluationConfig(perplexity_max_rows=64, batch_size=8))
     final_val = [r["val_loss"] for r in _steps(p2t2) if "val_loss" in r][-1]
     assert 1.0 < ppl["perplexity"] < 2 * np.exp(final_val)
+
+
+def test_planted_spike_is_rolled_back_under_pipeline_parallelism(tmp_path):
+    """The loop's fault injection and roll-back work under every strategy
+    (tasks/training/strategy.py), on real pipeline engines as under data parallelism."""
+    root = tmp_path / "run"
+    build_token_run(root, {"alpha": 300, "beta": 200})
+    # Step 6 reads stream positions 40-47 (global batch 8): that batch is corrupt.
+    spike = {"min_history": 3, "factor": 3.0, "max_rollbacks": 2}
+    _train(
+        _job(root, 2, 2, 1, {"n_layer": 2, "n_head": 4, "d_model": 48}, spike=spike), 2, Faults(poison_samples=(40, 48))
+    )
+    steps, events = read_metrics(RunDir(root).metrics)
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
+    assert len(events) == 1 and events[0]["step"] == 6 and events[0]["rolled_back_to"] == 4
+    assert events[0]["skipped_samples"] == [40, 48] and "above 3x the mean" in events[0]["reason"]
+    assert all(r["loss"] < 2 * steps[0]["loss"] for r in steps)  # the spike never reached the curve
+    # Every later step reads past the skipped batch: no step ends at position 48.
+    assert [r["samples"] for r in steps] == [8, 16, 24, 32, 40, 56, 64, 72, 80, 88]
+    summary = read_json(RunDir(root).train_summary)
+    assert summary["rollbacks"] == 1 and summary["skipped_samples"] == [[40, 48]]
+    assert summary["parallel"] == {"pipeline": 2, "tensor": 1, "data": 1}
