@@ -74,7 +74,7 @@ def plain_loop(root: Path, model_cfg, cfg: TrainingConfig, threads: int) -> list
     torch.manual_seed(cfg.seed)
     model = GPT(model_cfg, manifest["vocab_size"], manifest["seq_len"]).train()
     # The same AdamW as ours on CPU: torch's, with its fused kernel.
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
     sched = make_scheduler(opt, cfg)
     data = TrainingData(RunDir(root).shards, cfg.seed)
     sampler = data.sampler(0, 1, cfg.micro_batch_size)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from models.config import ModelConfig
 from tasks.curation.config import CurationConfig
 from tasks.evaluation.config import EvaluationConfig
+from tasks.scaling.config import SweepConfig
 from tasks.tokenization.config import TokenizationConfig
 from tasks.tracking.config import TrackingConfig
 from tasks.training.config import TrainingConfig
@@ -78,6 +79,11 @@ class PipelineConfig(BaseModel):
     )
     tracking: TrackingConfig = Field(
         TrackingConfig(), description="Experiment tracking (MLflow, off by default); part of no stage's key."
+    )
+    sweep: SweepConfig = Field(
+        SweepConfig(),
+        description="`crucible sweep`: a grid of model shapes and budgets trained on this run's shards, and the "
+        "scaling laws fitted to their losses; `crucible run` ignores it.",
     )
 
     @field_validator("run_id")

@@ -147,7 +147,14 @@ def _train_config(cfg: PipelineConfig) -> dict[str, Any]:
 def _train_arguments(cfg: PipelineConfig, run_dir: str) -> tuple[Any, ...]:
     from flows.lineage import init_from
 
-    return (cfg.model, cfg.training, run_dir, init_from(cfg))
+    return (cfg.model, cfg.training, run_dir, init_from(cfg), _eval_benchmarks(cfg))
+
+
+def _eval_benchmarks(cfg: PipelineConfig) -> str | None:
+    """The evaluation stage's benchmark folder, which training.eval_tasks read (its bundled
+    samples where benchmarks_dir does not exist, as the evaluate stage does)."""
+    root = cfg.evaluation.benchmarks_root() if cfg.training.eval_tasks else None
+    return str(root) if root is not None else None
 
 
 def _train_preflight(cfg: PipelineConfig, run: RunDir, actions: Actions) -> None:
@@ -159,6 +166,11 @@ def _train_preflight(cfg: PipelineConfig, run: RunDir, actions: Actions) -> None
     from tasks.training.checks import check_training
 
     check_training(cfg.training, cfg.model)  # the device-dependent checks follow once Ray is up
+    if runs_training:
+        from tasks.training.eval_tasks import check_eval_tasks
+
+        # With the run's tokenizer and window only when tokenize will not make new ones.
+        check_eval_tasks(cfg.training, _eval_benchmarks(cfg), run if skips(actions.get("tokenize", "skip")) else None)
     if runs_training and skips(actions.get("tokenize", "skip")):
         from tasks.tokenization.reader import check_shards
 
@@ -211,6 +223,10 @@ PIPELINE: list[Stage] = [
         done=lambda run: run.eval_results,
     ),
 ]
+
+
+# The stages whose output every run of a sweep (flows/sweep.py) trains on, made once.
+SHARD_STAGES = ("curate", "tokenize")
 
 
 def stage_names() -> tuple[str, ...]:

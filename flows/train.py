@@ -19,12 +19,17 @@ from tasks.training.prefect_tasks import train_task
 
 @flow(name="train")
 def train_flow(
-    model_cfg: ModelConfig, cfg: TrainingConfig, run_dir: str, init_from: str | None = None
+    model_cfg: ModelConfig,
+    cfg: TrainingConfig,
+    run_dir: str,
+    init_from: str | None = None,
+    benchmarks_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Train the run's model; `init_from` (a final model folder) continues pre-training from it."""
+    """Train the run's model; `init_from` (a final model folder) continues pre-training from it;
+    `benchmarks_dir` holds the benchmark files that training.eval_tasks score during training."""
     run = RunDir(Path(run_dir).resolve())
     # Publishes training-progress and training-metrics live; retries only transient failures.
-    summary = train_task.with_options(retries=cfg.retries)(str(run.root), model_cfg, cfg, init_from)
+    summary = train_task.with_options(retries=cfg.retries)(str(run.root), model_cfg, cfg, init_from, benchmarks_dir)
     records, _ = read_metrics(run.metrics)
     plot_loss(records, run.loss_curve)
     # Image artifacts must be public URLs; the curve travels inside the markdown instead.

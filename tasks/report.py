@@ -31,6 +31,56 @@ def plot_loss(metrics: list[dict[str, Any]], dest: Path) -> None:
     plt.close(fig)
 
 
+def plot_eval(metrics: list[dict[str, Any]], keys: list[str], dest: Path) -> None:
+    """training.eval_tasks' scores over the steps: one line per `eval/<task>/<metric>`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in keys:
+        points = [m for m in metrics if key in m]
+        style = "s--" if key.endswith("_norm") else "o-"
+        ax.plot([m["step"] for m in points], [m[key] for m in points], style, label=key.removeprefix("eval/"))
+    ax.set_xlabel("step")
+    ax.set_ylabel("score on the first items of each task")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _eval_lines(run: RunDir, metrics: list[dict[str, Any]]) -> list[str]:
+    """training.eval_tasks: the curves, and each score at the first and last points and its best."""
+    from tasks.training.metrics import EVAL_PREFIX, eval_keys
+
+    keys = eval_keys(metrics)
+    if not keys:
+        return []
+    plot_eval(metrics, keys, run.eval_curves)
+    scored = [m for m in metrics if any(k in m for k in keys)]
+    first, last = scored[0]["step"], scored[-1]["step"]
+    rows = []
+    for key in keys:
+        values = [m[key] for m in scored if key in m]
+        task, _, metric = key.removeprefix(EVAL_PREFIX).partition("/")
+        rows.append([task, metric, values[0], values[-1], max(values)])
+    return [
+        "### Benchmarks during training",
+        f"The first items of each of `training.eval_tasks`, scored on the weights of the moment at "
+        f"{len(scored)} points (the evaluation stage's prompts and scoring, 0-shot). Small samples: "
+        "a trend, not a result.",
+        "",
+        f"![benchmark curves]({run.eval_curves.name})",
+        "",
+        _table(rows, ["task", "metric", f"step {first}", f"step {last}", "best"]),
+        "",
+    ]
+
+
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     def fmt(v: Any) -> str:
         return f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
@@ -176,7 +226,7 @@ def training_section(run: RunDir) -> list[str]:
         f"![loss curve]({run.loss_curve.name})",
         "",
     ]
-    return out + _speed_lines(metrics) + _spike_lines(events) + _summary_lines(s)
+    return out + _eval_lines(run, metrics) + _speed_lines(metrics) + _spike_lines(events) + _summary_lines(s)
 
 
 def _speed_lines(metrics: list[dict[str, Any]]) -> list[str]:
@@ -309,6 +359,12 @@ def write_report(run_dir: Path) -> Path:
         )
     if run.metrics.exists():
         parts += training_section(run)
+    from tasks.scaling.records import SWEEP_FILE
+
+    if (run.root / SWEEP_FILE).exists():
+        from tasks.scaling.report import sweep_section
+
+        parts += sweep_section(run.root)
     if run.eval_results.exists():
         from tasks.evaluation.summary import results_rows
 

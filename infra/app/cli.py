@@ -47,6 +47,10 @@ def _stage_parsers(sub: argparse._SubParsersAction) -> None:
     """`crucible run` and one verb per stage (flows/stage.py), with the same options."""
     verbs = {"run": f"run the whole pipeline ({', '.join(stage_names())}); resumes an existing --run-id"}
     verbs |= {stage.name: stage.help for stage in PIPELINE}
+    verbs["sweep"] = (
+        "curate and tokenize once, train a grid of model shapes and budgets (the sweep section) on the same "
+        "shards, and fit scaling laws to their losses"
+    )
     trusting = {"run"} | {stage.name for stage in PIPELINE if stage.takes_trust}
     for name, text in verbs.items():
         s = sub.add_parser(name, help=text, description=text)
@@ -72,7 +76,24 @@ def _plan_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--preset", help="a model preset (exact FLOPs of its shape, attention included)")
     what.add_argument("--params", type=float, help="a bare parameter count (6N FLOPs per token)")
     what.add_argument("--budget", type=float, help="a compute budget in FLOPs (compute-optimal split)")
-    s.add_argument("--tokens", type=float, default=None, help="training tokens (default: 20 per parameter)")
+    s.add_argument(
+        "--tokens", type=float, default=None, help="training tokens (default: 20 per parameter, or the fit's optimum)"
+    )
+    s.add_argument(
+        "--fit",
+        type=Path,
+        default=None,
+        metavar="SWEEP_RUN",
+        help="size with the scaling law fitted by `crucible sweep` in this run directory instead of the "
+        "20-tokens-per-parameter rule",
+    )
+    s.add_argument(
+        "--extrapolation-warning",
+        type=float,
+        default=10.0,
+        metavar="FACTOR",
+        help="with --fit: warn when N or D lies more than this many times beyond what the sweep trained (default 10)",
+    )
     s.add_argument("--vocab-size", type=int, default=None, help="override the preset's vocabulary")
     s.add_argument("--seq-len", type=int, default=None, help="override the preset's context length")
     s.add_argument("--mfu", type=float, default=0.45, help="model-FLOPs utilisation (default 0.45)")
@@ -182,7 +203,7 @@ def _evaluation_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="accept blank ratings and missing rows (counted as unrated in the results)",
     )
-    s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run")
+    s = sub.add_parser("report", help="rewrite report.md and the loss curve of a run (and refit a sweep's laws)")
     s.add_argument("run_dir", type=Path, help="e.g. runs/<run-id>")
 
 
@@ -212,7 +233,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PipelineConfig, RunDir]:
     cfg = cfg.model_copy(update={"run_id": run_id})
     run = RunDir((Path(cfg.runs_dir) / run_id).resolve())
     starters = [stage.name for stage in PIPELINE if stage.starts_run]
-    if args.command != "run" and args.command not in starters and not run.root.exists():
+    if args.command not in ("run", "sweep") and args.command not in starters and not run.root.exists():
         raise ConfigError(
             f"run directory {run.root} does not exist; run "
             + "".join(f"`crucible {name}` or " for name in starters)
@@ -272,6 +293,8 @@ def plan_command(args: argparse.Namespace) -> str:
 
     if not 0 < args.mfu <= 1:
         raise ConfigError(f"--mfu must be in (0, 1], got {args.mfu}")
+    if args.fit is not None:
+        return fitted_plan_text(args)
     if args.preset:
         p = get_preset(args.preset)
         plan = plan_model(p.model, args.vocab_size or p.vocab_size, args.seq_len or p.seq_len, args.tokens)
@@ -284,6 +307,37 @@ def plan_command(args: argparse.Namespace) -> str:
     if args.gpus:
         out += "\n\n" + layout_text(args)
     return out
+
+
+def fitted_plan_text(args: argparse.Namespace) -> str:
+    """`plan --fit`: N and D from a sweep's fitted law, then the same cost lines as the rule's plan."""
+    from models.presets import get_preset
+    from models.sizing import describe, plan_model, plan_parameters
+    from tasks.scaling.grid import embedding_parameters
+    from tasks.scaling.planning import fitted_plan, load_fit
+
+    fit, counted = load_fit(args.fit)
+    if args.budget:
+        fp = fitted_plan(fit, counted, budget=args.budget, factor=args.extrapolation_warning)
+        head = f"compute budget {args.budget:.3e} FLOPs, sized by the law fitted in {args.fit}"
+        plan = plan_parameters(fp.parameters, fp.tokens)
+    elif args.params:
+        fp = fitted_plan(fit, counted, parameters=args.params, tokens=args.tokens, factor=args.extrapolation_warning)
+        head = f"{args.params:,.0f} parameters ({counted.replace('_', '-')}), law fitted in {args.fit}"
+        plan = plan_parameters(fp.parameters, fp.tokens)
+    else:
+        p = get_preset(args.preset)
+        vocab, seq = args.vocab_size or p.vocab_size, args.seq_len or p.seq_len
+        n = plan_model(p.model, vocab, seq).parameters
+        if counted == "non_embedding":
+            n -= embedding_parameters(p.model, vocab, seq)
+        fp = fitted_plan(fit, counted, parameters=n, tokens=args.tokens, factor=args.extrapolation_warning)
+        head = (
+            f"model preset {args.preset} ({p.note}; {n:,} {counted.replace('_', '-')} parameters), "
+            f"law fitted in {args.fit}"
+        )
+        plan = plan_model(p.model, vocab, seq, fp.tokens)
+    return "\n".join([head, *fp.lines, describe(plan, args.mfu, args.price_per_gpu_hour, args.price_per_mwh, args.pue)])
 
 
 def layout_text(args: argparse.Namespace) -> str:
@@ -440,7 +494,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.command == "report":
             from tasks.report import write_report
+            from tasks.scaling.records import SWEEP_FILE
 
+            if (args.run_dir / SWEEP_FILE).is_file():
+                from tasks.scaling.report import write_sweep_report
+
+                print(write_sweep_report(args.run_dir))
+                return 0
             print(write_report(args.run_dir))
             return 0
         return run_command(args)

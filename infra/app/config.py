@@ -24,7 +24,7 @@ class ConfigError(ValueError):
     """A configuration problem the user must fix; the message lists every problem found."""
 
 
-PRESETS = ("demo", "debug", "web-demo", "web-multilingual")
+PRESETS = ("demo", "debug", "web-demo", "web-multilingual", "sweep-demo")
 
 
 def _shown(value: Any) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from flows.config import PipelineConfig, dump_config
-from flows.stage import get_stage, stage_names
+from flows.stage import SHARD_STAGES, get_stage, stage_names
 from infra.core.storage import DISK_FULL, RunDir, write_text
 
 if TYPE_CHECKING:
@@ -31,6 +31,10 @@ def flow_call(command: str, cfg: PipelineConfig, run: RunDir) -> tuple[Callable[
         from flows.pipeline import pipeline_flow
 
         return pipeline_flow, (cfg, str(run.root))
+    if command == "sweep":
+        from flows.sweep import sweep_flow
+
+        return sweep_flow, (cfg, str(run.root))
     stage = get_stage(command)
     return stage.load_flow(), stage.arguments(cfg, str(run.root))
 
@@ -42,6 +46,11 @@ def preflight(command: str, cfg: PipelineConfig, run: RunDir) -> dict[str, str]:
     from flows import stages
 
     wanted = stage_names() if command == "run" else (command,)
+    if command == "sweep":
+        if problems := cfg.sweep.problems():
+            raise ValueError("; ".join(problems))
+        wanted = SHARD_STAGES
+        get_stage("train").preflight(cfg, run, {})  # the grid runs' shared settings
     actions: dict[str, str] = {}
     if run.root.exists():
         # A change under a finished or started training is refused here, before config.yaml changes.
@@ -74,7 +83,7 @@ def _print_tracking_link(cfg: PipelineConfig, run: RunDir) -> None:
 def _stage_tracker(command: str, cfg: PipelineConfig, run: RunDir, flow_run_id: str) -> PipelineTracker | None:
     """A stage command's view of the run's MLflow run (the pipeline flow opens its own): it
     continues the run's MLflow run, or with tracking off stops training's rank 0 logging to it."""
-    if command == "run":
+    if command in ("run", "sweep"):
         return None
     from tasks.tracking.pipeline_tracker import PipelineTracker
 
@@ -163,7 +172,10 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
             print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}", file=sys.stderr)
             if any(marker in str(state.message) for marker in DISK_FULL):
                 print(f"the disk holding {run.root} is full: free space first", file=sys.stderr)
-            print(f"continue it from where it stopped: crucible resume {run.root.name}", file=sys.stderr)
+            again = (
+                f"crucible sweep --run-id {run.root.name}" if command == "sweep" else f"crucible resume {run.root.name}"
+            )
+            print(f"continue it from where it stopped: {again}", file=sys.stderr)
             return 1
     report = write_report(run.root)
     print(f"done: {run.root} (report: {report})")

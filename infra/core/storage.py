@@ -204,6 +204,11 @@ class RunDir:
         return self.root / "loss_curve.png"
 
     @property
+    def eval_curves(self) -> Path:
+        """training.eval_tasks' scores over the steps (tasks/report.py)."""
+        return self.root / "eval_curves.png"
+
+    @property
     def stop_request(self) -> Path:
         """Present while the command running this run asks its training to save and stop."""
         return self.root / "stop-requested"

@@ -122,12 +122,33 @@ def load_docs(run: TaskRun, root: Path | None, allow_hub: bool) -> tuple[TaskSpe
     return spec, docs, pool
 
 
-def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool = False) -> dict[str, Any]:
-    """Metrics (with standard errors and random chance) and each item's log-likelihoods."""
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task's items rendered and tokenized for one model's tokenizer: what `score_task` scores."""
+
+    run: TaskRun
+    spec: TaskSpec
+    docs: list[Doc]
+    contexts: list[str]
+    questions: list[Encoded]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        spec = self.spec
+        return spec.metrics if self.run.formulation == "cloze" else tuple(m for m in spec.metrics if m != "acc_norm")
+
+
+def prepare_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool = False) -> PreparedTask:
+    """Load, render and tokenize a task's items once (training scores them again at every eval point)."""
     spec, docs, pool = load_docs(run, root, allow_hub)
     ctxs = contexts(spec, docs, pool, run.num_fewshot, run.formulation == "letters")
-    scores = model.score([encode_question(model, c, d.choices) for c, d in zip(ctxs, docs)])
-    metrics = spec.metrics if run.formulation == "cloze" else tuple(m for m in spec.metrics if m != "acc_norm")
+    return PreparedTask(run, spec, docs, ctxs, [encode_question(model, c, d.choices) for c, d in zip(ctxs, docs)])
+
+
+def score_task(model: EvalModel, task: PreparedTask) -> dict[str, Any]:
+    """Metrics (with standard errors and random chance) and each item's log-likelihoods."""
+    run, spec, docs, ctxs, metrics = task.run, task.spec, task.docs, task.contexts, task.metrics
+    scores = model.score(task.questions)
     per_item = [item_metrics(d, [s.loglikelihood for s in sc], metrics) for d, sc in zip(docs, scores)]
     result: dict[str, Any] = {
         "task": run.task,
@@ -149,3 +170,8 @@ def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool 
         for c, d, sc in zip(ctxs, docs, scores)
     ]
     return result
+
+
+def run_task(model: EvalModel, run: TaskRun, root: Path | None, allow_hub: bool = False) -> dict[str, Any]:
+    """Metrics (with standard errors and random chance) and each item's log-likelihoods."""
+    return score_task(model, prepare_task(model, run, root, allow_hub))

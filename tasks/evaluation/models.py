@@ -90,8 +90,29 @@ class EvalModel:
         return score_questions(self.module, questions, self.max_length, packed=self.kind == "crucible")
 
 
-def _crucible(path: Path) -> EvalModel:
+def crucible_model(name: str, module: torch.nn.Module, tok_path: Path, max_length: int) -> EvalModel:
+    """A Crucible model (anything with `packed_logits`) with its run's tokenizer and window."""
     from tasks.tokenization.bpe import load_tokenizer
+
+    tok = load_tokenizer(tok_path)
+    eos = tok.token_to_id("<|endoftext|>")
+    if eos is None:
+        raise ValueError(f"{tok_path} has no <|endoftext|> token: not a Crucible tokenizer")
+    lengths = token_byte_lengths(tok, {eos})
+    return EvalModel(
+        name=name,
+        kind="crucible",
+        module=module,
+        encode=lambda s: tok.encode(s, add_special_tokens=False).ids,
+        eot_id=eos,
+        pad_id=eos,
+        max_length=max_length,
+        token_bytes=lambda ids: int(lengths[ids].sum()),
+        decode=lambda ids: tok.decode(ids, skip_special_tokens=False),
+    )
+
+
+def _crucible(path: Path) -> EvalModel:
     from tasks.training.checkpoint import FINAL, load_model
 
     ckpt = path / "checkpoints" / FINAL if (path / "checkpoints").is_dir() else path
@@ -99,22 +120,7 @@ def _crucible(path: Path) -> EvalModel:
     if not tok_path.is_file():  # a bare checkpoint folder inside a run
         tok_path = ckpt.parents[1] / "tokenizer" / "tokenizer.json"
     model, meta = load_model(ckpt)
-    tok = load_tokenizer(tok_path)
-    eos = tok.token_to_id("<|endoftext|>")
-    if eos is None:
-        raise ValueError(f"{tok_path} has no <|endoftext|> token: not a Crucible tokenizer")
-    lengths = token_byte_lengths(tok, {eos})
-    return EvalModel(
-        name=path.name,
-        kind="crucible",
-        module=model.float().eval(),
-        encode=lambda s: tok.encode(s, add_special_tokens=False).ids,
-        eot_id=eos,
-        pad_id=eos,
-        max_length=meta["seq_len"],
-        token_bytes=lambda ids: int(lengths[ids].sum()),
-        decode=lambda ids: tok.decode(ids, skip_special_tokens=False),
-    )
+    return crucible_model(path.name, model.float().eval(), tok_path, meta["seq_len"])
 
 
 def _hf(path: Path) -> EvalModel:

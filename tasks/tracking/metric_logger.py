@@ -24,7 +24,8 @@ from tasks.tracking.run_record import TrackedRun, active_record
 log = logging.getLogger(__name__)
 
 MARKER_KEY = "loss"  # every step record has it, and a record is sent in one request
-RECORDS_PER_BATCH = 50  # x ~15 metrics each: under MLflow's 1000 metrics per log_batch
+RECORDS_PER_BATCH = 50  # taken from the queue at once; sent in requests of at most METRICS_PER_REQUEST
+METRICS_PER_REQUEST = 1000  # MLflow's limit per log_batch (a step with eval/<task>/<metric> keys has more than 20)
 QUEUE_LIMIT = 100_000  # records; past it (a server far slower than training) new ones are dropped
 _STOP = None
 
@@ -78,10 +79,12 @@ class MetricLogger:
         while True:
             batch, stop = self._take()
             batch = [(t, r) for t, r in batch if r["step"] > last]
-            if batch and client is not None and not self.warning.failed:
+            for request in _requests(batch):
+                if client is None or self.warning.failed:
+                    break
                 try:
-                    client.log_batch(self.record.run_id, metrics=_metrics(batch), synchronous=True)
-                    last = max(r["step"] for _, r in batch)
+                    client.log_batch(self.record.run_id, metrics=_metrics(request), synchronous=True)
+                    last = max(r["step"] for _, r in request)
                 except Exception as exc:
                     self.warning.failure(exc)
             if stop:
@@ -103,13 +106,33 @@ class MetricLogger:
         return batch, True
 
 
+def _requests(batch: list[tuple[int, dict[str, Any]]]) -> list[list[tuple[int, dict[str, Any]]]]:
+    """Consecutive records grouped into log_batch requests of at most METRICS_PER_REQUEST
+    metrics; a record is never split, so its marker key arrives with all its metrics."""
+    requests: list[list[tuple[int, dict[str, Any]]]] = []
+    size = 0
+    for item in batch:
+        n = len(_values(item[1]))
+        if not requests or size + n > METRICS_PER_REQUEST:
+            requests.append([])
+            size = 0
+        requests[-1].append(item)
+        size += n
+    return requests
+
+
 def _metrics(batch: list[tuple[int, dict[str, Any]]]) -> list[Any]:
-    """MLflow metrics of step records: the metrics.jsonl keys, step = the training step."""
+    """MLflow metrics of step records: the metrics.jsonl keys (MLflow takes `eval/arc_easy/acc`
+    as it is: '/' is one of its name characters), step = the training step."""
     from mlflow.entities import Metric
 
+    return [Metric(key, value, t, record["step"]) for t, record in batch for key, value in _values(record)]
+
+
+def _values(record: dict[str, Any]) -> list[tuple[str, float]]:
+    """The record's numbers, each one MLflow metric."""
     return [
-        Metric(key, float(value), timestamp, record["step"])
-        for timestamp, record in batch
+        (key, float(value))
         for key, value in record.items()
         if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
     ]

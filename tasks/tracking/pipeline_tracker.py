@@ -174,7 +174,7 @@ class PipelineTracker:
         if not self.on:
             return
         assert self.record is not None
-        for path in (run.report, run.loss_curve, run.train_summary, run.config):
+        for path in (run.report, run.loss_curve, run.eval_curves, run.train_summary, run.config):
             if path.is_file():
                 self._call("log_artifact", self.record.run_id, str(path))
         self._call("set_terminated", self.record.run_id, status)

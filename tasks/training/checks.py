@@ -73,12 +73,53 @@ def check_training(
             "training.compile with ZeRO-3 is not supported here (its parameter "
             "gathering hooks break the graph); set training.compile=false or zero_stage<=2"
         )
+    problems += muon_problems(cfg)
     if problems:
         raise TrainingConfigError("training cannot start:\n  - " + "\n  - ".join(problems))
 
 
+def muon_problems(cfg: TrainingConfig) -> list[str]:
+    """Why training.optimizer=muon cannot run with the rest of `cfg`, each with the fix."""
+    if cfg.optimizer != "muon":
+        return []
+    problems = []
+    if cfg.zero_stage == 0:
+        problems.append(
+            "training.optimizer=muon with zero_stage=0: DeepSpeed's engine without ZeRO runs Muon inside the "
+            "optimizer step and, as Muon does not clip, records no gradient norm, so a NaN gradient would go "
+            "unseen; set training.zero_stage to 1, 2 or 3 (ZeRO-1 costs nothing on one rank), or "
+            "training.optimizer=adamw"
+        )
+    if cfg.parallel.pipeline * cfg.parallel.tensor > 1:
+        problems.append(
+            "training.optimizer=muon with pipeline or tensor parallelism is not supported: each tensor shard "
+            "would be orthogonalised alone (Newton-Schulz of a shard is not a shard of Newton-Schulz), and the "
+            "pipeline engine is not set up for Muon here; set training.parallel.pipeline=1 and tensor=1, or "
+            "training.optimizer=adamw"
+        )
+    if cfg.min_workers < cfg.num_workers:
+        problems.append(
+            f"training.optimizer=muon with min_workers ({cfg.min_workers}) below num_workers "
+            f"({cfg.num_workers}): continuing on fewer ranks converts the ZeRO checkpoint to a universal one, "
+            f"and DeepSpeed's conversion knows AdamW's moments only, not Muon's momentum; set "
+            f"training.min_workers={cfg.num_workers}, or training.optimizer=adamw"
+        )
+    return problems
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _eval_task_problems(cfg: TrainingConfig) -> list[str]:
+    """training.eval_tasks under pipeline or tensor parallelism, where no rank holds the whole model."""
+    if not cfg.eval_tasks:
+        return []
+    return [
+        "training.eval_tasks with pipeline or tensor parallelism is not supported (the benchmarks are "
+        "scored by the whole model's packed forward pass on every rank); set training.eval_tasks: [] and "
+        "score the final model with the evaluate stage, or train with parallel.pipeline=1 and tensor=1"
+    ]
 
 
 def layout_problems(cfg: TrainingConfig, model: ModelConfig) -> list[str]:
@@ -130,6 +171,7 @@ def layout_problems(cfg: TrainingConfig, model: ModelConfig) -> list[str]:
             )
         if cfg.offload_params:
             problems.append("training.offload_params needs ZeRO-3, which pipeline/tensor parallelism cannot use")
+        problems += _eval_task_problems(cfg)
     dropout = cfg.dropout if cfg.dropout is not None else model.dropout
     if t > 1 and dropout > 0:
         problems.append(

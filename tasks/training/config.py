@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Device = Literal["auto", "cpu", "cuda"]
 Schedule = Literal["cosine", "wsd", "constant"]
+Optimizer = Literal["adamw", "muon"]
 
 
 class BatchRamp(BaseModel):
@@ -41,6 +42,46 @@ class SpikeConfig(BaseModel):
         6.0, gt=0, description="Spike: loss above the window mean + this many standard deviations."
     )
     max_rollbacks: int = Field(3, ge=0, description="Roll-backs before the run stops with an error.")
+
+
+class EvalTask(BaseModel):
+    """A benchmark of the evaluation stage scored on the current weights during training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(
+        description="A multiple-choice task of the evaluation stage: arc_easy, arc_challenge, hellaswag, mmlu, "
+        "truthfulqa_mc1 or truthfulqa_mc2 (scored 0-shot, cloze)."
+    )
+    limit: int = Field(20, ge=1, description="Its first N items (MMLU: per subject), scored at every eval point.")
+
+    @field_validator("task")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from tasks.evaluation.benchmarks import TASKS  # the evaluation stage's tasks: one list of names
+
+        if value not in TASKS:
+            raise ValueError(f"unknown eval task {value!r}; the multiple-choice tasks are {', '.join(TASKS)}")
+        return value
+
+
+class MuonConfig(BaseModel):
+    """Muon (Keller Jordan's momentum orthogonalised by Newton-Schulz) for the hidden matrices,
+    as DeepSpeed's `Muon` optimizer runs it; AdamW (training.lr, betas, eps, weight_decay) keeps
+    the embeddings, the output head, the norms and the biases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(
+        0.02, gt=0, description="Peak learning rate of the hidden matrices; the schedule scales it as it scales lr."
+    )
+    momentum: float = Field(0.95, ge=0, lt=1, description="Momentum of the Muon updates (Nesterov in DeepSpeed).")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay of the hidden matrices.")
+    ns_method: Literal["gram", "standard"] = Field(
+        "gram",
+        description="DeepSpeed's Newton-Schulz iteration (5 steps): 'gram' iterates on the small Gram matrix "
+        "(fewer FLOPs for non-square matrices), 'standard' is the original quintic iteration.",
+    )
 
 
 class ParallelConfig(BaseModel):
@@ -95,9 +136,21 @@ class TrainingConfig(BaseModel):
     warmup_steps: int = Field(30, ge=0, description="Steps of linear learning-rate warm-up.")
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of max_steps spent decaying.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    decay_embeddings: bool = Field(
+        False,
+        description="Also decay the embeddings (and an output head tied to them), as nanoGPT, Megatron-LM and "
+        "the HF Trainer do; false leaves them undecayed, as minGPT does. Biases and norms are never decayed.",
+    )
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
-    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
+    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this (AdamW only).")
+    optimizer: Optimizer = Field(
+        "adamw",
+        description="'adamw' for every parameter; 'muon': Muon (training.muon) for the transformer blocks' "
+        "matrices and AdamW for the rest. Muon needs ZeRO stage 1-3, no pipeline or tensor parallelism and "
+        "min_workers = num_workers; grad_clip does not apply (DeepSpeed would clip the orthogonalised updates).",
+    )
+    muon: MuonConfig = Field(MuonConfig(), description="Muon's settings, used when optimizer is 'muon'.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Overrides model.dropout when set.")
     z_loss: float = Field(0.0, ge=0, description="Weight of PaLM's z-loss (log Z)^2; 1e-4 is usual.")
 
@@ -139,6 +192,12 @@ class TrainingConfig(BaseModel):
     # Validation and metrics.
     eval_every: int = Field(50, ge=1, description="Validation loss every M steps.")
     eval_batches: int = Field(8, ge=1, description="Validation micro-batches per rank.")
+    eval_tasks: list[EvalTask] = Field(
+        default_factory=list,
+        description="Benchmarks scored on the current weights every eval_tasks_every steps and at the last "
+        "step, logged as eval/<task>/<metric>; their items come from evaluation.benchmarks_dir. Empty: none.",
+    )
+    eval_tasks_every: int = Field(50, ge=1, description="Steps between the scorings of eval_tasks.")
     peak_flops: float | None = Field(
         None,
         gt=0,
@@ -201,6 +260,14 @@ class TrainingConfig(BaseModel):
             raise ValueError(f"min_workers ({self.min_workers}) must not exceed num_workers ({self.num_workers})")
         return self
 
+    @model_validator(mode="after")
+    def _distinct_eval_tasks(self) -> TrainingConfig:
+        names = [t.task for t in self.eval_tasks]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"eval_tasks names {repeated} more than once; keep one entry per task")
+        return self
+
 
 # Keys a resume may change, with the reason each is safe: they do not alter what the
 # already-trained steps mean. Everything else in the checkpoint's config must match.
@@ -219,6 +286,8 @@ RESUMABLE_CHANGES = {
     "stop_grace_s": "how a stop is handled",
     "eval_every": "validation cadence",
     "eval_batches": "validation size",
+    "eval_tasks": "benchmarks scored during training: read the weights, change nothing",
+    "eval_tasks_every": "benchmark cadence",
     "peak_flops": "MFU reporting",
     "tensorboard": "metrics sinks",
     "verify_shards": "start-up checks",
@@ -247,6 +316,8 @@ OPERATIONAL_KEYS = frozenset(
         "stop_grace_s",
         "eval_every",
         "eval_batches",
+        "eval_tasks",
+        "eval_tasks_every",
         "peak_flops",
         "tensorboard",
         "verify_shards",

@@ -39,11 +39,18 @@ def deepspeed_config(
         # Every parameter is partitioned, small ones included, so the memory per rank is what
         # the stage promises; the final fp32 weights are gathered from the checkpoint files.
         zero["stage3_param_persistence_threshold"] = 0
+        if cfg.optimizer == "muon":
+            # ZeRO-3 orthogonalises whole gathered gradients and refuses its reduce-scatter
+            # ("Muon and reduce scatter cannot be used together", zero/stage3.py).
+            zero["reduce_scatter"] = False
     return {
         "train_batch_size": cfg.micro_batch_size * grad_accum * world_size,
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
         "gradient_accumulation_steps": grad_accum,
-        "gradient_clipping": cfg.grad_clip,
+        # DeepSpeed's ZeRO writes Muon's orthogonalised updates where the gradients were and then
+        # takes the norm and clips: a bound on gradients would scale the Muon step (whose norm is
+        # fixed by its shapes) and AdamW's gradients alike. Muon's step is bounded by construction.
+        "gradient_clipping": 0.0 if cfg.optimizer == "muon" else cfg.grad_clip,
         "bf16": {"enabled": precision == "bf16"},
         "fp16": {
             "enabled": precision == "fp16",
@@ -54,23 +61,7 @@ def deepspeed_config(
             "min_loss_scale": 1,
         },
         "zero_optimization": zero,
-        "optimizer": {
-            "type": "AdamW",
-            "params": {
-                "lr": cfg.lr,
-                "betas": list(cfg.betas),
-                "eps": cfg.eps,
-                "weight_decay": cfg.weight_decay,
-                # GPU: DeepSpeed's fused Adam kernel. CPU: torch's AdamW, which avoids a
-                # multi-minute JIT build of FusedAdam. With optimizer offload DeepSpeed picks
-                # its CPU Adam itself.
-                "torch_adam": device != "cuda",
-                # torch's fused CPU kernel: ZeRO hands the optimizer one flat tensor per group,
-                # and the unfused update allocates (and page-faults) several temporaries of
-                # that size per step: 2.4 s -> 0.5 s for GPT-2 124M's step on 2 cores.
-                **({"fused": True} if device != "cuda" else {}),
-            },
-        },
+        "optimizer": optimizer_config(cfg, device),
         # No "scheduler" entry: DeepSpeed's WarmupCosineLR spends the first two steps at
         # lr 0; the schedule comes from tasks/training/schedule.py instead.
         "checkpoint": {"load_universal": load_universal},
@@ -82,3 +73,26 @@ def deepspeed_config(
         "steps_per_print": 10**9,  # metrics are logged by the loop itself
         "wall_clock_breakdown": False,
     }
+
+
+def optimizer_config(cfg: TrainingConfig, device: str) -> dict[str, Any]:
+    """DeepSpeed's optimizer entry: AdamW, or Muon with an auxiliary AdamW. The groups'
+    weight decay (tasks/training/engine.py:param_groups) overrides the one given here."""
+    adamw: dict[str, Any] = {
+        "lr": cfg.lr,
+        "betas": list(cfg.betas),
+        "eps": cfg.eps,
+        "weight_decay": cfg.weight_decay,
+        # GPU: DeepSpeed's fused Adam kernel. CPU: torch's AdamW, which avoids a multi-minute
+        # JIT build of FusedAdam. With optimizer offload DeepSpeed picks its CPU Adam itself.
+        "torch_adam": device != "cuda",
+    }
+    if cfg.optimizer == "muon":
+        # "lr" serves the AdamW half, "muon_lr" the Muon half. Muon's auxiliary AdamW does not
+        # take torch's `fused` flag.
+        muon = {"muon_lr": cfg.muon.lr, "momentum": cfg.muon.momentum, "ns_method": cfg.muon.ns_method}
+        return {"type": "Muon", "params": {**adamw, **muon}}
+    # torch's fused CPU kernel: ZeRO hands the optimizer one flat tensor per group, and the
+    # unfused update allocates (and page-faults) several temporaries of that size per step:
+    # 2.4 s -> 0.5 s for GPT-2 124M's step on 2 cores.
+    return {"type": "AdamW", "params": {**adamw, **({"fused": True} if device != "cuda" else {})}}

@@ -3,13 +3,14 @@ initialisation, activation checkpointing and compilation. Nothing here knows of 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import torch
 
 from models.config import ModelConfig
-from models.gpt import GPT
+from models.gpt import GPT, Block
 from tasks.training.config import TrainingConfig
 from tasks.training.schedule import make_scheduler
 
@@ -28,14 +29,54 @@ def skip_unused_cpu_ops(device: str) -> None:
         compatible["deepspeed_shm_comm"] = False
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only; biases, norms and embeddings are left undecayed (GPT-2/3 practice)."""
+def param_groups(model: torch.nn.Module, cfg: TrainingConfig) -> list[dict[str, Any]]:
+    """The optimizer's groups: AdamW decays matrices, never biases or norms, and the embeddings
+    (with a head tied to them) only under training.decay_embeddings. Under Muon the transformer
+    blocks' matrices form a last group of their own, marked `use_muon`; the embeddings and the
+    output head stay on AdamW (modded-nanogpt's and nanochat's split)."""
+    hidden = hidden_matrices(model) if cfg.optimizer == "muon" else set()
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
+    muon: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
-        dims = len(getattr(p, "ds_shape", p.shape))  # ZeRO-3 parameters are stored flat
-        (decay if dims >= 2 and "emb" not in name else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if id(p) in hidden:
+            muon.append(p)
+            continue
+        matrix = len(getattr(p, "ds_shape", p.shape)) >= 2  # ZeRO-3 parameters are stored flat
+        embedding = "emb" in name  # a tied head is the embedding's parameter, listed under its name
+        (decay if matrix and (cfg.decay_embeddings or not embedding) else no_decay).append(p)
+    # AdamW's groups first: the loop logs the first group's rate as `lr`.
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "muon":
+        groups.append({"params": muon, "weight_decay": cfg.muon.weight_decay, "use_muon": True})
+    return groups
+
+
+def hidden_matrices(model: torch.nn.Module) -> set[int]:
+    """The ids of the transformer blocks' matrices (attention and MLP): Muon's parameters."""
+    return {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, Block)
+        for p in m.parameters()
+        if len(getattr(p, "ds_shape", p.shape)) >= 2
+    }
+
+
+def _muon_tagged(groups: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """`groups` with each parameter's `use_muon` set from its group, as they are read.
+
+    deepspeed.initialize marks `use_muon` itself before building the engine, by name: every
+    matrix whose name lacks "embed" and "lm_head", which here would put tok_emb, pos_emb and
+    an untied head on Muon. The engine reads a generator only when it builds the optimizer,
+    after that marking, so the marks set here are the ones its Muon and ZeRO code see."""
+    for g in groups:
+        for p in g["params"]:
+            p.use_muon = g.get("use_muon", False)
+        yield {k: v for k, v in g.items() if k != "use_muon"}
 
 
 def build_model(
@@ -96,12 +137,20 @@ def build_model(
 def build_engine(model: GPT, cfg: TrainingConfig, ds_config: dict[str, Any]):
     import deepspeed
 
+    groups = param_groups(model, cfg)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
-        model_parameters=param_groups(model, cfg.weight_decay),
+        model_parameters=_muon_tagged(groups) if cfg.optimizer == "muon" else groups,
         config=ds_config,
-        lr_scheduler=partial(make_scheduler, cfg=cfg),  # built on the optimizer DeepSpeed creates
+        # Built on the optimizer DeepSpeed creates: one multiplier for every group, so AdamW's
+        # and Muon's rates warm up and decay together.
+        lr_scheduler=partial(make_scheduler, cfg=cfg),
     )
+    if cfg.optimizer == "muon":
+        muon = {id(p) for g in groups if g.get("use_muon") for p in g["params"]}
+        wrong = [n for n, p in model.named_parameters() if getattr(p, "use_muon", None) != (id(p) in muon)]
+        if wrong:  # this DeepSpeed read the parameters before marking them: the halves are its own
+            raise RuntimeError(f"DeepSpeed put {wrong} in the wrong half of Muon (engine.py:_muon_tagged)")
     if cfg.zero_stage == 0 and engine.dp_world_size == 1:
         # One rank has nothing to all-reduce, but DeepSpeed would still copy every gradient
         # into its buckets and back (measured: backward 1.45 s -> 1.95 s for GPT-2 124M on CPU).

@@ -36,6 +36,7 @@ from tasks.training.config import TrainingConfig
 from tasks.training.data import TrainingData
 from tasks.training.deepspeed_config import deepspeed_config, resolve_precision
 from tasks.training.engine import skip_unused_cpu_ops
+from tasks.training.eval_tasks import rank_eval_tasks, score_eval_tasks
 from tasks.training.metrics import MetricsSink, device_peak_flops, mfu
 from tasks.training.parallel.rank_grid import Layout
 from tasks.training.resumable_changes import resume_problems
@@ -166,6 +167,7 @@ def setup(ctx: RankContext, job: TrainJob) -> Setup:
     check_tokenizer_matches(manifest, run.tokenizer, run.shards)
     train = TrainingData(run.shards, cfg.seed, cfg.verify_shards, ctx.rank, ctx.world)
     layout = Layout.of(cfg, ctx.world)
+    evals = rank_eval_tasks(cfg, job.benchmarks_dir, run, manifest["seq_len"], layout.model_parallel)
     return Setup(
         ctx,
         run,
@@ -180,6 +182,7 @@ def setup(ctx: RankContext, job: TrainJob) -> Setup:
         device_peak_flops(job.device, cfg.peak_flops),
         layout,
         layout.coords(ctx.rank),
+        evals,
     )
 
 
@@ -495,6 +498,8 @@ def run_steps(
         record = _record(s, a, state, totals, lr, accum, time.perf_counter() - t0)
         if a.step % cfg.eval_every == 0 or a.step == cfg.max_steps:
             record["val_loss"] = strategy.validation_loss(a.engine)
+        if s.evals is not None and (a.step % cfg.eval_tasks_every == 0 or a.step == cfg.max_steps):
+            record.update(score_eval_tasks(s.evals, a.engine, ctx.device))  # every rank: collectives
         if sink is not None:
             _write_metrics(s, sink, record)
         if a.step % cfg.checkpoint_every == 0 or a.step == cfg.max_steps or totals.due or totals.term:

@@ -102,7 +102,8 @@ class MetricsSink:
         if self.tb is not None and "event" not in record:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and value is not None:
-                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+                    # A key with its own group (eval/<task>/<metric>) keeps it: its own TensorBoard section.
+                    self.tb.add_scalar(key if "/" in key else f"train/{key}", value, record["step"])
             self.tb.flush()
         if self.tracker is not None and "event" not in record:
             self.tracker.log(record)
@@ -112,6 +113,20 @@ class MetricsSink:
             self.tb.close()
         if self.tracker is not None:
             self.tracker.close()  # the metrics still queued, within a bounded wait
+
+
+# training.eval_tasks' figures in a step's record: `eval/<task>/<metric>` (tasks/training/eval_tasks.py).
+# The evaluation stage's own MLflow keys are dotted (eval.arc_easy.acc): the two never clash.
+EVAL_PREFIX = "eval/"
+
+
+def eval_key(task: str, metric: str) -> str:
+    return f"{EVAL_PREFIX}{task}/{metric}"
+
+
+def eval_keys(records: list[dict[str, Any]]) -> list[str]:
+    """The `eval/...` keys the step records hold, in first-seen order."""
+    return list(dict.fromkeys(k for r in records for k in r if k.startswith(EVAL_PREFIX)))
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

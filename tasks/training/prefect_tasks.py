@@ -18,7 +18,7 @@ from prefect.tasks import exponential_backoff
 from infra.core.storage import RunDir
 from models.config import ModelConfig
 from tasks.training.config import TrainingConfig
-from tasks.training.metrics import read_metrics
+from tasks.training.metrics import eval_keys, read_metrics
 from tasks.training.trainer import run_training
 from tasks.transient import retry_transient
 
@@ -27,9 +27,13 @@ TABLE_KEYS = ("step", "loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mf
 
 
 def metrics_table(records: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Validation steps (and the last step), plus one row per spike event."""
-    rows = [{k: r.get(k) for k in TABLE_KEYS} for r in records if "val_loss" in r or r is records[-1]]
-    rows += [{**dict.fromkeys(TABLE_KEYS), "step": e["step"], "event": f"{e['event']}: {e['reason']}"} for e in events]
+    """Validation and benchmark steps (and the last step), with a column per `eval/<task>/<metric>`,
+    plus one row per spike event."""
+    evals = eval_keys(records)
+    keys = (*TABLE_KEYS, *evals)
+    shown = [r for r in records if "val_loss" in r or any(k in r for k in evals) or r is records[-1]]
+    rows = [{k: r.get(k) for k in keys} for r in shown]
+    rows += [{**dict.fromkeys(keys), "step": e["step"], "event": f"{e['event']}: {e['reason']}"} for e in events]
     return sorted(rows, key=lambda r: r["step"])
 
 
@@ -84,8 +88,12 @@ class LiveProgress:
 # Retries (TrainingConfig.retries, set by the flow) only for transient failures.
 @task(name="deepspeed-train", retry_condition_fn=retry_transient, retry_delay_seconds=exponential_backoff(10))
 def train_task(
-    run_dir: str, model_cfg: ModelConfig, cfg: TrainingConfig, init_from: str | None = None
+    run_dir: str,
+    model_cfg: ModelConfig,
+    cfg: TrainingConfig,
+    init_from: str | None = None,
+    benchmarks_dir: str | None = None,
 ) -> dict[str, Any]:
     run = RunDir(Path(run_dir).resolve())
     with LiveProgress(run, cfg.max_steps):
-        return run_training(run.root, model_cfg, cfg, Path(init_from) if init_from else None)
+        return run_training(run.root, model_cfg, cfg, Path(init_from) if init_from else None, benchmarks_dir)

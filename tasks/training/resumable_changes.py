@@ -56,6 +56,12 @@ def _layout_and_data_problems(
             f"stages and shards, which are not converted to another layout; resume on "
             f"training.num_workers={manifest['world_size']}"
         )
+    if manifest["training"].get("optimizer") == "muon" and int(manifest["world_size"]) != world:
+        problems.append(
+            f"the checkpoint was written by {manifest['world_size']} ranks with Muon, whose momentum "
+            f"DeepSpeed's universal checkpoint does not convert to another number of ranks; resume on "
+            f"training.num_workers={manifest['world_size']}"
+        )
     world = max(1, world // (p * t))  # from here on: data-parallel replicas
     if precision is not None and manifest.get("precision", precision) != precision:
         problems.append(

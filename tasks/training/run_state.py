@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +18,9 @@ from tasks.training.config import TrainingConfig
 from tasks.training.data import RankSampler, TrainingData
 from tasks.training.parallel.rank_grid import Coords, Layout
 from tasks.training.spikes import SpikeDetector
+
+if TYPE_CHECKING:
+    from tasks.training.eval_tasks import EvalTasks
 
 
 @dataclass
@@ -41,6 +44,7 @@ class TrainJob:
     device: str  # resolved: "cpu" or "cuda"
     precision: str  # resolved: "bf16", "fp16" or "fp32"
     init_from: str | None = None  # a final model folder: continued pre-training starts from its weights
+    benchmarks_dir: str | None = None  # the evaluation stage's benchmark files, for training.eval_tasks
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Setup:
     peak_flops: float | None
     layout: Layout
     coords: Coords
+    evals: EvalTasks | None = None  # training.eval_tasks, tokenized (None: none configured)
 
     @property
     def seq_len(self) -> int:

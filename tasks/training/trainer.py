@@ -21,6 +21,7 @@ from tasks.training.checks import TrainingConfigError, check_training, resolve_d
 from tasks.training.config import TrainingConfig
 from tasks.training.deepspeed_config import resolve_precision
 from tasks.training.elastic import TrainEvents, alive_nodes, choose_world, last_step, read_events
+from tasks.training.eval_tasks import check_eval_tasks
 from tasks.training.loop import TrainJob
 from tasks.training.resumable_changes import check_resumable
 from tasks.transient import is_transient
@@ -92,9 +93,15 @@ def check_init_from(run: RunDir, model_cfg: ModelConfig, seq_len: int, init_from
 
 
 def plan_job(
-    run: RunDir, model_cfg: ModelConfig, cfg: TrainingConfig, cluster_gpus: float, init_from: Path | None = None
+    run: RunDir,
+    model_cfg: ModelConfig,
+    cfg: TrainingConfig,
+    cluster_gpus: float,
+    init_from: Path | None = None,
+    benchmarks_dir: str | None = None,
 ) -> TrainJob:
-    """Resolve device and precision and run every check that needs no worker."""
+    """Resolve device and precision and run every check that needs no worker. `benchmarks_dir`:
+    the evaluation stage's benchmark files, which training.eval_tasks read."""
     if not run.manifest.is_file():
         raise FileNotFoundError(f"no token shards in {run.shards}; run `crucible tokenize` for this run first")
     if init_from is not None:
@@ -103,6 +110,7 @@ def plan_job(
     # 'auto' on GPUs stays 'auto' until the ranks see their GPUs (loop.setup resolves it).
     precision = "auto" if device == "cuda" and cfg.precision == "auto" else resolve_precision(cfg.precision, device)
     check_training(cfg, model_cfg, device, None if precision == "auto" else precision, cluster_gpus)
+    check_eval_tasks(cfg, benchmarks_dir, run)
     if cfg.num_workers == 1 and cfg.zero_stage > 0:
         log.warning(
             "ZeRO stage %d on one rank partitions nothing and cost 18%% of the tokens/s of stage 0 "
@@ -118,15 +126,20 @@ def plan_job(
         device,
         precision,
         str(init_from) if init_from else None,
+        benchmarks_dir,
     )
 
 
 def run_training(
-    run_dir: Path, model_cfg: ModelConfig, cfg: TrainingConfig, init_from: Path | None = None
+    run_dir: Path,
+    model_cfg: ModelConfig,
+    cfg: TrainingConfig,
+    init_from: Path | None = None,
+    benchmarks_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train (or resume from the run's newest valid checkpoint) and return the training summary.
-    `init_from`: a final model folder whose weights a fresh start begins from. A lost rank
-    or host is handled by tasks/training/elastic.py."""
+    `init_from`: a final model folder whose weights a fresh start begins from; `benchmarks_dir`:
+    the folder training.eval_tasks read. A lost rank or host is handled by tasks/training/elastic.py."""
     import ray
 
     run = RunDir(Path(run_dir).resolve())
@@ -134,7 +147,7 @@ def run_training(
     events = TrainEvents(run)
     failures = 0
     while True:
-        job = plan_job(run, model_cfg, cfg, gpus, init_from)
+        job = plan_job(run, model_cfg, cfg, gpus, init_from, benchmarks_dir)
         resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if job.device == "cuda" else {})}
         before = alive_nodes()
         try:
@@ -158,7 +171,7 @@ def run_training(
 
             def acceptable(smaller: TrainingConfig) -> list[str]:
                 try:
-                    plan_job(run, model_cfg, smaller, gpus, init_from)
+                    plan_job(run, model_cfg, smaller, gpus, init_from, benchmarks_dir)
                     return []
                 except TrainingConfigError as err:
                     return [str(err)]

@@ -44,6 +44,8 @@ def test_settings_that_do_not_change_the_model_leave_the_train_key_alone():
         "training.retries=0",
         "training.max_failures=3",
         "training.tensorboard=true",
+        "training.eval_tasks=[{task: arc_easy, limit: 5}]",
+        "training.eval_tasks_every=10",
     ):
         assert stages.expected_keys(_cfg(override))["train"].key == base, override
     assert stages.expected_keys(_cfg("training.seed=1"))["train"].key != base

@@ -42,7 +42,7 @@ def build_parallel_engine(
     del model  # build_pipeline let go of the other stages' layers
     engine, _, _, _ = deepspeed.initialize(
         model=pipe,
-        model_parameters=param_groups(pipe, cfg.weight_decay),
+        model_parameters=param_groups(pipe, cfg),
         config=ds_config,
         lr_scheduler=partial(make_scheduler, cfg=cfg),
     )

@@ -86,3 +86,31 @@ def test_batch_ramp_grows_in_whole_micro_steps_and_depends_only_on_the_data_posi
     assert plan.accumulation(0) == 1 and plan.accumulation(10**6) == 8
     # A world-size change keeps the global batch: the accumulation absorbs it.
     assert batch_plan(cfg, world=4, seq_len=64, global_batch_size=32).accumulation(10**6) == 4
+
+
+MUON = {"optimizer": "muon", "min_workers": 2}
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        ({"zero_stage": 0}, r"optimizer=muon with zero_stage=0.*set training.zero_stage to 1, 2 or 3"),
+        (
+            {"num_workers": 4, "min_workers": 4, "parallel": {"pipeline": 2}},
+            r"muon with pipeline or tensor parallelism.*set training.parallel.pipeline=1 and tensor=1",
+        ),
+        ({"num_workers": 4, "min_workers": 4, "parallel": {"tensor": 2}}, r"shard would be orthogonalised alone"),
+        ({"min_workers": 1}, r"Muon's momentum; set training.min_workers=2, or training.optimizer=adamw"),
+    ],
+)
+def test_muon_refuses_what_deepspeed_cannot_run_before_any_worker_starts(overrides, match):
+    cfg = TrainingConfig(**{**MUON, **overrides})
+    with pytest.raises(TrainingConfigError, match=match):
+        check_training(cfg, MODEL)  # the driver's first check, before Ray or a rank starts
+
+
+@pytest.mark.parametrize("zero", [1, 2, 3])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_muon_runs_on_every_zero_stage(zero, precision):
+    check_training(TrainingConfig(**MUON, zero_stage=zero), MODEL, "cpu", precision)
+    check_training(TrainingConfig(**MUON, zero_stage=zero), MODEL, "cuda", "fp16", cluster_gpus=2)

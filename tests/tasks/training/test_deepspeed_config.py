@@ -41,3 +41,21 @@ def test_auto_precision_is_decided_for_the_workers_device():
     assert resolve_precision("auto", "cpu") in {"bf16", "fp32"}
     # A CPU-only driver asked about GPU workers answers for the GPUs, not for itself.
     assert resolve_precision("auto", "cuda") in {"bf16", "fp16"}
+
+
+def test_muon_is_deepspeeds_muon_with_adamw_beside_it_and_no_clipping():
+    cfg = TrainingConfig(
+        optimizer="muon", lr=2e-3, betas=(0.8, 0.9), muon={"lr": 0.05, "momentum": 0.9, "ns_method": "standard"}
+    )
+    ds = deepspeed_config(cfg, world_size=2, precision="bf16", device="cpu", grad_accum=1)
+    opt = ds["optimizer"]
+    assert opt["type"] == "Muon"
+    assert opt["params"]["lr"] == 2e-3 and opt["params"]["betas"] == [0.8, 0.9]  # the AdamW half
+    assert opt["params"]["muon_lr"] == 0.05 and opt["params"]["momentum"] == 0.9
+    assert opt["params"]["ns_method"] == "standard"
+    assert ds["gradient_clipping"] == 0.0  # ZeRO would clip the orthogonalised updates
+    assert "reduce_scatter" not in ds["zero_optimization"]
+    zero3 = deepspeed_config(cfg.model_copy(update={"zero_stage": 3}), 2, "bf16", "cpu", 1)
+    assert zero3["zero_optimization"]["reduce_scatter"] is False  # ZeRO-3 refuses Muon with it
+    adamw = deepspeed_config(TrainingConfig(zero_stage=3), 2, "bf16", "cpu", 1)
+    assert "reduce_scatter" not in adamw["zero_optimization"] and adamw["gradient_clipping"] == 1.0

@@ -1,0 +1,1 @@
+"""Scaling-law fits (Chinchilla approaches 2 and 3), their plots and their summary tables."""
