@@ -120,6 +120,11 @@ def train_point(cfg: PipelineConfig, run: RunDir, point: GridPoint) -> dict[str,
         return {**point.to_json(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
     result = measure_point(run, folder, point, training, time.monotonic() - started)
     write_json(folder / RESULT, result)
+    done = sum((f / RESULT).is_file() for f in (run.root / "grid").iterdir())
+    get_run_logger().info(
+        "grid run %s finished: validation loss %.4f after %d steps (%d grid runs finished)",
+        point.name, result["val_loss"], point.steps, done,
+    )  # fmt: skip
     return result
 
 
