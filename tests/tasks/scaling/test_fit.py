@@ -23,6 +23,7 @@ from tasks.scaling.fit import (
 )
 from tasks.scaling.plots import frontier_plot, isoflop_plot
 from tasks.scaling.summary import fit_from_json, fit_markdown, fit_to_json
+from tasks.scaling.synthetic import papers_grid
 
 GOPHER = 5.76e23  # FLOPs: the budget Hoffmann et al. table 3 and Chinchilla were planned for
 LAWS = {"hoffmann": HOFFMANN, "besiroglu": BESIROGLU}
@@ -34,19 +35,7 @@ BOOTSTRAP = 40  # 200 in use; 40 keeps the file fast and still places 95% bounds
 
 
 def runs(law: Law, *, sigma: float = SIGMA, seed: int = 0) -> list[Observation]:
-    """IsoFLOP runs at 9 budgets from 6e18 to 3e21 (10 sizes each, N_opt/6 to 6 N_opt), and a
-    grid of 8 sizes from 7e7 to 1.6e10 by 6 token counts from 5e9 to 5e11, as in Hoffmann et al."""
-    rng = np.random.default_rng(seed)
-    shapes: list[tuple[float, float, float | None]] = []
-    for c in np.geomspace(6e18, 3e21, 9):
-        n_opt = float(law.optimum(c)[0])
-        shapes += [(n, c / (6.0 * n), float(c)) for n in n_opt * np.geomspace(1 / 6, 6, 10)]
-    shapes += [(n, d, None) for n in np.geomspace(7e7, 1.6e10, 8) for d in np.geomspace(5e9, 5e11, 6)]
-    noise = np.exp(rng.normal(0.0, sigma, len(shapes))) if sigma > 0 else np.ones(len(shapes))
-    return [
-        Observation(parameters=n, tokens=d, flops=6.0 * n * d, loss=float(law.loss(n, d)) * k, budget=c, name=f"run{i}")
-        for i, ((n, d, c), k) in enumerate(zip(shapes, noise))
-    ]
+    return papers_grid(law, sigma=sigma, seed=seed)
 
 
 @cache
