@@ -24,7 +24,7 @@ from flows.config import PipelineConfig, dump_config
 from flows.stage import PIPELINE, SHARD_STAGES, get_stage, skips
 from infra.core.storage import RunDir, read_json, write_json, write_text
 from tasks.scaling.grid import GridPoint, plan_grid, run_configs
-from tasks.scaling.records import RESULT, SHARED, grid_dir, runs_table, write_sweep
+from tasks.scaling.records import GRID, RESULT, SHARED, grid_dir, runs_table, write_sweep
 
 
 class SweepRunsFailed(RuntimeError):
@@ -36,6 +36,8 @@ def sweep_flow(cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     """Train the grid of cfg.sweep on this run's shards and fit the scaling laws."""
     run = RunDir(Path(run_dir).resolve())
     log = get_run_logger()
+    # First: the folder marks the run directory as a sweep's, which `crucible resume` continues as one.
+    (run.root / GRID).mkdir(parents=True, exist_ok=True)
     make_shards(cfg, run)
     manifest = read_json(run.manifest)
     points = plan_grid(cfg.sweep, cfg.model, cfg.training, manifest["vocab_size"], manifest["seq_len"])
@@ -62,7 +64,7 @@ def sweep_flow(cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     if failed:
         raise SweepRunsFailed(
             f"{len(failed)} of {len(results)} grid runs failed ({', '.join(r['name'] for r in failed)}): the fit "
-            f"used the others; see {run.root / 'grid'}/<run>/ and run the sweep again to retry them"
+            f"used the others; see {run.root / GRID}/<run>/ and `crucible resume` retries them"
         )
     return {"run_dir": str(run.root), "sweep": str(sweep_json), "report": str(report), "runs": len(results)}
 
@@ -120,7 +122,7 @@ def train_point(cfg: PipelineConfig, run: RunDir, point: GridPoint) -> dict[str,
         return {**point.to_json(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
     result = measure_point(run, folder, point, training, time.monotonic() - started)
     write_json(folder / RESULT, result)
-    done = sum((f / RESULT).is_file() for f in (run.root / "grid").iterdir())
+    done = sum((f / RESULT).is_file() for f in (run.root / GRID).iterdir())
     get_run_logger().info(
         "grid run %s finished: validation loss %.4f after %d steps (%d grid runs finished)",
         point.name, result["val_loss"], point.steps, done,

@@ -172,10 +172,7 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
             print(f"error: {command} failed: {state.message or state.result(raise_on_failure=False)}", file=sys.stderr)
             if any(marker in str(state.message) for marker in DISK_FULL):
                 print(f"the disk holding {run.root} is full: free space first", file=sys.stderr)
-            again = (
-                f"crucible sweep --run-id {run.root.name}" if command == "sweep" else f"crucible resume {run.root.name}"
-            )
-            print(f"continue it from where it stopped: {again}", file=sys.stderr)
+            print(f"continue it from where it stopped: crucible resume {run.root.name}", file=sys.stderr)
             return 1
     report = write_report(run.root)
     print(f"done: {run.root} (report: {report})")

@@ -76,9 +76,11 @@ def trust_checkpoints(folders: list[Path]) -> None:
 
 def resume_command(target: str, runs_dir: str | None, overrides: list[str], trusted: list[Path] | None = None) -> int:
     from infra.app.execute import execute, preflight
+    from tasks.scaling.records import GRID
 
     cfg, run = resolve_run(target, runs_dir, overrides)
     check_free(run)  # a run still being written needs no resume
     trust_checkpoints(trusted or [])
-    preflight("run", cfg, run)
-    return execute("run", cfg, run, flow_run=retried_flow_run)
+    command = "sweep" if (run.root / GRID).is_dir() else "run"  # a sweep's run directory goes on as a sweep
+    preflight(command, cfg, run)
+    return execute(command, cfg, run, flow_run=retried_flow_run)

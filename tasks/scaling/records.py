@@ -13,12 +13,13 @@ from tasks.training.config import TrainingConfig
 
 RESULT = "result.json"  # a grid run's measured result, written last: its existence means finished
 SHARED = ("shards", "tokenizer")  # the sweep's folders each grid run links to
+GRID = "grid"  # the folder of the grid runs: its presence marks a sweep's run directory
 SWEEP_FILE = "sweep.json"
 FIT_FILE = "fit.json"  # the fitted laws, written by tasks/scaling/report.py and read by `crucible plan --fit`
 
 
 def grid_dir(run: RunDir, name: str) -> Path:
-    return run.root / "grid" / name
+    return run.root / GRID / name
 
 
 def measure_point(

@@ -95,13 +95,10 @@ def test_a_micro_sweep_trains_its_grid_as_subflows_and_fits_it(pipeline_run, e2e
     assert "fitted compute-optimal split" in planned.stdout
     assert "warning: this plan extrapolates" in planned.stdout  # 1e16 is far beyond 6e9
 
-    again = crucible(
-        "sweep", "-c", "debug", "--run-id", "sw", "--set", f"runs_dir={tmp_path}", *e2e.runtime_sets(),
-        "--set", "training.num_workers=1", "--set", "training.zero_stage=0", "--set", "training.precision=fp32",
-        "--set", f"sweep.shapes={SHAPES}", "--set", "sweep.budgets=[3.0e+9, 6.0e+9]",
-        "--set", "sweep.min_steps=5", "--set", "sweep.bootstrap=20",
-    )  # fmt: skip
+    # `crucible resume` goes on with a sweep's run directory as a sweep: nothing is left to train.
+    again = crucible("resume", "sw", "--runs-dir", str(tmp_path), *e2e.runtime_sets())
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "for flow 'sweep'" in again.stdout + again.stderr
     assert read_json(run.root / "sweep.json")["runs"] == runs  # finished runs are not trained again
 
 
