@@ -8,6 +8,7 @@ resumes from its checkpoint like any training.
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import os
 import time
@@ -58,7 +59,7 @@ def sweep_flow(cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     report = write_sweep_report(run.root)
     create_table_artifact(key="sweep-runs", table=runs_table(read_json(sweep_json)), description="the sweep's runs")
     create_markdown_artifact(
-        key="sweep-report", markdown=report.read_text(), description="scaling-law fits of the sweep"
+        key="sweep-report", markdown=inline_plots(report), description="scaling-law fits of the sweep"
     )
     failed = [r for r in results if r.get("status") != "finished"]
     if failed:
@@ -67,6 +68,19 @@ def sweep_flow(cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
             f"used the others; see {run.root / GRID}/<run>/ and `crucible resume` retries them"
         )
     return {"run_dir": str(run.root), "sweep": str(sweep_json), "report": str(report), "runs": len(results)}
+
+
+def inline_plots(report: Path) -> str:
+    """The report's markdown with its plots inside it: the Prefect UI shows images only from
+    public URLs or data, not from files beside the report."""
+    from tasks.scaling.report import FRONTIER_PLOT, ISOFLOP_PLOT
+
+    text = report.read_text()
+    for name in (ISOFLOP_PLOT, FRONTIER_PLOT):
+        if (report.parent / name).is_file():
+            data = base64.b64encode((report.parent / name).read_bytes()).decode()
+            text = text.replace(f"]({name})", f"](data:image/png;base64,{data})")
+    return text
 
 
 def make_shards(cfg: PipelineConfig, run: RunDir) -> None:

@@ -82,6 +82,17 @@ def test_a_micro_sweep_trains_its_grid_as_subflows_and_fits_it(pipeline_run, e2e
     spans = sorted((c.start_time, c.end_time) for c in children)
     assert any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1)), spans
 
+    with prefect_client(e2e.api) as client:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        made = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[match.group(1)]))
+        )
+    report_artifact = next(a for a in made if a.key == "sweep-report")
+    assert "## Scaling-law sweep" in report_artifact.data
+    assert "data:image/png;base64" in report_artifact.data  # the plots travel inside it, for the UI
+    assert len(next(a for a in made if a.key == "sweep-runs").data) > 0
+
     fit = read_json(run.root / "fit.json")
     held = fit["held_out"]
     assert held["name"] == max(runs, key=lambda r: r["flops"])["name"]
