@@ -52,7 +52,9 @@ def sweep_flow(cfg: PipelineConfig, run_dir: str) -> dict[str, Any]:
     log.info(
         "sweep %s: %d runs (%d left out), %d at a time", run.root.name, len(todo), len(points) - len(todo), parallel
     )
-    results = train_grid(cfg, run, todo, parallel)
+    # The largest first: the small ones then fill the gaps at the end instead of leaving one
+    # long run alone on the cluster.
+    results = train_grid(cfg, run, sorted(todo, key=lambda p: -p.flops), parallel)
     sweep_json = write_sweep(run, cfg.sweep, points, results)
     from tasks.scaling.report import write_sweep_report  # scipy and matplotlib: once the runs are done
 

@@ -73,7 +73,7 @@ def write_sweep(run: RunDir, sweep: SweepConfig, points: list[GridPoint], result
             "seq_len": manifest["seq_len"],
             "parameters_counted": sweep.fit_parameters,
             "settings": sweep.model_dump(mode="json"),
-            "runs": results,
+            "runs": sorted(results, key=lambda r: (r["flops"], r["name"])),
             "left_out": [p.to_json() for p in points if p.skipped is not None],
         },
     )
