@@ -124,6 +124,8 @@ def train_point(cfg: PipelineConfig, run: RunDir, point: GridPoint) -> dict[str,
     folder = grid_dir(run, point.name)
     if (folder / RESULT).is_file():
         return read_json(folder / RESULT)
+    if run.stop_request.exists():  # the sweep was asked to stop: start no more runs
+        return {**point.to_json(), "status": "not started", "error": "the sweep was stopped before this run"}
     link_shared(run, folder)
     model_cfg, training = run_configs(point, cfg.model, cfg.training, cfg.sweep)
     point_cfg = cfg.model_copy(update={"model": model_cfg, "training": training})
