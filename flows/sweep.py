@@ -100,10 +100,12 @@ def cluster_room(cfg: PipelineConfig) -> int:
     """How many trainings of training.num_workers workers the connected cluster fits at once."""
     import ray
 
+    from tasks.training.checks import resolve_device
+
     t = cfg.training
     resources = ray.cluster_resources()
     gpus = float(resources.get("GPU", 0))
-    if t.device != "cpu" and gpus >= t.num_workers * t.gpus_per_worker:
+    if resolve_device(t, gpus) == "cuda":  # as each training decides its device (trainer.plan_job)
         return max(1, int(gpus // (t.num_workers * t.gpus_per_worker)))
     return max(1, int(float(resources.get("CPU", 1)) // (t.num_workers * t.cpus_per_worker)))
 

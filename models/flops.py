@@ -20,9 +20,14 @@ def parameter_count(cfg: ModelConfig, vocab_size: int, seq_len: int) -> int:
     norm = d * (2 if cfg.norm == "layernorm" and cfg.bias else 1)
     per_layer = attn + mlp + 2 * norm
     final_norm = norm if cfg.norm_placement == "pre" else 0
-    emb = vocab_size * d + (seq_len * d if cfg.position == "learned" else 0)
-    head = 0 if cfg.tie_embeddings else vocab_size * d
-    return cfg.n_layer * per_layer + final_norm + emb + head
+    return cfg.n_layer * per_layer + final_norm + embedding_parameters(cfg, vocab_size, seq_len)
+
+
+def embedding_parameters(cfg: ModelConfig, vocab_size: int, seq_len: int) -> int:
+    """Token (and learned position) embeddings, plus an untied output head: the parameters
+    Kaplan et al.'s non-embedding count leaves out."""
+    d = cfg.d_model
+    return vocab_size * d * (1 if cfg.tie_embeddings else 2) + (seq_len * d if cfg.position == "learned" else 0)
 
 
 def matmul_weights(cfg: ModelConfig, vocab_size: int) -> int:

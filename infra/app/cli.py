@@ -311,9 +311,9 @@ def plan_command(args: argparse.Namespace) -> str:
 
 def fitted_plan_text(args: argparse.Namespace) -> str:
     """`plan --fit`: N and D from a sweep's fitted law, then the same cost lines as the rule's plan."""
+    from models.flops import embedding_parameters
     from models.presets import get_preset
     from models.sizing import describe, plan_model, plan_parameters
-    from tasks.scaling.grid import embedding_parameters
     from tasks.scaling.planning import fitted_plan, load_fit
 
     fit, counted = load_fit(args.fit)

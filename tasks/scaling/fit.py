@@ -53,10 +53,19 @@ class Law:
 
     def optimum(self, c: FloatOrArray) -> tuple[FloatOrArray, FloatOrArray]:
         """(N_opt, D_opt) minimising the loss at compute C = 6ND (Hoffmann et al. eq. 4)."""
-        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
         half = np.asarray(c, dtype=np.float64) / 6.0
-        n_opt = g * np.power(half, self.beta / (self.alpha + self.beta))
+        n_opt = self._g * np.power(half, self.beta / (self.alpha + self.beta))
         return n_opt, half / n_opt
+
+    def optimal_tokens(self, n: float) -> float:
+        """D for N parameters at the budget whose optimum is N: `optimum` solved for C."""
+        half = (n / self._g) ** ((self.alpha + self.beta) / self.beta)  # C / 6
+        return float(half / n)
+
+    @property
+    def _g(self) -> float:
+        """G of N_opt = G (C/6)^(beta/(alpha+beta))."""
+        return float((self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta)))
 
     def value(self, name: str) -> float:
         """One parameter by its name in PARAMETERS."""

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from models.config import ModelConfig
-from models.flops import parameter_count, training_flops_per_token
+from models.flops import embedding_parameters, parameter_count, training_flops_per_token
 from tasks.scaling.config import SweepConfig, SweepShape
 from tasks.training.batch import global_batch, replicas
 from tasks.training.config import TrainingConfig
@@ -49,12 +49,6 @@ def shape_for(parameters: float, aspect_ratio: int, head_dim: int) -> tuple[int,
             best = (error, n_layer, d_model)
     assert best is not None
     return best[1], best[2]
-
-
-def embedding_parameters(model: ModelConfig, vocab_size: int, seq_len: int) -> int:
-    """Token (and learned position) embeddings, plus an untied output head."""
-    d = model.d_model
-    return vocab_size * d * (1 if model.tie_embeddings else 2) + (seq_len * d if model.position == "learned" else 0)
 
 
 def model_of(shape: SweepShape, sweep: SweepConfig, base: ModelConfig) -> ModelConfig:

@@ -37,15 +37,6 @@ def load_fit(sweep_dir: Path) -> tuple[ParametricFit, str]:
     return fit_from_json(data), data.get("parameters_counted", "total")
 
 
-def tokens_for(fit: ParametricFit, parameters: float) -> float:
-    """The compute-optimal tokens for N parameters: the budget whose optimum is N, by the closed form."""
-    law = fit.law
-    a = law.beta / (law.alpha + law.beta)
-    g = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / (law.alpha + law.beta))
-    half = (parameters / g) ** (1.0 / a)  # C / 6
-    return half / parameters
-
-
 def fitted_plan(
     fit: ParametricFit,
     counted: str,
@@ -70,7 +61,7 @@ def fitted_plan(
     else:
         assert parameters is not None
         n = parameters
-        d = tokens if tokens is not None else tokens_for(fit, n)
+        d = tokens if tokens is not None else fit.law.optimal_tokens(n)
         lines += [f"tokens: {d:,.0f}" + ("" if tokens is not None else " (the fitted compute-optimal amount for N)")]
     loss = fit.predict(n, d)
     lines.append(f"predicted validation loss: {_est(loss, '.4f')} nats per token")

@@ -29,13 +29,14 @@ def measure_point(
     whole split, token-weighted) and the optimizer settings that shaped it."""
     from tasks.tokenization.reader import TokenRows
     from tasks.training.checkpoint import FINAL, load_model
+    from tasks.training.metrics import read_metrics
     from tasks.training.validation import split_loss
 
     sub = RunDir(folder)
     model, _ = load_model(sub.checkpoints / FINAL)
     val = split_loss(model, TokenRows.open(run.shards, "val"), training.micro_batch_size, training.document_mask)
     summary = read_json(sub.train_summary)
-    records = [r for r in _lines(sub.metrics) if "loss" in r and "step" in r]
+    records = [r for r in read_metrics(sub.metrics)[0] if "loss" in r and "step" in r]
     return {
         **point.to_json(),
         "status": "finished",
@@ -45,19 +46,13 @@ def measure_point(
         "steps_trained": summary["steps"],
         "training_flops": summary["training_flops"],
         "seconds": round(seconds, 1),
-        "optimizer": getattr(training, "optimizer", "adamw"),
+        "optimizer": training.optimizer,
         "lr": training.lr,
         "schedule": training.schedule,
         "warmup_steps": training.warmup_steps,
         "weight_decay": training.weight_decay,
-        "decay_embeddings": getattr(training, "decay_embeddings", False),
+        "decay_embeddings": training.decay_embeddings,
     }
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    from tasks.training.metrics import read_metrics
-
-    return read_metrics(path)[0]
 
 
 def write_sweep(run: RunDir, sweep: SweepConfig, points: list[GridPoint], results: list[dict[str, Any]]) -> Path:

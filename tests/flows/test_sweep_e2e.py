@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from infra.core.storage import read_json
+from tasks.training.metrics import read_metrics
 from tests.flows.e2e_env import crucible, prefect_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -68,8 +69,7 @@ def test_a_micro_sweep_trains_its_grid_as_subflows_and_fits_it(pipeline_run, e2e
         assert r["val_tokens"] == scored  # every scored token of the whole split, not a prefix
         assert math.isfinite(r["val_loss"]) and r["val_loss"] < math.log(1024)  # below chance after training
         # The schedule fitted to the run's own length: it reaches its floor at its own last step.
-        lrs = [x["lr"] for x in map(read_json_line, (run.root / "grid" / r["name"] / "metrics.jsonl").open())
-               if "lr" in x]  # fmt: skip
+        lrs = [x["lr"] for x in read_metrics(run.root / "grid" / r["name"] / "metrics.jsonl")[0] if "lr" in x]
         assert len(lrs) == r["steps"] and lrs[-1] == pytest.approx(0.005 * 0.1, rel=1e-6)
     # A budget buys a larger model fewer tokens.
     first = sorted((r for r in runs if r["budget"] == 3.0e9), key=lambda r: r["parameters"])
@@ -114,7 +114,3 @@ def test_a_micro_sweep_trains_its_grid_as_subflows_and_fits_it(pipeline_run, e2e
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert "for flow 'sweep'" in again.stdout + again.stderr
     assert read_json(run.root / "sweep.json")["runs"] == runs  # finished runs are not trained again
-
-
-def read_json_line(line: str) -> dict:
-    return json.loads(line)

@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from models.config import ModelConfig
-from models.flops import parameter_count
+from models.flops import embedding_parameters, parameter_count
 from tasks.scaling.config import SweepConfig, SweepShape
-from tasks.scaling.grid import embedding_parameters, plan_grid, run_configs, shape_for
+from tasks.scaling.grid import plan_grid, run_configs, shape_for
 from tasks.training.config import TrainingConfig
 
 BASE = ModelConfig(n_layer=4, n_head=4, d_model=256)

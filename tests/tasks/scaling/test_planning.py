@@ -10,7 +10,7 @@ import pytest
 
 from infra.app.cli import main
 from tasks.scaling.fit import HOFFMANN, Observation, fit_parametric
-from tasks.scaling.planning import fitted_plan, load_fit, tokens_for
+from tasks.scaling.planning import fitted_plan, load_fit
 from tasks.scaling.summary import fit_to_json
 
 
@@ -25,7 +25,7 @@ def fit():
 def test_the_compute_optimal_tokens_for_n_are_those_of_the_budget_whose_optimum_is_n(fit):
     for c in (1e18, 1e21, 1e24):
         n, d = fit.law.optimum(c)
-        assert tokens_for(fit, float(n)) == pytest.approx(float(d), rel=1e-9)
+        assert fit.law.optimal_tokens(float(n)) == pytest.approx(float(d), rel=1e-9)
 
 
 def test_a_budget_gets_the_fitted_optimum_and_a_far_one_a_warning(fit):
