@@ -2,10 +2,10 @@
 
 Steps (each a set of Ray tasks): [plant noise] -> [train quality model] -> [decontamination
 index] -> filter each input file -> the global steps of GLOBAL_STEPS, each switched by its
-config section: exact/near-exact dedup per key range, MinHash buckets per key range and
-connected components (rounds), repeated spans per shard group -> finalize each shard (dedup,
-span cuts, PII redaction). With `curation.incremental`, only new or changed input files are
-curated, deduplicated against earlier runs' curated shards.
+config section: exact/near-exact dedup per key range, MinHash buckets per key range, each
+candidate pair verified once, connected components (rounds), repeated spans per shard group
+-> finalize each shard (dedup, span cuts, PII redaction). With `curation.incremental`, only
+new or changed input files are curated, deduplicated against earlier runs' curated shards.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from flows.progress import gather
 from infra.core.storage import RunDir, read_json, write_json
 from infra.core.task_markers import discard_work, prepare_work
 from tasks.curation.config import CurationConfig
-from tasks.curation.output_files import CurationPaths
+from tasks.curation.near_dedup import BUCKET_COUNTS, VERIFY_COUNTS
+from tasks.curation.output_files import CurationPaths, scratch_usage
 from tasks.curation.prefect_tasks import (
     component_drops_task,
     decontam_task,
@@ -42,6 +44,7 @@ from tasks.curation.prefect_tasks import (
     stage_source,
     star_task,
     substring_task,
+    verify_task,
 )
 from tasks.curation.reader import discover_inputs, input_fingerprint, inputs_fingerprint
 from tasks.curation.stats import StageStats, combine_steps
@@ -55,6 +58,7 @@ TASK_GROUPS = (
     "filter",
     "exact-dedup",
     "minhash-buckets",
+    "minhash-verify",
     "components",
     "minhash-clusters",
     "substring-dedup",
@@ -62,7 +66,15 @@ TASK_GROUPS = (
 )
 # The groups peak_worker_rss_mb has always been taken over (not the reference or components
 # tasks), so that the figure stays comparable with earlier runs' stats.
-RSS_GROUPS = ("filter", "finalize", "exact-dedup", "minhash-buckets", "minhash-clusters", "substring-dedup")
+RSS_GROUPS = (
+    "filter",
+    "finalize",
+    "exact-dedup",
+    "minhash-buckets",
+    "minhash-verify",
+    "minhash-clusters",
+    "substring-dedup",
+)
 
 
 def stats_table(steps: dict[str, dict[str, Any]], total: dict[str, Any]) -> list[dict[str, Any]]:
@@ -175,6 +187,7 @@ class _Work:
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {g: [] for g in TASK_GROUPS})
     earlier: int = 0  # earlier runs' shards, indices 0..earlier-1; this run's follow them
     parts: int = 1  # key ranges of the global steps
+    slots: int = 1  # tasks per global step at most (curation.dedup_tasks): each owns a share of its ranges
     exact_parts: int = 0  # 0: exact dedup did not run (finalize and substring dedup read no drops)
     minhash_parts: int = 0
 
@@ -226,28 +239,45 @@ def _filter(work: _Work, references: list[str], quality_model: str | None, decon
     work.tasks.update({"reference": ref, "filter": first})
     survivors = sum(r["kept"] for r in first) + sum(r["docs"] for r in ref)
     work.parts = max(1, math.ceil(survivors / cfg.partition_docs))
+    work.slots = cfg.dedup_tasks or 2 * _cluster_cpus()
+
+
+def _cluster_cpus() -> int:
+    """The Ray cluster's CPUs (the flow's task runner has connected to it)."""
+    import ray  # only a curate flow asks, and its runner has started Ray already
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else os.cpu_count() or 1)
 
 
 def _exact_dedup(work: _Work) -> None:
-    parts = work.parts
-    exact = gather([exact_task.submit(p, parts, work.shards, work.curated) for p in range(parts)], "exact dedup")
+    parts, tasks = work.parts, min(work.parts, work.slots)
+    exact = gather([exact_task.submit(t, tasks, parts, work.shards, work.curated) for t in range(tasks)], "exact dedup")
     work.tasks["exact-dedup"] = exact
     work.details["exact_dedup"] = {
-        "exact": sum(r["exact"] for r in exact),
-        "near_exact": sum(r["near_exact"] for r in exact),
+        "tasks": tasks,
+        **{k: sum(r[k] for r in exact) for k in ("exact", "near_exact", "files_opened")},
     }
     work.exact_parts = parts
 
 
 def _near_dedup(work: _Work) -> None:
-    parts, curated = work.parts, work.curated
-    lsh = gather([lsh_task.submit(p, parts, work.shards, work.cfg, curated) for p in range(parts)], "minhash buckets")
+    parts, curated, tasks = work.parts, work.curated, min(work.parts, work.slots)
+    lsh = gather(
+        [lsh_task.submit(t, tasks, parts, work.shards, work.cfg, curated) for t in range(tasks)], "minhash buckets"
+    )
+    verified = gather(
+        [verify_task.submit(t, tasks, parts, work.cfg, curated) for t in range(tasks)], "minhash verification"
+    )
     final_round, rounds, stars = _components(parts, curated)
     dropped = gather([component_drops_task.submit(final_round, q, curated) for q in range(parts)], "minhash clusters")
-    work.tasks.update({"minhash-buckets": lsh, "components": stars, "minhash-clusters": dropped})
+    work.tasks.update(
+        {"minhash-buckets": lsh, "minhash-verify": verified, "components": stars, "minhash-clusters": dropped}
+    )
     work.details["minhash"] = {
-        "candidate_pairs": sum(r["candidate_pairs"] for r in lsh),
-        "verified_pairs": sum(r["verified_pairs"] for r in lsh),
+        "tasks": tasks,
+        **{k: sum(r[k] for r in lsh) for k in BUCKET_COUNTS},
+        **{k: sum(r[k] for r in verified) for k in VERIFY_COUNTS},
+        "files_opened": sum(r["files_opened"] for r in lsh + verified),
         "component_rounds": rounds,
         "dropped": sum(r["dropped"] for r in dropped),
     }
@@ -285,11 +315,16 @@ GLOBAL_STEPS: tuple[tuple[str, Callable[[_Work], None]], ...] = (
 
 
 def _finalize(work: _Work) -> None:
-    cfg, curated, m = work.cfg, work.curated, work.earlier
-    work.tasks["finalize"] = gather(
-        [finalize_task.submit(i, cfg, curated, work.exact_parts, work.minhash_parts, m) for i in range(m, work.shards)],
+    cfg, curated, shards = work.cfg, work.curated, range(work.earlier, work.shards)
+    tasks = max(1, min(len(shards), work.slots))
+    per_task = gather(
+        [
+            finalize_task.submit(t, tasks, shards, cfg, curated, work.exact_parts, work.minhash_parts)
+            for t in range(tasks)
+        ],
         "dedup+redact shards",
     )
+    work.tasks["finalize"] = [shard for results in per_task for shard in results]
 
 
 def _incremental_details(work: _Work, inputs: _Inputs, previous_run: str | None) -> dict[str, Any]:
@@ -319,6 +354,11 @@ def _summary(work: _Work, inputs: _Inputs, paths: CurationPaths) -> dict[str, An
     if languages:  # web input: the languages its pages were identified as, before the filter kept some
         details["languages"] = dict(languages.most_common())
     rss = (r.get("peak_rss_mb", 0) for g in RSS_GROUPS for r in work.tasks[g])
+    details["finalize"] = {
+        "tasks": max(1, min(len(work.files), work.slots)),
+        **{k: sum(r.get(k, 0) for r in work.tasks["finalize"]) for k in ("id_rows_read", "files_opened")},
+    }
+    details["scratch"] = scratch_usage(paths.work)
     return {
         "input": inputs.source,
         "input_files": len(work.files),

@@ -6,8 +6,8 @@ task per node partition, and emits edges that point nodes at smaller ones. When 
 round leaves the edge set unchanged, every component is a star around its smallest id.
 Each task holds only the edges of its own partition; the driver sees counts and checksums.
 
-Files: round r keeps `r{r:03d}/to-{q}/from-{t}.npy`, the edges that writer t sent to
-partition q, sorted by source.
+Files: round r keeps one file per writer t, `r{r:03d}/from-{t}.npy`, the edges it sent to
+every partition (routed_files.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from tasks.curation.dedup import DROP_DTYPE, EDGE_DTYPE, first_of_runs
 from tasks.curation.keyed_files import write_sorted
+from tasks.curation.routed_files import read_partition, write_routed
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -42,21 +43,15 @@ def round_dir(root: Path, rnd: int) -> Path:
 
 def route(a: np.ndarray, b: np.ndarray, root: Path, rnd: int, writer: int, parts: int) -> int:
     """Send undirected edges (a, b) both ways to the partitions owning each source node."""
-    src, dst = np.concatenate([a, b]), np.concatenate([b, a])
-    owner = partition_of(src, parts)
-    for q in range(parts):
-        sel = owner == q
-        edges = np.empty(int(sel.sum()), dtype=EDGE_DTYPE)
-        edges["src"], edges["dst"] = src[sel], dst[sel]
-        write_sorted(edges, "src", round_dir(root, rnd) / f"to-{q}" / f"from-{writer}.npy")
+    edges = np.empty(2 * len(a), dtype=EDGE_DTYPE)
+    edges["src"], edges["dst"] = np.concatenate([a, b]), np.concatenate([b, a])
+    write_routed(edges, partition_of(edges["src"], parts), parts, round_dir(root, rnd) / f"from-{writer}.npy")
     return len(a)
 
 
 def _load(root: Path, rnd: int, part: int) -> np.ndarray:
-    files = sorted((round_dir(root, rnd) / f"to-{part}").glob("from-*.npy"))
-    edges = np.concatenate([np.load(f, allow_pickle=False) for f in files]) if files else np.empty(0, dtype=EDGE_DTYPE)
-    edges = np.unique(edges[edges["src"] != edges["dst"]])  # sorted by (src, dst)
-    return edges
+    edges = read_partition(round_dir(root, rnd), part)
+    return np.unique(edges[edges["src"] != edges["dst"]])  # sorted by (src, dst)
 
 
 def _checksum(edges: np.ndarray) -> int:

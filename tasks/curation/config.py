@@ -121,6 +121,14 @@ class CurationConfig(BaseModel):
         description="Documents per dedup task: bounds each worker's memory, "
         "so larger corpora get more tasks rather than bigger ones.",
     )
+    dedup_tasks: int = Field(
+        0,
+        ge=0,
+        description="Tasks each global dedup step and finalize run at most, each working through "
+        "its share of the key ranges (partition_docs documents each) or shards one after the other; "
+        "0: twice the Ray cluster's CPUs. Bounded by the cluster rather than the corpus, so that "
+        "the files the tasks open grow with the corpus, not with its square.",
+    )
     incremental: bool = Field(
         False,
         description="Curate only the input files that are new or changed since the previous run "

@@ -20,17 +20,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tasks.curation.config import CurationConfig
-from tasks.curation.dedup import BAND_DTYPE, EXACT_DTYPE
 from tasks.curation.filters.chain import DocumentFilter
-from tasks.curation.keyed_files import doc_id, write_sorted
+from tasks.curation.keyed_files import EXACT_BAND, KEY_DTYPE, doc_id, write_keys
 from tasks.curation.minhash import MinHasher, stable_hash64
 from tasks.curation.normalize import dedup_key
 from tasks.curation.output_files import REMOVED_SCHEMA, WORK_SCHEMA, CurationPaths, RowSink
+from tasks.curation.ragged_files import write_ragged, write_strings
 from tasks.curation.reader import Document, Malformed, is_web_input, read_documents
 from tasks.curation.redact import redact
 from tasks.curation.repair import key_text
 from tasks.curation.shingles import normalized_words
-from tasks.curation.similarity import write_shingle_sets
 from tasks.curation.stats import StageStats
 from tasks.curation.web.front import PageRemoved, WebFront
 from tasks.curation.web.language import LanguageId
@@ -86,7 +85,7 @@ def removed_row(d: dict[str, Any], text: str, reason: str, detail: str = "") -> 
 
 class DedupKeys:
     """The keys the global dedup steps read for one shard: exact / near-exact hashes,
-    MinHash band keys and shingle sets, one entry per kept document."""
+    MinHash band keys and shingle sets, and the document ids, one entry per kept document."""
 
     def __init__(self, cfg: CurationConfig):
         self.cfg = cfg
@@ -94,30 +93,39 @@ class DedupKeys:
         self.exact: list[tuple[int, int, int]] = []
         self.bands: list[np.ndarray] = []
         self.shingle_sets: list[np.ndarray] = []
+        self.ids: list[str] = []
 
-    def add(self, doc: int, text: str) -> None:
+    def add(self, doc: int, text: str, doc_id_text: str) -> None:
         words = normalized_words(text)
         exact_key = stable_hash64(dedup_key(text))
         near_key = stable_hash64(" ".join(words)) if self.cfg.exact_dedup.near_exact else exact_key
         self.exact.append((near_key, exact_key, doc))
+        self.ids.append(doc_id_text)
         if self.cfg.minhash.enabled:
             sh = self.hasher.shingle_hashes(words)
             self.shingle_sets.append(sh)
             self.bands.append(self.hasher.band_keys(self.hasher.signature_of(sh)))
 
+    def _records(self) -> np.ndarray:
+        """KEY_DTYPE: one exact record per document, then one per document and band."""
+        bands = self.cfg.minhash.bands if self.cfg.minhash.enabled else 0
+        n = len(self.exact)
+        exact = np.array(self.exact, dtype=np.uint64).reshape(n, 3)
+        recs = np.empty(n * (1 + bands), dtype=KEY_DTYPE)
+        recs["band"][:n], recs["key"][:n], recs["aux"][:n], recs["doc"][:n] = EXACT_BAND, *exact.T
+        if bands:
+            matrix = np.stack(self.bands) if self.bands else np.empty((0, bands), dtype=np.uint64)
+            recs["band"][n:] = np.repeat(np.arange(bands, dtype=np.uint8), n)
+            recs["key"][n:] = matrix.T.reshape(-1)  # band-major, as the band column
+            recs["aux"][n:] = np.tile(exact[:, 0], bands)
+            recs["doc"][n:] = np.tile(exact[:, 2], bands)
+        return recs
+
     def write(self, paths: CurationPaths, index: int) -> None:
-        cfg = self.cfg
-        records = np.array(self.exact, dtype=EXACT_DTYPE) if self.exact else np.empty(0, dtype=EXACT_DTYPE)
-        write_sorted(records, "key", paths.exact_keys(index))
-        if not cfg.minhash.enabled:
-            return
-        write_shingle_sets(self.shingle_sets, paths.shingle_sets(index))
-        matrix = np.stack(self.bands) if self.bands else np.empty((0, cfg.minhash.bands), dtype=np.uint64)
-        docs = np.array([e[2] for e in self.exact], dtype=np.uint64)
-        for b in range(cfg.minhash.bands):
-            recs = np.empty(len(matrix), dtype=BAND_DTYPE)
-            recs["key"], recs["doc"] = matrix[:, b], docs
-            write_sorted(recs, "key", paths.band_keys(b, index))
+        write_keys(self._records(), paths.keys(index))
+        write_strings(self.ids, paths.doc_ids(index))
+        if self.cfg.minhash.enabled:
+            write_ragged(self.shingle_sets, paths.shingle_sets(index), np.dtype(np.uint64))
 
 
 class _ShardPass:
@@ -194,7 +202,7 @@ class _ShardPass:
             text = self._redacted(verdict.text)
             self._remove(verdict.reason, doc.bytes_in, removed_row(row, text, verdict.reason, verdict.detail))
             return
-        self.keys.add(doc_id(self.index, self.kept.count), verdict.dedup_text)
+        self.keys.add(doc_id(self.index, self.kept.count), verdict.dedup_text, doc.id)
         row.update(text=verdict.text, metadata=_merge_metadata(row["metadata"], verdict.metadata))
         self.kept.add(row)
         self.stats.keep(doc.bytes_in)
@@ -255,7 +263,7 @@ def reference_shard(path: Path, index: int, cfg: CurationConfig, curated_dir: Pa
         source = pq.ParquetFile(path)
         for group in range(source.num_row_groups):
             for row in source.read_row_group(group, columns=["id", "text", "source", "metadata"]).to_pylist():
-                keys.add(doc_id(index, scratch.count), key_text(row["text"]))
+                keys.add(doc_id(index, scratch.count), key_text(row["text"]), row["id"] or "")
                 scratch.add({**row, "bytes_in": len(row["text"].encode()), "file": str(path), "line": rows})
                 rows += 1
     keys.write(paths, index)

@@ -16,27 +16,27 @@ import pyarrow.parquet as pq
 from tasks.curation.config import CurationConfig
 from tasks.curation.dedup import REASONS
 from tasks.curation.filter_pass import removed_row
-from tasks.curation.keyed_files import read_range, shard_range, split_doc_id
+from tasks.curation.keyed_files import SortedFiles, shard_range, split_doc_id
 from tasks.curation.output_files import CURATED_SCHEMA, REMOVED_SCHEMA, CurationPaths, RowSink
+from tasks.curation.ragged_files import RaggedFiles
 from tasks.curation.redact import redact
 from tasks.curation.stats import StageStats
 from tasks.curation.substring_dedup import cut, find_spans, load_spans
 
 
-def shard_drops(index: int, drop_files: list[Path]) -> dict[int, tuple[int, int]]:
+def shard_drops(index: int, drops: SortedFiles) -> dict[int, tuple[int, int]]:
     """row -> (kept doc, reason code) for this shard, first file listed wins."""
     out: dict[int, tuple[int, int]] = {}
-    lo, hi = shard_range(index)
-    for path in drop_files:
-        if not path.exists():
-            continue
-        for rec in read_range(path, "doc", lo, hi).tolist():
+    for part in drops.read(*shard_range(index)):
+        for rec in part.tolist():
             out.setdefault(split_doc_id(rec[0])[1], (rec[1], rec[2]))
     return out
 
 
-def _drop_files(paths: CurationPaths, exact_parts: int, minhash_parts: int) -> list[Path]:
-    return [paths.exact_drops(p) for p in range(exact_parts)] + [paths.minhash_drops(q) for q in range(minhash_parts)]
+def drop_files(paths: CurationPaths, exact_parts: int, minhash_parts: int) -> SortedFiles:
+    """Every dedup step's drop files, exact ones first (their reason wins)."""
+    files = [paths.exact_drops(p) for p in range(exact_parts)] + [paths.minhash_drops(q) for q in range(minhash_parts)]
+    return SortedFiles(files, "doc")
 
 
 def substring_group(
@@ -45,11 +45,11 @@ def substring_group(
     """The repeated spans of one group of shards, among the documents dedup keeps."""
 
     paths = CurationPaths(curated_dir)
-    files = _drop_files(paths, exact_parts, minhash_parts)
+    drops = drop_files(paths, exact_parts, minhash_parts)
     began = time.perf_counter()
     result = find_spans(
         [paths.filtered(i) for i in shards],
-        [set(shard_drops(i, files)) for i in shards],
+        [set(shard_drops(i, drops)) for i in shards],
         cfg.substring_dedup.min_tokens,
         [paths.substring_spans(i) for i in shards],
     )
@@ -60,30 +60,25 @@ def substring_group(
     }  # once() adds the worker's peak memory
 
 
-def _kept_ids(paths: CurationPaths, kept_docs: set[int]) -> dict[int, str]:
-    """String ids of the kept documents that this shard's duplicates point at, read one
-    shard's id column at a time (so memory is bounded by a shard, not the corpus)."""
-    by_shard: dict[int, list[int]] = {}
-    for doc in kept_docs:
-        by_shard.setdefault(split_doc_id(doc)[0], []).append(doc)
-    out: dict[int, str] = {}
-    for shard, docs in by_shard.items():
-        ids = pq.read_table(paths.filtered(shard), columns=["id"]).column("id")
-        for doc in docs:
-            out[doc] = ids[split_doc_id(doc)[1]].as_py()
-    return out
+def _kept_ids(paths: CurationPaths, kept_docs: set[int]) -> tuple[dict[int, str], int]:
+    """String ids of the kept documents that this shard's duplicates point at, and the id rows
+    read for them: one each, from the shards' id files, whatever the size of those shards."""
+    ids = RaggedFiles(paths.doc_ids)
+    return {doc: ids.string(doc) for doc in kept_docs}, ids.rows_read
 
 
 def finalize_shard(
-    index: int, cfg: CurationConfig, curated_dir: Path, exact_parts: int, minhash_parts: int, references: int = 0
+    index: int, cfg: CurationConfig, curated_dir: Path, drop_files: SortedFiles, references: int = 0
 ) -> dict[str, Any]:
-    """`references`: shards 0..references-1 hold earlier runs' documents; a document that
-    duplicates one of them is removed as `previous_run_duplicate`."""
+    """`drop_files`: see drop_files(), shared by the shards one task finalizes. `references`:
+    shards 0..references-1 hold earlier runs' documents; a document that duplicates one of
+    them is removed as `previous_run_duplicate`."""
     paths = CurationPaths(curated_dir)
-    drops = shard_drops(index, _drop_files(paths, exact_parts, minhash_parts))
+    opened = drop_files.files_opened
+    drops = shard_drops(index, drop_files)
     sub = cfg.substring_dedup
     spans = load_spans(paths.substring_spans(index)) if sub.enabled else {}
-    kept_ids = _kept_ids(paths, {kept for kept, _ in drops.values()})
+    kept_ids, ids_read = _kept_ids(paths, {kept for kept, _ in drops.values()})
     stats = StageStats()
     source = pq.ParquetFile(paths.filtered(index))
     row_number = 0
@@ -120,4 +115,4 @@ def finalize_shard(
                 stats.keep(row["bytes_in"])
                 kept.add({"id": row["id"], "text": text, "source": row["source"], "metadata": row["metadata"]})
     stats.check_balanced(f"dedup of shard {index}")
-    return {"stats": stats.to_dict()}
+    return {"stats": stats.to_dict(), "id_rows_read": ids_read, "files_opened": drop_files.files_opened - opened}

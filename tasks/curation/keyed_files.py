@@ -4,10 +4,15 @@ This is how curation shuffles without a central process: every shard task writes
 records sorted by key, and the task that owns key range p reads just that range from every
 shard's file (binary search on a memory map), so its memory is its share of the corpus.
 Document ids are `shard << 32 | row`, so "all records of shard i" is also a key range.
+
+A shard's dedup keys (exact / near-exact and every MinHash band) share one file sorted by
+(band, key), so a dedup task opens each shard once, not once per band; and a task that owns
+several key ranges keeps the files it opened for all of them (KeyFiles).
 """
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +20,11 @@ import numpy as np
 from infra.core.storage import atomic_path
 
 KEY_SPACE = 1 << 64
+# One dedup key of one document. `band` 0..bands-1: a MinHash band, `key` its bucket and `aux`
+# the document's near-exact key. EXACT_BAND: `key` the near-exact key (the exact one when
+# near-exact dedup is off), `aux` the exact key.
+KEY_DTYPE = np.dtype([("band", "u1"), ("key", "<u8"), ("aux", "<u8"), ("doc", "<u8")])
+EXACT_BAND = 255
 
 
 def doc_id(shard: int, row: int) -> int:
@@ -30,6 +40,13 @@ def key_range(part: int, parts: int) -> tuple[int, int]:
     return part * KEY_SPACE // parts, (part + 1) * KEY_SPACE // parts
 
 
+def owned_ranges(task: int, tasks: int, parts: int) -> range:
+    """The key ranges dedup task `task` of `tasks` works through, one after the other. The
+    tasks are as many as the cluster runs at once, not as the key ranges, so that the number
+    of (task, shard file) opens grows with the shards alone."""
+    return range(task, parts, tasks)
+
+
 def shard_range(shard: int) -> tuple[int, int]:
     return doc_id(shard, 0), doc_id(shard + 1, 0)
 
@@ -41,19 +58,78 @@ def write_sorted(records: np.ndarray, key: str, dest: Path) -> None:
         np.save(f, records[order], allow_pickle=False)
 
 
+class _Column:
+    """One field of rows start..stop of a memory-mapped record array, as a sequence `bisect`
+    can search. np.searchsorted would first copy the whole strided field into memory, i.e.
+    read the whole file for every range; a bisection touches about log2(n) rows."""
+
+    def __init__(self, data: np.ndarray, field: str, start: int, stop: int):
+        self.data, self.field, self.start, self.stop = data, field, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int) -> int:
+        return int(self.data[self.start + i][self.field])
+
+
+def _first_at_least(data: np.ndarray, field: str, value: int, start: int, stop: int) -> int:
+    """The first row in start..stop whose `field` is >= value (rows sorted by it there)."""
+    return start + bisect.bisect_left(_Column(data, field, start, stop), value)
+
+
 def read_range(path: Path, key: str, lo: int, hi: int) -> np.ndarray:
     """Records of a sorted file with lo <= key < hi; only that slice is read from disk."""
     data = np.load(path, mmap_mode="r", allow_pickle=False)
-    if len(data) == 0:
-        return np.array(data)
-    keys = data[key]
-    start = int(np.searchsorted(keys, np.uint64(lo), side="left"))
-    end = len(keys) if hi >= KEY_SPACE else int(np.searchsorted(keys, np.uint64(hi), side="left"))
+    start = _first_at_least(data, key, lo, 0, len(data))
+    end = len(data) if hi >= KEY_SPACE else _first_at_least(data, key, hi, start, len(data))
     return np.array(data[start:end])
 
 
-def read_range_all(paths: list[Path], key: str, lo: int, hi: int) -> np.ndarray:
-    parts = [read_range(p, key, lo, hi) for p in paths if p.exists()]
-    if not parts:
-        raise FileNotFoundError(f"none of {len(paths)} keyed files exist, e.g. {paths[0] if paths else '?'}")
-    return np.concatenate(parts)
+def write_keys(records: np.ndarray, dest: Path) -> None:
+    """A shard's KEY_DTYPE records sorted by (band, key, doc), atomically."""
+    order = np.lexsort((records["doc"], records["key"], records["band"]))
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        np.save(f, records[order], allow_pickle=False)
+
+
+class SortedFiles:
+    """Files sorted by `field`, each memory-mapped once however many ranges a task reads from
+    it: a task that owns several key ranges or shards opens each file once, not once per range."""
+
+    def __init__(self, paths: list[Path], field: str):
+        self.paths, self.field = paths, field
+        self._maps: dict[Path, np.ndarray] = {}
+        self.files_opened = 0
+
+    def _map(self, path: Path) -> np.ndarray:
+        if path not in self._maps:
+            self._maps[path] = np.load(path, mmap_mode="r", allow_pickle=False)
+            self.files_opened += 1
+        return self._maps[path]
+
+    def _slice(self, data: np.ndarray, lo: int, hi: int, first: int, last: int) -> np.ndarray:
+        start = _first_at_least(data, self.field, lo, first, last)
+        end = last if hi >= KEY_SPACE else _first_at_least(data, self.field, hi, start, last)
+        return np.array(data[start:end])
+
+    def read(self, lo: int, hi: int) -> list[np.ndarray]:
+        """Each existing file's records with lo <= field < hi, in the order of `paths`."""
+        return [self._slice(self._map(p), lo, hi, 0, len(self._map(p))) for p in self.paths if p.exists()]
+
+
+class KeyFiles(SortedFiles):
+    """Every shard's key file (KEY_DTYPE, sorted by band, then key)."""
+
+    def __init__(self, paths: list[Path]):
+        super().__init__(paths, "key")
+
+    def read_band(self, band: int, lo: int, hi: int) -> np.ndarray:
+        """Every shard's records of `band` with lo <= key < hi."""
+        out = []
+        for path in self.paths:
+            data = self._map(path)
+            first = _first_at_least(data, "band", band, 0, len(data))
+            last = _first_at_least(data, "band", band + 1, first, len(data))
+            out.append(self._slice(data, lo, hi, first, last))
+        return np.concatenate(out) if out else np.empty(0, dtype=KEY_DTYPE)

@@ -59,21 +59,28 @@ class CurationPaths:
     def filtered(self, shard: int) -> Path:
         return self.work / "filtered" / f"part-{shard:05d}.parquet"
 
-    def exact_keys(self, shard: int) -> Path:
-        return self.work / "exact-keys" / f"shard-{shard:05d}.npy"
-
-    def band_keys(self, band: int, shard: int) -> Path:
-        return self.work / "bands" / f"band-{band:02d}" / f"shard-{shard:05d}.npy"
+    def keys(self, shard: int) -> Path:
+        """The shard's exact / near-exact and MinHash band keys (keyed_files.KEY_DTYPE)."""
+        return self.work / "keys" / f"shard-{shard:05d}.npy"
 
     def shingle_sets(self, shard: int) -> Path:
-        """Stem of the shard's shingle-set files (see similarity.py)."""
+        """Stem of the shard's shingle-set files (see ragged_files.py)."""
         return self.work / "shingles" / f"shard-{shard:05d}"
+
+    def doc_ids(self, shard: int) -> Path:
+        """Stem of the shard's document-id files, which name the kept document in removed/."""
+        return self.work / "ids" / f"shard-{shard:05d}"
 
     def exact_drops(self, part: int) -> Path:
         return self.work / "exact-drops" / f"part-{part:05d}.npy"
 
     def substring_spans(self, shard: int) -> Path:
         return self.work / "substring-spans" / f"shard-{shard:05d}.npy"
+
+    @property
+    def candidates(self) -> Path:
+        """MinHash candidate pairs, routed to the task that verifies them (routed_files.py)."""
+        return self.work / "candidates"
 
     @property
     def components(self) -> Path:
@@ -100,6 +107,22 @@ class CurationPaths:
 
     def marker(self, step: str, n: int = 0) -> Path:
         return self.work / "markers" / f"{step}-{n:05d}.json"
+
+
+def scratch_usage(work: Path) -> dict[str, Any]:
+    """Files and bytes the global steps wrote under _work/, per top folder: what curation
+    shuffles between its tasks (the scratch shards in filtered/ included)."""
+    folders: dict[str, dict[str, int]] = {}
+    for path in work.rglob("*"):
+        if path.is_file():
+            row = folders.setdefault(path.relative_to(work).parts[0], {"files": 0, "bytes": 0})
+            row["files"] += 1
+            row["bytes"] += path.stat().st_size
+    return {
+        "files": sum(r["files"] for r in folders.values()),
+        "bytes": sum(r["bytes"] for r in folders.values()),
+        "by_folder": dict(sorted(folders.items())),
+    }
 
 
 class RowSink:

@@ -8,6 +8,7 @@ and a retried task never sees half a file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -17,10 +18,11 @@ from infra.core.task_markers import once
 from tasks.corpus.builtin import builtin_corpus
 from tasks.curation import components
 from tasks.curation.config import CurationConfig
-from tasks.curation.dedup import decide_exact
+from tasks.curation.dedup import exact_ranges
 from tasks.curation.filter_pass import filter_shard, reference_shard
-from tasks.curation.finalize import finalize_shard, substring_group
-from tasks.curation.near_dedup import bucket_pairs
+from tasks.curation.finalize import drop_files, finalize_shard, substring_group
+from tasks.curation.keyed_files import KeyFiles, owned_ranges
+from tasks.curation.near_dedup import bucket_ranges, verify_ranges
 from tasks.curation.output_files import CurationPaths
 from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
 from tasks.transient import retry_transient
@@ -85,18 +87,34 @@ def filter_task(
     )
 
 
-@task(name="exact-dedup", task_run_name="exact-dedup-{part}", **RETRY)
-def exact_task(part: int, parts: int, shards: int, curated: str) -> dict[str, Any]:
+@task(name="exact-dedup", task_run_name="exact-dedup-{task_index}", **RETRY)
+def exact_task(task_index: int, tasks: int, parts: int, shards: int, curated: str) -> dict[str, Any]:
+    """Exact / near-exact drops for the key ranges this task owns (owned_ranges)."""
     paths = CurationPaths(Path(curated))
-    files = [paths.exact_keys(i) for i in range(shards)]
-    return once(paths.marker("exact", part), lambda: decide_exact(files, part, parts, paths.exact_drops(part)))
+    ranges = owned_ranges(task_index, tasks, parts)
+    return once(
+        paths.marker("exact", task_index),
+        lambda: exact_ranges(KeyFiles([paths.keys(i) for i in range(shards)]), ranges, parts, paths.exact_drops),
+    )
 
 
-@task(name="minhash-buckets", task_run_name="minhash-buckets-{part}", **RETRY)
-def lsh_task(part: int, parts: int, shards: int, cfg: CurationConfig, curated: str) -> dict[str, Any]:
-    """Verified candidate pairs from every band's key range `part`, sent to the components step."""
+@task(name="minhash-buckets", task_run_name="minhash-buckets-{task_index}", **RETRY)
+def lsh_task(task_index: int, tasks: int, parts: int, shards: int, cfg: CurationConfig, curated: str) -> dict[str, Any]:
+    """Verified candidate pairs from every band's key ranges this task owns, sent to the components step."""
     paths = CurationPaths(Path(curated))
-    return once(paths.marker("lsh", part), lambda: bucket_pairs(paths, part, parts, shards, cfg.minhash))
+    ranges = owned_ranges(task_index, tasks, parts)
+    exact = cfg.exact_dedup.enabled
+    return once(
+        paths.marker("lsh", task_index), lambda: bucket_ranges(paths, shards, ranges, parts, cfg.minhash, exact)
+    )
+
+
+@task(name="minhash-verify", task_run_name="minhash-verify-{task_index}", **RETRY)
+def verify_task(task_index: int, tasks: int, parts: int, cfg: CurationConfig, curated: str) -> dict[str, Any]:
+    """Each candidate pair of the partitions this task owns checked once by exact Jaccard."""
+    paths = CurationPaths(Path(curated))
+    ranges = owned_ranges(task_index, tasks, parts)
+    return once(paths.marker("verify", task_index), lambda: verify_ranges(paths, ranges, parts, cfg.minhash))
 
 
 @task(name="components-step", task_run_name="{kind}-star-r{rnd}-{part}", **RETRY)
@@ -128,12 +146,16 @@ def substring_task(
     )
 
 
-@task(name="finalize-shard", task_run_name="finalize-{index}", **RETRY)
+@task(name="finalize-shards", task_run_name="finalize-{task_index}", **RETRY)
 def finalize_task(
-    index: int, cfg: CurationConfig, curated: str, exact_parts: int, minhash_parts: int, references: int = 0
-) -> dict[str, Any]:
+    task_index: int, tasks: int, shards: range, cfg: CurationConfig, curated: str, exact_parts: int, minhash_parts: int
+) -> list[dict[str, Any]]:
+    """Finalize this task's share of `shards` one after the other, the drop files opened once
+    for all of them. Each shard keeps its own marker: a retried task redoes only the shards it
+    had not finished. Shards before shards.start hold earlier runs' documents."""
     paths = CurationPaths(Path(curated))
-    return once(
-        paths.marker("finalize", index),
-        lambda: finalize_shard(index, cfg, Path(curated), exact_parts, minhash_parts, references),
-    )
+    drops = drop_files(paths, exact_parts, minhash_parts)
+    return [
+        once(paths.marker("finalize", index), partial(finalize_shard, index, cfg, Path(curated), drops, shards.start))
+        for index in shards[task_index::tasks]
+    ]

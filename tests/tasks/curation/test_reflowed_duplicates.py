@@ -17,8 +17,9 @@ from tasks.curation.filter_pass import filter_shard
 from tasks.curation.keyed_files import doc_id
 from tasks.curation.minhash import MinHasher
 from tasks.curation.output_files import CurationPaths
+from tasks.curation.ragged_files import RaggedFiles
 from tasks.curation.shingles import normalized_words
-from tasks.curation.similarity import ShingleSets, jaccard_sorted
+from tasks.curation.similarity import jaccard_sorted
 
 WORDS = [
     "river",
@@ -125,5 +126,5 @@ def test_a_reflowed_copy_keeps_the_keys_of_its_original(tmp_path):
     # Keys of the edited texts would fall below the duplicate threshold...
     assert jaccard_sorted(*edited) < cfg.minhash.min_similarity
     # ...the stored ones, taken before the edits, are the same set.
-    sets = ShingleSets(paths.shingle_sets)
+    sets = RaggedFiles(paths.shingle_sets)
     assert jaccard_sorted(sets.get(doc_id(0, 0)), sets.get(doc_id(0, 1))) == 1.0

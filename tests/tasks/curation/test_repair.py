@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tasks.curation.config import CurationConfig
 from tasks.curation.filter_pass import filter_shard
 from tasks.curation.filters.chain import DocumentFilter
+from tasks.curation.keyed_files import EXACT_BAND
 from tasks.curation.output_files import CurationPaths
 from tasks.curation.repair import key_text, repair_text
 
@@ -28,6 +29,11 @@ ARTICLE = (
     "Today the building holds a small museum of bread, with ovens, scales and the naïve paintings that the "
     "bakers’ children made for the walls. Visitors who come in spring can watch the old recipes baked again."
 )
+
+
+def _exact_keys(paths: CurationPaths, shard: int) -> list[int]:
+    keys = np.load(paths.keys(shard), allow_pickle=False)
+    return keys[keys["band"] == EXACT_BAND]["aux"].tolist()
 
 
 def mojibake(text: str) -> str:
@@ -116,8 +122,11 @@ def test_the_filter_keys_a_damaged_copy_like_its_original_and_counts_repairs(tmp
         result = filter_shard(src, 0, cfg, curated)
         assert result["kept"] == len(texts)
         paths = CurationPaths(curated)
-        keys = np.load(paths.exact_keys(0), allow_pickle=False)
-        assert len(set(keys["exact"].tolist())) == 1  # every copy is an exact duplicate of the first
+        keys = np.load(paths.keys(0), allow_pickle=False)
+        keys = keys[keys["band"] == EXACT_BAND]
+        assert (
+            len(keys) == len(texts) and len(set(keys["aux"].tolist())) == 1
+        )  # every copy is an exact duplicate of the first
         kept = [r["text"] for r in pq.read_table(paths.filtered(0)).to_pylist()]
         if expect_repaired:
             # full_width is a key-only fold: the reader sees full-width letters as written.
@@ -155,5 +164,5 @@ def test_reference_shards_are_keyed_like_new_documents(tmp_path):
     reference_shard(earlier, 0, cfg, tmp_path / "curated")
     filter_shard(src, 1, cfg, tmp_path / "curated")
     paths = CurationPaths(tmp_path / "curated")
-    old, new = (np.load(paths.exact_keys(i), allow_pickle=False)["exact"].tolist() for i in (0, 1))
+    old, new = (_exact_keys(paths, i) for i in (0, 1))
     assert old == new and len(old) == 1
