@@ -108,6 +108,8 @@ def run_ours(input_dir: Path, work: Path, workers: int, filters: bool, cfg: Cura
         "peak_worker_mb": summary.get("peak_worker_rss_mb"),
         "totals": summary["totals"],
         "substring_dedup": summary["details"].get("substring_dedup"),
+        "scratch": summary["details"].get("scratch"),
+        "details": summary["details"],
     }
 
 

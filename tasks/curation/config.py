@@ -116,10 +116,10 @@ class CurationConfig(BaseModel):
         RedactionConfig(), description="PII found in the text kept is replaced by a token per type."
     )
     partition_docs: int = Field(
-        1_000_000,
+        250_000,
         ge=1000,
-        description="Documents per dedup task: bounds each worker's memory, "
-        "so larger corpora get more tasks rather than bigger ones.",
+        description="Documents per dedup key range: bounds each dedup task's memory (about 85 "
+        "bytes a document), so larger corpora get more ranges rather than bigger ones.",
     )
     dedup_tasks: int = Field(
         0,

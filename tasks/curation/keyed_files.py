@@ -2,7 +2,7 @@
 
 This is how curation shuffles without a central process: every shard task writes its
 records sorted by key, and the task that owns key range p reads just that range from every
-shard's file (binary search on a memory map), so its memory is its share of the corpus.
+shard's file (a bisection, then one read), so its memory is its share of the corpus.
 Document ids are `shard << 32 | row`, so "all records of shard i" is also a key range.
 
 A shard's dedup keys (exact / near-exact and every MinHash band) share one file sorted by
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from infra.core.storage import atomic_path
+from tasks.curation.npy_reader import NpyReader, OpenReaders
 
 KEY_SPACE = 1 << 64
 # One dedup key of one document. `band` 0..bands-1: a MinHash band, `key` its bucket and `aux`
@@ -59,31 +60,23 @@ def write_sorted(records: np.ndarray, key: str, dest: Path) -> None:
 
 
 class _Column:
-    """One field of rows start..stop of a memory-mapped record array, as a sequence `bisect`
-    can search. np.searchsorted would first copy the whole strided field into memory, i.e.
-    read the whole file for every range; a bisection touches about log2(n) rows."""
+    """One field of rows start..stop of a sorted file, as a sequence `bisect` can search,
+    reading one row per probe: about log2(n) small reads, never the whole column (as
+    np.searchsorted on a memory map would, copying the strided field first)."""
 
-    def __init__(self, data: np.ndarray, field: str, start: int, stop: int):
+    def __init__(self, data: NpyReader, field: str, start: int, stop: int):
         self.data, self.field, self.start, self.stop = data, field, start, stop
 
     def __len__(self) -> int:
         return self.stop - self.start
 
     def __getitem__(self, i: int) -> int:
-        return int(self.data[self.start + i][self.field])
+        return self.data.value(self.start + i, self.field)
 
 
-def _first_at_least(data: np.ndarray, field: str, value: int, start: int, stop: int) -> int:
+def _first_at_least(data: NpyReader, field: str, value: int, start: int, stop: int) -> int:
     """The first row in start..stop whose `field` is >= value (rows sorted by it there)."""
     return start + bisect.bisect_left(_Column(data, field, start, stop), value)
-
-
-def read_range(path: Path, key: str, lo: int, hi: int) -> np.ndarray:
-    """Records of a sorted file with lo <= key < hi; only that slice is read from disk."""
-    data = np.load(path, mmap_mode="r", allow_pickle=False)
-    start = _first_at_least(data, key, lo, 0, len(data))
-    end = len(data) if hi >= KEY_SPACE else _first_at_least(data, key, hi, start, len(data))
-    return np.array(data[start:end])
 
 
 def write_keys(records: np.ndarray, dest: Path) -> None:
@@ -94,28 +87,30 @@ def write_keys(records: np.ndarray, dest: Path) -> None:
 
 
 class SortedFiles:
-    """Files sorted by `field`, each memory-mapped once however many ranges a task reads from
-    it: a task that owns several key ranges or shards opens each file once, not once per range."""
+    """Files sorted by `field`, each opened once however many ranges a task reads from it:
+    a task that owns several key ranges or shards opens each file once, not once per range."""
 
     def __init__(self, paths: list[Path], field: str):
         self.paths, self.field = paths, field
-        self._maps: dict[Path, np.ndarray] = {}
-        self.files_opened = 0
+        self._readers = OpenReaders()
 
-    def _map(self, path: Path) -> np.ndarray:
-        if path not in self._maps:
-            self._maps[path] = np.load(path, mmap_mode="r", allow_pickle=False)
-            self.files_opened += 1
-        return self._maps[path]
+    @property
+    def files_opened(self) -> int:
+        return self._readers.files_opened
 
-    def _slice(self, data: np.ndarray, lo: int, hi: int, first: int, last: int) -> np.ndarray:
+    def _slice(self, data: NpyReader, lo: int, hi: int, first: int, last: int) -> np.ndarray:
         start = _first_at_least(data, self.field, lo, first, last)
         end = last if hi >= KEY_SPACE else _first_at_least(data, self.field, hi, start, last)
-        return np.array(data[start:end])
+        return data.rows(start, end)
 
     def read(self, lo: int, hi: int) -> list[np.ndarray]:
         """Each existing file's records with lo <= field < hi, in the order of `paths`."""
-        return [self._slice(self._map(p), lo, hi, 0, len(self._map(p))) for p in self.paths if p.exists()]
+        out = []
+        for path in self.paths:
+            if path.exists():
+                data = self._readers.get(path)
+                out.append(self._slice(data, lo, hi, 0, len(data)))
+        return out
 
 
 class KeyFiles(SortedFiles):
@@ -128,7 +123,7 @@ class KeyFiles(SortedFiles):
         """Every shard's records of `band` with lo <= key < hi."""
         out = []
         for path in self.paths:
-            data = self._map(path)
+            data = self._readers.get(path)
             first = _first_at_least(data, "band", band, 0, len(data))
             last = _first_at_least(data, "band", band + 1, first, len(data))
             out.append(self._slice(data, lo, hi, first, last))

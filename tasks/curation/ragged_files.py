@@ -1,9 +1,9 @@
 """One shard's variable-length rows (shingle sets, document ids) as two memory-mappable files.
 
 A row is a 1-D array; the rows are concatenated into `<stem>.flat.npy` and their boundaries
-kept in `<stem>.offsets.npy`. An .npz cannot be memory-mapped, and these are read a few rows
-at a time from every shard (verifying candidate pairs, naming the document a duplicate
-kept), so a lookup must read only the rows it needs, never the shard.
+kept in `<stem>.offsets.npy`. These are read a few rows at a time from every shard
+(verifying candidate pairs, naming the document a duplicate kept), so a lookup reads only
+the rows it needs, never the shard (an .npz could not be read in part).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from infra.core.storage import atomic_path
 from tasks.curation.keyed_files import split_doc_id
+from tasks.curation.npy_reader import OpenReaders
 
 
 def _files(stem: Path) -> tuple[Path, Path]:
@@ -37,27 +38,24 @@ def write_strings(values: list[str], stem: Path) -> None:
 
 class RaggedFiles:
     """Row lookups by document id across shards. Each shard's pair of files is opened once
-    and memory-mapped; `files_opened` and `rows_read` count the work, which the curation
-    stats report and tests hold linear in the corpus."""
+    (npy_reader.py: read, not memory-mapped); `files_opened` and `rows_read` count the work,
+    which the curation stats report and tests hold linear in the corpus."""
 
     def __init__(self, stem_of_shard: Callable[[int], Path]):
         self._stem_of_shard = stem_of_shard
-        self._open: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.files_opened = 0
+        self._readers = OpenReaders()
         self.rows_read = 0
+
+    @property
+    def files_opened(self) -> int:
+        return self._readers.files_opened
 
     def get(self, doc: int) -> np.ndarray:
         shard, row = split_doc_id(doc)
-        if shard not in self._open:
-            flat, offsets = _files(self._stem_of_shard(shard))
-            self._open[shard] = (
-                np.load(flat, mmap_mode="r", allow_pickle=False),
-                np.load(offsets, mmap_mode="r", allow_pickle=False),
-            )
-            self.files_opened += 2
-        flat_rows, bounds = self._open[shard]
+        flat, offsets = (self._readers.get(p) for p in _files(self._stem_of_shard(shard)))
+        start, end = (int(x) for x in offsets.rows(row, row + 2))
         self.rows_read += 1
-        return np.asarray(flat_rows[bounds[row] : bounds[row + 1]])
+        return flat.rows(start, end)
 
     def string(self, doc: int) -> str:
         return self.get(doc).tobytes().decode()

@@ -5,9 +5,9 @@ from tasks.curation.keyed_files import (
     EXACT_BAND,
     KEY_DTYPE,
     KeyFiles,
+    SortedFiles,
     doc_id,
     key_range,
-    read_range,
     write_keys,
     write_sorted,
 )
@@ -40,7 +40,9 @@ def test_partitions_split_the_key_space_without_losing_records(tmp_path):
     recs["key"] = rng.integers(0, 2**64, size=1000, dtype=np.uint64)
     recs["doc"] = np.arange(1000, dtype=np.uint64)
     write_sorted(recs, "key", tmp_path / "k.npy")
-    got = np.concatenate([read_range(tmp_path / "k.npy", "key", *key_range(p, 7)) for p in range(7)])
+    files = SortedFiles([tmp_path / "k.npy"], "key")
+    got = np.concatenate([files.read(*key_range(p, 7))[0] for p in range(7)])
+    assert files.files_opened == 1
     assert sorted(got["doc"].tolist()) == list(range(1000))
 
 

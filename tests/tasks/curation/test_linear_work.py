@@ -20,7 +20,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -30,6 +29,7 @@ from tasks.curation.filter_pass import filter_shard
 from tasks.curation.finalize import drop_files, finalize_shard
 from tasks.curation.keyed_files import KeyFiles, owned_ranges
 from tasks.curation.near_dedup import bucket_ranges, verify_ranges
+from tasks.curation.npy_reader import NpyReader
 from tasks.curation.output_files import CurationPaths
 from tests.tasks.curation.dedup_driver import converge, drops_after
 
@@ -97,13 +97,13 @@ def run_steps(corpus: Corpus, curated: Path, monkeypatch: pytest.MonkeyPatch) ->
         filter_shard(f, i, CFG, curated)
     parts = shards  # key ranges: as many as partition_docs makes of shards of equal size
     opened: list[str] = []
-    real_load = np.load
+    real_init = NpyReader.__init__
 
-    def counting_load(file, *args, **kwargs):  # every open of a dedup input, by any step
-        opened.append(str(file))
-        return real_load(file, *args, **kwargs)
+    def counting_init(self, path):  # every open of a dedup input, by any step
+        opened.append(str(path))
+        real_init(self, path)
 
-    monkeypatch.setattr(np, "load", counting_load)
+    monkeypatch.setattr(NpyReader, "__init__", counting_init)
     for t in range(TASKS):
         ranges = owned_ranges(t, TASKS, parts)
         exact_ranges(KeyFiles([paths.keys(i) for i in range(shards)]), ranges, parts, paths.exact_drops)
@@ -111,16 +111,13 @@ def run_steps(corpus: Corpus, curated: Path, monkeypatch: pytest.MonkeyPatch) ->
         bucket_ranges(paths, shards, owned_ranges(t, TASKS, parts), parts, CFG.minhash, True)
     verified = [verify_ranges(paths, owned_ranges(t, TASKS, parts), parts, CFG.minhash) for t in range(TASKS)]
     dedup_opens = sum(1 for f in opened if "/keys/" in f or "/shingles/" in f)
-    monkeypatch.setattr(np, "load", real_load)
     rnd = converge(paths.components, parts)
     files = sum(1 for f in paths.components.rglob("*.npy"))
     drops_after(paths.components, rnd, parts, paths.minhash_drops)
-    monkeypatch.setattr(np, "load", counting_load)
     finals = []
     for t in range(TASKS):  # as the flow's finalize tasks: each owns every TASKS-th shard
         drops = drop_files(paths, parts, parts)
         finals += [finalize_shard(i, CFG, curated, drops) for i in range(shards)[t::TASKS]]
-    monkeypatch.setattr(np, "load", real_load)
     finalize_opens = sum(1 for f in opened if "-drops/" in f)
     removed: dict[str, int] = {}
     for i in range(shards):
