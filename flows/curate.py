@@ -29,8 +29,9 @@ from flows.progress import gather
 from infra.core.storage import RunDir, read_json, write_json
 from infra.core.task_markers import discard_work, prepare_work
 from tasks.curation.config import CurationConfig
+from tasks.curation.minhash import KEY_SCHEME
 from tasks.curation.near_dedup import BUCKET_COUNTS, VERIFY_COUNTS
-from tasks.curation.output_files import CurationPaths, scratch_usage
+from tasks.curation.output_files import SCRATCH_LAYOUT, CurationPaths, scratch_usage
 from tasks.curation.prefect_tasks import (
     component_drops_task,
     decontam_task,
@@ -93,7 +94,15 @@ def stats_table(steps: dict[str, dict[str, Any]], total: dict[str, Any]) -> list
 
 
 def _fingerprint(cfg: CurationConfig, files: list[Path]) -> dict[str, Any]:
-    return {"config": json.loads(cfg.model_dump_json()), "inputs": inputs_fingerprint(files)}
+    """What the scratch files depend on: a change discards them. The key scheme and scratch
+    layout are in it so that a run interrupted under an older Crucible restarts its scratch
+    rather than mixing its keys with new ones."""
+    return {
+        "config": json.loads(cfg.model_dump_json()),
+        "inputs": inputs_fingerprint(files),
+        "key_scheme": KEY_SCHEME,
+        "scratch_layout": SCRATCH_LAYOUT,
+    }
 
 
 def _components(parts: int, curated: str) -> tuple[int, int, list[dict[str, Any]]]:

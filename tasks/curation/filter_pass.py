@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +188,9 @@ class _ShardPass:
             return doc
         lang, prob, why = self.language.verdict(doc.text)
         if why:
-            self._remove("language", doc.bytes_in, removed_row(asdict(doc), self._redacted(doc.text), "language", why))
+            self._remove(
+                "language", doc.bytes_in, removed_row(dict(vars(doc)), self._redacted(doc.text), "language", why)
+            )
             return None
         doc.metadata = _merge_metadata(doc.metadata, {"language": lang, "language_score": round(prob, 4)})
         return doc
@@ -197,7 +198,7 @@ class _ShardPass:
     def filter(self, doc: Document) -> None:
         """The filter chain's verdict on a document: kept (with its dedup keys) or removed."""
         verdict = self.check(doc.text, _language_of(doc.metadata))
-        row = asdict(doc)
+        row = dict(vars(doc))  # its fields are plain values: no deep copy (dataclasses.asdict) needed
         if verdict.reason:
             text = self._redacted(verdict.text)
             self._remove(verdict.reason, doc.bytes_in, removed_row(row, text, verdict.reason, verdict.detail))

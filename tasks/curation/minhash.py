@@ -1,7 +1,8 @@
 """MinHash signatures of word shingles, and their LSH band keys.
 
-A document's words (tasks/curation/shingles.py) are hashed once each (cached: words repeat),
-its n-word shingles are combined from those hashes with a polynomial rolling hash, and
+A document's words (tasks/curation/shingles.py) are hashed once each with XXH3 (xxhash: one C
+call per word, faster than a Python-level cache lookup), its n-word shingles are combined from
+those hashes with a position-weighted sum, and
 `bands * rows` multiply-shift hash functions give the signature. Two documents with shingle
 Jaccard similarity s share a given band with probability s**rows, so they collide in at
 least one band with probability 1 - (1 - s**rows)**bands: with FineWeb's 14 bands of 8
@@ -10,9 +11,8 @@ rows that is 0.92 at s = 0.8 and 0.0004 at s = 0.4.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
+import xxhash
 
 _MASK = (1 << 64) - 1
 # Odd 64-bit multipliers combining a shingle's word hashes (position-dependent).
@@ -31,12 +31,16 @@ _SHINGLE_MULT = np.array(
     ],
     dtype=np.uint64,
 )
-_WORD_CACHE_LIMIT = 2_000_000  # entries; cleared when full so memory stays bounded
+# Names the hash functions the dedup keys are made with. Keys are never kept across runs, but
+# a run resumed from its scratch keys must not mix two schemes: the run's work fingerprint
+# should include this, and it changes whenever the keys' hash functions do.
+KEY_SCHEME = "xxh3-64"
 
 
 def stable_hash64(data: str) -> int:
-    """A 64-bit hash that is the same in every process (Python's hash() is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(data.encode("utf-8"), digest_size=8).digest(), "little")
+    """A 64-bit hash of the UTF-8 text that is the same in every process and release (Python's
+    hash() is salted per process). Keys are computed afresh each run, never stored across runs."""
+    return xxhash.xxh3_64_intdigest(data)
 
 
 class MinHasher:
@@ -50,19 +54,9 @@ class MinHasher:
         self._a = rng.integers(0, 2**63, size=k, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._b = rng.integers(0, 2**63, size=k, dtype=np.uint64)
         self._band_mult = rng.integers(0, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._words: dict[str, int] = {}
 
     def _word_hashes(self, words: list[str]) -> np.ndarray:
-        cache = self._words
-        if len(cache) > _WORD_CACHE_LIMIT:
-            cache.clear()
-        out = np.empty(len(words), dtype=np.uint64)
-        for i, w in enumerate(words):
-            h = cache.get(w)
-            if h is None:
-                h = cache[w] = stable_hash64(w)
-            out[i] = h
-        return out
+        return np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
 
     def shingle_hashes(self, words: list[str]) -> np.ndarray:
         """Unique 64-bit hashes of the word n-grams (one of all words if shorter than n)."""
@@ -84,9 +78,11 @@ class MinHasher:
         """The signature of a document given its shingle hashes."""
         if len(sh) == 0:
             return np.full(self.bands * self.rows, np.iinfo(np.uint32).max, dtype=np.uint32)
-        with np.errstate(over="ignore"):
-            hashed = (sh[:, None] * self._a[None, :] + self._b[None, :]) >> np.uint64(32)
-        return hashed.min(axis=0).astype(np.uint32)
+        # In place, one (shingles, k) buffer; the shift is taken after the minimum, which it
+        # commutes with (x >> 32 is monotone), so it runs on k values instead of the matrix.
+        hashed = np.multiply(sh[:, None], self._a[None, :])
+        np.add(hashed, self._b[None, :], out=hashed)
+        return (hashed.min(axis=0) >> np.uint64(32)).astype(np.uint32)
 
     def band_keys(self, signature: np.ndarray) -> np.ndarray:
         """(bands,) uint64 key per band; equal keys mean (almost surely) an equal band."""

@@ -39,6 +39,11 @@ REMOVED_SCHEMA = pa.schema(
 )
 
 
+# The layout of _work/ (one key file per shard, id files, routed pairs and edges): part of the
+# scratch fingerprint, so scratch written by an older layout is discarded, not misread.
+SCRATCH_LAYOUT = 2
+
+
 @dataclass(frozen=True)
 class CurationPaths:
     curated: Path

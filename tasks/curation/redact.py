@@ -20,7 +20,9 @@ import string
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import ahocorasick
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.curation.secret_rules import SECRET_RULES
@@ -463,66 +465,27 @@ def _ibans(text: str) -> Spans:
 # --- secrets --------------------------------------------------------------------------
 # The formats are listed in secret_rules.py. Each rule is scanned only if one of its
 # triggers occurs, and finding which triggers occur must itself be cheap: one `in` per
-# trigger is a pass over the text each, about a hundred passes per document. Instead each
-# trigger is keyed by one of its characters (its "anchor"); one regex per anchor jumps from
-# one occurrence of it to the next and checks the trigger's other characters around it
-# with lookarounds, and an anchor absent from the text (a one-character search, the
-# cheapest there is) skips its regex entirely.
-#
-# An anchor should be rare, so its regex has few places to stop, and shared, so there are
-# few regexes: separators come first (most triggers hold one: "ghp_", "sk-", "SG.", "://"),
-# then any other character, commonest last by its share of English prose (measured on
-# wikitext-2 and Tiny Shakespeare). A character not listed counts as rarest.
-_ANCHOR_FIRST = "_/=:-."
-_BY_FREQUENCY = " etoanirshldumcfyw,gpkb.vI<>AT:'SERONCM@LBWHU;-10GDF=P\"?2!9KYxJjq8()V53746zZQX/$%[]&+*~#\\^_`{|}"
-
-
-def _anchor(trigger: str) -> int:
-    """Index of the character that ``trigger`` is looked for by."""
-    for c in _ANCHOR_FIRST:
-        if c in trigger:
-            return trigger.index(c)
-    rank = [_BY_FREQUENCY.find(c) if c in _BY_FREQUENCY else len(_BY_FREQUENCY) for c in trigger]
-    return max(range(len(trigger)), key=rank.__getitem__)
+# trigger is a pass over the text each, about a hundred passes per document. Instead an
+# Aho-Corasick automaton of every trigger (pyahocorasick, as the page-furniture rule uses)
+# finds all those that occur in one pass over the text, in C.
 
 
 class _TriggerIndex:
-    """Which of a fixed set of substrings occur in a text, in one pass per anchor character."""
+    """Which of a fixed set of substrings occur in a text, in one pass."""
 
     def __init__(self, triggers: Iterable[str]) -> None:
-        unique = list(dict.fromkeys(triggers))
-        self._characters = [t for t in unique if len(t) == 1]  # found by the anchor test alone
-        by_anchor: dict[str, list[tuple[str, int]]] = {}
-        for t in unique:
-            if len(t) > 1:
-                i = _anchor(t)
-                by_anchor.setdefault(t[i], []).append((t, i))
-        self._groups: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = []
-        for anchor, members in by_anchor.items():
-            # Each member is "the anchor, with the trigger's other characters before and after".
-            # Members are grouped by the character just before the anchor, which is tested
-            # first: at each '_' of code ("self_", "max_len") that is one test per distinct
-            # character, not one lookbehind per trigger.
-            by_previous: dict[str, list[str]] = {}
-            for t, i in members:
-                around = (f"(?<={re.escape(t[: i + 1])})" if i else "") + (
-                    f"(?={re.escape(t[i + 1 :])})" if t[i + 1 :] else ""
-                )
-                by_previous.setdefault(t[i - 1] if i else "", []).append(around)
-            branches = (
-                (f"(?<={re.escape(previous + anchor)})" if previous else "") + f"(?:{'|'.join(alternatives)})"
-                for previous, alternatives in by_previous.items()
-            )
-            finder = re.compile(re.escape(anchor) + f"(?:{'|'.join(branches)})")
-            self._groups.append((anchor, finder, tuple(t for t, _ in members)))
+        self._automaton: Any = ahocorasick.Automaton()
+        for t in dict.fromkeys(triggers):
+            self._automaton.add_word(t, t)
+        self._empty = len(self._automaton) == 0
+        if not self._empty:
+            self._automaton.make_automaton()
 
     def present(self, text: str) -> set[str]:
         """The triggers that occur in ``text``."""
-        found = {t for t in self._characters if t in text}
-        for anchor, finder, members in self._groups:
-            if anchor in text and finder.search(text) is not None:
-                found.update(t for t in members if t in text)  # only when one is there: rare
-        return found
+        if self._empty:
+            return set()
+        return {t for _, t in self._automaton.iter(text)}
 
 
 _TRIGGERS = _TriggerIndex(t for rule in SECRET_RULES for t in rule.triggers)
@@ -587,14 +550,38 @@ _FINDERS: dict[str, Callable[[str], Spans]] = {
     "secret": _secrets,
 }
 _ANY_DIGIT = re.compile(r"[0-9]")
+# What each of the _NEEDS_DIGIT types cannot match without (an international phone number
+# aside: it needs a '+', tested apart). Each finder scans the whole text from its own start
+# class, so one search for any of these shapes, jumping from digit to digit, spares most
+# documents all five scans. A finder must never match where its shape is absent: keep
+# these in step with the patterns above.
+_DIGIT_SHAPES = re.compile(
+    r"""[0-9](?:
+      [0-9]{2}[-.)\ ]{1,2}[0-9]{3}[-.\ ][0-9]{4}  # North American phone (_NANP_SHAPE)
+    | [0-9]{2}[-\ ][0-9]{2}[-\ ][0-9]{4}          # SSN, with dashes or spaces
+    | \.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]              # IPv4, from the first octet's last digit
+    | (?:[-\ ]?[0-9]){12}                          # card: 13 digits, single separators
+    | (?<=[A-Z]{2}[0-9])[0-9]                      # IBAN: two capitals, two digits
+    )""",
+    re.VERBOSE,
+)
+
+
+def _scanned_types(text: str, cfg: RedactionConfig) -> list[str]:
+    """The configured types worth scanning ``text`` for."""
+    if _ANY_DIGIT.search(text) is None:
+        return [t for t in cfg.types if t not in _NEEDS_DIGIT]
+    if _DIGIT_SHAPES.search(text) is not None:
+        return cfg.types
+    plus = "+" in text
+    return [t for t in cfg.types if t not in _NEEDS_DIGIT or (t == "phone" and plus)]
 
 
 def find_pii(text: str, cfg: RedactionConfig) -> list[PIIMatch]:
     """PII spans in ``text`` of the configured types: non-overlapping, sorted by start."""
     if not cfg.enabled or not text:
         return []
-    has_digit = _ANY_DIGIT.search(text) is not None
-    found = [PIIMatch(t, s, e) for t in cfg.types if has_digit or t not in _NEEDS_DIGIT for s, e in _FINDERS[t](text)]
+    found = [PIIMatch(t, s, e) for t in _scanned_types(text, cfg) for s, e in _FINDERS[t](text)]
     found.sort(key=lambda m: m.start)
     merged: list[PIIMatch] = []
     for m in found:

@@ -9,10 +9,16 @@ from __future__ import annotations
 import re
 
 _WORD = re.compile(r"\w+")
+# On ASCII text \w is [A-Za-z0-9_]: every other character becomes a space and str.split()
+# cuts the words, several times faster than the regex and giving the same list.
+_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
 
 
 def normalized_words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    text = text.lower()
+    if text.isascii():
+        return text.translate(_ASCII_NON_WORD).split()
+    return _WORD.findall(text)
 
 
 def shingles(text: str, n: int = 5) -> set[str]:

@@ -25,6 +25,7 @@ furniture is a small, stable vocabulary.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections import Counter
 from functools import cached_property
@@ -241,6 +242,7 @@ class BoilerplateConfig(BaseModel):
 
 
 REASON = "boilerplate.furniture_page"
+_NEWLINE = re.compile("\n")
 
 
 def _is_word_char(c: str) -> bool:
@@ -260,7 +262,7 @@ def check_furniture(lines: list[str], cfg: BoilerplateConfig) -> tuple[str, str]
         if (start and _is_word_char(low[start - 1])) or (end + 1 < len(low) and _is_word_char(low[end + 1])):
             continue  # inside a word: "blogin", "4040"
         if starts is None:  # line starts, built once, only for a page with a phrase at all
-            starts = [0, *(i + 1 for i, c in enumerate(low) if c == "\n")]
+            starts = [0, *(m.end() for m in _NEWLINE.finditer(low))]
         line = bisect_right(starts, start) - 1
         kinds.setdefault(line, kind)
     if starts is None or len(kinds) < cfg.min_lines:

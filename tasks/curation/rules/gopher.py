@@ -29,6 +29,7 @@ GopherQualityFilter and GopherRepetitionFilter:
 from __future__ import annotations
 
 import re
+from itertools import filterfalse, repeat
 from typing import Annotated
 
 import numpy as np
@@ -121,9 +122,11 @@ def repetition_reasons(cfg: GopherRepetitionConfig) -> list[str]:
     return [f"gopher_repetition.{r}" for r in fixed + [f"{kind}_{n}_gram" for n, _, kind in ngram]]
 
 
-def _has_letter(word: str) -> bool:
-    # isalpha() settles the common all-letter word; only the rest need the regex.
-    return word.isalpha() or _LETTER.search(word) is not None
+def letter_words(words: list[str]) -> int:
+    """How many of the words contain a letter."""
+    # isalpha() settles the common all-letter word; only the rest need the regex (all in C).
+    others = list(filterfalse(str.isalpha, words))
+    return len(words) - len(others) + sum(map(bool, map(_LETTER.search, others)))
 
 
 def check_quality(
@@ -151,17 +154,17 @@ def check_quality(
                 )
     lines = seg.lines
     if lines:
-        bullets = sum(1 for line in lines if line.startswith(cfg.bullets)) / len(lines)
+        bullets = sum(map(str.startswith, lines, repeat(cfg.bullets))) / len(lines)
         if bullets > cfg.max_bullet_lines_fraction:
             return ("gopher_quality.bullet_lines", f"bullet lines {bullets:.2f} > {cfg.max_bullet_lines_fraction:g}")
-        ellipsis = sum(1 for line in lines if line.endswith(ELLIPSES)) / len(lines)
+        ellipsis = sum(map(str.endswith, lines, repeat(ELLIPSES))) / len(lines)
         if ellipsis > cfg.max_ellipsis_lines_fraction:
             return (
                 "gopher_quality.ellipsis_lines",
                 f"lines ending in an ellipsis {ellipsis:.2f} > {cfg.max_ellipsis_lines_fraction:g}",
             )
     if n and "gopher_quality.alpha_words" not in skip:
-        alpha = sum(1 for w in words if _has_letter(w)) / n
+        alpha = letter_words(words) / n
         if alpha < cfg.min_alpha_words_fraction:
             return ("gopher_quality.alpha_words", f"words with a letter {alpha:.2f} < {cfg.min_alpha_words_fraction:g}")
     if cfg.min_stop_words and "gopher_quality.stop_words" not in skip:
@@ -184,39 +187,91 @@ def _covered_chars(starts: np.ndarray, n: int, lengths: np.ndarray) -> int:
     return int(lengths[np.cumsum(depth[:-1]) > 0].sum())
 
 
+def _word_ids(words: list[str]) -> np.ndarray:
+    """Dense ids of the words, numbered in order of first appearance."""
+    index = dict(zip(dict.fromkeys(words), range(len(words))))
+    return np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique's (index of first, inverse, counts) of `keys`, with less per-call overhead
+    (this runs for each n of each document)."""
+    order = np.argsort(keys, kind="stable")  # stable: each run of equal keys starts at its first position
+    ordered = keys[order]
+    starts = np.empty(len(keys), dtype=bool)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    bounds = np.flatnonzero(starts)
+    counts = np.empty(len(bounds), dtype=np.int64)
+    np.subtract(bounds[1:], bounds[:-1], out=counts[:-1])
+    counts[-1:] = len(keys) - bounds[-1:]
+    return order[bounds], inverse, counts
+
+
+def _top_failure(
+    n: int, limit: float, pos: np.ndarray, grouped: tuple[np.ndarray, np.ndarray, np.ndarray], lengths: np.ndarray
+) -> tuple[str, str] | None:
+    """top_n_gram's verdict on the n-grams at `pos`, grouped (index of each one's first
+    occurrence, the id at each position, each one's count) as _groups gives them."""
+    first, gid, freq = grouped
+    best = int(freq.argmax())  # on a tie, the n-gram first in word-id order
+    if freq[best] < 2:
+        return None
+    # Its occurrences cover at most count x its own characters; most documents stop here.
+    start, total = int(pos[first[best]]), int(lengths.sum())
+    if int(freq[best]) * int(lengths[start : start + n].sum()) / total <= limit:
+        return None
+    frac = _covered_chars(pos[gid == best], n, lengths) / total
+    if frac > limit:
+        return f"gopher_repetition.top_{n}_gram", f"most frequent {n}-gram covers {frac:.3f} of characters > {limit:g}"
+    return None
+
+
 def _ngram_failure(words: list[str], cfg: GopherRepetitionConfig) -> tuple[str, str] | None:
     top, dup = cfg.top_ngram_max_char_fraction, cfg.dup_ngram_max_char_fraction
     count = len(words)
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=count)
+    ids = _word_ids(words)
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=count)
     total = int(lengths.sum())
-    # grams[i] is a dense id of the n-gram starting at word i. The n-gram id is built from
-    # the (n-1)-gram id and the next word, then made dense again, so every n costs one
-    # vectorised pass and one sort over the words, with no n-gram strings built and no
-    # hash collisions. Both factors are below the word count, so the key fits in int64.
-    grams = np.zeros(count, dtype=np.int64)
-    for n in range(1, min(max([*top, *dup]), count) + 1):
-        keys = grams[: count - n + 1] * len(vocab) + ids[n - 1 :]
-        _, first, grams, freq = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
-        if n in top:
-            best = int(freq.argmax())
-            if freq[best] > 1:
-                frac = _covered_chars(np.flatnonzero(grams == best), n, lengths) / total
-                if frac > top[n]:
-                    return (
-                        f"gopher_repetition.top_{n}_gram",
-                        f"most frequent {n}-gram covers {frac:.3f} of characters > {top[n]:g}",
-                    )
+    # An n-gram can occur twice only where its (n-1)-gram prefix does, so each n looks only at
+    # the positions whose (n-1)-gram repeats (`pos`); every other n-gram occurs once. `gid` is a
+    # dense id of the (n-1)-gram at each of those positions, the n-gram id is built from it and
+    # the next word, then made dense again: one sort over the still-repeating positions per n,
+    # no n-gram strings built and no hash collisions. Both factors are below the word count
+    # (plus `longest`), so the key fits in int64. Ids keep the order of the word-id tuples, so ties for the most
+    # frequent n-gram go to the same one whatever positions were dropped.
+    # A repeated (n+1)-gram at i means repeated n-grams at i and i+1, so the characters repeated
+    # n-grams cover only shrink as n grows: once past the top rules, a fraction at or below
+    # every later dup limit settles the rest.
+    longest = min(max([*top, *dup]), count)
+    # Past the last word, ids no word has: an n-gram running off the end occurs once, like those
+    # the pruning drops, so no position needs trimming for each n.
+    padded = np.concatenate([ids, np.arange(count, count + longest, dtype=np.int64)])
+    pos, gid = np.arange(count, dtype=np.int64), ids
+    freq = np.bincount(ids)  # 1-grams: word ids are already dense and in word order
+    first = np.unique(ids, return_index=True)[1] if 1 in top or 1 in dup else np.empty(0, dtype=np.int64)
+    for n in range(1, longest + 1):
+        if n > 1:
+            first, gid, freq = _groups(gid * (count + longest) + padded[pos + n - 1])
+        if n in top and (failure := _top_failure(n, top[n], pos, (first, gid, freq), lengths)):
+            return failure
         if n in dup:
-            repeated = np.ones(len(keys), dtype=bool)
+            repeated = np.ones(len(pos), dtype=bool)
             repeated[first] = False
-            frac = _covered_chars(np.flatnonzero(repeated), n, lengths) / total
+            frac = _covered_chars(pos[repeated], n, lengths) / total
             if frac > dup[n]:
                 return (
                     f"gopher_repetition.dup_{n}_gram",
                     f"repeated {n}-grams cover {frac:.3f} of characters > {dup[n]:g}",
                 )
+            if n >= max(top, default=0) and frac <= min((v for m, v in dup.items() if m > n), default=1.0):
+                break
+        again = freq[gid] > 1
+        pos, gid = pos[again], gid[again]
+        if not len(pos):
+            break  # no n-gram repeats, so no longer one does
     return None
 
 

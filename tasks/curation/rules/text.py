@@ -18,6 +18,7 @@ import string
 from collections import Counter
 from collections.abc import Iterable
 from functools import cached_property
+from itertools import repeat
 
 # ASCII punctuation plus the typographic marks web text is full of.
 PUNCTUATION = string.punctuation + "“”‘’«»‹›„‚…–—―·•¡¿"
@@ -31,17 +32,18 @@ _SENTENCE_END = re.compile(r"(?<![.!?])[.!?]++[\"'”’)\]]*+(?:\s++(?![a-z])|\
 
 def words(text: str) -> list[str]:
     """Whitespace tokens with surrounding punctuation stripped; punctuation-only tokens dropped."""
-    return [w for w in (t.strip(PUNCTUATION) for t in text.split()) if w]
+    # map/filter keep the per-token loop in C.
+    return list(filter(None, map(str.strip, text.split(), repeat(PUNCTUATION))))
 
 
 def lines(text: str) -> list[str]:
     """Non-blank lines, stripped."""
-    return [s for s in (line.strip() for line in text.splitlines()) if s]
+    return list(filter(None, map(str.strip, text.splitlines())))
 
 
 def paragraphs(text: str) -> list[str]:
     """Blocks separated by blank lines, stripped; empty blocks dropped."""
-    return [s for s in (p.strip() for p in _PARAGRAPH_BREAK.split(text)) if s]
+    return list(filter(None, map(str.strip, _PARAGRAPH_BREAK.split(text))))
 
 
 def count_sentences(line: str) -> int:
