@@ -13,12 +13,16 @@ is named then, rather than failing obscurely in the middle of a stage.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import secrets
 import socket
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -83,30 +87,94 @@ def workers_api_url(api_url: str | None, cfg: RuntimeConfig, ray_address: str | 
     return api_url
 
 
-def connect_ray(cfg: RuntimeConfig, api_url: str | None) -> bool:
-    """Connect if not connected yet; True when this call started a local Ray instance."""
+@dataclass
+class Connection:
+    """How this process came to be connected to Ray, for the command's start-up line."""
+
+    how: str  # "started" (a local instance) or "joined"
+    address: str
+    gcs: str  # the GCS address this process is connected to
+    seconds: float
+    cpus: int | None = None  # runtime.ray_num_cpus of a local instance (None: the machine's)
+    dashboard: bool = True
+
+
+# The connections connect_ray made in this process, the last one last.
+_connections: list[Connection] = []
+
+
+def last_connection() -> Connection | None:
+    """The connection connect_ray made last in this process; None before any."""
+    return _connections[-1] if _connections else None
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ for the block, then as they were."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def connect_ray(cfg: RuntimeConfig, api_url: str | None, dashboard: bool = True) -> bool:
+    """Connect if not connected yet; True when this call started a local Ray instance.
+
+    A local instance's workers inherit the environment its processes start with, which holds
+    what `worker_env` gives; no runtime_env is set for them, so the workers Ray starts ahead
+    with the instance run the first tasks (a runtime_env would have them wait for new ones).
+    `dashboard`: start Ray's dashboard with a local instance (Ray Train reads Ray's state API
+    from it); `runtime.ray_dashboard` starts it anyway."""
     import ray
 
     if ray.is_initialized():
         return False
+    began = time.monotonic()
     address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
-    local: dict[str, Any] = {"num_cpus": cfg.ray_num_cpus, "_node_ip_address": "127.0.0.1"} if address is None else {}
     handed = workers_api_url(api_url, cfg, address)
-    ctx = ray.init(
-        # "local", not None: with None, Ray joins whatever cluster a `ray start` on this machine
-        # left behind (/tmp/ray/ray_current_cluster) instead of starting the instance asked for.
-        address=address or "local",
-        # The dashboard serves Ray's state API, which Ray Train polls; on loopback only.
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        runtime_env={"env_vars": worker_env(handed)},
-        log_to_driver=True,
-        **local,
+    dashboard = dashboard or cfg.ray_dashboard
+    if address is None:
+        with scoped_environ(worker_env(handed)):
+            ctx = ray.init(
+                # "local", not None: with None, Ray joins whatever cluster a `ray start` on this
+                # machine left behind (/tmp/ray/ray_current_cluster) instead of starting the instance asked for.
+                address="local",
+                # On loopback only; the state API it serves is what Ray Train polls.
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",
+                log_to_driver=True,
+                num_cpus=cfg.ray_num_cpus,
+                _node_ip_address="127.0.0.1",
+            )
+    else:
+        ctx = ray.init(
+            address=address,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            runtime_env={"env_vars": worker_env(handed)},
+            log_to_driver=True,
+        )
+    info = ctx.address_info  # type: ignore[attr-defined]  # a RayContext; Ray annotates its base
+    at = info["address"]
+    made = Connection(
+        "joined" if address else "started",
+        at,
+        info.get("gcs_address", at),
+        time.monotonic() - began,
+        cfg.ray_num_cpus if address is None else None,
+        dashboard if address is None else True,
     )
+    _connections.append(made)
     log.info(
         "%s Ray at %s%s",
-        "joined" if address else "started",
-        ctx.address_info["address"],  # type: ignore[attr-defined]  # a RayContext; Ray annotates its base
+        made.how,
+        at,
         f"; its workers report to Prefect at {handed}" if handed != api_url else "",
     )
     return address is None
@@ -175,51 +243,103 @@ def _answers(nodes: list[dict[str, Any]], refs: list[Any], timeout_s: float) -> 
     return found
 
 
-def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any]]:
-    """Probe every alive node of the connected cluster before any work starts; raise
-    ClusterCheckFailed naming each node and what it lacks. Returns each node's identity."""
+@dataclass
+class ClusterCheck:
+    """The probes of `start_check`, sent; `result` waits for their answers."""
+
+    run_dir: Path
+    token: str
+    api_url: str | None
+    nodes: list[dict[str, Any]]
+    refs: list[Any]
+    timeout_s: float
+    sent: float
+
+    def result(self) -> list[dict[str, Any]]:
+        """Each node's identity; raises ClusterCheckFailed naming each node and what it lacks."""
+        if not self.token:
+            log.info("cluster check: none needed, the Ray instance is this process's own, on this machine")
+            return [node_identity()]
+        try:
+            left = max(0.0, self.timeout_s - (time.monotonic() - self.sent))
+            found = _answers(self.nodes, self.refs, left)
+            for f in found:
+                echo = self.run_dir / f".probe-{self.token}-{f['node']['address']}"
+                if not f["problems"] and not echo.is_file():
+                    f["problems"].append(
+                        f"its writes to {self.run_dir} do not reach the driver's {self.run_dir} (not shared storage)"
+                    )
+        finally:
+            self.discard()
+        bad = [f for f in found if f["problems"]]
+        if bad:
+            lines = [f"node {node_label(f['node'])}: {p}" for f in bad for p in f["problems"]]
+            raise ClusterCheckFailed(
+                f"{len(bad)} of the {len(found)} node(s) of the Ray cluster cannot take part in this run:\n  - "
+                + "\n  - ".join(lines)
+                + "\nEvery node must mount the run directory (runs_dir) and the inputs at the same path: a shared "
+                "filesystem such as NFS, Lustre or a cloud file share (docs: operations/clusters.md, 'Shared storage')."
+            )
+        log.info(
+            "cluster check: %d node(s) see %s%s: %s",
+            len(found),
+            self.run_dir,
+            " and reach the Prefect API" if self.api_url else "",
+            ", ".join(node_label(f["node"]) for f in found),
+        )
+        return [f["node"] for f in found]
+
+    def discard(self) -> None:
+        """Remove the probe files (result does, or the caller when it gives up waiting)."""
+        if not self.token:
+            return
+        for leftover in self.run_dir.glob(f".probe-{self.token}*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _local_instance() -> bool:
+    """Whether this process is connected to the local instance it started (one node: this machine)."""
+    import ray
+
+    made = last_connection()
+    return made is not None and made.how == "started" and ray.get_runtime_context().gcs_address == made.gcs
+
+
+def start_check(run_dir: Path, timeout_s: float = 120.0) -> ClusterCheck:
+    """Send one probe to every alive node of the connected cluster, before any work starts;
+    the caller may do other things (imports) while the nodes' workers start and answer."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     run_dir = Path(run_dir).resolve()
+    if _local_instance():
+        # This machine is its only node: it sees the run directory and reaches the API the
+        # driver has reached. Nothing is sent; result() says so.
+        return ClusterCheck(run_dir, "", None, [], [], timeout_s, time.monotonic())
     nodes = [n for n in ray.nodes() if n["Alive"]]
-    api_url = ray.get_runtime_context().runtime_env.get("env_vars", {}).get("PREFECT_API_URL")
+    # A joined cluster's workers get the API's URL in the job's runtime_env; a local instance's
+    # inherit it from this process (connect_ray).
+    env_vars = ray.get_runtime_context().runtime_env.get("env_vars", {})
+    api_url = env_vars.get("PREFECT_API_URL") or os.environ.get("PREFECT_API_URL")
     token = secrets.token_hex(8)
-    probe = run_dir / f".probe-{token}"
-    write_text(probe, token)
+    write_text(run_dir / f".probe-{token}", token)
+    check = ClusterCheck(run_dir, token, api_url, nodes, [], timeout_s, time.monotonic())
     # No CPU asked for: a probe must run even on a node whose CPUs are all taken.
     remote = ray.remote(num_cpus=0, max_retries=0)(_probe)
     try:
-        refs = [
+        check.refs = [
             remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
                 str(run_dir), token, api_url
             )
             for n in nodes
         ]
-        found = _answers(nodes, refs, timeout_s)
-        for f in found:
-            echo = run_dir / f".probe-{token}-{f['node']['address']}"
-            if not f["problems"] and not echo.is_file():
-                f["problems"].append(
-                    f"its writes to {run_dir} do not reach the driver's {run_dir} (not shared storage)"
-                )
-    finally:
-        for leftover in run_dir.glob(f".probe-{token}*"):
-            leftover.unlink(missing_ok=True)
-    bad = [f for f in found if f["problems"]]
-    if bad:
-        lines = [f"node {node_label(f['node'])}: {p}" for f in bad for p in f["problems"]]
-        raise ClusterCheckFailed(
-            f"{len(bad)} of the {len(found)} node(s) of the Ray cluster cannot take part in this run:\n  - "
-            + "\n  - ".join(lines)
-            + "\nEvery node must mount the run directory (runs_dir) and the inputs at the same path: a shared "
-            "filesystem such as NFS, Lustre or a cloud file share (docs: operations/clusters.md, 'Shared storage')."
-        )
-    log.info(
-        "cluster check: %d node(s) see %s%s: %s",
-        len(found),
-        run_dir,
-        " and reach the Prefect API" if api_url else "",
-        ", ".join(node_label(f["node"]) for f in found),
-    )
-    return [f["node"] for f in found]
+    except BaseException:
+        check.discard()
+        raise
+    return check
+
+
+def check_cluster(run_dir: Path, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """Probe every alive node of the connected cluster before any work starts; raise
+    ClusterCheckFailed naming each node and what it lacks. Returns each node's identity."""
+    return start_check(run_dir, timeout_s).result()

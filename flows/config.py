@@ -34,6 +34,11 @@ class RuntimeConfig(BaseModel):
     prefect_api_url: str | None = Field(None, description="Use this Prefect API instead of starting a local server.")
     ray_address: str | None = Field(None, description="Join this Ray cluster instead of a local one.")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local Ray instance.")
+    ray_dashboard: bool = Field(
+        False,
+        description="Start Ray's dashboard with a local Ray instance for every command; by default only the "
+        "commands that train start it (Ray Train reads Ray's state API from it), the others start faster.",
+    )
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # one folder name, never a path

@@ -103,6 +103,7 @@ def _postgres() -> dict[str, Any]:
 def start_prefect() -> dict[str, Any]:
     """A real `prefect server start` (scheduler included) on a database of the session's own,
     so deployments and scheduled runs of earlier sessions cannot fire here."""
+    from flows.cluster import scoped_environ
     from infra.app.prefect_server import start_or_reuse
 
     pg = _postgres()
@@ -114,16 +115,8 @@ def start_prefect() -> dict[str, Any]:
         "PREFECT_HOME": str(home),
         **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": pg["url"]} if "url" in pg else {}),
     }
-    saved = {k: os.environ.get(k) for k in server_only}
-    os.environ.update(server_only)  # read by the server process only
-    try:
+    with scoped_environ(server_only):  # read by the server process only
         server = start_or_reuse("127.0.0.1", port, shared_dir() / "logs", wait_s=180)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     assert server.process is not None, f"port {port} was free a moment ago"
     _own_process("prefect-server", server.process)
     return {"port": port, "home": str(home), **pg}

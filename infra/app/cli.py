@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from flows.config import RUN_ID, PipelineConfig
@@ -263,7 +264,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     check_free(run)
     log.info("run directory: %s", run.root)
-    return execute(args.command, cfg, run)
+    return execute(args.command, cfg, run, actions=actions)
 
 
 def export_command(args: argparse.Namespace) -> str:
@@ -450,8 +451,15 @@ def compare_command(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from flows.run_lock import RunLocked  # light: stdlib and infra.core only
+    from infra.app import startup
     from tasks.corpus.demo import CorpusUnavailable  # light: stdlib, tqdm and infra only
 
+    # A command that starts a runtime says at its end where its start-up time went; counted
+    # from the process's start when the command is the process.
+    clock = startup.begin(from_process_start=argv is None)
+    if argv is None:  # the interpreter's start-up and the CLI's imports
+        clock.add("imports", time.monotonic() - clock.start)
+    clock.checks_from = time.monotonic()  # config, preflight and the run's lock, until the runtime starts
     args = _parser().parse_args(argv)
     setup_logging()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from flows.config import PipelineConfig, dump_config
-from flows.stage import SHARD_STAGES, get_stage, stage_names
+from flows.stage import SHARD_STAGES, get_stage, skips, stage_names
 from infra.core.storage import DISK_FULL, RunDir, write_text
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from flows.stages import StageKey
     from infra.app.runtime import Runtime
+    from infra.app.startup import Clock
     from tasks.tracking.pipeline_tracker import PipelineTracker
 
 
@@ -122,9 +123,88 @@ def _run_flow_run(
         return None
 
 
-def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[RunDir], Any] | None = None) -> int:
+# Ray Train (training, and a sweep's grid runs) reads Ray's state API, which the dashboard
+# serves; the other stages' tasks need no dashboard, and a local Ray starts faster without it.
+RAY_TRAIN_COMMANDS = ("train", "sweep")
+
+
+def execute(
+    command: str,
+    cfg: PipelineConfig,
+    run: RunDir,
+    flow_run: Callable[[RunDir], Any] | None = None,
+    actions: dict[str, str] | None = None,
+) -> int:
     """Run a flow in the embedded runtime and report how it ended. `flow_run` may return an
-    existing flow run (set up for a retry) to continue instead of creating a new one."""
+    existing flow run (set up for a retry) to continue instead of creating a new one. `actions`
+    (preflight's) let the pipeline's Ray start beside the Prefect server when a stage has work.
+    Its last line, on stderr, says where the start-up time went (infra/app/startup.py)."""
+    from flows import cluster
+    from infra.app.startup import take
+
+    clock, connected = take(), cluster.last_connection()
+    clock.end_checks()
+    try:
+        return _execute(command, cfg, run, flow_run, clock, actions)
+    finally:
+        if cluster.last_connection() is not connected and "Ray" not in clock.parts:
+            _ray_in_flow(clock)
+        print(clock.line(command), file=sys.stderr, flush=True)
+
+
+def _ray_in_flow(clock: Clock) -> None:
+    """The pipeline connects to Ray inside its flow: its time is part of the flow's, said apart."""
+    from flows import cluster
+
+    c = cluster.last_connection()
+    if c is not None and clock.flow_s is not None:
+        how = f"joined the cluster at {c.address}" if c.how == "joined" else "started a local instance"
+        clock.flow_note = f"Ray {c.seconds:.1f} s of it: {how}"
+
+
+def _checked_flow_call(
+    command: str, cfg: PipelineConfig, run: RunDir, clock: Clock
+) -> tuple[Callable[..., Any], tuple]:
+    """`flow_call`, its imports made while every node of the cluster answers the probe
+    (flows/cluster.py); the pipeline probes the cluster itself, once Ray is needed."""
+    if command == "run":
+        with clock.part("imports"):
+            return flow_call(command, cfg, run)
+    from flows.cluster import start_check
+
+    with clock.part("cluster check"):
+        check = start_check(run.root)
+    try:
+        with clock.part("imports"):
+            called = flow_call(command, cfg, run)
+    except BaseException:
+        check.discard()
+        raise
+    with clock.part("cluster check"):
+        check.result()
+    return called
+
+
+def _ray_needs(command: str, actions: dict[str, str] | None) -> tuple[bool, bool]:
+    """Whether the command starts Ray before its flow, and with the dashboard. The pipeline
+    connects to Ray itself when a stage has work; a `crucible run` whose plan (preflight's
+    `actions`, none on a new run directory) has work starts it beforehand, beside the Prefect
+    server, and an unchanged re-run still starts none."""
+    if command != "run":
+        return True, command in RAY_TRAIN_COMMANDS
+    if actions is None or (actions and all(map(skips, actions.values()))):
+        return False, True
+    return True, not skips(actions.get("train"))
+
+
+def _execute(
+    command: str,
+    cfg: PipelineConfig,
+    run: RunDir,
+    flow_run: Callable[[RunDir], Any] | None,
+    clock: Clock,
+    actions: dict[str, str] | None,
+) -> int:
     from flows import stages
     from flows.run_lock import run_lock
     from infra.app.crashed import mark_crashed_runs
@@ -133,14 +213,11 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
     from tasks.report import write_report
 
     run.root.mkdir(parents=True, exist_ok=True)
-    # The pipeline connects to Ray itself, only if a stage has work to do.
-    with embedded_runtime(cfg.runtime, run.root / "logs", start_ray=command != "run") as rt:
-        mark_crashed_runs(Path(cfg.runs_dir))
-        if command != "run":  # the pipeline checks the cluster itself, once Ray is needed
-            from flows.cluster import check_cluster
-
-            check_cluster(run.root)
-        fn, fn_args = flow_call(command, cfg, run)
+    start_ray, dashboard = _ray_needs(command, actions)
+    with embedded_runtime(cfg.runtime, run.root / "logs", start_ray, dashboard, clock) as rt:
+        with clock.part("checks"):
+            mark_crashed_runs(Path(cfg.runs_dir))
+        fn, fn_args = _checked_flow_call(command, cfg, run, clock)
         print(f"Prefect UI: {rt.ui_url}", flush=True)
         stopper = Stopper(run, cfg.training.stop_grace_s, rt.api_url)
         # The pipeline flow locks the run directory itself (deployment runs go through it too).
@@ -150,11 +227,13 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
                 write_text(run.config, dump_config(cfg))
             parameters = inspect.signature(getattr(fn, "fn", fn)).bind(*fn_args).arguments
             # Made before it runs, so its id is known here: Cancel in the UI is watched for by id.
-            existing = flow_run(run) if flow_run is not None else None
-            made = existing if existing is not None else _new_flow_run(fn, parameters)
+            with clock.part("Prefect flow run"):
+                existing = flow_run(run) if flow_run is not None else None
+                made = existing if existing is not None else _new_flow_run(fn, parameters)
             stopper.flow_run_id = made.id
             tracker = _stage_tracker(command, cfg, run, str(made.id))
-            state = _run_flow_run(run, key, fn, made, parameters, lambda: stopper.reason is not None)
+            with clock.flow():
+                state = _run_flow_run(run, key, fn, made, parameters, lambda: stopper.reason is not None)
             if tracker is not None and state is not None and state.is_completed():
                 tracker.stage(command, run, "ran")
                 tracker.finish(run)
@@ -174,6 +253,7 @@ def execute(command: str, cfg: PipelineConfig, run: RunDir, flow_run: Callable[[
                 print(f"the disk holding {run.root} is full: free space first", file=sys.stderr)
             print(f"continue it from where it stopped: crucible resume {run.root.name}", file=sys.stderr)
             return 1
-    report = write_report(run.root)
+    with clock.shutdown():
+        report = write_report(run.root)
     print(f"done: {run.root} (report: {report})")
     return 0

@@ -90,10 +90,31 @@ class PrefectServer:
     api_url: str
     process: subprocess.Popen | None  # None when an already-running server is reused
     log_path: Path | None = None
+    ready_s: float | None = None  # how long a server this process started took to answer
 
     @property
     def ui_url(self) -> str:
         return self.api_url.removesuffix("/api")
+
+    def wait_ready(self, wait_s: float = 90.0) -> PrefectServer:
+        """Wait until a server this process started answers; at once for a reused one."""
+        if self.process is None:
+            return self
+        started = time.monotonic()
+        deadline = started + wait_s
+        while time.monotonic() < deadline:
+            if healthy(self.api_url):
+                self.ready_s = time.monotonic() - started
+                return self
+            if self.process.poll() is not None:
+                port = self.api_url.rsplit(":", 1)[1].split("/")[0]
+                raise RuntimeError(
+                    f"the Prefect server exited with code {self.process.returncode} before it answered; "
+                    f"see {self.log_path} (is port {port} taken? set runtime.prefect_port)"
+                )
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the Prefect server did not answer within {wait_s:.0f}s; see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -106,10 +127,10 @@ class PrefectServer:
             self.process.wait()
 
 
-def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) -> PrefectServer:
-    """Reuse a healthy server of this user's at host:port, or start one and wait until it
-    answers; a server another user runs there is refused (runtime.prefect_api_url names one
-    to use on purpose)."""
+def launch(host: str, port: int, log_dir: Path) -> PrefectServer:
+    """Reuse a healthy server of this user's at host:port, or start one without waiting for
+    it to answer (`wait_ready`), so that Ray can start meanwhile; a server another user runs
+    there is refused (runtime.prefect_api_url names one to use on purpose)."""
     check_bind(host)
     if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
         # This process and the flow runs it starts talk to the server as its clients, whether
@@ -132,15 +153,9 @@ def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) ->
             env=env,
             start_new_session=True,
         )
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if healthy(api_url):
-            return PrefectServer(api_url, proc, log_path)
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the Prefect server exited with code {proc.returncode} before it answered; "
-                f"see {log_path} (is port {port} taken? set runtime.prefect_port)"
-            )
-        time.sleep(0.5)
-    PrefectServer(api_url, proc).stop()
-    raise RuntimeError(f"the Prefect server did not answer within {wait_s:.0f}s; see {log_path}")
+    return PrefectServer(api_url, proc, log_path)
+
+
+def start_or_reuse(host: str, port: int, log_dir: Path, wait_s: float = 90.0) -> PrefectServer:
+    """`launch`, then wait until the server answers."""
+    return launch(host, port, log_dir).wait_ready(wait_s)
