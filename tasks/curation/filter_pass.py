@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -82,17 +83,23 @@ def removed_row(d: dict[str, Any], text: str, reason: str, detail: str = "") -> 
     return removed_record(reason, detail, d["file"], d["line"], d["bytes_in"], text, d["id"], d["source"], url)
 
 
+# Documents whose MinHash work is done together (DedupKeys): numpy's per-call cost is paid once
+# a batch instead of once a document; their word lists are all a batch holds meanwhile.
+DEDUP_BATCH = 512
+
+
 class DedupKeys:
     """The keys the global dedup steps read for one shard: exact / near-exact hashes,
     MinHash band keys and shingle sets, and the document ids, one entry per kept document."""
 
-    def __init__(self, cfg: CurationConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: CurationConfig, batch: int = DEDUP_BATCH):
+        self.cfg, self.batch = cfg, batch
         self.hasher = MinHasher(cfg.minhash.shingle_size, cfg.minhash.bands, cfg.minhash.rows, cfg.minhash.seed)
         self.exact: list[tuple[int, int, int]] = []
-        self.bands: list[np.ndarray] = []
+        self.bands: list[np.ndarray] = []  # (batch, bands) band keys of each flushed batch
         self.shingle_sets: list[np.ndarray] = []
         self.ids: list[str] = []
+        self._pending: list[list[str]] = []  # word lists whose MinHash keys are not yet computed
 
     def add(self, doc: int, text: str, doc_id_text: str) -> None:
         words = normalized_words(text)
@@ -101,9 +108,18 @@ class DedupKeys:
         self.exact.append((near_key, exact_key, doc))
         self.ids.append(doc_id_text)
         if self.cfg.minhash.enabled:
-            sh = self.hasher.shingle_hashes(words)
-            self.shingle_sets.append(sh)
-            self.bands.append(self.hasher.band_keys(self.hasher.signature_of(sh)))
+            self._pending.append(words)
+            if len(self._pending) >= self.batch:
+                self._flush()
+
+    def _flush(self) -> None:
+        """The shingle sets and band keys of the pending documents, in their order."""
+        if not self._pending:
+            return
+        flat, offsets = self.hasher.shingle_hashes_batch(self._pending)
+        self.shingle_sets.extend(flat[lo:hi] for lo, hi in pairwise(offsets.tolist()))
+        self.bands.append(self.hasher.band_keys_batch(self.hasher.signatures_of(flat, offsets)))
+        self._pending = []
 
     def _records(self) -> np.ndarray:
         """KEY_DTYPE: one exact record per document, then one per document and band."""
@@ -113,7 +129,7 @@ class DedupKeys:
         recs = np.empty(n * (1 + bands), dtype=KEY_DTYPE)
         recs["band"][:n], recs["key"][:n], recs["aux"][:n], recs["doc"][:n] = EXACT_BAND, *exact.T
         if bands:
-            matrix = np.stack(self.bands) if self.bands else np.empty((0, bands), dtype=np.uint64)
+            matrix = np.concatenate(self.bands) if self.bands else np.empty((0, bands), dtype=np.uint64)
             recs["band"][n:] = np.repeat(np.arange(bands, dtype=np.uint8), n)
             recs["key"][n:] = matrix.T.reshape(-1)  # band-major, as the band column
             recs["aux"][n:] = np.tile(exact[:, 0], bands)
@@ -121,6 +137,7 @@ class DedupKeys:
         return recs
 
     def write(self, paths: CurationPaths, index: int) -> None:
+        self._flush()
         write_keys(self._records(), paths.keys(index))
         write_strings(self.ids, paths.doc_ids(index))
         if self.cfg.minhash.enabled:
