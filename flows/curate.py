@@ -28,12 +28,14 @@ from flows.placement import task_nodes
 from flows.progress import gather
 from infra.core.storage import RunDir, read_json, write_json
 from infra.core.task_markers import discard_work, prepare_work
+from tasks.curation.components import run_rounds
 from tasks.curation.config import CurationConfig
 from tasks.curation.minhash import KEY_SCHEME
 from tasks.curation.near_dedup import BUCKET_COUNTS, VERIFY_COUNTS
 from tasks.curation.output_files import SCRATCH_LAYOUT, CurationPaths, scratch_usage
 from tasks.curation.prefect_tasks import (
     component_drops_task,
+    components_one_task,
     decontam_task,
     exact_task,
     filter_task,
@@ -108,22 +110,14 @@ def _fingerprint(cfg: CurationConfig, files: list[Path]) -> dict[str, Any]:
 def _components(parts: int, curated: str) -> tuple[int, int, list[dict[str, Any]]]:
     """Alternate large/small-star rounds until a round changes nothing; returns (round,
     rounds, every star task's result)."""
-    rnd, previous, done = 0, None, []
-    for it in range(MAX_COMPONENT_ROUNDS):
-        large = gather(
-            [star_task.submit("large", rnd, q, parts, curated) for q in range(parts)],
-            f"components round {it + 1} (large-star)",
+
+    def step(kind: str, rnd: int) -> list[dict[str, Any]]:
+        return gather(
+            [star_task.submit(kind, rnd, q, parts, curated) for q in range(parts)],
+            f"components round {rnd // 2 + 1} ({kind}-star)",
         )
-        done += large + gather(
-            [star_task.submit("small", rnd + 1, q, parts, curated) for q in range(parts)],
-            f"components round {it + 1} (small-star)",
-        )
-        state = (sum(s["edges"] for s in large), sum(s["checksum"] for s in large) % 2**64)
-        rnd += 2
-        if state == previous:
-            return rnd, it + 1, done
-        previous = state
-    raise RuntimeError(f"connected components did not converge in {MAX_COMPONENT_ROUNDS} rounds")
+
+    return run_rounds(step, MAX_COMPONENT_ROUNDS)
 
 
 def _history(previous_run: Path) -> tuple[dict[str, list[int]], list[str]]:
@@ -277,8 +271,15 @@ def _near_dedup(work: _Work) -> None:
     verified = gather(
         [verify_task.submit(t, tasks, parts, work.cfg, curated) for t in range(tasks)], "minhash verification"
     )
-    final_round, rounds, stars = _components(parts, curated)
-    dropped = gather([component_drops_task.submit(final_round, q, curated) for q in range(parts)], "minhash clusters")
+    stars: list[dict[str, Any]] = []
+    if parts == 1:  # one partition: rounds and drops in one task
+        dropped = gather([components_one_task.submit(curated)], "minhash clusters")
+        rounds = dropped[0]["component_rounds"]
+    else:
+        final_round, rounds, stars = _components(parts, curated)
+        dropped = gather(
+            [component_drops_task.submit(final_round, q, curated) for q in range(parts)], "minhash clusters"
+        )
     work.tasks.update(
         {"minhash-buckets": lsh, "minhash-verify": verified, "components": stars, "minhash-clusters": dropped}
     )

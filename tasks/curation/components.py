@@ -12,6 +12,7 @@ every partition (routed_files.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,28 @@ def component_drops(root: Path, rnd: int, part: int, dest: Path) -> dict[str, in
         drops["doc"], drops["kept"], drops["reason"] = node[dup], centre[dup], 2
     write_sorted(drops, "doc", dest)
     return {"dropped": len(drops)}
+
+
+def run_rounds(
+    step: Callable[[str, int], list[dict[str, int]]], max_rounds: int = 64
+) -> tuple[int, int, list[dict[str, int]]]:
+    """Alternate large- and small-star steps until a round leaves the edge count and checksum
+    unchanged. `step(kind, rnd)` runs one step over every partition and returns their results.
+    Returns (the final round, the rounds run, every step's results)."""
+    rnd, previous, done = 0, None, []
+    for it in range(max_rounds):
+        large = step("large", rnd)
+        done += large + step("small", rnd + 1)
+        state = (sum(s["edges"] for s in large), sum(s["checksum"] for s in large) % 2**64)
+        rnd += 2
+        if state == previous:
+            return rnd, it + 1, done
+        previous = state
+    raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
+
+
+def components_in_one(root: Path, dest: Path) -> dict[str, int]:
+    """The whole step, rounds and drops, in this process, for a graph of one partition: a
+    small corpus's graph then costs one task launch rather than one per star step."""
+    rnd, rounds, steps = run_rounds(lambda kind, r: [star_step(kind, root, r, 0, 1)])
+    return {**component_drops(root, rnd, 0, dest), "component_rounds": rounds, "star_steps": len(steps)}

@@ -135,6 +135,13 @@ def component_drops_task(rnd: int, part: int, curated: str) -> dict[str, Any]:
     )
 
 
+@task(name="components", task_run_name="components", **RETRY)
+def components_one_task(curated: str) -> dict[str, Any]:
+    """Connected components of a one-partition graph, start to finish, in one task."""
+    paths = CurationPaths(Path(curated))
+    return once(paths.marker("cc-one"), lambda: components.components_in_one(paths.components, paths.minhash_drops(0)))
+
+
 @task(name="substring-dedup", task_run_name="substring-dedup-{group}", **RETRY)
 def substring_task(
     group: int, shards: list[int], cfg: CurationConfig, curated: str, exact_parts: int, minhash_parts: int

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.curation.components import component_drops, route, star_step
+from tasks.curation.components import component_drops, route, run_rounds, star_step
 
 
 def connected_components(edges: list[tuple[int, int]], parts: int, root: Path) -> tuple[dict[int, int], int]:
@@ -23,19 +23,9 @@ def connected_components(edges: list[tuple[int, int]], parts: int, root: Path) -
 
 
 def converge(root: Path, parts: int) -> int:
-    """Star steps from round 0 until a round changes nothing (as flows/curate.py's _components);
+    """Star steps from round 0 until a round changes nothing, as the flow runs them;
     returns the final round."""
-    rnd, previous = 0, None
-    for _ in range(64):
-        large = [star_step("large", root, rnd, q, parts) for q in range(parts)]
-        for q in range(parts):
-            star_step("small", root, rnd + 1, q, parts)
-        state = (sum(s["edges"] for s in large), sum(s["checksum"] for s in large) % 2**64)
-        rnd += 2
-        if state == previous:
-            return rnd
-        previous = state
-    raise AssertionError("components did not converge")
+    return run_rounds(lambda kind, rnd: [star_step(kind, root, rnd, q, parts) for q in range(parts)])[0]
 
 
 def drops_after(root: Path, rnd: int, parts: int, dest_of: Callable[[int], Path]) -> dict[int, int]:

@@ -2,8 +2,10 @@
 
 import random
 
+import numpy as np
 import pytest
 
+from tasks.curation.components import components_in_one, route
 from tests.tasks.curation.dedup_driver import connected_components
 
 
@@ -38,3 +40,15 @@ def test_matches_union_find(tmp_path, seed):
 
 def test_no_edges(tmp_path):
     assert connected_components([], 2, tmp_path)[0] == {}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_partition_in_one_process_matches_union_find(tmp_path, seed):
+    rng = random.Random(seed)
+    edges = [(rng.randrange(300), rng.randrange(300)) for _ in range(200)] + [(i, i + 1) for i in range(40)]
+    a, b = (np.array([e[k] for e in edges], np.uint64) for k in (0, 1))
+    route(a, b, tmp_path, 0, 0, 1)
+    result = components_in_one(tmp_path, tmp_path / "drops.npy")
+    drops = {int(r["doc"]): int(r["kept"]) for r in np.load(tmp_path / "drops.npy")}
+    assert drops == _union_find([e for e in edges if e[0] != e[1]])
+    assert result["dropped"] == len(drops) and result["star_steps"] == 2 * result["component_rounds"]
