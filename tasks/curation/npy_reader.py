@@ -28,7 +28,7 @@ class NpyReader:
         if fortran or len(shape) != 1:
             raise ValueError(f"{path}: expected a 1-D C-ordered array, found shape {shape}")
         self.dtype, self.length = dtype, int(shape[0])
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd: int | None = os.open(path, os.O_RDONLY)
 
     def __len__(self) -> int:
         return self.length
@@ -36,6 +36,7 @@ class NpyReader:
     def rows(self, start: int, end: int) -> np.ndarray:
         size = self.dtype.itemsize
         count = max(0, end - start)
+        assert self._fd is not None, "read after close()"
         data = os.pread(self._fd, count * size, self._data_at + start * size)
         return np.frombuffer(bytearray(data), dtype=self.dtype, count=count)
 
@@ -44,7 +45,14 @@ class NpyReader:
         return int(one[field] if field is not None else one)
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        # A task finalizing hundreds of shards makes a reader set per shard: each must give its
+        # descriptors back when dropped, or the worker runs out of them.
+        self.close()
 
 
 class OpenReaders:
@@ -52,7 +60,7 @@ class OpenReaders:
     (and reopened if needed again), so a task reading from tens of thousands of shards stays
     under the open-file limit. `files_opened` counts every open."""
 
-    def __init__(self, limit: int = 1000):
+    def __init__(self, limit: int = 256):
         self.limit = limit
         self._open: dict[Path, NpyReader] = {}
         self.files_opened = 0

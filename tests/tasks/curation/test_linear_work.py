@@ -16,6 +16,7 @@ ranges. Each counted quantity may at most double, with 10% slack:
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,9 +116,13 @@ def run_steps(corpus: Corpus, curated: Path, monkeypatch: pytest.MonkeyPatch) ->
     files = sum(1 for f in paths.components.rglob("*.npy"))
     drops_after(paths.components, rnd, parts, paths.minhash_drops)
     finals = []
+    descriptors = len(os.listdir("/proc/self/fd"))
     for t in range(TASKS):  # as the flow's finalize tasks: each owns every TASKS-th shard
         drops = drop_files(paths, parts, parts)
         finals += [finalize_shard(i, CFG, curated, drops) for i in range(shards)[t::TASKS]]
+        del drops
+    # A worker finalizes hundreds of shards: what each shard opened must be closed again.
+    assert len(os.listdir("/proc/self/fd")) == descriptors
     finalize_opens = sum(1 for f in opened if "-drops/" in f)
     removed: dict[str, int] = {}
     for i in range(shards):
