@@ -60,17 +60,23 @@ def substring_group(
     }  # once() adds the worker's peak memory
 
 
-def _kept_ids(paths: CurationPaths, kept_docs: set[int]) -> tuple[dict[int, str], int]:
+def _kept_ids(ids: RaggedFiles, kept_docs: set[int]) -> tuple[dict[int, str], int]:
     """String ids of the kept documents that this shard's duplicates point at, and the id rows
     read for them: one each, from the shards' id files, whatever the size of those shards."""
-    ids = RaggedFiles(paths.doc_ids)
-    return {doc: ids.string(doc) for doc in kept_docs}, ids.rows_read
+    before = ids.rows_read
+    return {doc: ids.string(doc) for doc in kept_docs}, ids.rows_read - before
 
 
 def finalize_shard(
-    index: int, cfg: CurationConfig, curated_dir: Path, drop_files: SortedFiles, references: int = 0
+    index: int,
+    cfg: CurationConfig,
+    curated_dir: Path,
+    drop_files: SortedFiles,
+    references: int = 0,
+    ids: RaggedFiles | None = None,
 ) -> dict[str, Any]:
-    """`drop_files`: see drop_files(), shared by the shards one task finalizes. `references`:
+    """`drop_files` (see drop_files()) and `ids` (RaggedFiles of the shards' document ids) are
+    shared by the shards one task finalizes, so each file is opened once per task. `references`:
     shards 0..references-1 hold earlier runs' documents; a document that duplicates one of
     them is removed as `previous_run_duplicate`."""
     paths = CurationPaths(curated_dir)
@@ -78,7 +84,8 @@ def finalize_shard(
     drops = shard_drops(index, drop_files)
     sub = cfg.substring_dedup
     spans = load_spans(paths.substring_spans(index)) if sub.enabled else {}
-    kept_ids, ids_read = _kept_ids(paths, {kept for kept, _ in drops.values()})
+    ids = ids if ids is not None else RaggedFiles(paths.doc_ids)
+    kept_ids, ids_read = _kept_ids(ids, {kept for kept, _ in drops.values()})
     stats = StageStats()
     source = pq.ParquetFile(paths.filtered(index))
     row_number = 0

@@ -60,7 +60,7 @@ class OpenReaders:
     (and reopened if needed again), so a task reading from tens of thousands of shards stays
     under the open-file limit. `files_opened` counts every open."""
 
-    def __init__(self, limit: int = 256):
+    def __init__(self, limit: int = 1000):
         self.limit = limit
         self._open: dict[Path, NpyReader] = {}
         self.files_opened = 0

@@ -24,6 +24,7 @@ from tasks.curation.finalize import drop_files, finalize_shard, substring_group
 from tasks.curation.keyed_files import KeyFiles, owned_ranges
 from tasks.curation.near_dedup import bucket_ranges, verify_ranges
 from tasks.curation.output_files import CurationPaths
+from tasks.curation.ragged_files import RaggedFiles
 from tasks.curation.training_sets import build_decontam_index, build_noisy_input, train_quality
 from tasks.transient import retry_transient
 
@@ -161,8 +162,6 @@ def finalize_task(
     for all of them. Each shard keeps its own marker: a retried task redoes only the shards it
     had not finished. Shards before shards.start hold earlier runs' documents."""
     paths = CurationPaths(Path(curated))
-    drops = drop_files(paths, exact_parts, minhash_parts)
-    return [
-        once(paths.marker("finalize", index), partial(finalize_shard, index, cfg, Path(curated), drops, shards.start))
-        for index in shards[task_index::tasks]
-    ]
+    drops, ids = drop_files(paths, exact_parts, minhash_parts), RaggedFiles(paths.doc_ids)
+    finish = partial(finalize_shard, cfg=cfg, curated_dir=Path(curated), drop_files=drops, references=shards.start)
+    return [once(paths.marker("finalize", i), partial(finish, i, ids=ids)) for i in shards[task_index::tasks]]

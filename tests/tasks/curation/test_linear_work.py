@@ -32,6 +32,7 @@ from tasks.curation.keyed_files import KeyFiles, owned_ranges
 from tasks.curation.near_dedup import bucket_ranges, verify_ranges
 from tasks.curation.npy_reader import NpyReader
 from tasks.curation.output_files import CurationPaths
+from tasks.curation.ragged_files import RaggedFiles
 from tests.tasks.curation.dedup_driver import converge, drops_after
 
 TASKS = 2  # dedup tasks: the cluster's share, the same at both sizes
@@ -118,12 +119,12 @@ def run_steps(corpus: Corpus, curated: Path, monkeypatch: pytest.MonkeyPatch) ->
     finals = []
     descriptors = len(os.listdir("/proc/self/fd"))
     for t in range(TASKS):  # as the flow's finalize tasks: each owns every TASKS-th shard
-        drops = drop_files(paths, parts, parts)
-        finals += [finalize_shard(i, CFG, curated, drops) for i in range(shards)[t::TASKS]]
-        del drops
+        drops, ids = drop_files(paths, parts, parts), RaggedFiles(paths.doc_ids)
+        finals += [finalize_shard(i, CFG, curated, drops, ids=ids) for i in range(shards)[t::TASKS]]
+        del drops, ids
     # A worker finalizes hundreds of shards: what each shard opened must be closed again.
     assert len(os.listdir("/proc/self/fd")) == descriptors
-    finalize_opens = sum(1 for f in opened if "-drops/" in f)
+    finalize_opens = sum(1 for f in opened if "-drops/" in f or "/ids/" in f)
     removed: dict[str, int] = {}
     for i in range(shards):
         for row in pq.read_table(paths.removed_dedup(i)).to_pylist():
