@@ -33,11 +33,11 @@ def _mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.glob("*.jsonl")) / 2**20
 
 
-def _one(folder: Path, workers: int) -> dict:
+def _one(folder: Path, workers: int, filters: bool = True) -> dict:
     work = Path(tempfile.mkdtemp(prefix="curation-scaling-"))
     load_before = os.getloadavg()[0]
     try:
-        r = run_ours(folder, work, workers, filters=True)
+        r = run_ours(folder, work, workers, filters=filters)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     scratch = r["scratch"]
@@ -55,7 +55,8 @@ def _one(folder: Path, workers: int) -> dict:
         "shuffled_mb": sum(v["bytes"] for v in shuffled.values()) / 2**20,
         "shuffled_files": sum(v["files"] for v in shuffled.values()),
         "load": (load_before, os.getloadavg()[0]),
-        "partitions": r["details"].get("minhash", {}).get("tasks"),
+        "kept_by_filters": r["totals"]["docs_in"]
+        - sum(v["docs"] for k, v in r["totals"]["removed_by_reason"].items() if not k.endswith("duplicate")),
     }
 
 
@@ -64,12 +65,18 @@ def main() -> None:
     ap.add_argument("inputs", type=Path, nargs="+", help="input folders, smallest first")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--speedup", action="store_true", help="also run the smallest input on 1 worker")
+    ap.add_argument(
+        "--no-filters",
+        action="store_true",
+        help="Gopher filters off, so every document reaches MinHash and PII (curation_input.py's larger "
+        "inputs are word-mapped variants of the base, which the Gopher stop-word rule mostly removes)",
+    )
     args = ap.parse_args()
     rows = []
     if args.speedup:
-        one = _one(args.inputs[0], 1)
+        one = _one(args.inputs[0], 1, not args.no_filters)
     for folder in args.inputs:
-        rows.append(_one(folder, args.workers))
+        rows.append(_one(folder, args.workers, not args.no_filters))
         r = rows[-1]
         print(
             f"{r['mb']:.0f} MB ({r['docs']} docs), {r['workers']} workers: {r['wall_s']:.1f} s, "
