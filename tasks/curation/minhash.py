@@ -45,7 +45,7 @@ _SIGNATURE_CHUNK = 8192
 def stable_hash64(data: str) -> int:
     """A 64-bit hash of the UTF-8 text that is the same in every process and release (Python's
     hash() is salted per process). Keys are computed afresh each run, never stored across runs."""
-    return xxhash.xxh3_64_intdigest(data)
+    return xxhash.xxh3_64_intdigest(data.encode())  # xxhash 4 takes bytes only; 3.x encoded str as UTF-8
 
 
 class MinHasher:
@@ -61,7 +61,8 @@ class MinHasher:
         self._band_mult = rng.integers(0, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
     def _word_hashes(self, words: list[str]) -> np.ndarray:
-        return np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words))
+        hashes = map(xxhash.xxh3_64_intdigest, map(str.encode, words))  # both maps in C
+        return np.fromiter(hashes, dtype=np.uint64, count=len(words))
 
     def shingle_hashes(self, words: list[str]) -> np.ndarray:
         """Unique 64-bit hashes of the word n-grams (one of all words if shorter than n)."""
@@ -104,7 +105,8 @@ class MinHasher:
         each document's run: the same values in the same order, computed for all at once."""
         lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
         total = int(lengths.sum())
-        wh = np.fromiter(map(xxhash.xxh3_64_intdigest, chain.from_iterable(docs)), dtype=np.uint64, count=total)
+        words = map(str.encode, chain.from_iterable(docs))
+        wh = np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=total)
         word_doc = np.repeat(np.arange(len(docs)), lengths)
         pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # index within its document
         full = self._full_shingles(wh, word_doc, pos, lengths)
