@@ -10,8 +10,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+
+
+def read_header(f: BinaryIO) -> tuple[np.dtype, int]:
+    """The dtype and length of the 1-D array whose .npy header starts at f's position; f is
+    left where its data starts."""
+    version = np.lib.format.read_magic(f)
+    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = header(f)
+    if fortran or len(shape) != 1:
+        raise ValueError(f"{getattr(f, 'name', 'a .npy file')}: expected a 1-D C-ordered array, found shape {shape}")
+    return dtype, int(shape[0])
 
 
 class NpyReader:
@@ -19,15 +31,8 @@ class NpyReader:
 
     def __init__(self, path: Path):
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(f)
+            self.dtype, self.length = read_header(f)
             self._data_at = f.tell()
-        if fortran or len(shape) != 1:
-            raise ValueError(f"{path}: expected a 1-D C-ordered array, found shape {shape}")
-        self.dtype, self.length = dtype, int(shape[0])
         self._fd: int | None = os.open(path, os.O_RDONLY)
 
     def __len__(self) -> int:
@@ -40,9 +45,8 @@ class NpyReader:
         data = os.pread(self._fd, count * size, self._data_at + start * size)
         return np.frombuffer(bytearray(data), dtype=self.dtype, count=count)
 
-    def value(self, row: int, field: str | None = None) -> int:
-        one = self.rows(row, row + 1)[0]
-        return int(one[field] if field is not None else one)
+    def value(self, row: int, field: str) -> int:
+        return int(self.rows(row, row + 1)[0][field])
 
     def close(self) -> None:
         if self._fd is not None:
@@ -74,8 +78,3 @@ class OpenReaders:
             reader = self._open[path] = NpyReader(path)
             self.files_opened += 1
         return reader
-
-    def close(self) -> None:
-        for reader in self._open.values():
-            reader.close()
-        self._open.clear()

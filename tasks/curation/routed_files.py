@@ -9,12 +9,12 @@ grow as the partitions squared, most of them empty.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from infra.core.storage import atomic_path
 from tasks.curation.dedup import EDGE_DTYPE
+from tasks.curation.npy_reader import read_header
 
 
 def write_routed(edges: np.ndarray, owner: np.ndarray, parts: int, dest: Path) -> None:
@@ -28,22 +28,14 @@ def write_routed(edges: np.ndarray, owner: np.ndarray, parts: int, dest: Path) -
         np.save(f, edges[order], allow_pickle=False)
 
 
-def _skip_header(f: BinaryIO) -> int:
-    """Read the .npy header at f's position; returns the array's length (its data follows)."""
-    version = np.lib.format.read_magic(f)
-    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, _ = header(f)
-    return int(shape[0])
-
-
 def _read_slice(path: Path, part: int) -> np.ndarray:
     with open(path, "rb") as f:
-        n_offsets = _skip_header(f)
+        _, n_offsets = read_header(f)
         offsets_at = f.tell()
         f.seek(offsets_at + 8 * part)
         lo, hi = (int(x) for x in np.fromfile(f, dtype="<i8", count=2))
         f.seek(offsets_at + 8 * n_offsets)
-        _skip_header(f)
+        read_header(f)
         f.seek(f.tell() + lo * EDGE_DTYPE.itemsize)
         return np.fromfile(f, dtype=EDGE_DTYPE, count=hi - lo)
 
